@@ -1,0 +1,118 @@
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** Where the runtime executes models. `auto` tries CUDA and falls back to CPU, saying why. */
+export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
+
+/** The whole, validated, frozen configuration of one server process. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: string;
+  /** Folder holding one sub-folder per model. */
+  readonly modelRepository: string;
+  /** Model used by `POST /predict` without `?model=`. */
+  readonly defaultModel: string;
+  readonly executionProvider: ExecutionProviderChoice;
+  /**
+   * Threads each ONNX session may use for one operator. `undefined` means: split the cores evenly across the
+   * loaded models (at least 1 each), so several models never oversubscribe the CPU.
+   */
+  readonly intraOpThreads: number | undefined;
+  /** Largest accepted request body, and largest uploaded file, in bytes. */
+  readonly maxBodyBytes: number;
+  /** Largest accepted image, in pixels (width x height), checked from the header before decoding. */
+  readonly maxImagePixels: number;
+  /** Default per-request deadline when neither the request nor the manifest sets one. */
+  readonly requestTimeoutMs: number;
+  /** `false` forces every model's maxBatchSize to 1 (for comparisons); manifests decide otherwise. */
+  readonly batching: boolean;
+  /** Overrides every manifest's maxQueueDelayMs when set. */
+  readonly maxQueueDelayMs: number | undefined;
+  /** Threads sharp (libvips) may use per image; images are decoded in parallel across requests anyway. */
+  readonly preprocessThreads: number;
+  /** Run one batch through each model before reporting ready. */
+  readonly warmup: boolean;
+  /** Cores the thread budget is split over. */
+  readonly cpuCount: number;
+}
+
+/** The package's root folder, so default paths work whatever the working directory. */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Defaults in one place; the README's configuration table lists the same values. */
+export const defaults = Object.freeze({
+  HOST: '0.0.0.0',
+  PORT: 8080,
+  MUON_LOG_LEVEL: 'info',
+  MUON_MODEL_REPOSITORY: path.join(packageRoot, 'models'),
+  MUON_DEFAULT_MODEL: 'text-orientation',
+  MUON_EXECUTION_PROVIDER: 'auto' as ExecutionProviderChoice,
+  MUON_MAX_BODY_BYTES: 8 * 1024 * 1024,
+  MUON_MAX_IMAGE_PIXELS: 40_000_000,
+  MUON_REQUEST_TIMEOUT_MS: 10_000,
+  MUON_BATCHING: true,
+  MUON_PREPROCESS_THREADS: 1,
+  MUON_WARMUP: true,
+});
+
+/** Thrown for a bad setting; the message names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER) {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${name} must be an integer in [${min}, ${max}], got '${raw}'`);
+  }
+  return v;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'on', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'off', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false (or on/off, 1/0), got '${env[name]}'`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got '${raw}'`);
+  }
+  return raw as T;
+}
+
+/**
+ * Reads the configuration from environment variables (the only place that does), validates it and freezes it.
+ * @param env usually `process.env`; tests pass their own
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const d = defaults;
+  const repo = env.MUON_MODEL_REPOSITORY?.trim() || d.MUON_MODEL_REPOSITORY;
+  return Object.freeze({
+    host: env.HOST?.trim() || d.HOST,
+    port: int(env, 'PORT', d.PORT, 0, 65535)!,
+    logLevel: oneOf(env, 'MUON_LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], d.MUON_LOG_LEVEL),
+    modelRepository: path.resolve(repo),
+    defaultModel: env.MUON_DEFAULT_MODEL?.trim() || d.MUON_DEFAULT_MODEL,
+    executionProvider: oneOf(env, 'MUON_EXECUTION_PROVIDER', ['auto', 'cuda', 'cpu'], d.MUON_EXECUTION_PROVIDER),
+    intraOpThreads: int(env, 'MUON_INTRA_OP_THREADS', undefined, 1, 1024),
+    maxBodyBytes: int(env, 'MUON_MAX_BODY_BYTES', d.MUON_MAX_BODY_BYTES, 1)!,
+    maxImagePixels: int(env, 'MUON_MAX_IMAGE_PIXELS', d.MUON_MAX_IMAGE_PIXELS, 1)!,
+    requestTimeoutMs: int(env, 'MUON_REQUEST_TIMEOUT_MS', d.MUON_REQUEST_TIMEOUT_MS, 1)!,
+    batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
+    maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
+    preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
+    warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
+    cpuCount: availableParallelism(),
+  });
+}

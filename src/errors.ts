@@ -1,0 +1,53 @@
+import createError from '@fastify/error';
+
+/**
+ * Every error a client of Muon Serve can see. Each has a stable `code`, an HTTP status, and a row in the README's
+ * error table (a test checks that). Messages use `%s` placeholders filled at the throw site.
+ */
+export const Errors = {
+  /** The route or the request's parameters are malformed. */
+  BAD_REQUEST: createError('MUON_ERR_BAD_REQUEST', 'Bad request: %s', 400),
+  /** No model with that name is in the repository. */
+  MODEL_NOT_FOUND: createError('MUON_ERR_MODEL_NOT_FOUND', "Model '%s' is not in the repository", 404),
+  /** No such route. */
+  NOT_FOUND: createError('MUON_ERR_NOT_FOUND', 'Route %s %s not found', 404),
+  /** The request's content type, or the bytes' real format, is not accepted by this endpoint or model. */
+  UNSUPPORTED_MEDIA_TYPE: createError('MUON_ERR_UNSUPPORTED_MEDIA_TYPE', 'Unsupported media type: %s', 415),
+  /** The body (or the uploaded file) is over `MUON_MAX_BODY_BYTES`. */
+  BODY_TOO_LARGE: createError('MUON_ERR_BODY_TOO_LARGE', 'Request body is larger than %s bytes', 413),
+  /** A multipart request without a file part, or an empty body. */
+  MISSING_INPUT: createError('MUON_ERR_MISSING_INPUT', 'No input: %s', 400),
+  /** The image is in an accepted format but cannot be decoded (truncated, corrupt). */
+  INVALID_IMAGE: createError('MUON_ERR_INVALID_IMAGE', 'The image cannot be decoded: %s', 400),
+  /** The image decodes but is larger than `MUON_MAX_IMAGE_PIXELS` or has a zero dimension. */
+  IMAGE_TOO_LARGE: createError('MUON_ERR_IMAGE_DIMENSIONS', 'Image dimensions not accepted: %s', 422),
+  /** The model's queue is full; retry after the `Retry-After` header's seconds. */
+  QUEUE_FULL: createError('MUON_ERR_QUEUE_FULL', "Model '%s' is overloaded: %s", 429),
+  /** The request's deadline passed before it could be computed. */
+  DEADLINE_EXCEEDED: createError('MUON_ERR_DEADLINE_EXCEEDED', "Request to model '%s' timed out after %s ms in the queue", 504),
+  /** The model exists but is not loaded yet (or failed to load). */
+  MODEL_NOT_READY: createError('MUON_ERR_MODEL_NOT_READY', "Model '%s' is not ready: %s", 503),
+  /** The client disconnected before its request was computed; the work was dropped (logged, rarely seen). */
+  CLIENT_CLOSED: createError('MUON_ERR_CLIENT_CLOSED', 'The client closed the connection before the answer was ready', 499),
+  /** The server is draining for shutdown. */
+  SHUTTING_DOWN: createError('MUON_ERR_SHUTTING_DOWN', 'The server is shutting down', 503),
+  /** The runtime failed while computing the batch this request was in. */
+  INFERENCE_FAILED: createError('MUON_ERR_INFERENCE_FAILED', "Inference failed for model '%s'", 500),
+  /** Anything unexpected. The details are in the server log under the request id, never in the response. */
+  INTERNAL: createError('MUON_ERR_INTERNAL', 'Internal server error (request id %s)', 500),
+} as const;
+
+/** Shape of every error response body (Fastify's own error shape). */
+export interface ErrorBody {
+  statusCode: number;
+  code: string;
+  error: string;
+  message: string;
+}
+
+/** All codes a client can receive, for documentation checks. */
+export const errorCodes = (): { code: string; statusCode: number }[] =>
+  Object.values(Errors).map((E) => {
+    const e = new E();
+    return { code: e.code, statusCode: e.statusCode ?? 500 };
+  });

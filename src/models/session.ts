@@ -1,0 +1,116 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import type { ExecutionProviderChoice } from '../config.js';
+
+// The only module that imports onnxruntime-node: everything else sees plain typed arrays.
+
+/** Element types the server feeds and reads. */
+export type TensorType = 'float32' | 'int64' | 'int32' | 'float16' | 'uint8' | 'bool';
+
+/** A graph input or output as the runtime reports it; symbolic dimensions are strings. */
+export interface TensorInfo {
+  readonly name: string;
+  readonly type: string;
+  readonly shape: readonly (number | string)[];
+}
+
+/** A dense tensor in plain JS. */
+export interface HostTensor {
+  readonly type: TensorType;
+  readonly data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array;
+  readonly dims: readonly number[];
+}
+
+/** How a session is placed and threaded. */
+export interface SessionOptions {
+  readonly provider: ExecutionProviderChoice;
+  readonly intraOpThreads: number;
+  /** Receives one line when `auto` falls back to CPU. */
+  readonly onFallback?: (reason: string) => void;
+}
+
+/** Where the CUDA provider library must sit for onnxruntime-node to load it. */
+export function cudaProviderPath(): string {
+  const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
+  const binDir = path.resolve(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  return path.join(binDir, 'libonnxruntime_providers_cuda.so');
+}
+
+/** One loaded ONNX model on one execution provider. */
+export class ModelSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    /** The provider that actually runs the model. */
+    readonly provider: 'cuda' | 'cpu',
+    /** Why `auto` is on CPU, when it is. */
+    readonly fallbackReason: string | undefined,
+  ) {}
+
+  /**
+   * Creates a session. `cuda` fails when CUDA cannot be used; `auto` then falls back to CPU and reports why
+   * through `onFallback` (onnxruntime does not fall back by itself: session creation throws).
+   */
+  static async create(model: Uint8Array, opts: SessionOptions): Promise<ModelSession> {
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      intraOpNumThreads: opts.intraOpThreads,
+      interOpNumThreads: 1,
+      enableCpuMemArena: true,
+    };
+    const cpu = async (reason?: string) =>
+      new ModelSession(await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] }), 'cpu', reason);
+    if (opts.provider === 'cpu') return cpu();
+    const lib = cudaProviderPath();
+    let reason: string;
+    if (!existsSync(lib)) {
+      reason = `CUDA provider not installed (${lib} is missing)`;
+      if (opts.provider === 'cuda') throw new Error(`MUON_EXECUTION_PROVIDER=cuda but the ${reason}`);
+    } else {
+      try {
+        const s = await ort.InferenceSession.create(model, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }] });
+        return new ModelSession(s, 'cuda', undefined);
+      } catch (err) {
+        reason = `CUDA provider failed to load: ${err instanceof Error ? err.message : String(err)}`;
+        if (opts.provider === 'cuda') throw new Error(`MUON_EXECUTION_PROVIDER=cuda but the ${reason}`);
+      }
+    }
+    opts.onFallback?.(reason);
+    return cpu(reason);
+  }
+
+  /** Graph inputs with their types and shapes. */
+  get inputs(): TensorInfo[] {
+    return this.session.inputMetadata.map((m) => info(m));
+  }
+
+  /** Graph outputs with their types and shapes. */
+  get outputs(): TensorInfo[] {
+    return this.session.outputMetadata.map((m) => info(m));
+  }
+
+  /** Runs the graph once on host tensors and returns the requested outputs as host tensors. */
+  async run(feeds: Record<string, HostTensor>, outputNames: readonly string[]): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    const result = await this.session.run(ortFeeds, outputNames);
+    const out: Record<string, HostTensor> = {};
+    for (const name of outputNames) {
+      const t = result[name];
+      out[name] = { type: t.type as TensorType, data: t.data as HostTensor['data'], dims: t.dims };
+    }
+    return out;
+  }
+
+  /** Frees the native session. */
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function info(m: ort.InferenceSession.ValueMetadata): TensorInfo {
+  if (!m.isTensor) return { name: m.name, type: 'non-tensor', shape: [] };
+  return { name: m.name, type: m.type, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : String(d))) };
+}

@@ -1,0 +1,174 @@
+import sharp from 'sharp';
+import { Errors } from '../errors.js';
+
+/** How a decoded image becomes the model's fixed input size. */
+export type ResizeMode =
+  /** Scale both axes to exactly width x height, ignoring the aspect ratio. */
+  | 'stretch'
+  /** Scale the shorter side to `size / cropRatio`, then cut the centre (torchvision's Resize + CenterCrop). */
+  | 'center-crop'
+  /** Scale to fit inside, keeping the aspect ratio; the rest is `padValue`, image centred. */
+  | 'letterbox'
+  /**
+   * Scale to the full height keeping the aspect ratio, squeeze the width down to at most `width`, image on the
+   * left, `padValue` on the right (PaddleOCR's text-line classifier and recognizer).
+   */
+  | 'fit-height';
+
+/** Everything needed to turn an image into one input tensor (one batch row). */
+export interface ImageSpec {
+  readonly layout: 'NCHW' | 'NHWC';
+  readonly height: number;
+  readonly width: number;
+  /** Channel order the model was trained with; GRAY gives one channel. */
+  readonly channels: 'RGB' | 'BGR' | 'GRAY';
+  readonly resize: ResizeMode;
+  /** For `center-crop`: crop size / resized shorter side (0.875 = 224 of 256). */
+  readonly cropRatio: number;
+  readonly interpolation: 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+  /** value = (pixel * scale - mean[c]) / std[c], with pixel in 0..255 and c in the model's channel order. */
+  readonly scale: number;
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+  /** Tensor value (after normalization) of padded areas. */
+  readonly padValue: number;
+}
+
+/** One preprocessed image: the tensor row and the size of the image it came from (after EXIF rotation). */
+export interface ImageTensor {
+  readonly data: Float32Array;
+  /** Dimensions without the batch axis, e.g. [3, 48, 192]. */
+  readonly dims: readonly number[];
+  readonly original: { readonly width: number; readonly height: number };
+}
+
+/** Formats accepted on the wire, checked on the bytes (not on the declared content type). */
+export const acceptedImageFormats = ['jpeg', 'png', 'webp'] as const;
+
+/**
+ * Names the format of `bytes` from its magic number, or returns undefined. Done before handing bytes to libvips so
+ * that formats we refuse (SVG above all, which libvips would parse with librsvg) never reach a decoder.
+ */
+export function sniffImageFormat(bytes: Uint8Array): string | undefined {
+  const ascii = (from: number, to: number) => String.fromCharCode(...bytes.subarray(from, to));
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (bytes.length >= 8 && ascii(1, 4) === 'PNG' && bytes[0] === 0x89) return 'png';
+  if (bytes.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  if (bytes.length >= 6 && ascii(0, 4) === 'GIF8') return 'gif';
+  if (bytes.length >= 4 && (ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*')) return 'tiff';
+  if (bytes.length >= 2 && ascii(0, 2) === 'BM') return 'bmp';
+  if (bytes.length >= 12 && ascii(4, 8) === 'ftyp') return 'heif/avif';
+  const head = ascii(0, Math.min(bytes.length, 256)).trimStart().toLowerCase();
+  if (head.startsWith('<svg') || head.startsWith('<?xml')) return 'svg';
+  return undefined;
+}
+
+/** Sets how many threads libvips uses per image and turns off its operation cache (every request is new). */
+export function configureImageDecoder(threads: number): void {
+  sharp.cache(false);
+  if (threads > 0) sharp.concurrency(threads);
+}
+
+/**
+ * Decodes an image (EXIF orientation honoured), resizes it by `spec` and writes one normalized tensor row.
+ * Throws client errors: 415 for formats outside {@link acceptedImageFormats}, 422 for images over `maxPixels`,
+ * 400 for bytes that do not decode.
+ */
+export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixels: number): Promise<ImageTensor> {
+  const format = sniffImageFormat(bytes);
+  if (!format || !(acceptedImageFormats as readonly string[]).includes(format)) {
+    throw new Errors.UNSUPPORTED_MEDIA_TYPE(
+      `${format ? `${format} images are` : 'the body is not an image that is'} not accepted (send ${acceptedImageFormats.join(', ')})`,
+    );
+  }
+  const input = () => sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });
+  try {
+    const meta = await input().metadata();
+    if (!meta.width || !meta.height) throw new Errors.INVALID_IMAGE('no dimensions in the header');
+    if (meta.width * meta.height > maxPixels) {
+      throw new Errors.IMAGE_TOO_LARGE(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
+    }
+    const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
+    const w = swap ? meta.height : meta.width;
+    const h = swap ? meta.width : meta.height;
+    const place = placement(w, h, spec);
+    let pipe = input().rotate().removeAlpha();
+    pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
+    pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
+    if (place.crop) pipe = pipe.extract(place.crop);
+    const { data, info } = await pipe.raw().toBuffer({ resolveWithObject: true });
+    return { data: toTensor(data, info.width, info.height, info.channels, place.left, place.top, spec), dims: dims(spec), original: { width: w, height: h } };
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('MUON_ERR_')) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (/pixel limit/i.test(message)) throw new Errors.IMAGE_TOO_LARGE(`over the limit of ${maxPixels} pixels`);
+    throw new Errors.INVALID_IMAGE(message.split('\n')[0]);
+  }
+}
+
+/** Tensor dimensions of one row (no batch axis). */
+export function dims(spec: ImageSpec): number[] {
+  const c = spec.channels === 'GRAY' ? 1 : 3;
+  return spec.layout === 'NCHW' ? [c, spec.height, spec.width] : [spec.height, spec.width, c];
+}
+
+interface Placement {
+  resizeW: number;
+  resizeH: number;
+  crop?: { left: number; top: number; width: number; height: number };
+  /** Where the resized (and cropped) image sits in the tensor. */
+  left: number;
+  top: number;
+}
+
+/** Works out the resize, crop and offset of `spec.resize` for a w x h image. */
+export function placement(w: number, h: number, spec: ImageSpec): Placement {
+  const { width: W, height: H } = spec;
+  switch (spec.resize) {
+    case 'stretch':
+      return { resizeW: W, resizeH: H, left: 0, top: 0 };
+    case 'fit-height':
+      return { resizeW: Math.max(1, Math.min(W, Math.ceil((H * w) / h))), resizeH: H, left: 0, top: 0 };
+    case 'letterbox': {
+      const s = Math.min(W / w, H / h);
+      const rw = Math.max(1, Math.min(W, Math.round(w * s)));
+      const rh = Math.max(1, Math.min(H, Math.round(h * s)));
+      return { resizeW: rw, resizeH: rh, left: Math.floor((W - rw) / 2), top: Math.floor((H - rh) / 2) };
+    }
+    case 'center-crop': {
+      const s = Math.min(W, H) / spec.cropRatio / Math.min(w, h);
+      const rw = Math.max(W, Math.round(w * s));
+      const rh = Math.max(H, Math.round(h * s));
+      const crop = { left: Math.floor((rw - W) / 2), top: Math.floor((rh - H) / 2), width: W, height: H };
+      return { resizeW: rw, resizeH: rh, crop, left: 0, top: 0 };
+    }
+  }
+}
+
+/** Writes interleaved 8-bit pixels into a normalized float tensor row, in the model's layout and channel order. */
+function toTensor(px: Buffer, w: number, h: number, srcChannels: number, left: number, top: number, spec: ImageSpec): Float32Array {
+  const C = spec.channels === 'GRAY' ? 1 : 3;
+  const { width: W, height: H } = spec;
+  const out = new Float32Array(C * H * W).fill(spec.padValue);
+  // source channel feeding each model channel: BGR reads the decoded RGB backwards
+  const src = spec.channels === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const a = new Float32Array(C);
+  const b = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    a[c] = spec.scale / spec.std[c % spec.std.length];
+    b[c] = -spec.mean[c % spec.mean.length] / spec.std[c % spec.std.length];
+  }
+  const nchw = spec.layout === 'NCHW';
+  for (let y = 0; y < h; y++) {
+    const ty = y + top;
+    for (let x = 0; x < w; x++) {
+      const tx = x + left;
+      const p = (y * w + x) * srcChannels;
+      for (let c = 0; c < C; c++) {
+        const v = px[p + (C === 1 ? 0 : src[c])] * a[c] + b[c];
+        out[nchw ? (c * H + ty) * W + tx : (ty * W + tx) * C + c] = v;
+      }
+    }
+  }
+  return out;
+}

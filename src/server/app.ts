@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { Errors } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { ModelRepository } from '../models/repository.js';
+import { toClientError } from './error-mapping.js';
+import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { modelRoutes } from './routes/models.js';
+import { predictRoutes } from './routes/predict.js';
+
+/** What the app is built from; `main.ts` wires the real ones, tests their own. */
+export interface AppDeps {
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly repository: ModelRepository;
+  readonly logger: Logger;
+}
+
+/** The app type routes are written against. */
+export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>;
+
+/**
+ * Builds the HTTP app. Never listens: `main.ts` does, tests use `inject()`.
+ */
+export function buildApp(deps: AppDeps): App {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.config.maxBodyBytes,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // slow or stalled uploads cannot hold a connection for ever
+    requestTimeout: 60_000,
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const { body, headers, serverFault } = toClientError(err, req.id);
+    if (serverFault) req.log.error({ err }, 'request failed');
+    else req.log.info({ code: body.code, reason: body.message }, 'request refused');
+    return reply.code(body.statusCode).headers(headers).send(body);
+  });
+
+  app.setNotFoundHandler((req) => {
+    throw new Errors.NOT_FOUND(req.method, req.url.split('?')[0]);
+  });
+
+  app.register(healthRoutes, deps);
+  app.register(metricsRoutes, deps);
+  app.register(modelRoutes, deps);
+  app.register(predictRoutes, deps);
+  return app as unknown as App;
+}

@@ -1,0 +1,54 @@
+import { STATUS_CODES } from 'node:http';
+import { Errors, type ErrorBody } from '../errors.js';
+
+/** An error as the client will see it, plus response headers it needs (Retry-After). */
+export interface ClientError {
+  readonly body: ErrorBody;
+  readonly headers: Record<string, string>;
+  /** True for server faults: logged with the stack, answered without it. */
+  readonly serverFault: boolean;
+}
+
+/** Fastify's and @fastify/multipart's own error codes, translated to ours. */
+const frameworkCodes: Record<string, (err: Error) => Error> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: () => new Errors.BODY_TOO_LARGE('MUON_MAX_BODY_BYTES'),
+  FST_REQ_FILE_TOO_LARGE: () => new Errors.BODY_TOO_LARGE('MUON_MAX_BODY_BYTES'),
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: (e) => new Errors.UNSUPPORTED_MEDIA_TYPE(e.message.replace(/^Unsupported Media Type:?\s*/i, '') || 'unknown'),
+  FST_INVALID_MULTIPART_CONTENT_TYPE: () => new Errors.UNSUPPORTED_MEDIA_TYPE('expected multipart/form-data'),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => new Errors.BAD_REQUEST('the content-length header does not match the body'),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => new Errors.MISSING_INPUT('the JSON body is empty'),
+  FST_ERR_CTP_INVALID_JSON_BODY: (e) => new Errors.BAD_REQUEST(e.message),
+  FST_PARTS_LIMIT: () => new Errors.BAD_REQUEST('too many multipart parts'),
+  FST_FILES_LIMIT: () => new Errors.BAD_REQUEST('send exactly one file'),
+  FST_FIELDS_LIMIT: () => new Errors.BAD_REQUEST('too many multipart fields'),
+  FST_PROTO_VIOLATION: (e) => new Errors.BAD_REQUEST(e.message),
+  FST_MP_PREMATURE_CLOSE: () => new Errors.BAD_REQUEST('the multipart body ended early'),
+  FST_ERR_VALIDATION: (e) => new Errors.BAD_REQUEST(e.message),
+};
+
+/**
+ * The one place where any error becomes an HTTP answer. Our own errors pass through; the batcher's and the
+ * framework's are translated; anything else becomes a 500 that names the request id and nothing more.
+ * An error may carry `retryAfterSeconds`, which becomes the Retry-After header.
+ */
+export function toClientError(err: unknown, requestId: string): ClientError {
+  let e: (Error & { code?: string; statusCode?: number; retryAfterSeconds?: number }) | undefined = err instanceof Error ? err : undefined;
+  const headers: Record<string, string> = {};
+  if (e?.retryAfterSeconds !== undefined) headers['retry-after'] = String(e.retryAfterSeconds);
+  if (e?.code && frameworkCodes[e.code]) {
+    e = frameworkCodes[e.code](e);
+  } else if (e && (e as { validation?: unknown }).validation) {
+    e = new Errors.BAD_REQUEST(e.message);
+  } else if (e && !e.code?.startsWith('MUON_ERR_') && e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+    // a client error from a plugin we do not know by code: keep its status, give it our generic code
+    const status = e.statusCode;
+    e = Object.assign(new Errors.BAD_REQUEST(e.message), { statusCode: status });
+  }
+  if (!e?.code?.startsWith('MUON_ERR_')) e = new Errors.INTERNAL(requestId);
+  const statusCode = e.statusCode ?? 500;
+  return {
+    body: { statusCode, code: e.code!, error: STATUS_CODES[statusCode] ?? 'Error', message: e.message },
+    headers,
+    serverFault: statusCode >= 500,
+  };
+}

@@ -1,0 +1,15 @@
+import type { AppDeps, App } from '../app.js';
+
+/**
+ * `GET /v2/health/live` and `GET /v2/health/ready` (KServe v2 / Open Inference Protocol health).
+ * Live answers as soon as the process serves HTTP; ready waits until every model loaded and ran a warm-up batch,
+ * so a load balancer never sends traffic to a model that is still loading.
+ */
+export async function healthRoutes(app: App, { repository }: AppDeps): Promise<void> {
+  app.get('/v2/health/live', async () => ({ live: true }));
+  app.get('/v2/health/ready', async (_req, reply) => {
+    const ready = repository.ready;
+    const models = repository.list().map((s) => ({ name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) }));
+    return reply.code(ready ? 200 : 503).send({ ready, models });
+  });
+}

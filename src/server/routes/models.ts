@@ -1,0 +1,23 @@
+import { Type } from 'typebox';
+import { Errors } from '../../errors.js';
+import type { ModelStatus } from '../../models/repository.js';
+import type { AppDeps, App } from '../app.js';
+
+function describe(s: ModelStatus): Record<string, unknown> {
+  if (s.state === 'READY') return s.model.describe();
+  return { name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) };
+}
+
+/** `GET /v1/models` and `GET /v1/models/{name}`: what is served, on which provider, with which batching limits. */
+export async function modelRoutes(app: App, { repository }: AppDeps): Promise<void> {
+  app.get('/v1/models', async () => ({ models: repository.list().map(describe) }));
+  app.get(
+    '/v1/models/:name',
+    { schema: { params: Type.Object({ name: Type.String({ maxLength: 256 }) }) } },
+    async (req) => {
+      const s = repository.status(req.params.name);
+      if (!s) throw new Errors.MODEL_NOT_FOUND(req.params.name);
+      return describe(s);
+    },
+  );
+}

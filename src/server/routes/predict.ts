@@ -1,0 +1,104 @@
+import multipart from '@fastify/multipart';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static } from 'typebox';
+import { Errors } from '../../errors.js';
+import { modelNamePattern } from '../../models/manifest.js';
+import type { LoadedModel } from '../../models/repository.js';
+import type { ModelInput } from '../../models/tasks/task.js';
+import type { App, AppDeps } from '../app.js';
+
+const Query = Type.Object(
+  {
+    model: Type.Optional(Type.String({ pattern: modelNamePattern, description: 'Model name; MUON_DEFAULT_MODEL when absent.' })),
+    top_k: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: "How many classes to return; the manifest's topK when absent." })),
+    timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: "Deadline for this request; the model's default when absent." })),
+  },
+  { additionalProperties: false },
+);
+
+const Params = Type.Object({ name: Type.String({ pattern: modelNamePattern }) });
+
+const Prediction = Type.Object({ label: Type.String(), index: Type.Integer(), score: Type.Number() });
+const PredictResponse = Type.Object({
+  model: Type.String(),
+  version: Type.String(),
+  task: Type.String(),
+  predictions: Type.Array(Prediction),
+});
+
+/** Label used for requests whose model is not in the repository, so labels stay bounded. */
+const UNKNOWN_MODEL = '_unknown';
+
+/**
+ * `POST /predict?model=` and `POST /v1/models/{name}/predict`: one input (a multipart file or a raw body), one answer.
+ * Raw bodies are accepted as any `image/*` or `application/octet-stream`; the format is decided from the bytes.
+ */
+export async function predictRoutes(app: App, { config, repository, metrics }: AppDeps): Promise<void> {
+  await app.register(multipart, {
+    limits: { fileSize: config.maxBodyBytes, files: 1, fields: 16, fieldSize: 16 * 1024, parts: 32, headerPairs: 64 },
+  });
+  for (const type of [/^image\/[\w.+-]+$/, 'application/octet-stream']) {
+    app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  }
+
+  const modelOf = new WeakMap<FastifyRequest, string>();
+  const started = new WeakMap<FastifyRequest, number>();
+  app.addHook('onRequest', async (req) => {
+    started.set(req, performance.now());
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const model = modelOf.get(req) ?? UNKNOWN_MODEL;
+    metrics.requests.inc({ model, code: String(reply.statusCode) });
+    const t0 = started.get(req);
+    if (t0 !== undefined) metrics.requestDuration.observe({ model }, (performance.now() - t0) / 1000);
+  });
+
+  const handle = async (name: string, query: Static<typeof Query>, req: FastifyRequest, reply: FastifyReply): Promise<Static<typeof PredictResponse>> => {
+    const model = lookup(name);
+    modelOf.set(req, model.name);
+    const input = await readInput(req);
+    if (!model.pipeline.accepts.includes(input.kind)) {
+      throw new Errors.UNSUPPORTED_MEDIA_TYPE(`model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`);
+    }
+    // a client that hangs up while queued must not cost compute: abort its queue entry
+    const gone = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) gone.abort();
+    });
+    const timeoutMs = query.timeout_ms ?? model.timeoutMs;
+    const answer = await model.infer(input, { topK: query.top_k, deadline: performance.now() + timeoutMs, timeoutMs, signal: gone.signal });
+    return { model: model.name, version: model.version, task: model.task, ...(answer as { predictions: Static<typeof Prediction>[] }) };
+  };
+
+  const lookup = (name: string): LoadedModel => {
+    const s = repository.status(name);
+    if (!s) throw new Errors.MODEL_NOT_FOUND(name);
+    if (s.state !== 'READY') throw new Errors.MODEL_NOT_READY(name, s.state === 'FAILED' ? 'it failed to load' : 'it is loading');
+    return s.model;
+  };
+
+  const schema = { querystring: Query, response: { 200: PredictResponse } };
+  app.post('/predict', { schema }, (req, reply) => handle(req.query.model ?? config.defaultModel, req.query, req, reply));
+  app.post('/v1/models/:name/predict', { schema: { ...schema, params: Params } }, (req, reply) => handle(req.params.name, req.query, req, reply));
+}
+
+/** Reads the single input of a predict request: the one file of a multipart body, or the raw body. */
+async function readInput(req: FastifyRequest): Promise<ModelInput> {
+  let bytes: Buffer | undefined;
+  if (req.isMultipart()) {
+    for await (const part of req.parts()) {
+      if (part.type !== 'file') continue;
+      if (bytes) throw new Errors.BAD_REQUEST('send exactly one file');
+      bytes = await part.toBuffer();
+    }
+    if (!bytes) throw new Errors.MISSING_INPUT('the multipart body has no file part (curl -F file=@image.jpg)');
+  } else if (Buffer.isBuffer(req.body)) {
+    bytes = req.body;
+  } else if (req.body === undefined || req.body === null || req.body === '') {
+    throw new Errors.MISSING_INPUT('the request body is empty');
+  } else {
+    throw new Errors.UNSUPPORTED_MEDIA_TYPE(`${req.headers['content-type'] ?? 'this content type'} (send an image as multipart/form-data or a raw image/* body)`);
+  }
+  if (bytes.length === 0) throw new Errors.MISSING_INPUT('the uploaded file is empty');
+  return { kind: 'image', bytes };
+}
