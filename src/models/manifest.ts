@@ -115,3 +115,27 @@ export function parseManifest(json: unknown, where: string): Manifest {
   }
   return m;
 }
+
+/**
+ * The manifest schema as a standalone JSON Schema document (what `models/manifest.schema.json` holds). Fields with
+ * a default are not required in the file, so they are dropped from `required` here.
+ */
+export function manifestJsonSchema(): string {
+  const relax = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(relax);
+    if (node === null || typeof node !== 'object') return node;
+    const o = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, relax(v)])) as Record<string, any>;
+    if (Array.isArray(o.required) && o.properties) {
+      o.required = o.required.filter((k: string) => !('default' in (o.properties[k] ?? {})));
+      if (o.required.length === 0) delete o.required;
+    }
+    return o;
+  };
+  const schema = {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://muon.dev/schemas/manifest.schema.json',
+    title: 'Muon Serve model manifest',
+    ...(relax(JSON.parse(JSON.stringify(ManifestSchema))) as object),
+  };
+  return JSON.stringify(schema, null, 2) + '\n';
+}

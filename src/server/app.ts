@@ -35,6 +35,8 @@ export function buildApp(deps: AppDeps): App {
     // slow or stalled uploads cannot hold a connection for ever
     requestTimeout: 60_000,
     return503OnClosing: true,
+    // reject unknown query parameters (a typo like `topk` must not be silently ignored)
+    ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('onSend', async (req, reply) => {

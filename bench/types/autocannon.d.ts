@@ -1,0 +1,51 @@
+// autocannon ships no type declarations and @types/autocannon is not a dependency: this declares the small part
+// of its programmatic API that the bench uses (see node_modules/autocannon/README.md, "API").
+declare module 'autocannon' {
+  import type { EventEmitter } from 'node:events';
+
+  namespace autocannon {
+    interface Options {
+      url: string;
+      method?: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+      headers?: Record<string, string>;
+      body?: string | Buffer;
+      /** Concurrent connections, each with one request in flight (no pipelining). */
+      connections?: number;
+      /** Seconds. */
+      duration?: number;
+      /** Seconds before a request counts as a timeout. */
+      timeout?: number;
+    }
+
+    interface Histogram {
+      average: number;
+      mean: number;
+      min: number;
+      max: number;
+      p50: number;
+      p90: number;
+      p99: number;
+    }
+
+    interface Result {
+      /** Seconds the run lasted. */
+      duration: number;
+      errors: number;
+      timeouts: number;
+      non2xx: number;
+      '2xx': number;
+      statusCodeStats: Record<string, { count: number }>;
+      /** Milliseconds, whole-millisecond resolution. */
+      latency: Histogram;
+      /** Requests per one-second sample. */
+      requests: Histogram & { total: number; sent: number };
+    }
+
+    /** Emits `response` (client, statusCode, bytes, responseTimeMs) for every answer. */
+    type Instance = EventEmitter & { stop(): void };
+  }
+
+  function autocannon(opts: autocannon.Options, cb: (err: Error | null, result: autocannon.Result) => void): autocannon.Instance;
+
+  export default autocannon;
+}

@@ -1,0 +1,62 @@
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
+import { Metrics } from '../../src/metrics.js';
+import { ModelRepository } from '../../src/models/repository.js';
+import { buildApp, type App } from '../../src/server/app.js';
+
+/** A real app on a real repository (default: the project's models/), with silent logs. */
+export interface TestApp {
+  app: App;
+  repository: ModelRepository;
+  metrics: Metrics;
+  failures: { name: string; error: string }[];
+  close(): Promise<void>;
+}
+
+/** Builds and loads an app from environment-style settings, as `main.ts` would, without listening. */
+export async function startApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', ...env });
+  const metrics = new Metrics(false);
+  const logger = pino({ level: 'silent' });
+  const repository = new ModelRepository(config, metrics, logger);
+  const failures = await repository.loadAll();
+  const app = buildApp({ config, metrics, repository, logger });
+  await app.ready();
+  return {
+    app,
+    repository,
+    metrics,
+    failures,
+    async close() {
+      await app.close();
+      await repository.close();
+    },
+  };
+}
+
+/** A multipart/form-data body with the given parts, for `inject()`. */
+export function multipart(parts: { name: string; filename?: string; type?: string; data: Buffer | string }[]): {
+  payload: Buffer;
+  headers: Record<string, string>;
+} {
+  const boundary = '----muon-test-boundary';
+  const chunks: Buffer[] = [];
+  for (const p of parts) {
+    const disposition = `form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}`;
+    const head = `--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.type ? `Content-Type: ${p.type}\r\n` : ''}\r\n`;
+    chunks.push(Buffer.from(head), Buffer.from(p.data), Buffer.from('\r\n'));
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+}
+
+/** Reads one sample value of a metric from the Prometheus text (`name{labels} value`), or 0. */
+export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await metrics.render();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (want.every((w) => line.includes(w))) return Number(line.split(' ').at(-1));
+  }
+  return 0;
+}

