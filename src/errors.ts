@@ -20,7 +20,7 @@ export const Errors = {
   /** The image is in an accepted format but cannot be decoded (truncated, corrupt). */
   INVALID_IMAGE: createError('MUON_ERR_INVALID_IMAGE', 'The image cannot be decoded: %s', 400),
   /** The image decodes but is larger than `MUON_MAX_IMAGE_PIXELS` or has a zero dimension. */
-  IMAGE_TOO_LARGE: createError('MUON_ERR_IMAGE_DIMENSIONS', 'Image dimensions not accepted: %s', 422),
+  IMAGE_DIMENSIONS: createError('MUON_ERR_IMAGE_DIMENSIONS', 'Image dimensions not accepted: %s', 422),
   /** The model's queue is full; retry after the `Retry-After` header's seconds. */
   QUEUE_FULL: createError('MUON_ERR_QUEUE_FULL', "Model '%s' is overloaded: %s", 429),
   /** The request's deadline passed before it could be computed. */

@@ -86,7 +86,7 @@ export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixel
     const meta = await input().metadata();
     if (!meta.width || !meta.height) throw new Errors.INVALID_IMAGE('no dimensions in the header');
     if (meta.width * meta.height > maxPixels) {
-      throw new Errors.IMAGE_TOO_LARGE(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
+      throw new Errors.IMAGE_DIMENSIONS(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
     }
     const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
     const w = swap ? meta.height : meta.width;
@@ -101,7 +101,7 @@ export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixel
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith('MUON_ERR_')) throw err;
     const message = err instanceof Error ? err.message : String(err);
-    if (/pixel limit/i.test(message)) throw new Errors.IMAGE_TOO_LARGE(`over the limit of ${maxPixels} pixels`);
+    if (/pixel limit/i.test(message)) throw new Errors.IMAGE_DIMENSIONS(`over the limit of ${maxPixels} pixels`);
     throw new Errors.INVALID_IMAGE(message.split('\n')[0]);
   }
 }

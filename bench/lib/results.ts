@@ -1,0 +1,50 @@
+import type { LoadResult } from './load.js';
+import type { MachineInfo } from './machine.js';
+import type { BatchingDelta } from './metrics.js';
+import type { PipelineResult } from './pipeline.js';
+import type { RawResult } from './raw.js';
+
+/** One way of running the server: batching off, or on with a fixed maxQueueDelayMs for every model. */
+export interface ServerConfig {
+  /** Short name used in tables, e.g. `off` or `delay 2 ms`. */
+  readonly name: string;
+  readonly batching: boolean;
+  /** MUON_MAX_QUEUE_DELAY_MS; absent leaves the manifest's value (irrelevant when batching is off). */
+  readonly maxQueueDelayMs?: number;
+}
+
+/** One configuration under one concurrency: the client's view plus the server's batching counters. */
+export interface ServerMeasurement extends LoadResult, BatchingDelta {
+  readonly config: string;
+  /** Server requests/s over the best raw `session.run` throughput of any batch size. */
+  readonly rpsVsBestRaw: number;
+}
+
+/** Everything one bench run measured; written as JSON and rendered as markdown. */
+export interface BenchResults {
+  /** ISO time the run started. */
+  readonly startedAt: string;
+  readonly quick: boolean;
+  readonly machine: MachineInfo;
+  readonly settings: {
+    readonly model: string;
+    /** The PNG sent to the server and through the pipeline, relative to the project root. */
+    readonly image: string;
+    readonly intraOpThreads: number;
+    readonly loadDurationS: number;
+    readonly warmupS: number;
+  };
+  readonly raw: RawResult[];
+  readonly pipeline: PipelineResult;
+  readonly serverConfigs: ServerConfig[];
+  /** What the server answered for the image (top label and score), checked before loading each configuration. */
+  readonly prediction: string;
+  readonly server: ServerMeasurement[];
+}
+
+/** Environment variables that put the server in `config`. */
+export function serverEnv(config: ServerConfig): Record<string, string> {
+  const env: Record<string, string> = { MUON_BATCHING: String(config.batching) };
+  if (config.maxQueueDelayMs !== undefined) env.MUON_MAX_QUEUE_DELAY_MS = String(config.maxQueueDelayMs);
+  return env;
+}
