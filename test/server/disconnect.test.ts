@@ -1,0 +1,41 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { metricValue, startApp } from '../helpers/app.js';
+
+// A client that hangs up while its request waits in the queue must not cost compute. Over a real socket (port 0):
+// with a 60 s batching delay, a lone request sits in the queue; the client disconnects; the entry must leave the
+// queue at once, counted as cancelled, and the model must never run it.
+
+const root = path.resolve(import.meta.dirname, '../..');
+const dir = mkdtempSync(path.join(tmpdir(), 'muon-disconnect-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+cpSync(path.join(root, 'models/text-orientation'), path.join(dir, 'text-orientation'), { recursive: true });
+const file = path.join(dir, 'text-orientation/manifest.json');
+const manifest = JSON.parse(readFileSync(file, 'utf8'));
+writeFileSync(file, JSON.stringify({ ...manifest, batching: { maxBatchSize: 8, maxQueueDelayMs: 60_000 } }));
+
+const ctx = await startApp({ MUON_MODEL_REPOSITORY: dir, MUON_WARMUP: 'false' });
+t.teardown(() => ctx.close());
+await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+const { port } = ctx.app.server.address() as { port: number };
+const model = ctx.repository.status('text-orientation');
+if (model?.state !== 'READY') throw new Error('model not loaded');
+const batcher = model.model.batcher;
+
+t.test('a disconnected client is dropped from the queue before compute', async (t) => {
+  const body = readFileSync(path.join(root, 'test/fixtures/text-lines/line-03.png'));
+  const req = request({ port, method: 'POST', path: '/predict', headers: { 'content-type': 'image/png', 'content-length': body.length } });
+  req.on('error', () => {}); // the socket is destroyed on purpose
+  req.end(body);
+  for (let i = 0; i < 500 && batcher.depth === 0; i++) await sleep(10);
+  t.equal(batcher.depth, 1, 'the request is waiting in the queue');
+  req.destroy();
+  for (let i = 0; i < 500 && batcher.depth === 1; i++) await sleep(10);
+  t.equal(batcher.depth, 0, 'the queue is empty again');
+  t.equal(await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' }), 1, 'counted as cancelled');
+  t.equal(await metricValue(ctx.metrics, 'muon_batch_size_count'), 0, 'no batch ever ran');
+});
