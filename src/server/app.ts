@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -54,6 +55,13 @@ export function buildApp(deps: AppDeps): App {
     throw new Errors.NOT_FOUND(req.method, req.url.split('?')[0]);
   });
 
+  // OpenAPI is generated from the same schemas that validate requests and serialize responses
+  app.register(swagger, {
+    openapi: {
+      info: { title: 'Muon Serve', version: '0.1.0', description: 'ONNX inference with dynamic batching' },
+    },
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.register(healthRoutes, deps);
   app.register(metricsRoutes, deps);
   app.register(modelRoutes, deps);

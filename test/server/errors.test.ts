@@ -1,7 +1,7 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { errorCodes } from '../../src/errors.js';
 import { metricValue, multipart, startApp } from '../helpers/app.js';
 
@@ -27,7 +27,7 @@ function repositoryWith(batching: object, extra: Record<string, object> = {}): s
   return dir;
 }
 
-function expectError(t: Tap.Test, res: { statusCode: number; json(): any; body: string }, status: number, code: string) {
+function expectError(t: Test, res: { statusCode: number; json(): any; body: string }, status: number, code: string) {
   t.equal(res.statusCode, status, `${code}: ${res.body}`);
   const body = res.json();
   t.equal(body.code, code);

@@ -122,3 +122,12 @@ t.test('/metrics exports every documented metric', async (t) => {
   t.match(res.body, /muon_model_info\{model="text-orientation",version="2.0",provider="cpu"\} 1/);
   t.match(res.body, /muon_requests_total\{model="text-orientation",code="200"\} \d+/);
 });
+
+t.test('OpenAPI document is generated from the route schemas', async (t) => {
+  const res = await app.inject({ url: '/openapi.json' });
+  t.equal(res.statusCode, 200);
+  const doc = res.json();
+  t.ok(doc.openapi?.startsWith('3.'));
+  t.ok(doc.paths['/predict']?.post, '/predict is documented');
+  t.ok(doc.paths['/v1/models/{name}/predict']?.post);
+});
