@@ -11,7 +11,7 @@ import { defaults, packageRoot } from '../src/config.js';
 import { configureImageDecoder } from '../src/preprocess/image.js';
 import { runLoad } from './lib/load.js';
 import { describeMachine } from './lib/machine.js';
-import { batchingDelta, readBatchCounters } from './lib/metrics.js';
+import { batchingDelta, waitIdle } from './lib/metrics.js';
 import { loadBenchModel, openSession, type BenchModel } from './lib/model.js';
 import { benchPipeline, type PipelineResult } from './lib/pipeline.js';
 import { benchRawBatch, type RawResult } from './lib/raw.js';
@@ -94,9 +94,9 @@ async function benchServer(config: ServerConfig, image: Buffer, bestRawItemsPerS
     await load(Math.max(...CONCURRENCIES), plan.warmupS);
     const runs: ServerMeasurement[] = [];
     for (const connections of CONCURRENCIES) {
-      const before = await readBatchCounters(server.baseUrl, MODEL);
+      const before = await waitIdle(server.baseUrl, MODEL);
       const result = await load(connections, plan.loadDurationS);
-      const delta = batchingDelta(before, await readBatchCounters(server.baseUrl, MODEL));
+      const delta = batchingDelta(before, await waitIdle(server.baseUrl, MODEL));
       const run = { config: config.name, ...result, ...delta, rpsVsBestRaw: result.rps / bestRawItemsPerSec };
       log(`${config.name}, ${connections} conns: ${run.rps.toFixed(0)} req/s, p50 ${run.latency.p50.toFixed(2)} ms, p99 ${run.latency.p99.toFixed(2)} ms, batch ${run.meanBatchSize.toFixed(2)}, non-2xx ${run.non2xx}, errors ${run.errors}`);
       runs.push(run);

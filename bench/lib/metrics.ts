@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
 /** The counters of the server's batching histograms for one model, read from `GET /metrics`. */
 export interface BatchCounters {
   /** Sum and count of `muon_batch_size`: requests computed and batches run. */
@@ -6,6 +8,8 @@ export interface BatchCounters {
   /** Sum (seconds) and count of `muon_queue_wait_seconds`: time requests spent queued before their batch was cut. */
   readonly queueWaitSum: number;
   readonly queueWaitCount: number;
+  /** `muon_queue_depth`: requests waiting now. */
+  readonly queueDepth: number;
 }
 
 /** What the server did between two {@link BatchCounters} readings. */
@@ -38,7 +42,25 @@ export async function readBatchCounters(baseUrl: string, model: string): Promise
     batchSizeCount: sampleValue(text, 'muon_batch_size_count', model),
     queueWaitSum: sampleValue(text, 'muon_queue_wait_seconds_sum', model),
     queueWaitCount: sampleValue(text, 'muon_queue_wait_seconds_count', model),
+    queueDepth: sampleValue(text, 'muon_queue_depth', model),
   };
+}
+
+/**
+ * Waits until the model's queue is empty and no batch has run for `quietMs`, and returns the counters then.
+ * autocannon stops without waiting for the answers still owed, so without this the requests queued at the end
+ * of one load run would be computed, and counted, during the next.
+ */
+export async function waitIdle(baseUrl: string, model: string, quietMs = 250, timeoutMs = 30_000): Promise<BatchCounters> {
+  const deadline = performance.now() + timeoutMs;
+  let last = await readBatchCounters(baseUrl, model);
+  while (performance.now() < deadline) {
+    await sleep(quietMs);
+    const now = await readBatchCounters(baseUrl, model);
+    if (now.queueDepth === 0 && now.batchSizeCount === last.batchSizeCount) return now;
+    last = now;
+  }
+  throw new Error(`the server was still busy ${timeoutMs / 1000} s after the load stopped`);
 }
 
 /** Mean batch size and queue wait between two readings. */

@@ -504,7 +504,7 @@ t.test('aborting after the request was cut into a batch does nothing', async (t)
   const ac2 = new AbortController();
   const q = submit(2, { signal: ac2.signal });
   await flush();
-  ac2.abort(); // while its batch waits behind the first one? no: maxInFlight=1, so it is queued
+  ac2.abort(); // still queued behind the in-flight batch (maxInFlightBatches=1)
   await flush();
   t.equal(reasonOf(q), 'cancelled', 'the queued one is cancelled');
   await runner.complete(0);
@@ -983,12 +983,23 @@ interface ModelReq {
 }
 
 async function runScenario(options: BatchingOptions, ops: readonly Op[], closeAt: number | undefined): Promise<void> {
+  // Failures are also recorded, because a throw inside the runner would only reject that batch.
+  const violations: string[] = [];
   const check = (cond: unknown, msg: string): void => {
-    if (!cond) throw new Error(msg);
+    if (cond) return;
+    violations.push(msg);
+    throw new Error(msg);
   };
   const clock = new FakeClock();
   const reqs: ModelReq[] = [];
-  const calls: { ids: number[]; at: number; d: Deferred<unknown[]>; done: boolean; outcome?: Op['outcome' & keyof Op] | string; err?: Error }[] = [];
+  const calls: {
+    ids: number[];
+    at: number;
+    d: Deferred<unknown[]>;
+    done: boolean;
+    outcome?: 'ok' | 'fail' | 'wrong';
+    err?: Error;
+  }[] = [];
   let active = 0;
   const byId = (id: number) => reqs[id];
   const lastComputed = new Map<string, number>();
@@ -1041,6 +1052,7 @@ async function runScenario(options: BatchingOptions, ops: readonly Op[], closeAt
   const queued = () => reqs.filter((r) => r.call === undefined && r.tr.state === 'pending' && !r.closedAtSubmit);
 
   const invariants = (where: string) => {
+    check(violations.length === 0, `${where}: ${violations[0]}`);
     const now = clock.now();
     const q = queued();
     check(q.length === batcher.depth, `${where}: model queue ${q.length} != depth ${batcher.depth}`);
