@@ -26,6 +26,8 @@ const IMAGE = 'test/fixtures/text-lines/line-03.png';
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32];
 const CONCURRENCIES = [1, 4, 16, 64];
 const QUEUE_DELAYS_MS = [0, 1, 2, 5];
+/** A 1-minute load average above this at start is reported: other work will skew the numbers. */
+const BUSY_LOAD_AVERAGE = 0.5;
 const RESULTS_DIR = path.join(packageRoot, 'bench', 'results');
 
 /** How long each part runs; `--quick` shortens everything for a smoke run. */
@@ -129,6 +131,7 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const threads = os.availableParallelism(); // one model: ModelRepository gives it every core
   log(`${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}${plan.quick ? ' (quick)' : ''}`);
+  if (machine.loadAverageAtStart > BUSY_LOAD_AVERAGE) log(`warning: load average ${machine.loadAverageAtStart.toFixed(2)}, the machine is not idle`);
 
   const model = await loadBenchModel(MODEL);
   const image = await readFile(path.join(packageRoot, IMAGE));

@@ -14,45 +14,31 @@ export class Metrics {
 
   readonly requests = new Counter({
     name: 'muon_requests_total',
-    help: 'Inference requests answered, by model and response code (HTTP status or MUON_ERR_* code).',
+    help: 'Inference requests answered, by model and HTTP status code.',
     labelNames: ['model', 'code'] as const,
     registers: [this.registry],
   });
-  readonly requestDuration = new Histogram({
-    name: 'muon_request_duration_seconds',
-    help: 'Time from request received to response sent, for inference requests.',
-    labelNames: ['model'] as const,
-    buckets: latencyBuckets,
-    registers: [this.registry],
-  });
-  readonly queueWait = new Histogram({
-    name: 'muon_queue_wait_seconds',
-    help: 'Time a request waited in its model queue before its batch was cut.',
-    labelNames: ['model'] as const,
-    buckets: latencyBuckets,
-    registers: [this.registry],
-  });
-  readonly inferenceDuration = new Histogram({
-    name: 'muon_inference_duration_seconds',
-    help: 'Time one batch spent in the runtime (stack, session.run, split).',
-    labelNames: ['model'] as const,
-    buckets: latencyBuckets,
-    registers: [this.registry],
-  });
-  readonly preprocessDuration = new Histogram({
-    name: 'muon_preprocess_duration_seconds',
-    help: 'Time spent turning one request body into an input tensor (decode, resize, normalize).',
-    labelNames: ['model'] as const,
-    buckets: latencyBuckets,
-    registers: [this.registry],
-  });
-  readonly batchSize = new Histogram({
-    name: 'muon_batch_size',
-    help: 'Requests per batch sent to the runtime.',
-    labelNames: ['model'] as const,
-    buckets: batchBuckets,
-    registers: [this.registry],
-  });
+  readonly requestDuration = this.#perModelHistogram(
+    'muon_request_duration_seconds',
+    'Time from request received to response sent, for inference requests.',
+  );
+  readonly queueWait = this.#perModelHistogram(
+    'muon_queue_wait_seconds',
+    'Time a request waited in its model queue before its batch was cut.',
+  );
+  readonly inferenceDuration = this.#perModelHistogram(
+    'muon_inference_duration_seconds',
+    'Time one batch spent in the runtime (stack, session.run, split).',
+  );
+  readonly preprocessDuration = this.#perModelHistogram(
+    'muon_preprocess_duration_seconds',
+    'Time spent turning one request body into an input tensor (decode, resize, normalize).',
+  );
+  readonly batchSize = this.#perModelHistogram(
+    'muon_batch_size',
+    'Requests per batch sent to the runtime.',
+    batchBuckets,
+  );
   readonly queueDepth = new Gauge({
     name: 'muon_queue_depth',
     help: 'Requests waiting in the model queue.',
@@ -77,6 +63,10 @@ export class Metrics {
     labelNames: ['model'] as const,
     registers: [this.registry],
   });
+
+  #perModelHistogram(name: string, help: string, buckets = latencyBuckets): Histogram<'model'> {
+    return new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers: [this.registry] });
+  }
 
   /** @param defaultMetrics also export prom-client's process metrics (CPU, memory, event loop lag, GC) */
   constructor(defaultMetrics = true) {

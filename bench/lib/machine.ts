@@ -14,6 +14,8 @@ export interface MachineInfo {
   /** `os.availableParallelism()`: the cores the server splits its threads over. */
   readonly cores: number;
   readonly memoryGiB: number;
+  /** 1-minute load average when the bench started: well above 0 means something else was running. */
+  readonly loadAverageAtStart: number;
   readonly os: string;
   readonly node: string;
   readonly onnxruntimeNode: string;
@@ -33,6 +35,7 @@ export function describeMachine(): MachineInfo {
     cpuVectorFlags: (field('flags') ?? '').split(/\s+/).filter((f) => /^(avx|amx|fma)/.test(f)),
     cores: os.availableParallelism(),
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAverageAtStart: os.loadavg()[0],
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
     onnxruntimeNode: packageVersion('onnxruntime-node'),

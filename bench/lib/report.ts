@@ -19,7 +19,7 @@ function header(r: BenchResults): string {
     '',
     `Run ${r.startedAt} on \`${m.hostname}\` at commit \`${m.gitCommit}\`. Produced by \`npx tsx bench/serve-bench.ts\`; see bench/README.md.`,
     '',
-    `- CPU: ${m.cpuModel}, ${m.cores} cores (${m.cpuVectorFlags.join(' ') || 'no AVX'}), ${m.memoryGiB} GiB, ${m.os}`,
+    `- CPU: ${m.cpuModel}, ${m.cores} cores (${m.cpuVectorFlags.join(' ') || 'no AVX'}), ${m.memoryGiB} GiB, ${m.os}; load average ${m.loadAverageAtStart.toFixed(2)} at start`,
     `- Node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, sharp ${m.sharp}, autocannon ${m.autocannon}`,
     `- Model \`${s.model}\`, ${s.intraOpThreads} intra-op threads; image \`${s.image}\` (server answer: ${r.prediction})`,
     `- Server load: ${s.loadDurationS} s per concurrency after a ${s.warmupS} s warm-up; latencies of 2xx answers, client side`,

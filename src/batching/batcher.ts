@@ -236,7 +236,7 @@ export class Batcher<In, Out> {
       size = candidates.length;
     } else if (this.#maxPreferred > 0 && candidates.length >= this.#maxPreferred) {
       size = this.#maxPreferred;
-    } else if (now - head.enqueuedAt > maxQueueDelayMs) {
+    } else if (now - head.enqueuedAt >= maxQueueDelayMs) {
       size = preferredBatchSizes.findLast((p) => p <= candidates.length) ?? candidates.length;
     }
     if (size === undefined) return undefined;
