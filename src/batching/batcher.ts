@@ -138,6 +138,7 @@ export class Batcher<In, Out> {
       this.#observer.dropped?.('cancelled', 1);
       return Promise.reject(new BatcherError('cancelled', 'the client went away'));
     }
+    if (Number.isNaN(opts.deadline)) return Promise.reject(new RangeError('deadline must be a number; this is a bug'));
     const now = this.#clock.now();
     if (opts.deadline <= now) {
       this.#observer.dropped?.('deadline', 1);
@@ -253,29 +254,34 @@ export class Batcher<In, Out> {
       batch.length,
       batch.map((e) => now - e.enqueuedAt),
     );
+    // Observers must not throw; if one does, its error is dropped here so that a metrics bug can neither stall
+    // the queue (#compute pumps in a finally) nor crash the process with an unhandled rejection.
+    this.#compute(batch).catch(() => {});
+  }
+
+  /** Runs one batch, settles each member exactly once, then schedules the next cut. */
+  async #compute(batch: Entry<In, Out>[]): Promise<void> {
     const started = this.#clock.now();
-    const finish = (error: unknown) => {
-      const ms = this.#clock.now() - started;
-      this.#batchMsEma = this.#batchMsEma === 0 ? ms : 0.8 * this.#batchMsEma + 0.2 * ms;
-      this.#inFlight--;
+    let error: unknown;
+    try {
+      // a microtask later, so a runner that throws synchronously never re-enters #pump
+      const outputs = await Promise.resolve().then(() => this.#run(batch.map((e) => e.input)));
+      if (!Array.isArray(outputs) || outputs.length !== batch.length) {
+        throw new Error(`batch runner returned ${outputs?.length} outputs for ${batch.length} inputs; this is a bug`);
+      }
+      batch.forEach((e, i) => e.resolve(outputs[i]));
+    } catch (err) {
+      error = err;
+      for (const e of batch) e.reject(err);
+    }
+    const ms = this.#clock.now() - started;
+    this.#batchMsEma = this.#batchMsEma === 0 ? ms : 0.8 * this.#batchMsEma + 0.2 * ms;
+    this.#inFlight--;
+    try {
       this.#observer.batchFinished?.(batch.length, ms, error);
-      this.#pump();
-    };
-    Promise.resolve()
-      .then(() => this.#run(batch.map((e) => e.input)))
-      .then(
-        (outputs) => {
-          if (!Array.isArray(outputs) || outputs.length !== batch.length) {
-            throw new Error(`batch runner returned ${outputs?.length} outputs for ${batch.length} inputs; this is a bug`);
-          }
-          batch.forEach((e, i) => e.resolve(outputs[i]));
-          finish(undefined);
-        },
-      )
-      .catch((err: unknown) => {
-        for (const e of batch) e.reject(err);
-        finish(err);
-      });
+    } finally {
+      this.#pump(); // a throwing observer must not stall the queue
+    }
   }
 
   /** Sleeps until the nearest moment the queue needs attention: a delay expiry or a deadline. */

@@ -36,6 +36,8 @@ export function buildApp(deps: AppDeps): App {
     // slow or stalled uploads cannot hold a connection for ever
     requestTimeout: 60_000,
     return503OnClosing: true,
+    // one line per request (below) instead of Fastify's two
+    disableRequestLogging: true,
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -49,6 +51,14 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const quiet = req.url === '/metrics' || req.url.startsWith('/v2/health');
+    req.log[quiet ? 'debug' : 'info'](
+      { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+      'request',
+    );
   });
 
   app.setErrorHandler((err, req, reply) => {

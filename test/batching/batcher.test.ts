@@ -16,7 +16,7 @@ import {
   type SubmitOptions,
 } from '../../src/batching/batcher.js';
 import { systemClock } from '../../src/batching/clock.js';
-import { FakeClock, flush } from './fake-clock.js';
+import { FakeClock, flush } from '../helpers/fake-clock.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -614,6 +614,18 @@ t.test('a full batch of the head key is cut at once, skipping other keys', async
   t.same(runner.batches, [[0, 2]]);
   await clock.tick(5);
   t.same(runner.batches, [[0, 2], [1]]);
+});
+
+t.test('a full batch of another key waits behind the head key until the head is cut (head-of-line)', async (t) => {
+  // Documented behaviour: only the oldest request's key is considered, so key b's full batch goes when a's does.
+  const { runner, submit, clock } = setup({ maxQueueDelayMs: 5, maxBatchSize: 2, maxInFlightBatches: 2 });
+  submit(0, { key: 'a' });
+  submit(1, { key: 'b' });
+  submit(2, { key: 'b' });
+  await clock.tick(4);
+  t.equal(runner.calls.length, 0);
+  await clock.tick(1);
+  t.same(runner.batches, [[0], [1, 2]]);
 });
 
 t.test('an omitted key is one shared key', async (t) => {
@@ -1336,4 +1348,21 @@ t.test('property: random submit / advance / complete / abort sequences keep ever
   t.equal(passed, 200, 'all 200 runs passed');
   // The generated scenarios really reached every path, so the invariants above were not checked vacuously.
   for (const [what, n] of Object.entries(cov)) t.ok(n > 0, `exercised ${what}: ${n}`);
+});
+
+t.test('a throwing observer does not stall the queue; a NaN deadline is refused', async (t) => {
+  const clock = new FakeClock();
+  const runner = new FakeRunner(clock);
+  const opts: BatchingOptions = { maxBatchSize: 1, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 8, maxInFlightBatches: 1 };
+  const b = new Batcher<number, unknown>(runner.run, opts, { batchFinished: () => { throw new Error('observer bug'); } }, clock);
+  const first = b.submit(1, { deadline: Infinity });
+  const second = b.submit(2, { deadline: Infinity });
+  await flush();
+  runner.calls[0].d.resolve(['a']);
+  t.equal(await first, 'a');
+  await flush();
+  t.equal(runner.calls.length, 2, 'the second batch still ran');
+  runner.calls[1].d.resolve(['b']);
+  t.equal(await second, 'b');
+  await t.rejects(b.submit(3, { deadline: NaN }), RangeError);
 });
