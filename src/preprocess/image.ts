@@ -92,12 +92,15 @@ export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixel
     const w = swap ? meta.height : meta.width;
     const h = swap ? meta.width : meta.height;
     const place = placement(w, h, spec);
+    // libvips has a large fixed cost per resize (about 1 ms even for a text line), so it only shrinks images that
+    // are far bigger than their target (shrink-on-load and antialiasing matter there), or when the manifest asks for
+    // a kernel we do not sample ourselves; the rest is sampled in JS in the same pass that normalizes.
+    const bySharp = spec.interpolation === 'cubic' || spec.interpolation === 'lanczos3' || (w > 2 * place.resizeW && h > 2 * place.resizeH);
     let pipe = input().rotate().removeAlpha();
     pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
-    pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
-    if (place.crop) pipe = pipe.extract(place.crop);
+    if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
     const { data, info } = await pipe.raw().toBuffer({ resolveWithObject: true });
-    return { data: toTensor(data, info.width, info.height, info.channels, place.left, place.top, spec), dims: dims(spec), original: { width: w, height: h } };
+    return { data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec), dims: dims(spec), original: { width: w, height: h } };
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith('MUON_ERR_')) throw err;
     const message = err instanceof Error ? err.message : String(err);
@@ -145,13 +148,52 @@ export function placement(w: number, h: number, spec: ImageSpec): Placement {
   }
 }
 
-/** Writes interleaved 8-bit pixels into a normalized float tensor row, in the model's layout and channel order. */
-function toTensor(px: Buffer, w: number, h: number, srcChannels: number, left: number, top: number, spec: ImageSpec): Float32Array {
+/** Decoded interleaved 8-bit pixels. */
+interface Pixels {
+  px: Buffer;
+  w: number;
+  h: number;
+  channels: number;
+}
+
+/**
+ * Source coordinates for each output position along one axis: OpenCV's INTER_LINEAR mapping (pixel centres,
+ * `src = (dst + 0.5) * scale - 0.5`, clamped at the edges, no antialiasing), which is what PaddleOCR and most
+ * cv2-based training pipelines used. `nearest` keeps only the lower index.
+ */
+function axis(outLen: number, offset: number, resized: number, src: number, nearest: boolean) {
+  const i0 = new Int32Array(outLen);
+  const i1 = new Int32Array(outLen);
+  const f = new Float32Array(outLen);
+  const scale = src / resized;
+  for (let o = 0; o < outLen; o++) {
+    if (nearest) {
+      i0[o] = i1[o] = Math.min(src - 1, Math.floor((o + offset) * scale));
+      continue;
+    }
+    const s = Math.min(src - 1, Math.max(0, (o + offset + 0.5) * scale - 0.5));
+    const lo = Math.floor(s);
+    i0[o] = lo;
+    i1[o] = Math.min(src - 1, lo + 1);
+    f[o] = s - lo;
+  }
+  return { i0, i1, f };
+}
+
+/**
+ * Resamples decoded pixels to the placement's resized size (taking its crop), normalizes, and writes them into a
+ * padded tensor row in the model's layout and channel order, in one pass.
+ */
+function toTensor(img: Pixels, place: Placement, spec: ImageSpec): Float32Array {
   const C = spec.channels === 'GRAY' ? 1 : 3;
   const { width: W, height: H } = spec;
   const out = new Float32Array(C * H * W).fill(spec.padValue);
+  const crop = place.crop ?? { left: 0, top: 0, width: place.resizeW, height: place.resizeH };
+  const nearest = spec.interpolation === 'nearest';
+  const xs = axis(crop.width, crop.left, place.resizeW, img.w, nearest);
+  const ys = axis(crop.height, crop.top, place.resizeH, img.h, nearest);
   // source channel feeding each model channel: BGR reads the decoded RGB backwards
-  const src = spec.channels === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const src = C === 1 ? [0] : spec.channels === 'BGR' ? [2, 1, 0] : [0, 1, 2];
   const a = new Float32Array(C);
   const b = new Float32Array(C);
   for (let c = 0; c < C; c++) {
@@ -159,13 +201,24 @@ function toTensor(px: Buffer, w: number, h: number, srcChannels: number, left: n
     b[c] = -spec.mean[c % spec.mean.length] / spec.std[c % spec.std.length];
   }
   const nchw = spec.layout === 'NCHW';
-  for (let y = 0; y < h; y++) {
-    const ty = y + top;
-    for (let x = 0; x < w; x++) {
-      const tx = x + left;
-      const p = (y * w + x) * srcChannels;
+  const { px, w, channels: n } = img;
+  for (let y = 0; y < crop.height; y++) {
+    const r0 = ys.i0[y] * w;
+    const r1 = ys.i1[y] * w;
+    const fy = ys.f[y];
+    const ty = y + place.top;
+    for (let x = 0; x < crop.width; x++) {
+      const fx = xs.f[x];
+      const p00 = (r0 + xs.i0[x]) * n;
+      const p01 = (r0 + xs.i1[x]) * n;
+      const p10 = (r1 + xs.i0[x]) * n;
+      const p11 = (r1 + xs.i1[x]) * n;
+      const tx = x + place.left;
       for (let c = 0; c < C; c++) {
-        const v = px[p + (C === 1 ? 0 : src[c])] * a[c] + b[c];
+        const k = src[c];
+        const top = px[p00 + k] + (px[p01 + k] - px[p00 + k]) * fx;
+        const bottom = px[p10 + k] + (px[p11 + k] - px[p10 + k]) * fx;
+        const v = (top + (bottom - top) * fy) * a[c] + b[c];
         out[nchw ? (c * H + ty) * W + tx : (ty * W + tx) * C + c] = v;
       }
     }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -36,8 +36,8 @@ export function buildApp(deps: AppDeps): App {
     // slow or stalled uploads cannot hold a connection for ever
     requestTimeout: 60_000,
     return503OnClosing: true,
-    // one line per request (below) instead of Fastify's two
-    disableRequestLogging: true,
+    // one line per request (the onResponse hook below) instead of Fastify's two
+    logController: new LogController({ disableRequestLogging: true }),
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
