@@ -10,16 +10,27 @@ export interface LoadOptions {
   readonly durationS: number;
 }
 
-/** What one load run measured, from the client side. */
-export interface LoadResult {
+/** What one load run recorded, from the client side. */
+export interface LoadSample {
   readonly connections: number;
   readonly durationS: number;
-  /** 2xx answers per second over the run. */
-  readonly rps: number;
-  /** Latency of 2xx answers in milliseconds, at sub-millisecond resolution. */
-  readonly latency: LatencySummary;
+  /** Milliseconds of every 2xx answer, at sub-millisecond resolution. */
+  readonly latencies: number[];
   readonly non2xx: number;
   /** Requests that got no answer: connection errors and timeouts (autocannon counts timeouts as errors). */
+  readonly errors: number;
+}
+
+/** Load runs of one configuration and concurrency, pooled. */
+export interface LoadResult {
+  readonly connections: number;
+  /** Seconds of load, all runs together. */
+  readonly durationS: number;
+  /** 2xx answers per second. */
+  readonly rps: number;
+  /** Latency of 2xx answers in milliseconds. */
+  readonly latency: LatencySummary;
+  readonly non2xx: number;
   readonly errors: number;
 }
 
@@ -27,7 +38,7 @@ export interface LoadResult {
  * Loads the server with autocannon and records every 2xx answer's latency itself: autocannon's own histogram
  * rounds to whole milliseconds, too coarse for a model that answers in a few.
  */
-export function runLoad(opts: LoadOptions): Promise<LoadResult> {
+export function runLoad(opts: LoadOptions): Promise<LoadSample> {
   const latencies: number[] = [];
   return new Promise((resolve, reject) => {
     const instance = autocannon(
@@ -41,18 +52,25 @@ export function runLoad(opts: LoadOptions): Promise<LoadResult> {
       },
       (err, result) => {
         if (err) return reject(err);
-        resolve({
-          connections: opts.connections,
-          durationS: result.duration,
-          rps: latencies.length / result.duration,
-          latency: summarize(latencies),
-          non2xx: result.non2xx,
-          errors: result.errors,
-        });
+        resolve({ connections: opts.connections, durationS: result.duration, latencies, non2xx: result.non2xx, errors: result.errors });
       },
     );
     instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
       if (status >= 200 && status < 300) latencies.push(ms);
     });
   });
+}
+
+/** Pools load runs made at the same concurrency: answers over total time, percentiles over all answers. */
+export function poolLoad(samples: readonly LoadSample[]): LoadResult {
+  const latencies = samples.flatMap((s) => s.latencies);
+  const durationS = samples.reduce((sum, s) => sum + s.durationS, 0);
+  return {
+    connections: samples[0].connections,
+    durationS,
+    rps: latencies.length / durationS,
+    latency: summarize(latencies),
+    non2xx: samples.reduce((sum, s) => sum + s.non2xx, 0),
+    errors: samples.reduce((sum, s) => sum + s.errors, 0),
+  };
 }

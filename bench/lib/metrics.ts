@@ -1,24 +1,28 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** The counters of the server's batching histograms for one model, read from `GET /metrics`. */
-export interface BatchCounters {
+/** Totals of the server's batching histograms for one model, from `GET /metrics` (or differences of two readings). */
+export interface BatchTotals {
   /** Sum and count of `muon_batch_size`: requests computed and batches run. */
   readonly batchSizeSum: number;
   readonly batchSizeCount: number;
   /** Sum (seconds) and count of `muon_queue_wait_seconds`: time requests spent queued before their batch was cut. */
   readonly queueWaitSum: number;
   readonly queueWaitCount: number;
-  /** `muon_queue_depth`: requests waiting now. */
-  readonly queueDepth: number;
 }
 
-/** What the server did between two {@link BatchCounters} readings. */
-export interface BatchingDelta {
+/** How the server batched during some load. */
+export interface BatchingStats {
   readonly batches: number;
   /** Mean requests per batch; NaN when no batch ran. */
   readonly meanBatchSize: number;
   /** Mean milliseconds a request waited in the queue; NaN when none was queued. */
   readonly meanQueueWaitMs: number;
+}
+
+/** A reading of {@link BatchTotals} and of the queue depth. */
+interface MetricsReading extends BatchTotals {
+  /** `muon_queue_depth`: requests waiting now. */
+  readonly queueDepth: number;
 }
 
 /**
@@ -32,8 +36,7 @@ export function sampleValue(text: string, name: string, model: string): number {
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
-/** Fetches `GET /metrics` and reads the batching counters of `model`. */
-export async function readBatchCounters(baseUrl: string, model: string): Promise<BatchCounters> {
+async function readMetrics(baseUrl: string, model: string): Promise<MetricsReading> {
   const res = await fetch(`${baseUrl}/metrics`);
   if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
   const text = await res.text();
@@ -47,29 +50,39 @@ export async function readBatchCounters(baseUrl: string, model: string): Promise
 }
 
 /**
- * Waits until the model's queue is empty and no batch has run for `quietMs`, and returns the counters then.
+ * Waits until the model's queue is empty and no batch has run for `quietMs`, and returns the totals then.
  * autocannon stops without waiting for the answers still owed, so without this the requests queued at the end
  * of one load run would be computed, and counted, during the next.
  */
-export async function waitIdle(baseUrl: string, model: string, quietMs = 250, timeoutMs = 30_000): Promise<BatchCounters> {
+export async function waitIdle(baseUrl: string, model: string, quietMs = 250, timeoutMs = 30_000): Promise<BatchTotals> {
   const deadline = performance.now() + timeoutMs;
-  let last = await readBatchCounters(baseUrl, model);
+  let last = await readMetrics(baseUrl, model);
   while (performance.now() < deadline) {
     await sleep(quietMs);
-    const now = await readBatchCounters(baseUrl, model);
+    const now = await readMetrics(baseUrl, model);
     if (now.queueDepth === 0 && now.batchSizeCount === last.batchSizeCount) return now;
     last = now;
   }
   throw new Error(`the server was still busy ${timeoutMs / 1000} s after the load stopped`);
 }
 
-/** Mean batch size and queue wait between two readings. */
-export function batchingDelta(before: BatchCounters, after: BatchCounters): BatchingDelta {
-  const batches = after.batchSizeCount - before.batchSizeCount;
-  const waits = after.queueWaitCount - before.queueWaitCount;
+/** What happened between two readings. */
+export function diffTotals(before: BatchTotals, after: BatchTotals): BatchTotals {
+  return {
+    batchSizeSum: after.batchSizeSum - before.batchSizeSum,
+    batchSizeCount: after.batchSizeCount - before.batchSizeCount,
+    queueWaitSum: after.queueWaitSum - before.queueWaitSum,
+    queueWaitCount: after.queueWaitCount - before.queueWaitCount,
+  };
+}
+
+/** Mean batch size and queue wait over any number of {@link diffTotals} differences. */
+export function batchingStats(deltas: readonly BatchTotals[]): BatchingStats {
+  const total = (key: keyof BatchTotals) => deltas.reduce((sum, d) => sum + d[key], 0);
+  const batches = total('batchSizeCount');
   return {
     batches,
-    meanBatchSize: (after.batchSizeSum - before.batchSizeSum) / batches,
-    meanQueueWaitMs: ((after.queueWaitSum - before.queueWaitSum) * 1000) / waits,
+    meanBatchSize: total('batchSizeSum') / batches,
+    meanQueueWaitMs: (total('queueWaitSum') * 1000) / total('queueWaitCount'),
   };
 }

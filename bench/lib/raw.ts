@@ -1,6 +1,6 @@
 import ort from 'onnxruntime-node';
 import { median } from './stats.js';
-import { repeatTimed, type Budget } from './timing.js';
+import { repeatTimed, type Budget, type Timed } from './timing.js';
 import { runOnce, type BenchModel } from './model.js';
 
 /** `session.run` at one batch size. */
@@ -11,7 +11,7 @@ export interface RawResult {
   readonly medianMs: number;
   /** Median milliseconds per call divided by the batch size. */
   readonly medianMsPerItem: number;
-  /** Items (batch rows) per second over the whole timed loop. */
+  /** Items (batch rows) per second over the timed loops. */
   readonly itemsPerSec: number;
 }
 
@@ -27,13 +27,16 @@ function randomBatch(model: BenchModel, batchSize: number): ort.Tensor {
 }
 
 /** Times back-to-back `session.run` calls on pre-made tensors of one batch size. */
-export async function benchRawBatch(session: ort.InferenceSession, model: BenchModel, batchSize: number, budget: Budget): Promise<RawResult> {
+export async function timeRawBatch(session: ort.InferenceSession, model: BenchModel, batchSize: number, budget: Budget): Promise<Timed> {
   const inputs = Array.from({ length: TENSORS_PER_SIZE }, () => randomBatch(model, batchSize));
   let next = 0;
-  const { iterations, elapsedMs, phases } = await repeatTimed(
-    async () => [await runOnce(session, model, inputs[next++ % inputs.length])],
-    budget,
-  );
-  const medianMs = median(phases[0]);
+  return repeatTimed(async () => [await runOnce(session, model, inputs[next++ % inputs.length])], budget);
+}
+
+/** Latency and throughput of one batch size from its timed loops. */
+export function rawResult(batchSize: number, loops: readonly Timed[]): RawResult {
+  const iterations = loops.reduce((sum, t) => sum + t.iterations, 0);
+  const elapsedMs = loops.reduce((sum, t) => sum + t.elapsedMs, 0);
+  const medianMs = median(loops.flatMap((t) => t.phases[0]));
   return { batchSize, iterations, medianMs, medianMsPerItem: medianMs / batchSize, itemsPerSec: (batchSize * iterations * 1000) / elapsedMs };
 }

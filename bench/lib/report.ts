@@ -22,16 +22,17 @@ function header(r: BenchResults): string {
     `- CPU: ${m.cpuModel}, ${m.cores} cores (${m.cpuVectorFlags.join(' ') || 'no AVX'}), ${m.memoryGiB} GiB, ${m.os}; load average ${m.loadAverageAtStart.toFixed(2)} at start`,
     `- Node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, sharp ${m.sharp}, autocannon ${m.autocannon}`,
     `- Model \`${s.model}\`, ${s.intraOpThreads} intra-op threads; image \`${s.image}\` (server answer: ${r.prediction})`,
-    `- Server load: ${s.loadDurationS} s per concurrency after a ${s.warmupS} s warm-up; latencies of 2xx answers, client side`,
+    `- ${s.rounds} round(s), configurations (and raw batch sizes) interleaved in alternating order; server load ${s.loadDurationS} s per round and concurrency, after a ${s.warmupS} s warm-up; latencies of 2xx answers, client side`,
+    `- *others CPU %*: CPU used by other processes during a measurement (100 = one core); the worst round; above ${r.settings.maxOthersPct} a round was measured again, up to ${r.settings.attempts} times, keeping the least disturbed`,
   ].join('\n');
 }
 
 function rawSection(r: BenchResults): string {
-  const rows = r.raw.map((x) => [x.batchSize, num(x.medianMs, 2), num(x.medianMsPerItem, 3), num(x.itemsPerSec, 0), x.iterations]);
+  const rows = r.raw.map((x) => [x.batchSize, num(x.medianMs, 2), num(x.medianMsPerItem, 3), num(x.itemsPerSec, 0), x.iterations, num(x.othersCpuPct, 0)]);
   return [
     '## Raw `session.run` (random input, no preprocessing, no HTTP)',
     '',
-    table(['batch', 'median ms / call', 'ms / item', 'items/s', 'calls'], rows),
+    table(['batch', 'median ms / call', 'ms / item', 'items/s', 'calls', 'others CPU %'], rows),
   ].join('\n');
 }
 
@@ -41,8 +42,8 @@ function pipelineSection(r: BenchResults): string {
     '## Pipeline at batch 1 (in process: `imageToTensor` + `session.run`, one after another)',
     '',
     table(
-      ['preprocess median ms', 'run median ms', 'total median ms', 'items/s', 'iterations'],
-      [[num(p.preprocessMedianMs, 2), num(p.runMedianMs, 2), num(p.totalMedianMs, 2), num(p.itemsPerSec, 0), p.iterations]],
+      ['preprocess median ms', 'run median ms', 'total median ms', 'items/s', 'iterations', 'others CPU %'],
+      [[num(p.preprocessMedianMs, 2), num(p.runMedianMs, 2), num(p.totalMedianMs, 2), num(p.itemsPerSec, 0), p.iterations, num(p.othersCpuPct, 0)]],
     ),
   ].join('\n');
 }
@@ -61,13 +62,14 @@ function serverSection(r: BenchResults): string {
     x.non2xx,
     x.errors,
     num(x.rpsVsBestRaw, 2),
+    num(x.othersCpuPct, 0),
   ]);
   return [
     '## Server over HTTP (autocannon, closed loop)',
     '',
     `Best raw throughput: ${num(best.itemsPerSec, 0)} items/s at batch ${best.batchSize}. Mean batch and queue wait come from \`/metrics\` deltas.`,
     '',
-    table(['config', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch', 'queue wait ms', 'non-2xx', 'errors', 'req/s ÷ best raw'], rows),
+    table(['config', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch', 'queue wait ms', 'non-2xx', 'errors', 'req/s ÷ best raw', 'others CPU %'], rows),
   ].join('\n');
 }
 
@@ -87,7 +89,7 @@ function versusOffSection(r: BenchResults): string {
   return [
     '## Batching against batching off',
     '',
-    'Relative change at the same concurrency; single runs, so a few percent either way is noise.',
+    'Relative change at the same concurrency. Differences of a few percent, and most p99 differences, are within run-to-run noise.',
     '',
     table(['config', ...conns.map((c) => `${c} conns`)], rows),
   ].join('\n');

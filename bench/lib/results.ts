@@ -1,7 +1,8 @@
 import type { LoadResult } from './load.js';
 import type { MachineInfo } from './machine.js';
-import type { BatchingDelta } from './metrics.js';
+import type { BatchingStats } from './metrics.js';
 import type { PipelineResult } from './pipeline.js';
+import type { Watched } from './quiet.js';
 import type { RawResult } from './raw.js';
 
 /** One way of running the server: batching off, or on with a fixed maxQueueDelayMs for every model. */
@@ -14,11 +15,14 @@ export interface ServerConfig {
 }
 
 /** One configuration under one concurrency: the client's view plus the server's batching counters. */
-export interface ServerMeasurement extends LoadResult, BatchingDelta {
-  readonly config: string;
-  /** Server requests/s over the best raw `session.run` throughput of any batch size. */
-  readonly rpsVsBestRaw: number;
-}
+export type ServerMeasurement = Watched<
+  LoadResult &
+    BatchingStats & {
+      readonly config: string;
+      /** Server requests/s over the best raw `session.run` throughput of any batch size. */
+      readonly rpsVsBestRaw: number;
+    }
+>;
 
 /** Everything one bench run measured; written as JSON and rendered as markdown. */
 export interface BenchResults {
@@ -31,13 +35,20 @@ export interface BenchResults {
     /** The PNG sent to the server and through the pipeline, relative to the project root. */
     readonly image: string;
     readonly intraOpThreads: number;
+    /** Raw batch sizes and server configurations are measured this many times each, in alternating order. */
+    readonly rounds: number;
+    /** Seconds of one load run (one round of one configuration at one concurrency). */
     readonly loadDurationS: number;
     readonly warmupS: number;
+    /** Percent of one core other processes may use during a measurement before it is made again. */
+    readonly maxOthersPct: number;
+    /** Most measurements made of one thing in one round. */
+    readonly attempts: number;
   };
-  readonly raw: RawResult[];
-  readonly pipeline: PipelineResult;
+  readonly raw: Watched<RawResult>[];
+  readonly pipeline: Watched<PipelineResult>;
   readonly serverConfigs: ServerConfig[];
-  /** What the server answered for the image (top label and score), checked before loading each configuration. */
+  /** What the server answered for the image (top label and score), checked once per configuration. */
   readonly prediction: string;
   readonly server: ServerMeasurement[];
 }

@@ -100,9 +100,9 @@ export class ServerProcess {
     return server;
   }
 
-  /** The server's last lines of output (logs are at warn level, so usually empty). */
-  get output(): readonly string[] {
-    return this.#output;
+  /** Process id of the server. */
+  get pid(): number {
+    return this.#child.pid!;
   }
 
   async #waitReady(): Promise<void> {

@@ -34,10 +34,3 @@ export async function repeatTimed(step: () => Promise<readonly number[]>, budget
   }
   return { iterations, elapsedMs: performance.now() - start, phases };
 }
-
-/** Milliseconds `fn` takes, with its result. */
-export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const value = await fn();
-  return [value, performance.now() - t0];
-}

@@ -17,28 +17,13 @@ declare module 'autocannon' {
       timeout?: number;
     }
 
-    interface Histogram {
-      average: number;
-      mean: number;
-      min: number;
-      max: number;
-      p50: number;
-      p90: number;
-      p99: number;
-    }
-
     interface Result {
       /** Seconds the run lasted. */
       duration: number;
+      /** Requests that got no answer, timeouts included. */
       errors: number;
       timeouts: number;
       non2xx: number;
-      '2xx': number;
-      statusCodeStats: Record<string, { count: number }>;
-      /** Milliseconds, whole-millisecond resolution. */
-      latency: Histogram;
-      /** Requests per one-second sample. */
-      requests: Histogram & { total: number; sent: number };
     }
 
     /** Emits `response` (client, statusCode, bytes, responseTimeMs) for every answer. */
