@@ -8,7 +8,10 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev --ignore-scripts
+RUN npm run build && npm prune --omit=dev --ignore-scripts \
+ # onnxruntime-node ships binaries for every OS and CPU (240 MB); keep this platform's only
+ && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 \
+      ! -path "*/$(node -p process.platform)/$(node -p process.arch)" -exec rm -rf {} +
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production PORT=8080 MUON_LOG_LEVEL=info

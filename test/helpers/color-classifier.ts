@@ -39,6 +39,8 @@ export interface ColorClassifierOptions {
   layout?: "NCHW" | "NHWC";
   /** Logit gain; higher means more confident predictions. Default 10. */
   gain?: number;
+  /** Batch dimension: symbolic `"batch"` (default) or a fixed size, like models exported with a static batch. */
+  batch?: number | string;
 }
 
 /**
@@ -76,12 +78,13 @@ export function buildColorClassifier(options: ColorClassifierOptions = {}): Uint
     node("Softmax", ["logits"], [COLOR_OUTPUT], { axis: -1 }, { name: "softmax" }),
   );
 
-  const inputDims = layout === "NHWC" ? ["batch", size, size, 3] : ["batch", 3, size, size];
+  const batch = options.batch ?? "batch";
+  const inputDims = layout === "NHWC" ? [batch, size, size, 3] : [batch, 3, size, size];
   const graph = makeGraph({
     name: `color_classifier_${layout.toLowerCase()}`,
     nodes,
     inputs: [valueInfo(COLOR_INPUT, DataType.FLOAT, inputDims)],
-    outputs: [valueInfo(COLOR_OUTPUT, DataType.FLOAT, ["batch", n])],
+    outputs: [valueInfo(COLOR_OUTPUT, DataType.FLOAT, [batch, n])],
     initializers: [tensor("W", [n, n], w), tensor("b", [n], b)],
   });
   return encodeModel(

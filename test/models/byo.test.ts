@@ -33,6 +33,7 @@ addModel('colors', { ...base, version: '7', model: { sha256: sha(nchw) }, labels
   'labels.txt': COLOR_LABELS.join('\n') + '\n',
 });
 addModel('colors-nhwc', { ...base, input: { ...base.input, layout: 'NHWC', resize: 'letterbox' }, labels: [...COLOR_LABELS], batching: { maxBatchSize: 4 } }, nhwc);
+addModel('colors-fixed', { ...base, labels: [...COLOR_LABELS] }, buildColorClassifier({ batch: 1 }));
 // deliberately broken folders: each must fail alone with an error naming the bad field
 addModel('bad-sha', { ...base, model: { sha256: '0'.repeat(64) }, labels: [...COLOR_LABELS] }, nchw);
 addModel('bad-labels', { ...base, labels: ['red', 'green'] }, nchw);
@@ -66,6 +67,20 @@ t.test('a fixed manifest batch limit and labels from a file show in /v1/models',
   const byName = Object.fromEntries(models.map((m) => [m.name, m]));
   t.equal(byName.colors.labels, 3);
   t.equal(byName['colors-nhwc'].batching?.max_batch_size, 4);
+});
+
+t.test('a graph with a fixed batch axis of 1 is never stacked, and concurrent requests are all answered', async (t) => {
+  const desc = (await ctx.app.inject({ url: '/v1/models/colors-fixed' })).json();
+  t.match(desc.batching, { max_batch_size: 1, fixed_batch: true });
+  t.same(desc.input.shape, [1, 3, 32, 32]);
+  const colors = ['#e01010', '#10c020', '#1030e0'];
+  const images = await Promise.all(colors.map((c) => solid(c)));
+  const answers = await Promise.all(
+    Array.from({ length: 12 }, (_, i) =>
+      ctx.app.inject({ method: 'POST', url: '/v1/models/colors-fixed/predict', headers: { 'content-type': 'image/jpeg' }, payload: images[i % 3] }),
+    ),
+  );
+  t.same(answers.map((r) => r.json().predictions[0].label), Array.from({ length: 12 }, (_, i) => COLOR_LABELS[i % 3]));
 });
 
 t.test('each broken folder fails alone with an error naming the problem', async (t) => {
