@@ -45,8 +45,22 @@ interface Plan {
 
 function makePlan(quick: boolean): Plan {
   return quick
-    ? { quick, rounds: 1, raw: { warmupIterations: 3, minIterations: 10, minMs: 500 }, pipeline: { warmupIterations: 5, minIterations: 20, minMs: 1000 }, loadDurationS: 3, warmupS: 1 }
-    : { quick, rounds: 2, raw: { warmupIterations: 5, minIterations: 15, minMs: 1000 }, pipeline: { warmupIterations: 20, minIterations: 100, minMs: 3000 }, loadDurationS: 4, warmupS: 2 };
+    ? {
+        quick,
+        rounds: 1,
+        raw: { warmupIterations: 3, minIterations: 10, minMs: 500 },
+        pipeline: { warmupIterations: 5, minIterations: 20, minMs: 1000 },
+        loadDurationS: 3,
+        warmupS: 1,
+      }
+    : {
+        quick,
+        rounds: 2,
+        raw: { warmupIterations: 5, minIterations: 15, minMs: 1000 },
+        pipeline: { warmupIterations: 20, minIterations: 100, minMs: 3000 },
+        loadDurationS: 4,
+        warmupS: 2,
+      };
 }
 
 /** Batching off (the reference), then batching on at each queue delay. */
@@ -90,10 +104,18 @@ async function benchInProcess(
       measureQuietly(`raw batch ${size}`, [process.pid], () => timeRawBatch(session, model, size, plan.raw), quiet),
     );
     const raw = BATCH_SIZES.map((size, i) => ({ ...rawResult(size, slices[i]), ...disturbance(slices[i]) }));
-    for (const r of raw) log(`raw batch ${r.batchSize}: ${r.medianMs.toFixed(2)} ms median, ${r.itemsPerSec.toFixed(0)} items/s`);
+    for (const r of raw)
+      log(`raw batch ${r.batchSize}: ${r.medianMs.toFixed(2)} ms median, ${r.itemsPerSec.toFixed(0)} items/s`);
     configureImageDecoder(defaults.MUON_PREPROCESS_THREADS);
-    const pipeline = await measureQuietly('pipeline', [process.pid], () => benchPipeline(session, model, image, plan.pipeline), quiet);
-    log(`pipeline: ${pipeline.preprocessMedianMs.toFixed(2)} + ${pipeline.runMedianMs.toFixed(2)} ms median, ${pipeline.itemsPerSec.toFixed(0)} items/s`);
+    const pipeline = await measureQuietly(
+      'pipeline',
+      [process.pid],
+      () => benchPipeline(session, model, image, plan.pipeline),
+      quiet,
+    );
+    log(
+      `pipeline: ${pipeline.preprocessMedianMs.toFixed(2)} + ${pipeline.runMedianMs.toFixed(2)} ms median, ${pipeline.itemsPerSec.toFixed(0)} items/s`,
+    );
     return { raw, pipeline };
   } finally {
     await session.release(); // its threads must not compete with the servers measured next
@@ -113,12 +135,22 @@ interface ServerSlice {
 }
 
 function loadServer(server: ServerProcess, image: Buffer, connections: number, durationS: number): Promise<LoadSample> {
-  return runLoad({ url: `${server.baseUrl}/predict?model=${MODEL}`, body: image, contentType: 'image/png', connections, durationS });
+  return runLoad({
+    url: `${server.baseUrl}/predict?model=${MODEL}`,
+    body: image,
+    contentType: 'image/png',
+    connections,
+    durationS,
+  });
 }
 
 /** Sends the image once and returns the top prediction, so the load is known to exercise the real path. */
 async function checkPrediction(server: ServerProcess, image: Buffer): Promise<string> {
-  const res = await fetch(`${server.baseUrl}/predict?model=${MODEL}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: image });
+  const res = await fetch(`${server.baseUrl}/predict?model=${MODEL}`, {
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: image,
+  });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`POST /predict answered ${res.status}: ${text}`);
   const top = (JSON.parse(text) as { predictions: { label: string; score: number }[] }).predictions[0];
@@ -129,7 +161,11 @@ async function checkPrediction(server: ServerProcess, image: Buffer): Promise<st
  * Starts one server per configuration, all kept running so their measurements can be interleaved (an idle server
  * costs no CPU); checks each answers correctly and warms it up. Stops those already started if one fails.
  */
-async function startServers(configs: readonly ServerConfig[], image: Buffer, plan: Plan): Promise<{ subjects: Subject[]; prediction: string }> {
+async function startServers(
+  configs: readonly ServerConfig[],
+  image: Buffer,
+  plan: Plan,
+): Promise<{ subjects: Subject[]; prediction: string }> {
   const subjects: Subject[] = [];
   let prediction = '';
   try {
@@ -147,31 +183,58 @@ async function startServers(configs: readonly ServerConfig[], image: Buffer, pla
   return { subjects, prediction };
 }
 
-async function measureServer({ server }: Subject, image: Buffer, connections: number, plan: Plan): Promise<ServerSlice> {
+async function measureServer(
+  { server }: Subject,
+  image: Buffer,
+  connections: number,
+  plan: Plan,
+): Promise<ServerSlice> {
   const before = await waitIdle(server.baseUrl, MODEL);
   const load = await loadServer(server, image, connections, plan.loadDurationS);
   return { load, batching: diffTotals(before, await waitIdle(server.baseUrl, MODEL)) };
 }
 
 /** Pools one configuration's load runs at one concurrency into a table row. */
-function serverMeasurement(config: ServerConfig, slices: readonly Watched<ServerSlice>[], bestRawItemsPerSec: number): ServerMeasurement {
+function serverMeasurement(
+  config: ServerConfig,
+  slices: readonly Watched<ServerSlice>[],
+  bestRawItemsPerSec: number,
+): ServerMeasurement {
   const load = poolLoad(slices.map((s) => s.load));
   const batching = batchingStats(slices.map((s) => s.batching));
-  return { config: config.name, ...load, ...batching, rpsVsBestRaw: load.rps / bestRawItemsPerSec, ...disturbance(slices) };
+  return {
+    config: config.name,
+    ...load,
+    ...batching,
+    rpsVsBestRaw: load.rps / bestRawItemsPerSec,
+    ...disturbance(slices),
+  };
 }
 
 /** Part 3: every configuration at every concurrency, configurations interleaved within each concurrency. */
-async function benchServers(configs: readonly ServerConfig[], image: Buffer, bestRawItemsPerSec: number, plan: Plan): Promise<{ prediction: string; server: ServerMeasurement[] }> {
+async function benchServers(
+  configs: readonly ServerConfig[],
+  image: Buffer,
+  bestRawItemsPerSec: number,
+  plan: Plan,
+): Promise<{ prediction: string; server: ServerMeasurement[] }> {
   const { subjects, prediction } = await startServers(configs, image, plan);
   try {
     const rows: ServerMeasurement[][] = subjects.map(() => []);
     for (const connections of CONCURRENCIES) {
       const slices = await interleave(subjects, plan.rounds, (s) =>
-        measureQuietly(`${s.config.name}, ${connections} conns`, [process.pid, s.server.pid], () => measureServer(s, image, connections, plan), quiet),
+        measureQuietly(
+          `${s.config.name}, ${connections} conns`,
+          [process.pid, s.server.pid],
+          () => measureServer(s, image, connections, plan),
+          quiet,
+        ),
       );
       subjects.forEach(({ config }, i) => {
         const m = serverMeasurement(config, slices[i], bestRawItemsPerSec);
-        log(`${config.name}, ${connections} conns: ${m.rps.toFixed(0)} req/s, p50 ${m.latency.p50.toFixed(2)} ms, p99 ${m.latency.p99.toFixed(2)} ms, batch ${m.meanBatchSize.toFixed(2)}, non-2xx ${m.non2xx}, errors ${m.errors}`);
+        log(
+          `${config.name}, ${connections} conns: ${m.rps.toFixed(0)} req/s, p50 ${m.latency.p50.toFixed(2)} ms, p99 ${m.latency.p99.toFixed(2)} ms, batch ${m.meanBatchSize.toFixed(2)}, non-2xx ${m.non2xx}, errors ${m.errors}`,
+        );
         rows[i].push(m);
       });
     }
@@ -202,8 +265,11 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const machine = describeMachine();
   const threads = os.availableParallelism(); // one model: ModelRepository gives it every core
-  log(`${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}${plan.quick ? ' (quick)' : ''}`);
-  if (machine.loadAverageAtStart > BUSY_LOAD_AVERAGE) log(`warning: load average ${machine.loadAverageAtStart.toFixed(2)}, the machine is not idle`);
+  log(
+    `${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}${plan.quick ? ' (quick)' : ''}`,
+  );
+  if (machine.loadAverageAtStart > BUSY_LOAD_AVERAGE)
+    log(`warning: load average ${machine.loadAverageAtStart.toFixed(2)}, the machine is not idle`);
 
   const model = await loadBenchModel(MODEL);
   const image = await readFile(path.join(packageRoot, IMAGE));

@@ -22,7 +22,14 @@ import sharp from 'sharp';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIR = path.join(ROOT, 'test', 'fixtures', 'text-lines');
-const MODEL = path.join(ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+const MODEL = path.join(
+  ROOT,
+  'node_modules',
+  '@gutenye',
+  'ocr-models',
+  'assets',
+  'ch_ppocr_mobile_v2.0_cls_infer.onnx',
+);
 const LABELS = ['0', '180'] as const;
 const H = 48;
 const W = 192;
@@ -104,7 +111,10 @@ async function main(): Promise<void> {
   const manifest = JSON.parse(await readFile(path.join(DIR, 'manifest.json'), 'utf8')) as Manifest;
   const cases: { file: string; expected: (typeof LABELS)[number]; robust: boolean }[] = [];
   for (const l of manifest.lines) {
-    cases.push({ file: l.upright, expected: '0', robust: l.robust }, { file: l.rot180, expected: '180', robust: l.robust });
+    cases.push(
+      { file: l.upright, expected: '0', robust: l.robust },
+      { file: l.rot180, expected: '180', robust: l.robust },
+    );
     if (l.exif180) cases.push({ file: l.exif180, expected: '0', robust: l.robust });
   }
   const session = await ort.InferenceSession.create(MODEL);

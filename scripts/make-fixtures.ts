@@ -76,20 +76,65 @@ interface LineCrop {
 const LINES: LineCrop[] = [
   { id: 'line-01', text: 'Region-based', rect: { left: 4, top: 11, width: 141, height: 25 }, robust: true },
   { id: 'line-02', text: 'segmentation', rect: { left: 149, top: 11, width: 146, height: 25 }, robust: true },
-  { id: 'line-03', text: 'Let us first determine markers', rect: { left: 3, top: 47, width: 222, height: 18 }, robust: true },
+  {
+    id: 'line-03',
+    text: 'Let us first determine markers',
+    rect: { left: 3, top: 47, width: 222, height: 18 },
+    robust: true,
+  },
   { id: 'line-04', text: 'of the coins and the', rect: { left: 228, top: 47, width: 151, height: 18 }, robust: true },
-  { id: 'line-05', text: 'background. These markers are', rect: { left: 3, top: 64, width: 214, height: 19 }, robust: true },
-  { id: 'line-06', text: 'pixels that we can label', rect: { left: 218, top: 65, width: 161, height: 21 }, robust: true },
-  { id: 'line-07', text: 'object or background. Here,', rect: { left: 179, top: 85, width: 200, height: 19 }, robust: true },
-  { id: 'line-08', text: 'the markers are found at the', rect: { left: 3, top: 101, width: 202, height: 18 }, robust: true },
-  { id: 'line-09', text: 'two extreme parts of the', rect: { left: 205, top: 102, width: 174, height: 18 }, robust: true },
-  { id: 'line-10', text: 'histogram of grey values:', rect: { left: 4, top: 117, width: 169, height: 20 }, robust: true },
+  {
+    id: 'line-05',
+    text: 'background. These markers are',
+    rect: { left: 3, top: 64, width: 214, height: 19 },
+    robust: true,
+  },
+  {
+    id: 'line-06',
+    text: 'pixels that we can label',
+    rect: { left: 218, top: 65, width: 161, height: 21 },
+    robust: true,
+  },
+  {
+    id: 'line-07',
+    text: 'object or background. Here,',
+    rect: { left: 179, top: 85, width: 200, height: 19 },
+    robust: true,
+  },
+  {
+    id: 'line-08',
+    text: 'the markers are found at the',
+    rect: { left: 3, top: 101, width: 202, height: 18 },
+    robust: true,
+  },
+  {
+    id: 'line-09',
+    text: 'two extreme parts of the',
+    rect: { left: 205, top: 102, width: 174, height: 18 },
+    robust: true,
+  },
+  {
+    id: 'line-10',
+    text: 'histogram of grey values:',
+    rect: { left: 4, top: 117, width: 169, height: 20 },
+    robust: true,
+  },
   // Short crops: aspect < 4, so the classifier input is zero-padded on the right.
   { id: 'word-01', text: 'coins', rect: { left: 281, top: 47, width: 38, height: 18 }, robust: true },
   { id: 'word-02', text: 'extreme', rect: { left: 236, top: 102, width: 62, height: 18 }, robust: true },
   // Hard cases: monospace code line on the dark, blurred page edge; one full-width line.
-  { id: 'hard-01', text: '>>> markers = np.zeros_like(coins)', rect: { left: 10, top: 169, width: 233, height: 19 }, robust: false },
-  { id: 'hard-02', text: 'Let us first determine markers of the coins and the', rect: { left: 3, top: 46, width: 376, height: 20 }, robust: false },
+  {
+    id: 'hard-01',
+    text: '>>> markers = np.zeros_like(coins)',
+    rect: { left: 10, top: 169, width: 233, height: 19 },
+    robust: false,
+  },
+  {
+    id: 'hard-02',
+    text: 'Let us first determine markers of the coins and the',
+    rect: { left: 3, top: 46, width: 376, height: 20 },
+    robust: false,
+  },
 ];
 
 /** The line used for the EXIF-orientation fixture. */
@@ -220,7 +265,10 @@ async function makeBad(src: Record<string, Buffer>, aJpeg: Buffer): Promise<void
   const tiff = await sharp(src['coffee.png']).resize({ width: 64 }).tiff({ compression: 'lzw' }).toBuffer();
   await write('bad/image.tiff', tiff);
   // Sanity: the valid ones decode, the truncated one does not.
-  for (const f of ['tiny.svg', 'image.gif', 'image.tiff']) await sharp(path.join(FIXTURES, 'bad', f)).raw().toBuffer();
+  for (const f of ['tiny.svg', 'image.gif', 'image.tiff'])
+    await sharp(path.join(FIXTURES, 'bad', f))
+      .raw()
+      .toBuffer();
   const truncatedDecodes = await sharp(aJpeg.subarray(0, 200))
     .raw()
     .toBuffer()
@@ -235,7 +283,8 @@ async function main(): Promise<void> {
   const dataDir = process.argv[2];
   if (!dataDir) fail('usage: npx tsx scripts/make-fixtures.ts <skimage/data dir>');
   const src = await loadSources(dataDir);
-  for (const sub of ['photos', 'text-lines', 'bad']) await rm(path.join(FIXTURES, sub), { recursive: true, force: true });
+  for (const sub of ['photos', 'text-lines', 'bad'])
+    await rm(path.join(FIXTURES, sub), { recursive: true, force: true });
   const aJpeg = await makePhotos(src);
   await makeTextLines(src['page.png']!);
   await makeBad(src, aJpeg);

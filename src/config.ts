@@ -101,7 +101,12 @@ export function loadConfig(env: Env = process.env): Config {
   return Object.freeze({
     host: env.HOST?.trim() || d.HOST,
     port: int(env, 'PORT', d.PORT, 0, 65535)!,
-    logLevel: oneOf(env, 'MUON_LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], d.MUON_LOG_LEVEL),
+    logLevel: oneOf(
+      env,
+      'MUON_LOG_LEVEL',
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      d.MUON_LOG_LEVEL,
+    ),
     modelRepository: path.resolve(repo),
     defaultModel: env.MUON_DEFAULT_MODEL?.trim() || d.MUON_DEFAULT_MODEL,
     executionProvider: oneOf(env, 'MUON_EXECUTION_PROVIDER', ['auto', 'cuda', 'cpu'], d.MUON_EXECUTION_PROVIDER),

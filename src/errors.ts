@@ -24,11 +24,19 @@ export const Errors = {
   /** The model's queue is full; retry after the `Retry-After` header's seconds. */
   QUEUE_FULL: createError('MUON_ERR_QUEUE_FULL', "Model '%s' is overloaded: %s", 429),
   /** The request's deadline passed before it could be computed. */
-  DEADLINE_EXCEEDED: createError('MUON_ERR_DEADLINE_EXCEEDED', "Request to model '%s' timed out after %s ms in the queue", 504),
+  DEADLINE_EXCEEDED: createError(
+    'MUON_ERR_DEADLINE_EXCEEDED',
+    "Request to model '%s' timed out after %s ms in the queue",
+    504,
+  ),
   /** The model exists but is not loaded yet (or failed to load). */
   MODEL_NOT_READY: createError('MUON_ERR_MODEL_NOT_READY', "Model '%s' is not ready: %s", 503),
   /** The client disconnected before its request was computed; the work was dropped (logged, rarely seen). */
-  CLIENT_CLOSED: createError('MUON_ERR_CLIENT_CLOSED', 'The client closed the connection before the answer was ready', 499),
+  CLIENT_CLOSED: createError(
+    'MUON_ERR_CLIENT_CLOSED',
+    'The client closed the connection before the answer was ready',
+    499,
+  ),
   /** The server is draining for shutdown. */
   SHUTTING_DOWN: createError('MUON_ERR_SHUTTING_DOWN', 'The server is shutting down', 503),
   /** The runtime failed while computing the batch this request was in. */

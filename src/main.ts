@@ -45,6 +45,8 @@ if (failures.length > 0) {
   await app.close();
   await repository.close();
 } else {
-  const models = repository.list().map((s) => (s.state === 'READY' ? `${s.name}@${s.model.version} on ${s.model.session.provider}` : s.name));
+  const models = repository
+    .list()
+    .map((s) => (s.state === 'READY' ? `${s.name}@${s.model.version} on ${s.model.session.provider}` : s.name));
   logger.info({ models }, 'ready');
 }

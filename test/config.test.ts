@@ -4,17 +4,32 @@ import { ConfigError, defaults, loadConfig } from '../src/config.js';
 
 t.test('defaults', async (t) => {
   const c = loadConfig({});
-  t.match(c, { host: '0.0.0.0', port: 8080, defaultModel: 'text-orientation', executionProvider: 'auto', batching: true, intraOpThreads: undefined });
+  t.match(c, {
+    host: '0.0.0.0',
+    port: 8080,
+    defaultModel: 'text-orientation',
+    executionProvider: 'auto',
+    batching: true,
+    intraOpThreads: undefined,
+  });
   t.equal(c.modelRepository, defaults.MUON_MODEL_REPOSITORY);
   t.ok(Object.isFrozen(c));
 });
 
 t.test('values are parsed and checked, errors name the variable', async (t) => {
-  const c = loadConfig({ PORT: '0', MUON_BATCHING: 'off', MUON_INTRA_OP_THREADS: '3', MUON_MODEL_REPOSITORY: 'x/y', MUON_EXECUTION_PROVIDER: 'cpu' });
+  const c = loadConfig({
+    PORT: '0',
+    MUON_BATCHING: 'off',
+    MUON_INTRA_OP_THREADS: '3',
+    MUON_MODEL_REPOSITORY: 'x/y',
+    MUON_EXECUTION_PROVIDER: 'cpu',
+  });
   t.match(c, { port: 0, batching: false, intraOpThreads: 3, executionProvider: 'cpu' });
   t.equal(c.modelRepository, path.resolve('x/y'));
   t.throws(() => loadConfig({ PORT: '70000' }), new ConfigError("PORT must be an integer in [0, 65535], got '70000'"));
   t.throws(() => loadConfig({ MUON_BATCHING: 'maybe' }), { message: /MUON_BATCHING/ });
-  t.throws(() => loadConfig({ MUON_EXECUTION_PROVIDER: 'tpu' }), { message: /MUON_EXECUTION_PROVIDER must be one of auto, cuda, cpu/ });
+  t.throws(() => loadConfig({ MUON_EXECUTION_PROVIDER: 'tpu' }), {
+    message: /MUON_EXECUTION_PROVIDER must be one of auto, cuda, cpu/,
+  });
   t.throws(() => loadConfig({ MUON_MAX_BODY_BYTES: '1.5' }), { message: /MUON_MAX_BODY_BYTES/ });
 });

@@ -34,10 +34,15 @@ t.test('npm start path: ready, serves, drains on SIGTERM, exits 0', async (t) =>
   t.ok(p > 0, `listening on ${p}`);
   const readyRes = await fetch(`http://127.0.0.1:${p}/v2/health/ready`);
   t.equal(readyRes.status, 200);
-  t.ok(logs.some((l) => l.msg === 'model ready'), 'startup log names each model');
+  t.ok(
+    logs.some((l) => l.msg === 'model ready'),
+    'startup log names each model',
+  );
 
   const send = () =>
-    fetch(`http://127.0.0.1:${p}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body }).then((r) => r.status);
+    fetch(`http://127.0.0.1:${p}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body }).then(
+      (r) => r.status,
+    );
   const inFlight = Array.from({ length: 32 }, send);
   await Promise.race(inFlight); // the server is busy with the rest now
   child.kill('SIGTERM');
@@ -49,5 +54,8 @@ t.test('npm start path: ready, serves, drains on SIGTERM, exits 0', async (t) =>
   );
   t.ok(statuses.filter((s) => s === 200).length > 1, `answered after the signal too: ${JSON.stringify(statuses)}`);
   t.equal(await exited, 0, 'exit code 0');
-  t.ok(logs.some((l) => l.msg === 'stopped'), 'drain completed');
+  t.ok(
+    logs.some((l) => l.msg === 'stopped'),
+    'drain completed',
+  );
 });

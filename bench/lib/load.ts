@@ -52,7 +52,13 @@ export function runLoad(opts: LoadOptions): Promise<LoadSample> {
       },
       (err, result) => {
         if (err) return reject(err);
-        resolve({ connections: opts.connections, durationS: result.duration, latencies, non2xx: result.non2xx, errors: result.errors });
+        resolve({
+          connections: opts.connections,
+          durationS: result.duration,
+          latencies,
+          non2xx: result.non2xx,
+          errors: result.errors,
+        });
       },
     );
     instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {

@@ -30,9 +30,7 @@ interface MetricsReading extends BatchTotals {
  * labelled histogram until its first observation).
  */
 export function sampleValue(text: string, name: string, model: string): number {
-  const line = text
-    .split('\n')
-    .find((l) => l.startsWith(`${name}{`) && l.includes(`model="${model}"`));
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`model="${model}"`));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
@@ -54,7 +52,12 @@ async function readMetrics(baseUrl: string, model: string): Promise<MetricsReadi
  * autocannon stops without waiting for the answers still owed, so without this the requests queued at the end
  * of one load run would be computed, and counted, during the next.
  */
-export async function waitIdle(baseUrl: string, model: string, quietMs = 250, timeoutMs = 30_000): Promise<BatchTotals> {
+export async function waitIdle(
+  baseUrl: string,
+  model: string,
+  quietMs = 250,
+  timeoutMs = 30_000,
+): Promise<BatchTotals> {
   const deadline = performance.now() + timeoutMs;
   let last = await readMetrics(baseUrl, model);
   while (performance.now() < deadline) {

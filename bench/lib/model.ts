@@ -27,11 +27,22 @@ export interface BenchModel {
 export async function loadBenchModel(name: string): Promise<BenchModel> {
   const where = path.join(packageRoot, 'models', name, 'manifest.json');
   const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
-  const base = manifest.model.package ? path.join(packageRoot, 'node_modules', manifest.model.package) : path.dirname(where);
+  const base = manifest.model.package
+    ? path.join(packageRoot, 'node_modules', manifest.model.package)
+    : path.dirname(where);
   const file = path.join(base, manifest.model.path);
   if (!existsSync(file)) throw new Error(`${where}: model file ${file} not found`);
-  if (!manifest.input.name || !manifest.output.name) throw new Error(`${where}: the bench needs /input/name and /output/name`);
-  return { name, manifest, spec: manifest.input, file, inputName: manifest.input.name, outputName: manifest.output.name, rowDims: dims(manifest.input) };
+  if (!manifest.input.name || !manifest.output.name)
+    throw new Error(`${where}: the bench needs /input/name and /output/name`);
+  return {
+    name,
+    manifest,
+    spec: manifest.input,
+    file,
+    inputName: manifest.input.name,
+    outputName: manifest.output.name,
+    rowDims: dims(manifest.input),
+  };
 }
 
 /**

@@ -23,7 +23,12 @@ export interface PipelineResult {
  * Times the server's per-request code path in process, with the server's own functions (`imageToTensor`,
  * `stackRows`) and image decoder settings. The caller must have called `configureImageDecoder` as the server does.
  */
-export async function benchPipeline(session: ort.InferenceSession, model: BenchModel, image: Uint8Array, budget: Budget): Promise<PipelineResult> {
+export async function benchPipeline(
+  session: ort.InferenceSession,
+  model: BenchModel,
+  image: Uint8Array,
+  budget: Budget,
+): Promise<PipelineResult> {
   const step = async () => {
     const t0 = performance.now();
     const row = await imageToTensor(image, model.spec, defaults.MUON_MAX_IMAGE_PIXELS);

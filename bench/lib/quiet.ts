@@ -17,7 +17,12 @@ interface CpuReading {
 
 /** Ticks all cores spent busy (user, nice, system, irq, softirq, steal) since boot, from /proc/stat. */
 function machineBusyTicks(): number {
-  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
   return user + nice + system + irq + softirq + steal;
 }
 
@@ -34,7 +39,11 @@ function processTicks(pid: number): number {
 
 function readCpu(pids: readonly number[]): CpuReading | undefined {
   try {
-    return { atMs: performance.now(), machine: machineBusyTicks(), own: pids.reduce((sum, pid) => sum + processTicks(pid), 0) };
+    return {
+      atMs: performance.now(),
+      machine: machineBusyTicks(),
+      own: pids.reduce((sum, pid) => sum + processTicks(pid), 0),
+    };
   } catch {
     return undefined; // no /proc
   }
@@ -84,7 +93,12 @@ async function waitQuiet(pids: readonly number[], opts: QuietOptions): Promise<v
  * used more than `opts.maxOthersPct` of a core meanwhile; returns the least disturbed attempt.
  * @param pids our own processes (this one, a server under test), whose CPU use is expected
  */
-export async function measureQuietly<T extends object>(label: string, pids: readonly number[], measure: () => Promise<T>, opts: QuietOptions): Promise<Watched<T>> {
+export async function measureQuietly<T extends object>(
+  label: string,
+  pids: readonly number[],
+  measure: () => Promise<T>,
+  opts: QuietOptions,
+): Promise<Watched<T>> {
   let best: { value: T; othersCpuPct: number } | undefined;
   let attempts = 0;
   while (attempts < opts.attempts) {
@@ -95,7 +109,9 @@ export async function measureQuietly<T extends object>(label: string, pids: read
     const othersCpuPct = othersPct(before, readCpu(pids));
     if (!best || othersCpuPct < best.othersCpuPct) best = { value, othersCpuPct };
     if (!(othersCpuPct > opts.maxOthersPct)) break;
-    opts.log(`${label}: other processes used ${othersCpuPct.toFixed(0)} % of a core${attempts < opts.attempts ? ', measuring again' : ''}`);
+    opts.log(
+      `${label}: other processes used ${othersCpuPct.toFixed(0)} % of a core${attempts < opts.attempts ? ', measuring again' : ''}`,
+    );
   }
   return { ...best!.value, othersCpuPct: best!.othersCpuPct, attempts };
 }

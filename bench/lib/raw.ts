@@ -27,7 +27,12 @@ function randomBatch(model: BenchModel, batchSize: number): ort.Tensor {
 }
 
 /** Times back-to-back `session.run` calls on pre-made tensors of one batch size. */
-export async function timeRawBatch(session: ort.InferenceSession, model: BenchModel, batchSize: number, budget: Budget): Promise<Timed> {
+export async function timeRawBatch(
+  session: ort.InferenceSession,
+  model: BenchModel,
+  batchSize: number,
+  budget: Budget,
+): Promise<Timed> {
   const inputs = Array.from({ length: TENSORS_PER_SIZE }, () => randomBatch(model, batchSize));
   let next = 0;
   return repeatTimed(async () => [await runOnce(session, model, inputs[next++ % inputs.length])], budget);
@@ -38,5 +43,11 @@ export function rawResult(batchSize: number, loops: readonly Timed[]): RawResult
   const iterations = loops.reduce((sum, t) => sum + t.iterations, 0);
   const elapsedMs = loops.reduce((sum, t) => sum + t.elapsedMs, 0);
   const medianMs = median(loops.flatMap((t) => t.phases[0]));
-  return { batchSize, iterations, medianMs, medianMsPerItem: medianMs / batchSize, itemsPerSec: (batchSize * iterations * 1000) / elapsedMs };
+  return {
+    batchSize,
+    iterations,
+    medianMs,
+    medianMsPerItem: medianMs / batchSize,
+    itemsPerSec: (batchSize * iterations * 1000) / elapsedMs,
+  };
 }

@@ -3,7 +3,11 @@ import type { RawResult } from './raw.js';
 
 /** Renders a run as the markdown of `bench/results/latest.md`. */
 export function renderMarkdown(r: BenchResults): string {
-  return [header(r), rawSection(r), pipelineSection(r), serverSection(r), versusOffSection(r), loneRequestSection(r)].join('\n\n') + '\n';
+  return (
+    [header(r), rawSection(r), pipelineSection(r), serverSection(r), versusOffSection(r), loneRequestSection(r)].join(
+      '\n\n',
+    ) + '\n'
+  );
 }
 
 /** The raw result with the most items per second. */
@@ -28,7 +32,14 @@ function header(r: BenchResults): string {
 }
 
 function rawSection(r: BenchResults): string {
-  const rows = r.raw.map((x) => [x.batchSize, num(x.medianMs, 2), num(x.medianMsPerItem, 3), num(x.itemsPerSec, 0), x.iterations, num(x.othersCpuPct, 0)]);
+  const rows = r.raw.map((x) => [
+    x.batchSize,
+    num(x.medianMs, 2),
+    num(x.medianMsPerItem, 3),
+    num(x.itemsPerSec, 0),
+    x.iterations,
+    num(x.othersCpuPct, 0),
+  ]);
   return [
     '## Raw `session.run` (random input, no preprocessing, no HTTP)',
     '',
@@ -43,7 +54,16 @@ function pipelineSection(r: BenchResults): string {
     '',
     table(
       ['preprocess median ms', 'run median ms', 'total median ms', 'items/s', 'iterations', 'others CPU %'],
-      [[num(p.preprocessMedianMs, 2), num(p.runMedianMs, 2), num(p.totalMedianMs, 2), num(p.itemsPerSec, 0), p.iterations, num(p.othersCpuPct, 0)]],
+      [
+        [
+          num(p.preprocessMedianMs, 2),
+          num(p.runMedianMs, 2),
+          num(p.totalMedianMs, 2),
+          num(p.itemsPerSec, 0),
+          p.iterations,
+          num(p.othersCpuPct, 0),
+        ],
+      ],
     ),
   ].join('\n');
 }
@@ -69,7 +89,23 @@ function serverSection(r: BenchResults): string {
     '',
     `Best raw throughput: ${num(best.itemsPerSec, 0)} items/s at batch ${best.batchSize}. Mean batch and queue wait come from \`/metrics\` deltas.`,
     '',
-    table(['config', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch', 'queue wait ms', 'non-2xx', 'errors', 'req/s ÷ best raw', 'others CPU %'], rows),
+    table(
+      [
+        'config',
+        'conns',
+        'req/s',
+        'p50 ms',
+        'p90 ms',
+        'p99 ms',
+        'mean batch',
+        'queue wait ms',
+        'non-2xx',
+        'errors',
+        'req/s ÷ best raw',
+        'others CPU %',
+      ],
+      rows,
+    ),
   ].join('\n');
 }
 
@@ -102,7 +138,14 @@ function loneRequestSection(r: BenchResults): string {
   const rows = r.serverConfigs.map((cfg) => {
     const x = find(r.server, cfg.name, 1);
     if (!x) return [cfg.name, '–', '–', '–', '–', '–'];
-    return [cfg.name, cfg.batching ? `${cfg.maxQueueDelayMs ?? 'manifest'}` : '–', num(x.latency.p50, 2), num(x.latency.p50 - off.latency.p50, 2), num(x.meanQueueWaitMs, 2), num(x.meanBatchSize, 2)];
+    return [
+      cfg.name,
+      cfg.batching ? `${cfg.maxQueueDelayMs ?? 'manifest'}` : '–',
+      num(x.latency.p50, 2),
+      num(x.latency.p50 - off.latency.p50, 2),
+      num(x.meanQueueWaitMs, 2),
+      num(x.meanBatchSize, 2),
+    ];
   });
   return [
     '## A lone request (1 connection)',
@@ -113,7 +156,11 @@ function loneRequestSection(r: BenchResults): string {
   ].join('\n');
 }
 
-function find(server: readonly ServerMeasurement[], config: string, connections: number): ServerMeasurement | undefined {
+function find(
+  server: readonly ServerMeasurement[],
+  config: string,
+  connections: number,
+): ServerMeasurement | undefined {
   return server.find((x) => x.config === config && x.connections === connections);
 }
 

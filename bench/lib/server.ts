@@ -31,7 +31,9 @@ export function assertBuildFresh(): void {
     }
   });
   if (stale.length > 0) {
-    throw new Error(`dist/ is missing or older than ${stale.length} source file(s), e.g. ${path.relative(packageRoot, stale[0])}: run \`npm run build\` first`);
+    throw new Error(
+      `dist/ is missing or older than ${stale.length} source file(s), e.g. ${path.relative(packageRoot, stale[0])}: run \`npm run build\` first`,
+    );
   }
 }
 
@@ -108,8 +110,12 @@ export class ServerProcess {
   async #waitReady(): Promise<void> {
     const deadline = performance.now() + READY_TIMEOUT_MS;
     while (performance.now() < deadline) {
-      if (this.#child.exitCode !== null) throw this.#failure(`exited with code ${this.#child.exitCode} before it was ready`);
-      const status = await fetch(`${this.baseUrl}/v2/health/ready`).then((r) => r.status, () => 0);
+      if (this.#child.exitCode !== null)
+        throw this.#failure(`exited with code ${this.#child.exitCode} before it was ready`);
+      const status = await fetch(`${this.baseUrl}/v2/health/ready`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (status === 200) return;
       await sleep(100);
     }

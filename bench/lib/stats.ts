@@ -20,7 +20,10 @@ export function percentile(sorted: readonly number[], p: number): number {
 
 /** Median of an unsorted sample. */
 export function median(samples: readonly number[]): number {
-  return percentile([...samples].sort((a, b) => a - b), 50);
+  return percentile(
+    [...samples].sort((a, b) => a - b),
+    50,
+  );
 }
 
 /** Count, mean, p50, p90, p99 and max of an unsorted sample. */

@@ -104,7 +104,10 @@ export class Batcher<In, Out> {
    */
   constructor(run: BatchRunner<In, Out>, options: BatchingOptions, observer: BatchObserver = {}, clock = systemClock) {
     validateOptions(options);
-    this.options = Object.freeze({ ...options, preferredBatchSizes: [...options.preferredBatchSizes].sort((a, b) => a - b) });
+    this.options = Object.freeze({
+      ...options,
+      preferredBatchSizes: [...options.preferredBatchSizes].sort((a, b) => a - b),
+    });
     this.#run = run;
     this.#observer = observer;
     this.#clock = clock;
@@ -288,7 +291,8 @@ export class Batcher<In, Out> {
   #arm(now: number): void {
     if (this.#queue.length === 0) return;
     let wake = Infinity;
-    if (this.#inFlight < this.options.maxInFlightBatches) wake = this.#queue[0].enqueuedAt + this.options.maxQueueDelayMs;
+    if (this.#inFlight < this.options.maxInFlightBatches)
+      wake = this.#queue[0].enqueuedAt + this.options.maxQueueDelayMs;
     for (const e of this.#queue) if (e.deadline < wake) wake = e.deadline;
     if (wake === Infinity) return;
     this.#timer = this.#clock.setTimer(() => {
@@ -304,7 +308,8 @@ export class Batcher<In, Out> {
 
 function validateOptions(o: BatchingOptions): void {
   const int = (name: keyof BatchingOptions, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) throw new RangeError(`batching.${name} must be an integer >= ${min}, got ${v}`);
+    if (!Number.isInteger(v) || v < min)
+      throw new RangeError(`batching.${name} must be an integer >= ${min}, got ${v}`);
   };
   int('maxBatchSize', o.maxBatchSize, 1);
   int('maxQueueSize', o.maxQueueSize, 1);

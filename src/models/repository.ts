@@ -60,7 +60,11 @@ export class LoadedModel {
     this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
     let out: unknown;
     try {
-      out = await this.batcher.submit(prepared.row, { deadline: opts.deadline, signal: opts.signal, key: prepared.key });
+      out = await this.batcher.submit(prepared.row, {
+        deadline: opts.deadline,
+        signal: opts.signal,
+        key: prepared.key,
+      });
     } catch (err) {
       throw this.#asClientError(err, opts);
     }
@@ -86,7 +90,8 @@ export class LoadedModel {
 
   /** What `GET /v1/models` says about this model. */
   describe(): Record<string, unknown> {
-    const { maxBatchSize, preferredBatchSizes, maxQueueDelayMs, maxQueueSize, maxInFlightBatches } = this.batcher.options;
+    const { maxBatchSize, preferredBatchSizes, maxQueueDelayMs, maxQueueSize, maxInFlightBatches } =
+      this.batcher.options;
     return {
       name: this.name,
       version: this.version,
@@ -170,7 +175,8 @@ export class ModelRepository {
       names.push(entry.name);
       this.#models.set(entry.name, { state: 'LOADING', name: entry.name });
     }
-    const threads = this.config.intraOpThreads ?? Math.max(1, Math.floor(this.config.cpuCount / Math.max(1, names.length)));
+    const threads =
+      this.config.intraOpThreads ?? Math.max(1, Math.floor(this.config.cpuCount / Math.max(1, names.length)));
     const failures: { name: string; error: string }[] = [];
     for (const name of names.sort()) {
       const started = performance.now();
@@ -178,7 +184,14 @@ export class ModelRepository {
         const model = await this.load(name, threads);
         this.#models.set(name, { state: 'READY', name, model });
         this.log.info(
-          { model: name, version: model.version, task: model.task, provider: model.session.provider, intraOpThreads: threads, ms: Math.round(performance.now() - started) },
+          {
+            model: name,
+            version: model.version,
+            task: model.task,
+            provider: model.session.provider,
+            intraOpThreads: threads,
+            ms: Math.round(performance.now() - started),
+          },
           'model ready',
         );
       } catch (err) {
@@ -216,7 +229,12 @@ export class ModelRepository {
     }
     const labels = Array.isArray(manifest.labels)
       ? manifest.labels
-      : parseLabels(await readFile(resolveFile(dir, manifest.labels.file, manifest.labels.package, '/labels/file', where), 'utf8'));
+      : parseLabels(
+          await readFile(
+            resolveFile(dir, manifest.labels.file, manifest.labels.package, '/labels/file', where),
+            'utf8',
+          ),
+        );
 
     const session = await ModelSession.create(bytes, {
       provider: this.config.executionProvider,
@@ -227,7 +245,13 @@ export class ModelRepository {
       },
     });
     try {
-      const pipeline = tasks[manifest.task]({ manifest, session, labels, maxImagePixels: this.config.maxImagePixels, where });
+      const pipeline = tasks[manifest.task]({
+        manifest,
+        session,
+        labels,
+        maxImagePixels: this.config.maxImagePixels,
+        where,
+      });
       const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
       const batcher = new Batcher<unknown, unknown>((rows) => pipeline.runBatch(rows), batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
@@ -243,9 +267,7 @@ export class ModelRepository {
 
   /** Drains every model's queue, then frees the sessions. */
   async close(): Promise<void> {
-    await Promise.all(
-      this.list().map((s) => (s.state === 'READY' ? s.model.close() : undefined)),
-    );
+    await Promise.all(this.list().map((s) => (s.state === 'READY' ? s.model.close() : undefined)));
   }
 
   private observer(model: string) {
@@ -263,7 +285,11 @@ export class ModelRepository {
 }
 
 /** The manifest's batching limits, narrowed by the graph (a fixed batch axis) and by server-wide overrides. */
-function effectiveBatching(b: Manifest['batching'], graphMaxBatch: number | undefined, config: Config): BatchingOptions {
+function effectiveBatching(
+  b: Manifest['batching'],
+  graphMaxBatch: number | undefined,
+  config: Config,
+): BatchingOptions {
   let maxBatchSize = Math.min(b.maxBatchSize, graphMaxBatch ?? Infinity);
   if (!config.batching) maxBatchSize = 1;
   return {
@@ -296,14 +322,18 @@ function resolveFile(dir: string, file: string, pkg: string | undefined, field: 
   let base = dir;
   if (pkg !== undefined) {
     // look next to the model folder first, then in the server's own node_modules
-    const searched = [dir, packageRoot].flatMap((from) => createRequire(path.join(from, 'x.js')).resolve.paths(pkg) ?? []);
+    const searched = [dir, packageRoot].flatMap(
+      (from) => createRequire(path.join(from, 'x.js')).resolve.paths(pkg) ?? [],
+    );
     const found = searched.map((p) => path.join(p, pkg)).find((p) => existsSync(path.join(p, 'package.json')));
     if (!found) throw new ManifestError(`${where}: ${field}: npm package '${pkg}' is not installed (run npm ci)`);
     base = found;
   }
   const full = path.resolve(base, file);
   if (path.relative(base, full).startsWith('..') || path.isAbsolute(path.relative(base, full))) {
-    throw new ManifestError(`${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`);
+    throw new ManifestError(
+      `${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`,
+    );
   }
   if (!existsSync(full)) throw new ManifestError(`${where}: ${field}: ${full} does not exist`);
   return full;

@@ -61,7 +61,11 @@ export class ModelSession {
       enableCpuMemArena: true,
     };
     const cpu = async (reason?: string) =>
-      new ModelSession(await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] }), 'cpu', reason);
+      new ModelSession(
+        await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] }),
+        'cpu',
+        reason,
+      );
     if (opts.provider === 'cpu') return cpu();
     const lib = cudaProviderPath();
     let reason: string;
@@ -70,7 +74,10 @@ export class ModelSession {
       if (opts.provider === 'cuda') throw new Error(`MUON_EXECUTION_PROVIDER=cuda but the ${reason}`);
     } else {
       try {
-        const s = await ort.InferenceSession.create(model, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }] });
+        const s = await ort.InferenceSession.create(model, {
+          ...base,
+          executionProviders: [{ name: 'cuda', deviceId: 0 }],
+        });
         return new ModelSession(s, 'cuda', undefined);
       } catch (err) {
         reason = `CUDA provider failed to load: ${err instanceof Error ? err.message : String(err)}`;

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { clone, create, fromBinary, isMessage, toBinary } from "@bufbuild/protobuf";
+import { clone, create, fromBinary, isMessage, toBinary } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,
   AttributeProtoSchema,
@@ -40,7 +40,7 @@ import {
   type NodeProto,
   type TensorProto,
   type ValueInfoProto,
-} from "./proto/onnx_pb.js";
+} from './proto/onnx_pb.js';
 
 /** The generated message types most callers need, re-exported for convenience. */
 export type {
@@ -50,13 +50,13 @@ export type {
   NodeProto,
   TensorProto,
   ValueInfoProto,
-} from "./proto/onnx_pb.js";
+} from './proto/onnx_pb.js';
 
 /**
  * ONNX tensor element types (`TensorProto.DataType`), re-exported under a short name
  * because it is needed by nearly every builder call (`DataType.FLOAT`, ...).
  */
-export { TensorProto_DataType as DataType } from "./proto/onnx_pb.js";
+export { TensorProto_DataType as DataType } from './proto/onnx_pb.js';
 
 /**
  * Default operator-set version of the default (`ai.onnx`, domain `""`) domain used by
@@ -174,13 +174,11 @@ export function tensor(
   const count = shape.reduce((a, b) => a * b, 1n);
   if (count !== BigInt(data.length)) {
     throw new RangeError(
-      `tensor ${name}: dims [${dims.join(", ")}] hold ${count} elements but data has ${data.length}`,
+      `tensor ${name}: dims [${dims.join(', ')}] hold ${count} elements but data has ${data.length}`,
     );
   }
   if (dataType !== dataTypeOf(data) && !(dataType === TensorProto_DataType.BOOL && data instanceof Uint8Array)) {
-    throw new TypeError(
-      `tensor ${name}: cannot store a ${data.constructor.name} as ${TensorProto_DataType[dataType]}`,
-    );
+    throw new TypeError(`tensor ${name}: cannot store a ${data.constructor.name} as ${TensorProto_DataType[dataType]}`);
   }
   // Copy: the caller's array may be a view into a larger buffer, and the proto must
   // not alias memory the caller can still mutate.
@@ -261,20 +259,20 @@ export function attribute(name: string, value: AttrValue): AttributeProto {
     a = create(AttributeProtoSchema, { type: AT.TENSOR, t: value });
   } else if (isMessage(value, GraphProtoSchema)) {
     a = create(AttributeProtoSchema, { type: AT.GRAPH, g: value });
-  } else if (typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))) {
+  } else if (typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))) {
     a = attr.int(value);
-  } else if (typeof value === "number") {
+  } else if (typeof value === 'number') {
     a = attr.float(value);
-  } else if (typeof value === "string") {
+  } else if (typeof value === 'string') {
     a = create(AttributeProtoSchema, { type: AT.STRING, s: utf8.encode(value) });
   } else if (value instanceof Uint8Array) {
     a = create(AttributeProtoSchema, { type: AT.STRING, s: value });
-  } else if (value.every((v) => typeof v === "string")) {
+  } else if (value.every((v) => typeof v === 'string')) {
     // Checked before the numeric cases so that [] falls through to INTS below.
     a = value.length > 0 ? attr.strings(value as readonly string[]) : attr.ints([]);
-  } else if (value.every((v) => typeof v === "bigint" || Number.isInteger(v))) {
+  } else if (value.every((v) => typeof v === 'bigint' || Number.isInteger(v))) {
     a = attr.ints(value as readonly (number | bigint)[]);
-  } else if (value.every((v) => typeof v === "number")) {
+  } else if (value.every((v) => typeof v === 'number')) {
     a = attr.floats(value as readonly number[]);
   } else {
     throw new TypeError(`attribute ${name}: unsupported mix of element types`);
@@ -343,14 +341,14 @@ export function valueInfo(name: string, elemType: TensorProto_DataType, dims?: r
   if (dims !== undefined) tensorType.shape = { dim: dims.map(dimension) };
   return create(ValueInfoProtoSchema, {
     name,
-    type: create(TypeProtoSchema, { value: { case: "tensorType", value: tensorType } }),
+    type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }),
   });
 }
 
 function dimension(d: Dim) {
   if (d === null) return create(TensorShapeProto_DimensionSchema, {});
-  if (typeof d === "string") return create(TensorShapeProto_DimensionSchema, { value: { case: "dimParam", value: d } });
-  return create(TensorShapeProto_DimensionSchema, { value: { case: "dimValue", value: toInt64(d) } });
+  if (typeof d === 'string') return create(TensorShapeProto_DimensionSchema, { value: { case: 'dimParam', value: d } });
+  return create(TensorShapeProto_DimensionSchema, { value: { case: 'dimValue', value: toInt64(d) } });
 }
 
 /** Arguments of {@link makeGraph}. */
@@ -417,10 +415,10 @@ export interface ModelSpec {
  * @returns a `ModelProto`, ready for {@link encodeModel}
  */
 export function makeModel(spec: ModelSpec): ModelProto {
-  const opsets: [string, number][] = [["", spec.opset ?? DEFAULT_OPSET], ...Object.entries(spec.extraOpsets ?? {})];
+  const opsets: [string, number][] = [['', spec.opset ?? DEFAULT_OPSET], ...Object.entries(spec.extraOpsets ?? {})];
   const m = create(ModelProtoSchema, {
     irVersion: toInt64(spec.irVersion ?? DEFAULT_IR_VERSION),
-    producerName: spec.producer ?? "muon-serve",
+    producerName: spec.producer ?? 'muon-serve',
     // The ONNX spec requires an opset import for the default domain; the empty string
     // names it (as "ai.onnx" would not match nodes whose domain is left empty).
     opsetImport: opsets.map(([domain, version]) =>
@@ -457,10 +455,10 @@ export interface ValueDescription {
  * @returns name, element type and dims
  */
 export function describeValueInfo(vi: ValueInfoProto): ValueDescription {
-  const t = vi.type?.value.case === "tensorType" ? vi.type.value.value : undefined;
+  const t = vi.type?.value.case === 'tensorType' ? vi.type.value.value : undefined;
   const dims = t?.shape?.dim.map((d): Dim => {
-    if (d.value.case === "dimValue") return Number(d.value.value);
-    if (d.value.case === "dimParam") return d.value.value;
+    if (d.value.case === 'dimValue') return Number(d.value.value);
+    if (d.value.case === 'dimParam') return d.value.value;
     return null;
   });
   return { name: vi.name, elemType: t?.elemType, dims };
@@ -493,7 +491,7 @@ export function graphOutputs(model: ModelProto): ValueDescription[] {
 
 /** Convert to int64, refusing fractional or unsafe numbers (which would lose precision). */
 function toInt64(v: number | bigint): bigint {
-  if (typeof v === "bigint") return v;
+  if (typeof v === 'bigint') return v;
   if (!Number.isSafeInteger(v)) throw new RangeError(`not a safe integer: ${v}`);
   return BigInt(v);
 }

@@ -95,12 +95,19 @@ export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixel
     // libvips has a large fixed cost per resize (about 1 ms even for a text line), so it only shrinks images that
     // are far bigger than their target (shrink-on-load and antialiasing matter there), or when the manifest asks for
     // a kernel we do not sample ourselves; the rest is sampled in JS in the same pass that normalizes.
-    const bySharp = spec.interpolation === 'cubic' || spec.interpolation === 'lanczos3' || (w > 2 * place.resizeW && h > 2 * place.resizeH);
+    const bySharp =
+      spec.interpolation === 'cubic' ||
+      spec.interpolation === 'lanczos3' ||
+      (w > 2 * place.resizeW && h > 2 * place.resizeH);
     let pipe = input().rotate().removeAlpha();
     pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
     if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
     const { data, info } = await pipe.raw().toBuffer({ resolveWithObject: true });
-    return { data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec), dims: dims(spec), original: { width: w, height: h } };
+    return {
+      data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec),
+      dims: dims(spec),
+      original: { width: w, height: h },
+    };
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith('MUON_ERR_')) throw err;
     const message = err instanceof Error ? err.message : String(err);

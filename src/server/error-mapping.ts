@@ -13,7 +13,8 @@ export interface ClientError {
 const frameworkCodes: Record<string, (err: Error) => Error> = {
   FST_ERR_CTP_BODY_TOO_LARGE: () => new Errors.BODY_TOO_LARGE('MUON_MAX_BODY_BYTES'),
   FST_REQ_FILE_TOO_LARGE: () => new Errors.BODY_TOO_LARGE('MUON_MAX_BODY_BYTES'),
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: (e) => new Errors.UNSUPPORTED_MEDIA_TYPE(e.message.replace(/^Unsupported Media Type:?\s*/i, '') || 'unknown'),
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: (e) =>
+    new Errors.UNSUPPORTED_MEDIA_TYPE(e.message.replace(/^Unsupported Media Type:?\s*/i, '') || 'unknown'),
   FST_INVALID_MULTIPART_CONTENT_TYPE: () => new Errors.UNSUPPORTED_MEDIA_TYPE('expected multipart/form-data'),
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => new Errors.BAD_REQUEST('the content-length header does not match the body'),
   FST_ERR_CTP_EMPTY_JSON_BODY: () => new Errors.MISSING_INPUT('the JSON body is empty'),
@@ -32,7 +33,8 @@ const frameworkCodes: Record<string, (err: Error) => Error> = {
  * An error may carry `retryAfterSeconds`, which becomes the Retry-After header.
  */
 export function toClientError(err: unknown, requestId: string): ClientError {
-  let e: (Error & { code?: string; statusCode?: number; retryAfterSeconds?: number }) | undefined = err instanceof Error ? err : undefined;
+  let e: (Error & { code?: string; statusCode?: number; retryAfterSeconds?: number }) | undefined =
+    err instanceof Error ? err : undefined;
   const headers: Record<string, string> = {};
   if (e?.retryAfterSeconds !== undefined) headers['retry-after'] = String(e.retryAfterSeconds);
   if (e?.code && frameworkCodes[e.code]) {

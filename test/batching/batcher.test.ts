@@ -340,7 +340,10 @@ t.test('preferred sizes [2,4] with two batches allowed in flight: 2 and 1 both a
   for (let i = 0; i < 3; i++) submit(i);
   await clock.tick(10);
   t.same(runner.batches, [[0, 1], [2]]);
-  t.same(runner.calls.map((c) => c.at), [10, 10]);
+  t.same(
+    runner.calls.map((c) => c.at),
+    [10, 10],
+  );
 });
 
 t.test('preferred sizes: a backlog larger than the largest preferred size is cut at that size', async (t) => {
@@ -412,7 +415,10 @@ t.test('a deadline passing while a batch is in flight still wakes the batcher', 
   await clock.tick(1);
   t.equal(reasonOf(late), 'deadline');
   t.equal(late.settledAt, 7);
-  t.same(rec.dropped.map((d) => [d.reason, d.count, d.at]), [['deadline', 1, 7]]);
+  t.same(
+    rec.dropped.map((d) => [d.reason, d.count, d.at]),
+    [['deadline', 1, 7]],
+  );
   t.equal(runner.calls.length, 1, 'the batch is still in flight');
   await runner.complete(0);
   t.same(runner.batches, [[0], [2]]);
@@ -431,10 +437,13 @@ t.test('requests expiring together are reported in one dropped() call', async (t
   t.equal(c.state, 'pending');
   await clock.tick(3);
   t.equal(reasonOf(c), 'deadline');
-  t.same(rec.dropped.map((d) => [d.reason, d.count, d.at]), [
-    ['deadline', 2, 5],
-    ['deadline', 1, 8],
-  ]);
+  t.same(
+    rec.dropped.map((d) => [d.reason, d.count, d.at]),
+    [
+      ['deadline', 2, 5],
+      ['deadline', 1, 8],
+    ],
+  );
   await clock.tick(100);
   t.equal(runner.calls.length, 0);
   t.equal(clock.pending, 0, 'an empty queue arms no timer');
@@ -460,10 +469,13 @@ t.test('a request submitted with its deadline already passed is rejected at once
   t.equal(reasonOf(past), 'deadline');
   t.equal(reasonOf(now), 'deadline', 'deadline == now counts as passed');
   t.equal(past.settledAt, 10);
-  t.same(rec.dropped.map((d) => [d.reason, d.count]), [
-    ['deadline', 1],
-    ['deadline', 1],
-  ]);
+  t.same(
+    rec.dropped.map((d) => [d.reason, d.count]),
+    [
+      ['deadline', 1],
+      ['deadline', 1],
+    ],
+  );
   t.equal(batcher.depth, 0);
   t.equal(clock.pending, 0);
   await clock.tick(100);
@@ -483,7 +495,10 @@ t.test('aborting a queued request rejects it with cancelled and it is not comput
   await flush();
   t.equal(reasonOf(p), 'cancelled');
   t.equal(p.settledAt, 3, 'rejected when aborted, not at the next cut');
-  t.same(rec.dropped.map((d) => [d.reason, d.count]), [['cancelled', 1]]);
+  t.same(
+    rec.dropped.map((d) => [d.reason, d.count]),
+    [['cancelled', 1]],
+  );
   t.equal(batcher.depth, 1);
   await clock.tick(7);
   t.same(runner.batches, [[2]]);
@@ -523,7 +538,11 @@ t.test('aborting after the request was cut into a batch does nothing', async (t)
   await runner.complete(0);
   t.equal(p.state, 'fulfilled');
   t.equal(p.value, 'out1', 'the cut one resolves normally');
-  t.same(rec.dropped.map((d) => [d.reason, d.count]), [['cancelled', 1]], 'only the queued one counts as dropped');
+  t.same(
+    rec.dropped.map((d) => [d.reason, d.count]),
+    [['cancelled', 1]],
+    'only the queued one counts as dropped',
+  );
   t.equal(runner.calls.length, 1);
 });
 
@@ -545,7 +564,10 @@ t.test('an already aborted signal is rejected at submit', async (t) => {
   const p = submit(1, { signal: AbortSignal.abort() });
   await flush();
   t.equal(reasonOf(p), 'cancelled');
-  t.same(rec.dropped.map((d) => [d.reason, d.count]), [['cancelled', 1]]);
+  t.same(
+    rec.dropped.map((d) => [d.reason, d.count]),
+    [['cancelled', 1]],
+  );
   t.equal(batcher.depth, 0);
   t.equal(runner.calls.length, 0);
 });
@@ -876,7 +898,10 @@ t.test('observer: a failing batch is reported finished with its error', async (t
   await clock.tick(4);
   const boom = new Error('boom');
   await runner.fail(0, boom);
-  t.same(rec.started.map((s) => [s.size, s.waits]), [[1, [0]]]);
+  t.same(
+    rec.started.map((s) => [s.size, s.waits]),
+    [[1, [0]]],
+  );
   t.equal(rec.finished.length, 1);
   t.equal(rec.finished[0].size, 1);
   t.equal(rec.finished[0].durationMs, 4);
@@ -946,7 +971,7 @@ t.test('BatcherError carries a stable reason and name', async (t) => {
   t.ok(err instanceof Error);
 });
 
-t.test('systemClock: monotonic now(), unref\'ed timers that clearTimer cancels (no real waiting)', async (t) => {
+t.test("systemClock: monotonic now(), unref'ed timers that clearTimer cancels (no real waiting)", async (t) => {
   const a = systemClock.now();
   const b = systemClock.now();
   t.type(a, 'number');
@@ -1103,7 +1128,9 @@ async function runScenario(
       if (candidates.length === options.maxBatchSize || closed) size = candidates.length;
       else if (maxPreferred > 0 && candidates.length >= maxPreferred) size = maxPreferred;
       else if (at - head.submittedAt >= options.maxQueueDelayMs) {
-        size = [...options.preferredBatchSizes].sort((x, y) => y - x).find((p) => p <= candidates.length) ?? candidates.length;
+        size =
+          [...options.preferredBatchSizes].sort((x, y) => y - x).find((p) => p <= candidates.length) ??
+          candidates.length;
       }
       check(size !== undefined, `batch ${ids} cut at ${at} before it was due`);
       const expectedIds = candidates.slice(0, size).map((r) => r.id);
@@ -1281,7 +1308,8 @@ async function runScenario(
       cov.computed++;
       if (c.outcome === 'ok') check(r.tr.value === out(r.id), `request ${r.id}: wrong output ${String(r.tr.value)}`);
       else if (c.outcome === 'fail') check(r.tr.error === c.err, `request ${r.id}: not rejected with its batch error`);
-      else check(/this is a bug/.test(String((r.tr.error as Error)?.message)), `request ${r.id}: wrong-count not flagged`);
+      else
+        check(/this is a bug/.test(String((r.tr.error as Error)?.message)), `request ${r.id}: wrong-count not flagged`);
       continue;
     }
     const reason = reasonOf(r.tr);
@@ -1297,7 +1325,10 @@ async function runScenario(
         break;
       case 'deadline':
         counts.deadline++;
-        check(r.tr.settledAt === Math.max(r.deadline, r.submittedAt), `request ${r.id} expired at ${r.tr.settledAt}, deadline ${r.deadline}`);
+        check(
+          r.tr.settledAt === Math.max(r.deadline, r.submittedAt),
+          `request ${r.id} expired at ${r.tr.settledAt}, deadline ${r.deadline}`,
+        );
         break;
       case 'cancelled':
         counts.cancelled++;
@@ -1306,7 +1337,10 @@ async function runScenario(
     }
   }
   check(counts.deadline === droppedCount.deadline, `dropped(deadline) ${droppedCount.deadline} != ${counts.deadline}`);
-  check(counts.cancelled === droppedCount.cancelled, `dropped(cancelled) ${droppedCount.cancelled} != ${counts.cancelled}`);
+  check(
+    counts.cancelled === droppedCount.cancelled,
+    `dropped(cancelled) ${droppedCount.cancelled} != ${counts.cancelled}`,
+  );
 
   // The observer saw the same batches the runner did, with exact waits.
   cov.failedBatches += calls.filter((c) => c.outcome !== 'ok').length;
@@ -1353,8 +1387,23 @@ t.test('property: random submit / advance / complete / abort sequences keep ever
 t.test('a throwing observer does not stall the queue; a NaN deadline is refused', async (t) => {
   const clock = new FakeClock();
   const runner = new FakeRunner(clock);
-  const opts: BatchingOptions = { maxBatchSize: 1, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 8, maxInFlightBatches: 1 };
-  const b = new Batcher<number, unknown>(runner.run, opts, { batchFinished: () => { throw new Error('observer bug'); } }, clock);
+  const opts: BatchingOptions = {
+    maxBatchSize: 1,
+    preferredBatchSizes: [],
+    maxQueueDelayMs: 0,
+    maxQueueSize: 8,
+    maxInFlightBatches: 1,
+  };
+  const b = new Batcher<number, unknown>(
+    runner.run,
+    opts,
+    {
+      batchFinished: () => {
+        throw new Error('observer bug');
+      },
+    },
+    clock,
+  );
   const first = b.submit(1, { deadline: Infinity });
   const second = b.submit(2, { deadline: Infinity });
   await flush();

@@ -51,7 +51,11 @@ export function multipart(parts: { name: string; filename?: string; type?: strin
 }
 
 /** Reads one sample value of a metric from the Prometheus text (`name{labels} value`), or 0. */
-export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metricValue(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const text = await metrics.render();
   const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   for (const line of text.split('\n')) {

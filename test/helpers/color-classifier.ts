@@ -19,16 +19,16 @@
  * sharp/canvas) and adds a Transpose to NCHW in front, so preprocessing for both
  * layouts can be tested against the same classifier.
  */
-import { DataType, encodeModel, makeGraph, makeModel, node, tensor, valueInfo } from "../../src/onnx/model.js";
+import { DataType, encodeModel, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
 
 /** Class labels, in the order of the `probs` output columns. */
-export const COLOR_LABELS = ["red", "green", "blue"] as const;
+export const COLOR_LABELS = ['red', 'green', 'blue'] as const;
 
 /** Input tensor name of the color classifier. */
-export const COLOR_INPUT = "pixel_values";
+export const COLOR_INPUT = 'pixel_values';
 
 /** Output tensor name of the color classifier. */
-export const COLOR_OUTPUT = "probs";
+export const COLOR_OUTPUT = 'probs';
 
 /** Image side length, in pixels, expected by the color classifier. */
 export const COLOR_IMAGE_SIZE = 32;
@@ -36,7 +36,7 @@ export const COLOR_IMAGE_SIZE = 32;
 /** Options of {@link buildColorClassifier}. */
 export interface ColorClassifierOptions {
   /** Input layout: `NCHW` (default, [batch, 3, 32, 32]) or `NHWC` ([batch, 32, 32, 3]). */
-  layout?: "NCHW" | "NHWC";
+  layout?: 'NCHW' | 'NHWC';
   /** Logit gain; higher means more confident predictions. Default 10. */
   gain?: number;
   /** Batch dimension: symbolic `"batch"` (default) or a fixed size, like models exported with a static batch. */
@@ -53,7 +53,7 @@ export interface ColorClassifierOptions {
  * @returns serialized ONNX model bytes, loadable by `InferenceSession.create(bytes)`
  */
 export function buildColorClassifier(options: ColorClassifierOptions = {}): Uint8Array {
-  const layout = options.layout ?? "NCHW";
+  const layout = options.layout ?? 'NCHW';
   const gain = options.gain ?? 10;
   const n = COLOR_LABELS.length;
   const size = COLOR_IMAGE_SIZE;
@@ -67,32 +67,32 @@ export function buildColorClassifier(options: ColorClassifierOptions = {}): Uint
 
   const nodes = [];
   let pixels = COLOR_INPUT;
-  if (layout === "NHWC") {
-    nodes.push(node("Transpose", [COLOR_INPUT], ["nchw"], { perm: [0, 3, 1, 2] }, { name: "to_nchw" }));
-    pixels = "nchw";
+  if (layout === 'NHWC') {
+    nodes.push(node('Transpose', [COLOR_INPUT], ['nchw'], { perm: [0, 3, 1, 2] }, { name: 'to_nchw' }));
+    pixels = 'nchw';
   }
   nodes.push(
-    node("GlobalAveragePool", [pixels], ["mean_rgb"], {}, { name: "pool" }),
-    node("Flatten", ["mean_rgb"], ["features"], { axis: 1 }, { name: "flatten" }),
-    node("Gemm", ["features", "W", "b"], ["logits"], { transB: 1 }, { name: "fc" }),
-    node("Softmax", ["logits"], [COLOR_OUTPUT], { axis: -1 }, { name: "softmax" }),
+    node('GlobalAveragePool', [pixels], ['mean_rgb'], {}, { name: 'pool' }),
+    node('Flatten', ['mean_rgb'], ['features'], { axis: 1 }, { name: 'flatten' }),
+    node('Gemm', ['features', 'W', 'b'], ['logits'], { transB: 1 }, { name: 'fc' }),
+    node('Softmax', ['logits'], [COLOR_OUTPUT], { axis: -1 }, { name: 'softmax' }),
   );
 
-  const batch = options.batch ?? "batch";
-  const inputDims = layout === "NHWC" ? [batch, size, size, 3] : [batch, 3, size, size];
+  const batch = options.batch ?? 'batch';
+  const inputDims = layout === 'NHWC' ? [batch, size, size, 3] : [batch, 3, size, size];
   const graph = makeGraph({
     name: `color_classifier_${layout.toLowerCase()}`,
     nodes,
     inputs: [valueInfo(COLOR_INPUT, DataType.FLOAT, inputDims)],
     outputs: [valueInfo(COLOR_OUTPUT, DataType.FLOAT, [batch, n])],
-    initializers: [tensor("W", [n, n], w), tensor("b", [n], b)],
+    initializers: [tensor('W', [n, n], w), tensor('b', [n], b)],
   });
   return encodeModel(
     makeModel({
       graph,
-      producer: "muon-serve-tests",
+      producer: 'muon-serve-tests',
       docString: `Dominant-color classifier (${layout}), hand-set weights.`,
-      metadata: { labels: COLOR_LABELS.join(",") },
+      metadata: { labels: COLOR_LABELS.join(',') },
     }),
   );
 }

@@ -13,7 +13,12 @@ import { buildColorClassifier, COLOR_LABELS } from '../helpers/color-classifier.
 const repo = mkdtempSync(path.join(tmpdir(), 'muon-byo-'));
 t.teardown(() => rmSync(repo, { recursive: true, force: true }));
 
-function addModel(name: string, manifest: Record<string, unknown>, model: Uint8Array, files: Record<string, string> = {}) {
+function addModel(
+  name: string,
+  manifest: Record<string, unknown>,
+  model: Uint8Array,
+  files: Record<string, string> = {},
+) {
   const dir = path.join(repo, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'model.onnx'), model);
@@ -32,7 +37,16 @@ const base = {
 addModel('colors', { ...base, version: '7', model: { sha256: sha(nchw) }, labels: { file: 'labels.txt' } }, nchw, {
   'labels.txt': COLOR_LABELS.join('\n') + '\n',
 });
-addModel('colors-nhwc', { ...base, input: { ...base.input, layout: 'NHWC', resize: 'letterbox' }, labels: [...COLOR_LABELS], batching: { maxBatchSize: 4 } }, nhwc);
+addModel(
+  'colors-nhwc',
+  {
+    ...base,
+    input: { ...base.input, layout: 'NHWC', resize: 'letterbox' },
+    labels: [...COLOR_LABELS],
+    batching: { maxBatchSize: 4 },
+  },
+  nhwc,
+);
 addModel('colors-fixed', { ...base, labels: [...COLOR_LABELS] }, buildColorClassifier({ batch: 1 }));
 // deliberately broken folders: each must fail alone with an error naming the bad field
 addModel('bad-sha', { ...base, model: { sha256: '0'.repeat(64) }, labels: [...COLOR_LABELS] }, nchw);
@@ -45,25 +59,51 @@ const ctx = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'c
 t.teardown(() => ctx.close());
 
 const solid = (background: string, width = 120, height = 80) =>
-  sharp({ create: { width, height, channels: 3, background } }).jpeg().toBuffer();
+  sharp({ create: { width, height, channels: 3, background } })
+    .jpeg()
+    .toBuffer();
 
 t.test('a user model classifies real encoded images, NCHW and NHWC', async (t) => {
-  for (const [color, bg] of [['red', '#e01010'], ['green', '#10c020'], ['blue', '#1030e0']] as const) {
+  for (const [color, bg] of [
+    ['red', '#e01010'],
+    ['green', '#10c020'],
+    ['blue', '#1030e0'],
+  ] as const) {
     const img = await solid(bg);
     for (const name of ['colors', 'colors-nhwc']) {
-      const res = await ctx.app.inject({ method: 'POST', url: `/v1/models/${name}/predict`, ...multipart([{ name: 'file', filename: 'x.jpg', data: img }]) });
+      const res = await ctx.app.inject({
+        method: 'POST',
+        url: `/v1/models/${name}/predict`,
+        ...multipart([{ name: 'file', filename: 'x.jpg', data: img }]),
+      });
       t.equal(res.statusCode, 200, res.body);
       const body = res.json();
       t.equal(body.predictions[0].label, color, `${name}: ${color}`);
       t.equal(body.predictions.length, 3);
     }
   }
-  const res = await ctx.app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/webp' }, payload: await sharp(await solid('#1030e0')).webp().toBuffer() });
-  t.match(res.json(), { model: 'colors', version: '7', predictions: [{ label: 'blue' }] }, 'WebP, default model from MUON_DEFAULT_MODEL');
+  const res = await ctx.app.inject({
+    method: 'POST',
+    url: '/predict',
+    headers: { 'content-type': 'image/webp' },
+    payload: await sharp(await solid('#1030e0'))
+      .webp()
+      .toBuffer(),
+  });
+  t.match(
+    res.json(),
+    { model: 'colors', version: '7', predictions: [{ label: 'blue' }] },
+    'WebP, default model from MUON_DEFAULT_MODEL',
+  );
 });
 
 t.test('a fixed manifest batch limit and labels from a file show in /v1/models', async (t) => {
-  const models = (await ctx.app.inject({ url: '/v1/models' })).json().models as { name: string; state: string; labels?: number; batching?: { max_batch_size: number } }[];
+  const models = (await ctx.app.inject({ url: '/v1/models' })).json().models as {
+    name: string;
+    state: string;
+    labels?: number;
+    batching?: { max_batch_size: number };
+  }[];
   const byName = Object.fromEntries(models.map((m) => [m.name, m]));
   t.equal(byName.colors.labels, 3);
   t.equal(byName['colors-nhwc'].batching?.max_batch_size, 4);
@@ -77,10 +117,18 @@ t.test('a graph with a fixed batch axis of 1 is never stacked, and concurrent re
   const images = await Promise.all(colors.map((c) => solid(c)));
   const answers = await Promise.all(
     Array.from({ length: 12 }, (_, i) =>
-      ctx.app.inject({ method: 'POST', url: '/v1/models/colors-fixed/predict', headers: { 'content-type': 'image/jpeg' }, payload: images[i % 3] }),
+      ctx.app.inject({
+        method: 'POST',
+        url: '/v1/models/colors-fixed/predict',
+        headers: { 'content-type': 'image/jpeg' },
+        payload: images[i % 3],
+      }),
     ),
   );
-  t.same(answers.map((r) => r.json().predictions[0].label), Array.from({ length: 12 }, (_, i) => COLOR_LABELS[i % 3]));
+  t.same(
+    answers.map((r) => r.json().predictions[0].label),
+    Array.from({ length: 12 }, (_, i) => COLOR_LABELS[i % 3]),
+  );
 });
 
 t.test('each broken folder fails alone with an error naming the problem', async (t) => {

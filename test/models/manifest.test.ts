@@ -10,27 +10,62 @@ t.test('models/manifest.schema.json is up to date (npx tsx scripts/write-manifes
 });
 
 t.test('defaults are filled in', async (t) => {
-  const m = parseManifest({ task: 'image-classification', input: { height: 224, width: 224 }, labels: ['a', 'b'] }, 'm.json');
+  const m = parseManifest(
+    { task: 'image-classification', input: { height: 224, width: 224 }, labels: ['a', 'b'] },
+    'm.json',
+  );
   t.match(m, {
     version: '1',
     model: { path: 'model.onnx' },
-    input: { layout: 'NCHW', channels: 'RGB', resize: 'stretch', interpolation: 'linear', mean: [0, 0, 0], std: [1, 1, 1], padValue: 0 },
+    input: {
+      layout: 'NCHW',
+      channels: 'RGB',
+      resize: 'stretch',
+      interpolation: 'linear',
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+      padValue: 0,
+    },
     output: { activation: 'none' },
     topK: 5,
-    batching: { maxBatchSize: 16, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 256, maxInFlightBatches: 1 },
+    batching: {
+      maxBatchSize: 16,
+      preferredBatchSizes: [],
+      maxQueueDelayMs: 0,
+      maxQueueSize: 256,
+      maxInFlightBatches: 1,
+    },
   });
 });
 
 t.test('errors name the file and every bad field', async (t) => {
-  const bad = (json: unknown, re: RegExp) => t.throws(() => parseManifest(json, 'models/x/manifest.json'), { name: 'ManifestError', message: re });
+  const bad = (json: unknown, re: RegExp) =>
+    t.throws(() => parseManifest(json, 'models/x/manifest.json'), { name: 'ManifestError', message: re });
   bad({ input: { height: 1, width: 1 }, labels: ['a'] }, /models\/x\/manifest\.json: invalid manifest: .*task/);
   bad({ task: 'segmentation', input: { height: 1, width: 1 }, labels: ['a'] }, /\/task/);
   bad({ task: 'image-classification', input: { height: 0, width: 1 }, labels: ['a'] }, /\/input\/height must be >= 1/);
-  bad({ task: 'image-classification', input: { height: 1, width: 1, std: [0.5, 0] }, labels: ['a'] }, /\/input\/std\/1/);
-  bad({ task: 'image-classification', input: { height: 1, width: 1, mean: [1, 2] }, labels: ['a'] }, /\/input\/mean needs 1 or 3 values/);
+  bad(
+    { task: 'image-classification', input: { height: 1, width: 1, std: [0.5, 0] }, labels: ['a'] },
+    /\/input\/std\/1/,
+  );
+  bad(
+    { task: 'image-classification', input: { height: 1, width: 1, mean: [1, 2] }, labels: ['a'] },
+    /\/input\/mean needs 1 or 3 values/,
+  );
   bad({ task: 'image-classification', input: { height: 1, width: 1 }, labels: [] }, /\/labels/);
-  bad({ task: 'image-classification', input: { height: 1, width: 1 }, labels: ['a'], model: { sha256: 'abc' } }, /\/model\/sha256/);
-  bad({ task: 'image-classification', input: { height: 1, width: 1 }, labels: ['a'], batching: { maxBatchSize: 2, preferredBatchSizes: [4] } }, /preferredBatchSizes/);
+  bad(
+    { task: 'image-classification', input: { height: 1, width: 1 }, labels: ['a'], model: { sha256: 'abc' } },
+    /\/model\/sha256/,
+  );
+  bad(
+    {
+      task: 'image-classification',
+      input: { height: 1, width: 1 },
+      labels: ['a'],
+      batching: { maxBatchSize: 2, preferredBatchSizes: [4] },
+    },
+    /preferredBatchSizes/,
+  );
   t.ok(new ManifestError('x') instanceof Error);
 });
 

@@ -18,17 +18,25 @@ const base: ImageSpec = {
 
 /** A lossless PNG from interleaved RGB pixels. */
 const png = (w: number, h: number, rgb: number[], channels: 1 | 3 = 3) =>
-  sharp(Buffer.from(rgb), { raw: { width: w, height: h, channels } }).png().toBuffer();
+  sharp(Buffer.from(rgb), { raw: { width: w, height: h, channels } })
+    .png()
+    .toBuffer();
 
 t.test('identity size: exact values, normalization, channel order and layout', async (t) => {
   // 2x1 image: red-ish then blue-ish
   const img = await png(2, 1, [10, 20, 30, 40, 50, 60]);
   const spec = { ...base, width: 2, height: 1 };
   t.same([...(await imageToTensor(img, spec, 1e6)).data], [10, 40, 20, 50, 30, 60], 'NCHW, RGB');
-  t.same([...(await imageToTensor(img, { ...spec, channels: 'BGR' }, 1e6)).data], [30, 60, 20, 50, 10, 40], 'NCHW, BGR');
+  t.same(
+    [...(await imageToTensor(img, { ...spec, channels: 'BGR' }, 1e6)).data],
+    [30, 60, 20, 50, 10, 40],
+    'NCHW, BGR',
+  );
   t.same([...(await imageToTensor(img, { ...spec, layout: 'NHWC' }, 1e6)).data], [10, 20, 30, 40, 50, 60], 'NHWC');
   const norm = await imageToTensor(img, { ...spec, scale: 1 / 10, mean: [1, 2, 3], std: [2, 2, 2] }, 1e6);
-  [0, 1.5, 0, 1.5, 0, 1.5].forEach((v, i) => t.ok(Math.abs(norm.data[i] - v) < 1e-6, `(x * scale - mean) / std [${i}]`));
+  [0, 1.5, 0, 1.5, 0, 1.5].forEach((v, i) =>
+    t.ok(Math.abs(norm.data[i] - v) < 1e-6, `(x * scale - mean) / std [${i}]`),
+  );
   const gray = await imageToTensor(await png(2, 1, [0, 200], 1), { ...spec, channels: 'GRAY' }, 1e6);
   t.same(gray.dims, [1, 1, 2]);
   t.same([...gray.data], [0, 200]);
@@ -38,15 +46,33 @@ t.test('bilinear resampling follows OpenCV INTER_LINEAR (pixel centres, clamped 
   const img = await png(2, 1, [0, 0, 0, 100, 100, 100]);
   const out = await imageToTensor(img, { ...base, width: 4, height: 1, layout: 'NHWC' }, 1e6);
   // cv2.resize(np.array([[0, 100]]), (4, 1), interpolation=cv2.INTER_LINEAR) == [[0, 25, 75, 100]]
-  t.same([...out.data].filter((_, i) => i % 3 === 0), [0, 25, 75, 100]);
-  const nearest = await imageToTensor(img, { ...base, width: 4, height: 1, layout: 'NHWC', interpolation: 'nearest' }, 1e6);
-  t.same([...nearest.data].filter((_, i) => i % 3 === 0), [0, 0, 100, 100]);
+  t.same(
+    [...out.data].filter((_, i) => i % 3 === 0),
+    [0, 25, 75, 100],
+  );
+  const nearest = await imageToTensor(
+    img,
+    { ...base, width: 4, height: 1, layout: 'NHWC', interpolation: 'nearest' },
+    1e6,
+  );
+  t.same(
+    [...nearest.data].filter((_, i) => i % 3 === 0),
+    [0, 0, 100, 100],
+  );
 });
 
 t.test('placement of each resize mode', async (t) => {
   const spec = { ...base, height: 48, width: 192 };
-  t.same(placement(100, 20, { ...spec, resize: 'fit-height' }), { resizeW: 192, resizeH: 48, left: 0, top: 0 }, 'long line squeezed');
-  t.same(placement(30, 20, { ...spec, resize: 'fit-height' }), { resizeW: 72, resizeH: 48, left: 0, top: 0 }, 'ceil(48 * 1.5)');
+  t.same(
+    placement(100, 20, { ...spec, resize: 'fit-height' }),
+    { resizeW: 192, resizeH: 48, left: 0, top: 0 },
+    'long line squeezed',
+  );
+  t.same(
+    placement(30, 20, { ...spec, resize: 'fit-height' }),
+    { resizeW: 72, resizeH: 48, left: 0, top: 0 },
+    'ceil(48 * 1.5)',
+  );
   t.same(placement(400, 400, { ...spec, resize: 'letterbox' }), { resizeW: 48, resizeH: 48, left: 72, top: 0 });
   t.same(placement(300, 200, { ...base, height: 224, width: 224, resize: 'center-crop' }), {
     resizeW: 384,

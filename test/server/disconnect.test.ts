@@ -28,7 +28,12 @@ const batcher = model.model.batcher;
 
 t.test('a disconnected client is dropped from the queue before compute', async (t) => {
   const body = readFileSync(path.join(root, 'test/fixtures/text-lines/line-03.png'));
-  const req = request({ port, method: 'POST', path: '/predict', headers: { 'content-type': 'image/png', 'content-length': body.length } });
+  const req = request({
+    port,
+    method: 'POST',
+    path: '/predict',
+    headers: { 'content-type': 'image/png', 'content-length': body.length },
+  });
   req.on('error', () => {}); // the socket is destroyed on purpose
   req.end(body);
   for (let i = 0; i < 500 && batcher.depth === 0; i++) await sleep(10);
@@ -36,6 +41,10 @@ t.test('a disconnected client is dropped from the queue before compute', async (
   req.destroy();
   for (let i = 0; i < 500 && batcher.depth === 1; i++) await sleep(10);
   t.equal(batcher.depth, 0, 'the queue is empty again');
-  t.equal(await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' }), 1, 'counted as cancelled');
+  t.equal(
+    await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' }),
+    1,
+    'counted as cancelled',
+  );
   t.equal(await metricValue(ctx.metrics, 'muon_batch_size_count'), 0, 'no batch ever ran');
 });

@@ -61,12 +61,22 @@ t.test('415: formats outside the allow-list, judged on the bytes', async (t) => 
   expectError(t, await raw(fixture('bad/tiny.svg'), 'image/png'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   expectError(t, await raw(fixture('bad/image.gif'), 'image/gif'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   expectError(t, await raw(fixture('bad/image.tiff'), 'image/tiff'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
-  expectError(t, await raw(fixture('bad/not-an-image.txt'), 'application/octet-stream'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
+  expectError(
+    t,
+    await raw(fixture('bad/not-an-image.txt'), 'application/octet-stream'),
+    415,
+    'MUON_ERR_UNSUPPORTED_MEDIA_TYPE',
+  );
   expectError(t, await raw('hello', 'text/plain'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   expectError(t, await raw('{"a":1}', 'application/json'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   expectError(t, await raw('x', 'application/x-whatever'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   const svgPart = multipart([{ name: 'file', filename: 'a.png', type: 'image/png', data: fixture('bad/tiny.svg') }]);
-  expectError(t, await app.inject({ method: 'POST', url: '/predict', ...svgPart }), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
+  expectError(
+    t,
+    await app.inject({ method: 'POST', url: '/predict', ...svgPart }),
+    415,
+    'MUON_ERR_UNSUPPORTED_MEDIA_TYPE',
+  );
 });
 
 t.test('400: undecodable images, missing or extra input', async (t) => {
@@ -94,7 +104,9 @@ t.test('413: body or file over MUON_MAX_BODY_BYTES', async (t) => {
 t.test('422: image over MUON_MAX_IMAGE_PIXELS (checked from the header)', async (t) => {
   // a valid 2000x1000 PNG is 2 MP, over the 1 MP limit of this app; its header alone decides
   const sharp = (await import('sharp')).default;
-  const wide = await sharp({ create: { width: 2000, height: 1000, channels: 3, background: '#fff' } }).png().toBuffer();
+  const wide = await sharp({ create: { width: 2000, height: 1000, channels: 3, background: '#fff' } })
+    .png()
+    .toBuffer();
   expectError(t, await raw(wide, 'image/png'), 422, 'MUON_ERR_IMAGE_DIMENSIONS');
 });
 
@@ -107,11 +119,15 @@ t.test('the server still serves after every error above', async (t) => {
 t.test('429 with Retry-After when the queue is full; 504 when the deadline passes in the queue', async (t) => {
   const c = await startApp({ MUON_MODEL_REPOSITORY: repositoryWith({ maxBatchSize: 1, maxQueueSize: 2 }) });
   t.teardown(() => c.close());
-  const send = (url: string) => c.app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: line });
+  const send = (url: string) =>
+    c.app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: line });
   const answers = await Promise.all(Array.from({ length: 24 }, () => send('/predict')));
   const full = answers.filter((r) => r.statusCode === 429);
   t.ok(full.length > 0, `${full.length} of 24 refused`);
-  t.ok(answers.some((r) => r.statusCode === 200), 'admitted requests are answered');
+  t.ok(
+    answers.some((r) => r.statusCode === 200),
+    'admitted requests are answered',
+  );
   t.same(new Set(answers.map((r) => r.statusCode)), new Set([200, 429]), 'nothing but 200 and 429');
   expectError(t, full[0], 429, 'MUON_ERR_QUEUE_FULL');
   t.match(full[0].headers['retry-after'], /^\d+$/);
@@ -126,15 +142,31 @@ t.test('429 with Retry-After when the queue is full; 504 when the deadline passe
 });
 
 t.test('503: a model that failed to load; ready stays false and says why', async (t) => {
-  const dir = repositoryWith({}, { broken: { task: 'image-classification', input: { height: 48, width: 192, layout: 'CHW' }, labels: ['a'] } });
+  const dir = repositoryWith(
+    {},
+    { broken: { task: 'image-classification', input: { height: 48, width: 192, layout: 'CHW' }, labels: ['a'] } },
+  );
   const c = await startApp({ MUON_MODEL_REPOSITORY: dir });
   t.teardown(() => c.close());
   t.equal(c.failures.length, 1);
   t.match(c.failures[0].error, /\/input\/layout/, 'the error names the bad field');
   const ready = await c.app.inject({ url: '/v2/health/ready' });
   t.equal(ready.statusCode, 503);
-  t.match(ready.json().models, [{ name: 'broken', state: 'FAILED', reason: /layout/ }, { name: 'text-orientation', state: 'READY' }]);
-  expectError(t, await c.app.inject({ method: 'POST', url: '/predict?model=broken', headers: { 'content-type': 'image/png' }, payload: line }), 503, 'MUON_ERR_MODEL_NOT_READY');
+  t.match(ready.json().models, [
+    { name: 'broken', state: 'FAILED', reason: /layout/ },
+    { name: 'text-orientation', state: 'READY' },
+  ]);
+  expectError(
+    t,
+    await c.app.inject({
+      method: 'POST',
+      url: '/predict?model=broken',
+      headers: { 'content-type': 'image/png' },
+      payload: line,
+    }),
+    503,
+    'MUON_ERR_MODEL_NOT_READY',
+  );
 });
 
 t.test('every error code is documented in the README error table', async (t) => {

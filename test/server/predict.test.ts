@@ -7,7 +7,9 @@ import { metricValue, multipart, startApp } from '../helpers/app.js';
 // cropped from a real photographed book page (scikit-image's page.png), upright and rotated 180 degrees.
 
 const fixtures = path.resolve(import.meta.dirname, '../fixtures/text-lines');
-const lines: { id: string; text: string; robust: boolean }[] = JSON.parse(readFileSync(path.join(fixtures, 'manifest.json'), 'utf8')).lines;
+const lines: { id: string; text: string; robust: boolean }[] = JSON.parse(
+  readFileSync(path.join(fixtures, 'manifest.json'), 'utf8'),
+).lines;
 const robust = lines.filter((l) => l.robust);
 const png = (name: string) => readFileSync(path.join(fixtures, name));
 
@@ -27,7 +29,9 @@ t.test('the default repository loads and is ready', async (t) => {
 t.test('upright and rotated real text lines are told apart (multipart and raw body)', async (t) => {
   t.ok(robust.length >= 6, 'at least 6 real text lines');
   for (const line of robust) {
-    const up = multipart([{ name: 'file', filename: `${line.id}.png`, type: 'image/png', data: png(`${line.id}.png`) }]);
+    const up = multipart([
+      { name: 'file', filename: `${line.id}.png`, type: 'image/png', data: png(`${line.id}.png`) },
+    ]);
     const a = await app.inject({ method: 'POST', url: '/predict?model=text-orientation', ...up });
     t.equal(a.statusCode, 200, `${line.id} upright: ${a.body}`);
     t.equal(a.json().predictions[0].label, '0', `${line.id} "${line.text}" upright`);
@@ -44,7 +48,12 @@ t.test('upright and rotated real text lines are told apart (multipart and raw bo
 });
 
 t.test('response shape: model, version, task, predictions sorted by score, top_k', async (t) => {
-  const res = await app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/png' }, payload: png('line-03.png') });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/predict',
+    headers: { 'content-type': 'image/png' },
+    payload: png('line-03.png'),
+  });
   t.equal(res.statusCode, 200, 'no ?model uses MUON_DEFAULT_MODEL');
   const body = res.json();
   t.match(body, { model: 'text-orientation', version: '2.0', task: 'image-classification' });
@@ -54,20 +63,32 @@ t.test('response shape: model, version, task, predictions sorted by score, top_k
   t.ok(Math.abs(body.predictions[0].score + body.predictions[1].score - 1) < 1e-5, 'softmax scores sum to 1');
   t.ok(res.headers['x-request-id'], 'request id echoed');
 
-  const one = await app.inject({ method: 'POST', url: '/predict?top_k=1', headers: { 'content-type': 'image/png' }, payload: png('line-03.png') });
+  const one = await app.inject({
+    method: 'POST',
+    url: '/predict?top_k=1',
+    headers: { 'content-type': 'image/png' },
+    payload: png('line-03.png'),
+  });
   t.equal(one.json().predictions.length, 1);
 });
 
 t.test('EXIF orientation is honoured', async (t) => {
   // stored upside down with EXIF Orientation=3: upright once the tag is applied
-  const res = await app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/jpeg' }, payload: png('line-01-exif180.jpg') });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/predict',
+    headers: { 'content-type': 'image/jpeg' },
+    payload: png('line-01-exif180.jpg'),
+  });
   t.equal(res.json().predictions[0].label, '0');
 });
 
 t.test('concurrent requests are batched, and answers equal the one-by-one answers', async (t) => {
   const files = robust.flatMap((l) => [`${l.id}.png`, `${l.id}-rot180.png`]);
   const send = (f: string) =>
-    app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/png' }, payload: png(f) }).then((r) => r.json());
+    app
+      .inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/png' }, payload: png(f) })
+      .then((r) => r.json());
   const alone: unknown[] = [];
   for (const f of files) alone.push(await send(f));
 

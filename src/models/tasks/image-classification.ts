@@ -11,17 +11,22 @@ export interface ClassScore {
 }
 
 /** `image-classification`: an image in, top-k labels with scores out. */
-export function imageClassification(ctx: TaskContext): TaskPipeline<ImageTensor, Float32Array, { predictions: ClassScore[] }> {
+export function imageClassification(
+  ctx: TaskContext,
+): TaskPipeline<ImageTensor, Float32Array, { predictions: ClassScore[] }> {
   const { manifest: m, session, labels, where } = ctx;
   const spec: ImageSpec = m.input;
   const rowDims = imageDims(spec);
   const input = pick(session.inputs, m.input.name, 'input', where);
   const output = pick(session.outputs, m.output.name, 'output', where);
-  if (input.type !== 'float32') throw new ManifestError(`${where}: input '${input.name}' is ${input.type}; image-classification feeds float32`);
+  if (input.type !== 'float32')
+    throw new ManifestError(`${where}: input '${input.name}' is ${input.type}; image-classification feeds float32`);
   checkShape(input.shape, rowDims, `input '${input.name}'`, where);
   const classes = output.shape.at(-1);
   if (typeof classes === 'number' && classes !== labels.length) {
-    throw new ManifestError(`${where}: /labels has ${labels.length} entries but output '${output.name}' has ${classes} classes`);
+    throw new ManifestError(
+      `${where}: /labels has ${labels.length} entries but output '${output.name}' has ${classes} classes`,
+    );
   }
   const batchDim = input.shape[0];
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
@@ -36,7 +41,11 @@ export function imageClassification(ctx: TaskContext): TaskPipeline<ImageTensor,
       return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
     },
     async runBatch(rows) {
-      const batch = stackRows(rows.map((r) => r.data), rowDims, fixedBatch ?? rows.length);
+      const batch = stackRows(
+        rows.map((r) => r.data),
+        rowDims,
+        fixedBatch ?? rows.length,
+      );
       const out = await session.run({ [input.name]: batch }, [output.name]);
       return splitRows(out[output.name], rows.length).map((r) => r.data);
     },
@@ -46,7 +55,10 @@ export function imageClassification(ctx: TaskContext): TaskPipeline<ImageTensor,
     },
     warmupRow() {
       const n = rowDims.reduce((a, b) => a * b, 1);
-      return { row: { data: new Float32Array(n), dims: rowDims, original: { width: spec.width, height: spec.height } }, key: '' };
+      return {
+        row: { data: new Float32Array(n), dims: rowDims, original: { width: spec.width, height: spec.height } },
+        key: '',
+      };
     },
   };
 }
@@ -54,21 +66,35 @@ export function imageClassification(ctx: TaskContext): TaskPipeline<ImageTensor,
 function pick<T extends { name: string }>(list: T[], wanted: string | undefined, what: string, where: string): T {
   if (wanted === undefined) {
     if (list.length === 1 || what === 'output') return list[0];
-    throw new ManifestError(`${where}: the model has ${list.length} inputs (${list.map((i) => i.name).join(', ')}); set /input/name`);
+    throw new ManifestError(
+      `${where}: the model has ${list.length} inputs (${list.map((i) => i.name).join(', ')}); set /input/name`,
+    );
   }
   const found = list.find((i) => i.name === wanted);
-  if (!found) throw new ManifestError(`${where}: /${what}/name '${wanted}' is not a graph ${what} (have ${list.map((i) => i.name).join(', ')})`);
+  if (!found)
+    throw new ManifestError(
+      `${where}: /${what}/name '${wanted}' is not a graph ${what} (have ${list.map((i) => i.name).join(', ')})`,
+    );
   return found;
 }
 
-function checkShape(shape: readonly (number | string)[], rowDims: readonly number[], what: string, where: string): void {
+function checkShape(
+  shape: readonly (number | string)[],
+  rowDims: readonly number[],
+  what: string,
+  where: string,
+): void {
   if (shape.length !== rowDims.length + 1) {
-    throw new ManifestError(`${where}: ${what} has rank ${shape.length}, the manifest's /input describes rank ${rowDims.length + 1}`);
+    throw new ManifestError(
+      `${where}: ${what} has rank ${shape.length}, the manifest's /input describes rank ${rowDims.length + 1}`,
+    );
   }
   rowDims.forEach((d, i) => {
     const g = shape[i + 1];
     if (typeof g === 'number' && g !== d) {
-      throw new ManifestError(`${where}: ${what} has shape [${shape.join(', ')}] but /input (layout, height, width, channels) gives [batch, ${rowDims.join(', ')}]`);
+      throw new ManifestError(
+        `${where}: ${what} has shape [${shape.join(', ')}] but /input (layout, height, width, channels) gives [batch, ${rowDims.join(', ')}]`,
+      );
     }
   });
 }

@@ -9,7 +9,9 @@ export async function healthRoutes(app: App, { repository }: AppDeps): Promise<v
   app.get('/v2/health/live', async () => ({ live: true }));
   app.get('/v2/health/ready', async (_req, reply) => {
     const ready = repository.ready;
-    const models = repository.list().map((s) => ({ name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) }));
+    const models = repository
+      .list()
+      .map((s) => ({ name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) }));
     return reply.code(ready ? 200 : 503).send({ ready, models });
   });
 }

@@ -9,9 +9,23 @@ import type { App, AppDeps } from '../app.js';
 
 const Query = Type.Object(
   {
-    model: Type.Optional(Type.String({ pattern: modelNamePattern, description: 'Model name; MUON_DEFAULT_MODEL when absent.' })),
-    top_k: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: "How many classes to return; the manifest's topK when absent." })),
-    timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: "Deadline for this request; the model's default when absent." })),
+    model: Type.Optional(
+      Type.String({ pattern: modelNamePattern, description: 'Model name; MUON_DEFAULT_MODEL when absent.' }),
+    ),
+    top_k: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100_000,
+        description: "How many classes to return; the manifest's topK when absent.",
+      }),
+    ),
+    timeout_ms: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 600_000,
+        description: "Deadline for this request; the model's default when absent.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -53,12 +67,19 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     if (t0 !== undefined) metrics.requestDuration.observe({ model }, (performance.now() - t0) / 1000);
   });
 
-  const handle = async (name: string, query: Static<typeof Query>, req: FastifyRequest, reply: FastifyReply): Promise<Static<typeof PredictResponse>> => {
+  const handle = async (
+    name: string,
+    query: Static<typeof Query>,
+    req: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<Static<typeof PredictResponse>> => {
     const model = lookup(name);
     modelOf.set(req, model.name);
     const input = await readInput(req);
     if (!model.pipeline.accepts.includes(input.kind)) {
-      throw new Errors.UNSUPPORTED_MEDIA_TYPE(`model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`);
+      throw new Errors.UNSUPPORTED_MEDIA_TYPE(
+        `model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`,
+      );
     }
     // a client that hangs up while queued must not cost compute: abort its queue entry
     const gone = new AbortController();
@@ -66,20 +87,35 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
       if (!reply.raw.writableFinished) gone.abort();
     });
     const timeoutMs = query.timeout_ms ?? model.timeoutMs;
-    const answer = await model.infer(input, { topK: query.top_k, deadline: performance.now() + timeoutMs, timeoutMs, signal: gone.signal });
-    return { model: model.name, version: model.version, task: model.task, ...(answer as { predictions: Static<typeof Prediction>[] }) };
+    const answer = await model.infer(input, {
+      topK: query.top_k,
+      deadline: performance.now() + timeoutMs,
+      timeoutMs,
+      signal: gone.signal,
+    });
+    return {
+      model: model.name,
+      version: model.version,
+      task: model.task,
+      ...(answer as { predictions: Static<typeof Prediction>[] }),
+    };
   };
 
   const lookup = (name: string): LoadedModel => {
     const s = repository.status(name);
     if (!s) throw new Errors.MODEL_NOT_FOUND(name);
-    if (s.state !== 'READY') throw new Errors.MODEL_NOT_READY(name, s.state === 'FAILED' ? 'it failed to load' : 'it is loading');
+    if (s.state !== 'READY')
+      throw new Errors.MODEL_NOT_READY(name, s.state === 'FAILED' ? 'it failed to load' : 'it is loading');
     return s.model;
   };
 
   const schema = { querystring: Query, response: { 200: PredictResponse } };
-  app.post('/predict', { schema }, (req, reply) => handle(req.query.model ?? config.defaultModel, req.query, req, reply));
-  app.post('/v1/models/:name/predict', { schema: { ...schema, params: Params } }, (req, reply) => handle(req.params.name, req.query, req, reply));
+  app.post('/predict', { schema }, (req, reply) =>
+    handle(req.query.model ?? config.defaultModel, req.query, req, reply),
+  );
+  app.post('/v1/models/:name/predict', { schema: { ...schema, params: Params } }, (req, reply) =>
+    handle(req.params.name, req.query, req, reply),
+  );
 }
 
 /** Reads the single input of a predict request: the one file of a multipart body, or the raw body. */
@@ -97,7 +133,9 @@ async function readInput(req: FastifyRequest): Promise<ModelInput> {
   } else if (req.body === undefined || req.body === null || req.body === '') {
     throw new Errors.MISSING_INPUT('the request body is empty');
   } else {
-    throw new Errors.UNSUPPORTED_MEDIA_TYPE(`${req.headers['content-type'] ?? 'this content type'} (send an image as multipart/form-data or a raw image/* body)`);
+    throw new Errors.UNSUPPORTED_MEDIA_TYPE(
+      `${req.headers['content-type'] ?? 'this content type'} (send an image as multipart/form-data or a raw image/* body)`,
+    );
   }
   if (bytes.length === 0) throw new Errors.MISSING_INPUT('the uploaded file is empty');
   return { kind: 'image', bytes };
