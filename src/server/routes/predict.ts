@@ -89,7 +89,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     const timeoutMs = query.timeout_ms ?? model.timeoutMs;
     const answer = await model.infer(input, {
       topK: query.top_k,
-      deadline: performance.now() + timeoutMs,
+      deadline: (started.get(req) ?? performance.now()) + timeoutMs, // from arrival, upload included
       timeoutMs,
       signal: gone.signal,
     });
