@@ -177,7 +177,11 @@ export function tensor(
       `tensor ${name}: dims [${dims.join(', ')}] hold ${count} elements but data has ${data.length}`,
     );
   }
-  if (dataType !== dataTypeOf(data) && !(dataType === TensorProto_DataType.BOOL && data instanceof Uint8Array)) {
+  const reinterpretable =
+    (dataType === TensorProto_DataType.BOOL && data instanceof Uint8Array) ||
+    ((dataType === TensorProto_DataType.FLOAT16 || dataType === TensorProto_DataType.BFLOAT16) &&
+      data instanceof Uint16Array);
+  if (dataType !== dataTypeOf(data) && !reinterpretable) {
     throw new TypeError(`tensor ${name}: cannot store a ${data.constructor.name} as ${TensorProto_DataType[dataType]}`);
   }
   // Copy: the caller's array may be a view into a larger buffer, and the proto must

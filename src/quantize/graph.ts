@@ -1,0 +1,212 @@
+import { clone, create } from '@bufbuild/protobuf';
+import { DataType, tensor, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/model.js';
+import { ModelProtoSchema } from '../onnx/proto/onnx_pb.js';
+
+// Shared graph plumbing for the compression passes. Passes are pure: they take a ModelProto and return a new one
+// (use `cloneModel` first), never touching files; the CLI does the IO.
+
+/** A deep copy, so a pass can edit freely without changing its input. */
+export function cloneModel(model: ModelProto): ModelProto {
+  return clone(ModelProtoSchema, model);
+}
+
+/** Element count of a tensor from its dims. */
+export function elementCount(t: TensorProto): number {
+  return t.dims.reduce((a, d) => a * Number(d), 1);
+}
+
+/** Dims as plain numbers. */
+export function dimsOf(t: TensorProto): number[] {
+  return t.dims.map(Number);
+}
+
+/**
+ * Reads an initializer's values as float32, from `raw_data` or the typed fields, for FLOAT, FLOAT16 and DOUBLE.
+ * External data must be resolved before (see onnx-io). Throws for other types.
+ */
+export function readFloats(t: TensorProto): Float32Array {
+  const n = elementCount(t);
+  if (t.externalData.length > 0 && t.rawData.length === 0) {
+    throw new Error(`initializer '${t.name}' is stored as external data; load it with its folder`);
+  }
+  const raw = t.rawData.length > 0 ? t.rawData.slice() : undefined; // slice: aligned copy, not a view of the file
+  switch (t.dataType) {
+    case DataType.FLOAT:
+      return raw ? new Float32Array(raw.buffer, 0, n) : Float32Array.from(t.floatData);
+    case DataType.DOUBLE:
+      return Float32Array.from(raw ? new Float64Array(raw.buffer, 0, n) : t.doubleData);
+    case DataType.FLOAT16: {
+      const bits = raw ? new Uint16Array(raw.buffer, 0, n) : Uint16Array.from(t.int32Data);
+      return Float32Array.from(bits, halfToFloat);
+    }
+    default:
+      throw new Error(`initializer '${t.name}' has type ${DataType[t.dataType]}, not a float type`);
+  }
+}
+
+/** Reads an integer initializer (INT8/UINT8/INT32/INT64) as numbers. */
+export function readInts(t: TensorProto): number[] {
+  const n = elementCount(t);
+  const raw = t.rawData.length > 0 ? t.rawData.slice() : undefined;
+  switch (t.dataType) {
+    case DataType.INT8:
+      return raw ? [...new Int8Array(raw.buffer, 0, n)] : [...t.int32Data];
+    case DataType.UINT8:
+      return raw ? [...new Uint8Array(raw.buffer, 0, n)] : [...t.int32Data];
+    case DataType.INT32:
+      return raw ? [...new Int32Array(raw.buffer, 0, n)] : [...t.int32Data];
+    case DataType.INT64:
+      return raw ? [...new BigInt64Array(raw.buffer, 0, n)].map(Number) : t.int64Data.map(Number);
+    default:
+      throw new Error(`initializer '${t.name}' has type ${DataType[t.dataType]}, not an integer type`);
+  }
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE 754 binary32 to binary16 bits, rounding to nearest even; overflow becomes infinity. */
+export function floatToHalf(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // too large: inf
+  if (e <= 0) {
+    if (e < -10) return sign; // too small: signed zero
+    mant |= 0x800000; // subnormal half: shift in the implicit bit, round to nearest even
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let m = mant >>> shift;
+    if (rest > half || (rest === half && m & 1)) m++;
+    return sign | m;
+  }
+  let h = sign | (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++; // may carry into the exponent, which is correct
+  return h;
+}
+
+/** binary16 bits to a number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/**
+ * An index over one graph: producers, consumers and initializers by tensor name, and fresh names. Build it again
+ * after structural edits (it is cheap), or keep it current with the mutating helpers here.
+ */
+export class GraphIndex {
+  readonly graph: GraphProto;
+  readonly initializers = new Map<string, TensorProto>();
+  readonly producers = new Map<string, NodeProto>();
+  readonly consumers = new Map<string, NodeProto[]>();
+  readonly #names = new Set<string>();
+
+  /** @param model indexed in place: the helpers below edit `model.graph` */
+  constructor(readonly model: ModelProto) {
+    if (!model.graph) throw new Error('the model has no graph');
+    this.graph = model.graph;
+    for (const t of this.graph.initializer) {
+      this.initializers.set(t.name, t);
+      this.#names.add(t.name);
+    }
+    for (const v of [...this.graph.input, ...this.graph.output, ...this.graph.valueInfo]) this.#names.add(v.name);
+    for (const n of this.graph.node) this.#indexNode(n);
+  }
+
+  #indexNode(n: NodeProto): void {
+    if (n.name) this.#names.add(n.name);
+    for (const o of n.output) {
+      this.producers.set(o, n);
+      this.#names.add(o);
+    }
+    for (const i of n.input) {
+      if (!i) continue;
+      const list = this.consumers.get(i) ?? [];
+      list.push(n);
+      this.consumers.set(i, list);
+    }
+  }
+
+  /** The default-domain opset version the model imports. */
+  get opset(): number {
+    const o = this.model.opsetImport.find((x) => (x.domain ?? '') === '' || x.domain === 'ai.onnx');
+    return o ? Number(o.version) : 0;
+  }
+
+  /** Names of the graph's real inputs (not initializers listed as inputs, as old exporters did). */
+  get inputNames(): string[] {
+    return this.graph.input.map((i) => i.name).filter((n) => !this.initializers.has(n));
+  }
+
+  /** A tensor or node name not used anywhere in the graph yet, derived from `base`. */
+  freshName(base: string): string {
+    let name = base;
+    for (let i = 1; this.#names.has(name); i++) name = `${base}_${i}`;
+    this.#names.add(name);
+    return name;
+  }
+
+  /** Adds (or replaces, by name) an initializer. */
+  setInitializer(t: TensorProto): void {
+    const old = this.initializers.get(t.name);
+    if (old) this.graph.initializer[this.graph.initializer.indexOf(old)] = t;
+    else this.graph.initializer.push(t);
+    this.initializers.set(t.name, t);
+    this.#names.add(t.name);
+  }
+
+  /** Adds a float32 initializer with a fresh name derived from `base`; returns the name. */
+  addFloats(base: string, dims: readonly number[], data: Float32Array): string {
+    const name = this.freshName(base);
+    this.setInitializer(tensor(name, dims, data));
+    return name;
+  }
+
+  /** Inserts nodes right before `anchor` in node order (or at the end), keeping the index current. */
+  insertBefore(anchor: NodeProto | undefined, ...nodes: NodeProto[]): void {
+    const at = anchor ? this.graph.node.indexOf(anchor) : -1;
+    if (at < 0) this.graph.node.push(...nodes);
+    else this.graph.node.splice(at, 0, ...nodes);
+    for (const n of nodes) this.#indexNode(n);
+  }
+
+  /** Removes initializers no node and no graph output uses any more. */
+  pruneUnusedInitializers(): void {
+    const used = new Set(this.graph.node.flatMap((n) => n.input));
+    for (const o of this.graph.output) used.add(o.name);
+    this.graph.initializer = this.graph.initializer.filter((t) => used.has(t.name));
+    for (const name of [...this.initializers.keys()]) if (!used.has(name)) this.initializers.delete(name);
+    this.graph.input = this.graph.input.filter((i) => !this.initializers.has(i.name) || used.has(i.name));
+  }
+}
+
+/** Nodes in an order where every input is produced before it is consumed (Kahn's algorithm, stable). */
+export function topologicalOrder(graph: GraphProto): NodeProto[] {
+  const available = new Set<string>([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), '']);
+  const pending = [...graph.node];
+  const ordered: NodeProto[] = [];
+  while (pending.length > 0) {
+    const i = pending.findIndex((n) => n.input.every((x) => available.has(x)));
+    if (i < 0) throw new Error(`the graph has a cycle or a missing input near node '${pending[0].name}'`);
+    const [n] = pending.splice(i, 1);
+    ordered.push(n);
+    for (const o of n.output) available.add(o);
+  }
+  return ordered;
+}
+
+/** An empty ModelProto shell with the same metadata and opsets as `model`, for passes that build a new graph. */
+export function emptyLike(model: ModelProto): ModelProto {
+  return create(ModelProtoSchema, { ...model, graph: undefined });
+}
