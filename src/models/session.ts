@@ -29,6 +29,10 @@ export interface SessionOptions {
   readonly intraOpThreads: number;
   /** Receives one line when `auto` falls back to CPU. */
   readonly onFallback?: (reason: string) => void;
+  /** Graph optimization level; `all` for serving. The compression CLI uses `basic` to pre-process models. */
+  readonly optimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Where onnxruntime writes the optimized graph (to see which fused kernels it chose). */
+  readonly optimizedModelPath?: string;
 }
 
 /** Where the CUDA provider library must sit for onnxruntime-node to load it. */
@@ -54,7 +58,8 @@ export class ModelSession {
    */
   static async create(model: Uint8Array, opts: SessionOptions): Promise<ModelSession> {
     const base: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: opts.optimizationLevel ?? 'all',
+      ...(opts.optimizedModelPath ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
       executionMode: 'sequential',
       intraOpNumThreads: opts.intraOpThreads,
       interOpNumThreads: 1,
