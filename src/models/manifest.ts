@@ -91,6 +91,27 @@ const Labels = Type.Union([
   ),
 ]);
 
+const Compression = Type.Object(
+  {
+    method: Type.String({
+      description: 'e.g. int8-static, int8-dynamic, int4-weight, fp16, prune-channels+int8-static',
+    }),
+    sourceSha256: Sha256,
+    source: Type.Optional(Type.String({ description: 'The model the compressed one was made from.' })),
+    tool: Type.String({ description: 'Tool and version that wrote it, e.g. muon-compress 0.1.0.' }),
+    options: Type.Record(Type.String(), Type.Unknown(), { description: 'Options the tool ran with.' }),
+    sizeBytes: Type.Object({ before: Type.Integer({ minimum: 0 }), after: Type.Integer({ minimum: 0 }) }),
+    fidelity: Type.Object({
+      metric: Type.String({ description: 'e.g. top1-agreement, cosine' }),
+      value: Type.Number(),
+      samples: Type.Optional(Type.Integer({ minimum: 0 })),
+    }),
+    latencyMs: Type.Optional(Type.Object({ before: Type.Number(), after: Type.Number() })),
+    createdAt: Type.Optional(Type.String()),
+  },
+  { description: 'Written by the compression CLI: what was done to the source model and what it cost.' },
+);
+
 /** JSON schema of `manifest.json`; `models/manifest.schema.json` is generated from it. */
 export const ManifestSchema = Type.Object(
   {
@@ -109,6 +130,7 @@ export const ManifestSchema = Type.Object(
     labels: Labels,
     topK: Type.Integer({ minimum: 1, default: 5 }),
     batching: Batching,
+    compression: Type.Optional(Compression),
   },
   { additionalProperties: false },
 );

@@ -103,6 +103,7 @@ export class LoadedModel {
       input: this.pipeline.inputSpec,
       outputs: this.session.outputs,
       labels: this.labels.length,
+      compression: this.manifest.compression ?? null,
       batching: {
         max_batch_size: maxBatchSize,
         preferred_batch_sizes: preferredBatchSizes,

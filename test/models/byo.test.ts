@@ -37,6 +37,14 @@ const base = {
 addModel('colors', { ...base, version: '7', model: { sha256: sha(nchw) }, labels: { file: 'labels.txt' } }, nchw, {
   'labels.txt': COLOR_LABELS.join('\n') + '\n',
 });
+const compression = {
+  method: 'int8-static',
+  sourceSha256: 'a'.repeat(64),
+  tool: 'muon-compress 0.1.0',
+  options: { calibration: 'minmax' },
+  sizeBytes: { before: 4000, after: 1000 },
+  fidelity: { metric: 'top1-agreement', value: 0.99, samples: 100 },
+};
 addModel(
   'colors-nhwc',
   {
@@ -44,6 +52,7 @@ addModel(
     input: { ...base.input, layout: 'NHWC', resize: 'letterbox' },
     labels: [...COLOR_LABELS],
     batching: { maxBatchSize: 4 },
+    compression,
   },
   nhwc,
 );
@@ -107,6 +116,12 @@ t.test('a fixed manifest batch limit and labels from a file show in /v1/models',
   const byName = Object.fromEntries(models.map((m) => [m.name, m]));
   t.equal(byName.colors.labels, 3);
   t.equal(byName['colors-nhwc'].batching?.max_batch_size, 4);
+  t.same(
+    (byName['colors-nhwc'] as { compression?: unknown }).compression,
+    compression,
+    'compression record from the manifest',
+  );
+  t.equal((byName.colors as { compression?: unknown }).compression, null);
 });
 
 t.test('a graph with a fixed batch axis of 1 is never stacked, and concurrent requests are all answered', async (t) => {

@@ -119,6 +119,7 @@ t.test('/v1/models describes the model, its provider and batching', async (t) =>
     input: { name: 'x', shape: [-1, 3, 48, 192], layout: 'NCHW', resize: 'fit-height', channels: 'BGR' },
     batching: { max_batch_size: 32, max_queue_delay_ms: Number, fixed_batch: false },
   });
+  t.equal(m.compression, null, 'an original model has no compression record');
   t.equal((await app.inject({ url: '/v1/models/text-orientation' })).json().name, 'text-orientation');
   t.equal((await app.inject({ url: '/v1/models/nope' })).json().code, 'MUON_ERR_MODEL_NOT_FOUND');
 });
