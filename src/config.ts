@@ -36,6 +36,8 @@ export interface Config {
   readonly warmup: boolean;
   /** Cores the thread budget is split over. */
   readonly cpuCount: number;
+  /** Opt-in capture of real request inputs for calibration (user data!); undefined = off. */
+  readonly capture: { readonly dir: string; readonly rate: number; readonly maxBytes: number } | undefined;
 }
 
 /** The package's root folder, so default paths work whatever the working directory. */
@@ -55,6 +57,8 @@ export const defaults = Object.freeze({
   MUON_BATCHING: true,
   MUON_PREPROCESS_THREADS: 1,
   MUON_WARMUP: true,
+  MUON_CAPTURE_RATE: 0.01,
+  MUON_CAPTURE_MAX_BYTES: 256 * 1024 * 1024,
 });
 
 /** Thrown for a bad setting; the message names the variable. */
@@ -71,6 +75,14 @@ function int(env: Env, name: string, fallback: number | undefined, min: number, 
   if (!Number.isInteger(v) || v < min || v > max) {
     throw new ConfigError(`${name} must be an integer in [${min}, ${max}], got '${raw}'`);
   }
+  return v;
+}
+
+function fraction(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < 0 || v > 1) throw new ConfigError(`${name} must be a number in [0, 1], got '${raw}'`);
   return v;
 }
 
@@ -119,5 +131,12 @@ export function loadConfig(env: Env = process.env): Config {
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
     warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
     cpuCount: availableParallelism(),
+    capture: env.MUON_CAPTURE_DIR?.trim()
+      ? {
+          dir: path.resolve(env.MUON_CAPTURE_DIR.trim()),
+          rate: fraction(env, 'MUON_CAPTURE_RATE', d.MUON_CAPTURE_RATE),
+          maxBytes: int(env, 'MUON_CAPTURE_MAX_BYTES', d.MUON_CAPTURE_MAX_BYTES, 0)!,
+        }
+      : undefined,
   });
 }

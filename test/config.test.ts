@@ -33,3 +33,9 @@ t.test('values are parsed and checked, errors name the variable', async (t) => {
   });
   t.throws(() => loadConfig({ MUON_MAX_BODY_BYTES: '1.5' }), { message: /MUON_MAX_BODY_BYTES/ });
 });
+
+t.test('capture is off unless a folder is given; its rate is a fraction', async (t) => {
+  t.equal(loadConfig({}).capture, undefined);
+  t.match(loadConfig({ MUON_CAPTURE_DIR: '/tmp/c', MUON_CAPTURE_RATE: '0.5' }).capture, { dir: '/tmp/c', rate: 0.5 });
+  t.throws(() => loadConfig({ MUON_CAPTURE_DIR: '/tmp/c', MUON_CAPTURE_RATE: '2' }), { message: /MUON_CAPTURE_RATE/ });
+});

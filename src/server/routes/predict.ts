@@ -6,6 +6,7 @@ import { modelNamePattern } from '../../models/manifest.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { ModelInput } from '../../models/tasks/task.js';
 import type { App, AppDeps } from '../app.js';
+import { RequestCapture } from '../capture.js';
 
 const Query = Type.Object(
   {
@@ -55,6 +56,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   }
 
+  const capture = config.capture ? new RequestCapture(config.capture, app.log) : undefined;
   const modelOf = new WeakMap<FastifyRequest, string>();
   const started = new WeakMap<FastifyRequest, number>();
   app.addHook('onRequest', async (req) => {
@@ -93,6 +95,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
       timeoutMs,
       signal: gone.signal,
     });
+    void capture?.offer(model.name, input); // successes only: failed inputs make poor calibration data
     return {
       model: model.name,
       version: model.version,
