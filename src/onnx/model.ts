@@ -84,8 +84,9 @@ export const DEFAULT_IR_VERSION = 8;
  *
  * Bytes fields (notably tensor `raw_data`) are zero-copy views into `bytes`, which
  * keeps decoding a large model cheap; the flip side is that mutating `bytes`
- * afterwards changes the model, and a view's `.buffer` is the whole file (use
- * `rawData.slice()` before reinterpreting it as a typed array).
+ * afterwards changes the model, and a view's `.buffer` is the whole file (copy with
+ * `new Uint8Array(rawData)` before reinterpreting it as a typed array: when `bytes` is
+ * a Node Buffer, `rawData.slice()` is still a view).
  *
  * @param bytes - serialized `onnx.ModelProto`
  * @returns the decoded model

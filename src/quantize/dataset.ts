@@ -1,0 +1,138 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Manifest } from '../models/manifest.js';
+import type { HostTensor, TensorInfo } from '../models/session.js';
+import { imageToTensor } from '../preprocess/image.js';
+
+/** One calibration or evaluation sample: the feeds of one `session.run`. */
+export interface Sample {
+  /** File it came from, for reports. */
+  readonly name: string;
+  readonly feeds: Record<string, HostTensor>;
+}
+
+/** What the loader needs to know about the model. */
+export interface DatasetContext {
+  /** The source manifest, when there is one: images go through the server's own preprocessing. */
+  readonly manifest?: Manifest;
+  /** The graph inputs (names, types, shapes). */
+  readonly inputs: readonly TensorInfo[];
+  /** Take at most this many files (in name order). */
+  readonly maxSamples?: number;
+}
+
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+
+/** Thrown for a sample the loader cannot turn into feeds; the message names the file. */
+export class DatasetError extends Error {
+  override name = 'DatasetError';
+}
+
+/**
+ * Loads a folder of samples in name order: images (through the manifest's preprocessing, exactly as the server
+ * does it, so the capture folder of a running server can be used as is), `.npy` arrays (NumPy format v1-v3,
+ * little-endian float32/float64/int64/int32/uint8/int8/bool) for single-input models, and `.json` files
+ * `{"<input>": {"dims": [...], "data": [...], "type": "float32"}}` for any model.
+ */
+export async function loadSamples(dir: string, ctx: DatasetContext): Promise<Sample[]> {
+  const files = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort()
+    .slice(0, ctx.maxSamples ?? Infinity);
+  const samples: Sample[] = [];
+  for (const name of files) {
+    const file = path.join(dir, name);
+    const ext = path.extname(name).toLowerCase();
+    const bytes = await readFile(file);
+    if (imageExtensions.has(ext)) samples.push({ name, feeds: await imageFeeds(bytes, file, ctx) });
+    else if (ext === '.npy')
+      samples.push({ name, feeds: { [single(ctx, file)]: withBatch(parseNpy(bytes, file), ctx, file) } });
+    else if (ext === '.json') samples.push({ name, feeds: jsonFeeds(bytes, file, ctx) });
+  }
+  if (samples.length === 0) throw new DatasetError(`${dir}: no samples (.jpg, .png, .webp, .npy or .json files)`);
+  return samples;
+}
+
+async function imageFeeds(bytes: Buffer, file: string, ctx: DatasetContext): Promise<Record<string, HostTensor>> {
+  const m = ctx.manifest;
+  if (!m)
+    throw new DatasetError(`${file}: images need the model's manifest.json (its input spec says how to preprocess)`);
+  const t = await imageToTensor(bytes, m.input, Number.MAX_SAFE_INTEGER).catch((err: Error) => {
+    throw new DatasetError(`${file}: ${err.message}`);
+  });
+  const name = m.input.name ?? single(ctx, file);
+  return { [name]: { type: 'float32', data: t.data, dims: [1, ...t.dims] } };
+}
+
+function single(ctx: DatasetContext, file: string): string {
+  if (ctx.inputs.length !== 1) {
+    throw new DatasetError(`${file}: the model has ${ctx.inputs.length} inputs; use .json samples that name them`);
+  }
+  return ctx.inputs[0].name;
+}
+
+/** Adds a batch axis of 1 when the array has one axis fewer than the graph input. */
+function withBatch(t: HostTensor, ctx: DatasetContext, file: string): HostTensor {
+  const rank = ctx.inputs.find((i) => i.name === single(ctx, file))?.shape.length;
+  return rank !== undefined && t.dims.length === rank - 1 ? { ...t, dims: [1, ...t.dims] } : t;
+}
+
+const npyTypes: Record<string, { type: HostTensor['type']; make: (b: ArrayBuffer, n: number) => HostTensor['data'] }> =
+  {
+    '<f4': { type: 'float32', make: (b, n) => new Float32Array(b, 0, n) },
+    '<f8': { type: 'float32', make: (b, n) => Float32Array.from(new Float64Array(b, 0, n)) },
+    '<i8': { type: 'int64', make: (b, n) => new BigInt64Array(b, 0, n) },
+    '<i4': { type: 'int32', make: (b, n) => new Int32Array(b, 0, n) },
+    '|u1': { type: 'uint8', make: (b, n) => new Uint8Array(b, 0, n) },
+    '|b1': { type: 'bool', make: (b, n) => new Uint8Array(b, 0, n) },
+  };
+
+/** Parses a NumPy `.npy` file (C order only). */
+export function parseNpy(bytes: Uint8Array, file = 'array.npy'): HostTensor {
+  const magic = String.fromCharCode(...bytes.subarray(1, 6));
+  if (bytes[0] !== 0x93 || magic !== 'NUMPY') throw new DatasetError(`${file}: not a .npy file`);
+  const major = bytes[6];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = major === 1 ? 10 : 12;
+  const header = new TextDecoder().decode(bytes.subarray(start, start + headerLen));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*True/.test(header);
+  const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  const kind = descr ? npyTypes[descr] : undefined;
+  if (!kind)
+    throw new DatasetError(`${file}: dtype ${descr} is not supported (use ${Object.keys(npyTypes).join(', ')})`);
+  if (fortran) throw new DatasetError(`${file}: Fortran-ordered arrays are not supported`);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const body = new Uint8Array(bytes.subarray(start + headerLen)); // a copy (Buffer.slice would be a view), aligned
+  return { type: kind.type, data: kind.make(body.buffer, n), dims: shape };
+}
+
+function jsonFeeds(bytes: Buffer, file: string, ctx: DatasetContext): Record<string, HostTensor> {
+  let json: Record<string, { dims?: number[]; data?: unknown[]; type?: string }>;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new DatasetError(`${file}: ${(err as Error).message}`);
+  }
+  const feeds: Record<string, HostTensor> = {};
+  for (const info of ctx.inputs) {
+    const entry = json[info.name];
+    if (!entry?.dims || !Array.isArray(entry.data))
+      throw new DatasetError(`${file}: missing input '${info.name}' {dims, data}`);
+    const type = (entry.type ?? (info.type === 'int64' ? 'int64' : 'float32')) as HostTensor['type'];
+    const data =
+      type === 'int64'
+        ? BigInt64Array.from(entry.data as number[], (v) => BigInt(v))
+        : type === 'int32'
+          ? Int32Array.from(entry.data as number[])
+          : Float32Array.from(entry.data as number[]);
+    feeds[info.name] = { type, data, dims: entry.dims };
+  }
+  return feeds;
+}
