@@ -29,7 +29,7 @@ export function readFloats(t: TensorProto): Float32Array {
   if (t.externalData.length > 0 && t.rawData.length === 0) {
     throw new Error(`initializer '${t.name}' is stored as external data; load it with its folder`);
   }
-  const raw = t.rawData.length > 0 ? t.rawData.slice() : undefined; // slice: aligned copy, not a view of the file
+  const raw = t.rawData.length > 0 ? copyBytes(t.rawData) : undefined; // an aligned copy, not a view of the file
   switch (t.dataType) {
     case DataType.FLOAT:
       return raw ? new Float32Array(raw.buffer, 0, n) : Float32Array.from(t.floatData);
@@ -47,7 +47,7 @@ export function readFloats(t: TensorProto): Float32Array {
 /** Reads an integer initializer (INT8/UINT8/INT32/INT64) as numbers. */
 export function readInts(t: TensorProto): number[] {
   const n = elementCount(t);
-  const raw = t.rawData.length > 0 ? t.rawData.slice() : undefined;
+  const raw = t.rawData.length > 0 ? copyBytes(t.rawData) : undefined;
   switch (t.dataType) {
     case DataType.INT8:
       return raw ? [...new Int8Array(raw.buffer, 0, n)] : [...t.int32Data];
@@ -60,6 +60,12 @@ export function readInts(t: TensorProto): number[] {
     default:
       throw new Error(`initializer '${t.name}' has type ${DataType[t.dataType]}, not an integer type`);
   }
+}
+
+// A real copy at offset 0. Not `bytes.slice()`: models decoded from `readFileSync` output hold Node Buffers, whose
+// `slice` is a view sharing the file's (pooled) ArrayBuffer, so `new Float32Array(copy.buffer)` would read other bytes.
+function copyBytes(bytes: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes);
 }
 
 const f32 = new Float32Array(1);
