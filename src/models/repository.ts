@@ -319,12 +319,12 @@ function parseLabels(text: string): string[] {
  * Resolves a file named by a manifest, relative to the model folder or to an installed npm package, and refuses
  * anything that escapes that base folder.
  */
-function resolveFile(dir: string, file: string, pkg: string | undefined, field: string, where: string): string {
+export function resolveFile(dir: string, file: string, pkg: string | undefined, field: string, where: string): string {
   let base = dir;
   if (pkg !== undefined) {
     // look next to the model folder first, then in the server's own node_modules
     const searched = [dir, packageRoot].flatMap(
-      (from) => createRequire(path.join(from, 'x.js')).resolve.paths(pkg) ?? [],
+      (from) => createRequire(path.resolve(from, 'x.js')).resolve.paths(pkg) ?? [],
     );
     const found = searched.map((p) => path.join(p, pkg)).find((p) => existsSync(path.join(p, 'package.json')));
     if (!found) throw new ManifestError(`${where}: ${field}: npm package '${pkg}' is not installed (run npm ci)`);

@@ -31,12 +31,13 @@ export class DatasetError extends Error {
 /**
  * Loads a folder of samples in name order: images (through the manifest's preprocessing, exactly as the server
  * does it, so the capture folder of a running server can be used as is), `.npy` arrays (NumPy format v1-v3,
- * little-endian float32/float64/int64/int32/uint8/int8/bool) for single-input models, and `.json` files
- * `{"<input>": {"dims": [...], "data": [...], "type": "float32"}}` for any model.
+ * little-endian float32/float64/int64/int32/uint8/bool) for single-input models, and `.json` files
+ * `{"<input>": {"dims": [...], "data": [...], "type": "float32"}}` for any model. `manifest.json` is skipped.
  */
 export async function loadSamples(dir: string, ctx: DatasetContext): Promise<Sample[]> {
   const files = (await readdir(dir, { withFileTypes: true }))
-    .filter((e) => e.isFile() && !e.name.startsWith('.'))
+    // a model or fixture folder's manifest.json describes the folder; it is not a sample
+    .filter((e) => e.isFile() && !e.name.startsWith('.') && e.name !== 'manifest.json')
     .map((e) => e.name)
     .sort()
     .slice(0, ctx.maxSamples ?? Infinity);

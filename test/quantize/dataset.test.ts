@@ -18,7 +18,11 @@ function npy(descr: string, shape: number[], body: ArrayBufferView): Buffer {
   head.write('\x93NUMPY', 0, 'latin1');
   head[6] = 1;
   head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(body.buffer, body.byteOffset, body.byteLength)]);
+  return Buffer.concat([
+    head,
+    Buffer.from(header, 'latin1'),
+    Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+  ]);
 }
 
 t.test('.npy arrays', async (t) => {
@@ -38,7 +42,10 @@ t.test('a folder of images goes through the manifest preprocessing; npy and json
   const inputs = [{ name: 'x', type: 'float32', shape: ['b', 3, 48, 192] }];
   copyFileSync(path.join(root, 'test/fixtures/text-lines/line-01.png'), path.join(dir, 'a.png'));
   writeFileSync(path.join(dir, 'b.npy'), npy('<f4', [3, 48, 192], new Float32Array(3 * 48 * 192)));
-  writeFileSync(path.join(dir, 'c.json'), JSON.stringify({ x: { dims: [1, 3, 48, 192], data: Array(3 * 48 * 192).fill(0) } }));
+  writeFileSync(
+    path.join(dir, 'c.json'),
+    JSON.stringify({ x: { dims: [1, 3, 48, 192], data: Array(3 * 48 * 192).fill(0) } }),
+  );
   writeFileSync(path.join(dir, 'notes.txt'), 'ignored');
   const samples = await loadSamples(dir, { manifest, inputs });
   t.same(

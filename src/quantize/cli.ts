@@ -1,0 +1,279 @@
+#!/usr/bin/env node
+import { existsSync, realpathSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { ManifestError, parseManifest, type Manifest } from '../models/manifest.js';
+import { resolveFile } from '../models/repository.js';
+import { ModelSession } from '../models/session.js';
+import {
+  compress,
+  modes,
+  sha256,
+  toolName,
+  type CompressOptions,
+  type Mode,
+  type Progress,
+  type Source,
+} from './compress.js';
+import { DatasetError, loadSamples } from './dataset.js';
+import { reportMarkdown } from './report.js';
+
+/** Exit codes: documented in `--help` and the README. */
+export const exitCodes = { ok: 0, gateFailed: 1, usage: 2, input: 3 } as const;
+
+const help = `Usage: muon-compress <model.onnx | model folder> --out <folder> [options]
+
+Compresses an ONNX model for Muon Serve and writes a model folder the server loads as is:
+model.onnx, manifest.json (with a compression record), report.json and report.md.
+
+Options:
+  --out <folder>              output model folder (required; refused if it exists, unless --force)
+  --mode <mode>               ${modes.join(' | ')} (default int8-static)
+  --calibration <folder>      real sample inputs (images through the manifest's preprocessing, .npy, .json);
+                              a server capture folder (MUON_CAPTURE_DIR/<model>) works as is
+  --calibration-method <m>    minmax | percentile (default minmax)
+  --percentile <p>            for percentile calibration (default 99.999)
+  --eval <folder>             evaluation samples (default: the calibration folder)
+  --max-samples <n>           use at most n files of each folder (default 256)
+  --exclude <a,b,...>         node names kept in float
+  --no-per-channel            per-tensor weight scales (default per-channel)
+  --reduce-range              7-bit weights, for CPUs without VNNI
+  --block-size <n>            int4-weight block size (default 32)
+  --prune-ratio <r>           structured channel pruning: fraction of Conv output channels removed
+  --prune-importance <i>      l1 | bn-gamma (default l1)
+  --prune-layer <node=r>      per-layer prune ratio (repeatable)
+  --sparsity <s>              magnitude pruning: fraction of weights zeroed (a size gain after compression,
+                              not a speed-up)
+  --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - top-1 agreement
+                              (classifiers) or 1 - mean output cosine exceeds x
+  --search                    try per-layer settings (keep sensitive layers in float, lower prune ratio)
+                              to fit the budget
+  --runs <n>                  latency runs per model (default 50)
+  --threads <n>               onnxruntime intra-op threads for measurements (default 1)
+  --force                     replace --out if it exists
+  -h, --help                  this text
+
+Exit codes: 0 written; 1 over the fidelity budget (nothing written); 2 bad arguments; 3 unreadable model or data.`;
+
+/** Turns argv into options, or throws a UsageError naming the problem. */
+export function parseCli(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string' },
+      mode: { type: 'string', default: 'int8-static' },
+      calibration: { type: 'string' },
+      'calibration-method': { type: 'string', default: 'minmax' },
+      percentile: { type: 'string', default: '99.999' },
+      eval: { type: 'string' },
+      'max-samples': { type: 'string', default: '256' },
+      exclude: { type: 'string', default: '' },
+      'no-per-channel': { type: 'boolean', default: false },
+      'reduce-range': { type: 'boolean', default: false },
+      'block-size': { type: 'string', default: '32' },
+      'prune-ratio': { type: 'string' },
+      'prune-importance': { type: 'string', default: 'l1' },
+      'prune-layer': { type: 'string', multiple: true, default: [] },
+      sparsity: { type: 'string' },
+      'max-fidelity-loss': { type: 'string' },
+      search: { type: 'boolean', default: false },
+      runs: { type: 'string', default: '50' },
+      threads: { type: 'string', default: '1' },
+      force: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return { help: true as const };
+  if (positionals.length !== 1) throw new UsageError('give exactly one model (a .onnx file or a model folder)');
+  if (!values.out) throw new UsageError('--out <folder> is required');
+  const num = (name: string, raw: string | undefined, min: number, max: number, integer = false) => {
+    if (raw === undefined) return undefined;
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+      throw new UsageError(
+        `--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got '${raw}'`,
+      );
+    }
+    return v;
+  };
+  const oneOf = <T extends string>(name: string, raw: string, allowed: readonly T[]): T => {
+    if (!(allowed as readonly string[]).includes(raw))
+      throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);
+    return raw as T;
+  };
+  const pruneLayers: Record<string, number> = {};
+  for (const spec of values['prune-layer']) {
+    const [node, r] = spec.split('=');
+    if (!node || r === undefined) throw new UsageError(`--prune-layer takes node=ratio, got '${spec}'`);
+    pruneLayers[node] = num('prune-layer', r, 0, 0.99)!;
+  }
+  const options: CompressOptions = {
+    mode: oneOf<Mode>('mode', values.mode, modes),
+    calibrationMethod: oneOf('calibration-method', values['calibration-method'], ['minmax', 'percentile'] as const),
+    percentile: num('percentile', values.percentile, 50, 100)!,
+    excludeNodes: values.exclude.split(',').filter(Boolean),
+    perChannel: !values['no-per-channel'],
+    reduceRange: values['reduce-range'],
+    blockSize: num('block-size', values['block-size'], 16, 4096, true)!,
+    pruneRatio: num('prune-ratio', values['prune-ratio'], 0, 0.99),
+    pruneImportance: oneOf('prune-importance', values['prune-importance'], ['l1', 'bn-gamma'] as const),
+    pruneLayers,
+    sparsity: num('sparsity', values.sparsity, 0, 0.999),
+    maxFidelityLoss: num('max-fidelity-loss', values['max-fidelity-loss'], 0, 1),
+    search: values.search,
+    runs: num('runs', values.runs, 1, 100_000, true)!,
+    threads: num('threads', values.threads, 1, 1024, true)!,
+  };
+  if (options.mode === 'int8-static' && !values.calibration)
+    throw new UsageError('int8-static needs --calibration <folder>');
+  if (!values.calibration && !values.eval)
+    throw new UsageError('give --eval <folder> (or --calibration) to measure fidelity');
+  return {
+    help: false as const,
+    model: positionals[0],
+    out: values.out,
+    calibration: values.calibration,
+    evaluation: values.eval ?? values.calibration!,
+    maxSamples: num('max-samples', values['max-samples'], 1, 1_000_000, true)!,
+    force: values.force,
+    options,
+  };
+}
+
+/** A bad command line (exit 2). */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Reads a `.onnx` file, or a model folder with its manifest (the model file may live in an npm package). */
+async function readSource(p: string): Promise<Source> {
+  if ((await stat(p)).isDirectory()) {
+    const where = path.join(p, 'manifest.json');
+    const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
+    const file = resolveFile(p, manifest.model.path, manifest.model.package, '/model', where);
+    return { path: file, bytes: await readFile(file), manifest };
+  }
+  return { path: p, bytes: await readFile(p) };
+}
+
+/** The output manifest: the source's, pointing at the new file, with the compression record added. */
+function outputManifest(
+  source: Source,
+  bytes: Uint8Array,
+  report: Awaited<ReturnType<typeof compress>>['report'],
+): object | undefined {
+  if (!source.manifest) return undefined;
+  const { $schema, ...m } = source.manifest;
+  return {
+    ...($schema ? { $schema } : {}),
+    ...m,
+    description: `${m.description ?? ''} [${report.method}]`.trim(),
+    model: { path: 'model.onnx', sha256: sha256(bytes) },
+    compression: {
+      method: report.method,
+      sourceSha256: report.source.sha256,
+      source: source.manifest.source ?? report.source.path,
+      tool: toolName,
+      options: report.options,
+      sizeBytes: report.sizeBytes,
+      fidelity: { metric: report.fidelity.metric, value: report.fidelity.value, samples: report.fidelity.samples },
+      latencyMs: { before: report.latencyMs.before, after: report.latencyMs.after },
+      createdAt: report.createdAt,
+    },
+  } satisfies Partial<Manifest> & object;
+}
+
+function progressBars(): Progress & { stop(): void } {
+  if (!process.stderr.isTTY) {
+    return {
+      phase: (name, total) => process.stderr.write(`${name}: ${total} steps\n`),
+      tick: () => {},
+      stop: () => {},
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    { format: '{phase} [{bar}] {value}/{total} {eta_formatted}', stream: process.stderr, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    phase(name, total) {
+      if (started) bar.stop();
+      bar.start(total, 0, { phase: name.padEnd(11) });
+      started = true;
+    },
+    tick: () => bar.increment(),
+    stop: () => started && bar.stop(),
+  };
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parseCli>;
+  try {
+    args = parseCli(argv);
+  } catch (err) {
+    process.stderr.write(`muon-compress: ${(err as Error).message}\n\n${help}\n`);
+    return exitCodes.usage;
+  }
+  if (args.help) {
+    process.stdout.write(help + '\n');
+    return exitCodes.ok;
+  }
+  if (existsSync(args.out) && !args.force) {
+    process.stderr.write(`muon-compress: ${args.out} exists (use --force to replace it)\n`);
+    return exitCodes.usage;
+  }
+  const bars = progressBars();
+  try {
+    const source = await readSource(args.model);
+    const probe = await ModelSession.create(source.bytes, { provider: 'cpu', intraOpThreads: 1 });
+    const inputs = probe.inputs;
+    await probe.release();
+    const ctx = { manifest: source.manifest, inputs, maxSamples: args.maxSamples };
+    const calibration = args.calibration ? await loadSamples(args.calibration, ctx) : [];
+    const evaluation = args.evaluation === args.calibration ? calibration : await loadSamples(args.evaluation, ctx);
+    const { bytes, report } = await compress(source, calibration, evaluation, args.options, bars);
+    bars.stop();
+    const summary =
+      `${report.method}: ${(report.sizeBytes.before / 1e6).toFixed(2)} MB -> ${(report.sizeBytes.after / 1e6).toFixed(2)} MB, ` +
+      `latency ${report.latencyMs.before.toFixed(2)} -> ${report.latencyMs.after.toFixed(2)} ms, ` +
+      `${report.fidelity.metric} ${report.fidelity.value.toFixed(4)} on ${report.fidelity.samples} samples`;
+    if (!report.passedGate) {
+      process.stderr.write(
+        `muon-compress: over the fidelity budget (${summary}, allowed loss ${args.options.maxFidelityLoss}); nothing written\n`,
+      );
+      process.stderr.write(reportMarkdown(report));
+      return exitCodes.gateFailed;
+    }
+    // write next to the target and rename, so a crash never leaves a half-written model folder
+    const tmp = `${args.out}.tmp-${process.pid}`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await writeFile(path.join(tmp, 'model.onnx'), bytes);
+    const manifest = outputManifest(source, bytes, report);
+    if (manifest) await writeFile(path.join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    await writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+    await writeFile(path.join(tmp, 'report.md'), reportMarkdown(report));
+    await rm(args.out, { recursive: true, force: true });
+    await rename(tmp, args.out);
+    process.stdout.write(`${summary}\nwrote ${args.out}\n`);
+    return exitCodes.ok;
+  } catch (err) {
+    bars.stop();
+    const known =
+      err instanceof ManifestError || err instanceof DatasetError || (err as NodeJS.ErrnoException).code === 'ENOENT';
+    process.stderr.write(`muon-compress: ${(err as Error).message}\n`);
+    if (!known) process.stderr.write(`${(err as Error).stack}\n`);
+    return exitCodes.input;
+  }
+}
+
+// run when executed directly (node dist/quantize/cli.js or the muon-compress bin), not when imported by tests
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}

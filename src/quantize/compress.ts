@@ -1,0 +1,293 @@
+import { createHash } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
+import type { Manifest } from '../models/manifest.js';
+import type { ModelSession } from '../models/session.js';
+import { encodeModel, type ModelProto } from '../onnx/model.js';
+import { calibrate } from './calibrate.js';
+import type { Sample } from './dataset.js';
+import { compareModels, cpuSession, medianLatencyMs, runtimeKernels, type Fidelity } from './evaluate.js';
+import { optimizeForQuantization } from './optimize.js';
+import { upgradeOpset } from './opset.js';
+import { convertFp16 } from './passes/fp16.js';
+import { quantizeInt4 } from './passes/int4.js';
+import { quantizeDynamic } from './passes/quantize-dynamic.js';
+import { quantizeStatic } from './passes/quantize-static.js';
+import { pruneChannels, pruneMagnitude } from './passes/prune.js';
+import type { CompressionReport } from './report.js';
+
+/** The compression methods; `none` only prunes (or only measures). */
+export const modes = ['int8-static', 'int8-dynamic', 'int4-weight', 'fp16', 'none'] as const;
+export type Mode = (typeof modes)[number];
+
+/** Everything one compression run needs; the CLI fills it from its arguments. */
+export interface CompressOptions {
+  readonly mode: Mode;
+  readonly calibrationMethod: 'minmax' | 'percentile';
+  readonly percentile: number;
+  readonly excludeNodes: readonly string[];
+  readonly perChannel: boolean;
+  readonly reduceRange: boolean;
+  readonly blockSize: number;
+  /** Structured channel pruning: fraction of output channels removed from each prunable Conv. */
+  readonly pruneRatio?: number;
+  readonly pruneImportance: 'l1' | 'bn-gamma';
+  readonly pruneLayers: Readonly<Record<string, number>>;
+  /** Magnitude pruning: fraction of weights zeroed. */
+  readonly sparsity?: number;
+  /** Allowed fidelity loss (1 - top-1 agreement for classifiers, 1 - mean cosine otherwise). */
+  readonly maxFidelityLoss?: number;
+  /** Search per-layer settings (float fallback for the most sensitive layers, lower prune ratio) to meet the budget. */
+  readonly search: boolean;
+  readonly runs: number;
+  readonly threads: number;
+}
+
+/** A source model: bytes, where it came from, and its manifest when it is a model folder. */
+export interface Source {
+  readonly path: string;
+  readonly bytes: Uint8Array;
+  readonly manifest?: Manifest;
+}
+
+/** Progress hooks for the CLI's bars. */
+export interface Progress {
+  phase(name: string, total: number): void;
+  tick(): void;
+}
+
+/** The compressed model and its report; `report.passedGate` says whether it may be written. */
+export interface CompressResult {
+  readonly bytes: Uint8Array;
+  readonly report: CompressionReport;
+}
+
+const silent: Progress = { phase: () => {}, tick: () => {} };
+
+/** Tool name and version written into manifests and reports. */
+export const toolName = 'muon-compress 0.1.0';
+
+/** The gate metric: top-1 agreement for classifiers, mean output cosine otherwise. */
+export function gateMetric(f: Fidelity, manifest: Manifest | undefined): { metric: string; value: number } {
+  return manifest?.task === 'image-classification'
+    ? { metric: 'top1-agreement', value: f.top1Agreement }
+    : { metric: 'cosine-mean', value: f.cosineMean };
+}
+
+/**
+ * Compresses one model: onnxruntime 'basic' optimization (constant folding, BN folding), then pruning, then the
+ * chosen quantization; evaluates it against the original on `evaluation`, measures latency and the kernels
+ * onnxruntime runs, and checks the fidelity budget (searching per-layer settings when asked).
+ */
+export async function compress(
+  source: Source,
+  calibration: readonly Sample[],
+  evaluation: readonly Sample[],
+  opts: CompressOptions,
+  progress: Progress = silent,
+): Promise<CompressResult> {
+  const steps: { step: string; detail: unknown }[] = [];
+  const base = await optimizeForQuantization(source.bytes);
+  steps.push({ step: 'optimize', detail: `onnxruntime basic optimization: ${base.graph?.node.length} nodes` });
+  const original = await cpuSession(source.bytes, opts.threads);
+  const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
+
+  const build = (o: CompressOptions) => buildModel(base, ranges, o);
+  let attempt = await build(opts);
+  let fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress);
+  let passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
+
+  if (!passed && opts.search) {
+    const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
+    if (found) ({ attempt, fidelity, passed } = { ...found, passed: true });
+  }
+  steps.push(...attempt.steps);
+
+  const compressed = await cpuSession(attempt.bytes, opts.threads);
+  progress.phase('latency', 2);
+  const before = await medianLatencyMs(original, evaluation[0], opts.runs);
+  progress.tick();
+  const after = await medianLatencyMs(compressed, evaluation[0], opts.runs);
+  progress.tick();
+  await Promise.all([original.release(), compressed.release()]);
+  const gate = gateMetric(fidelity, source.manifest);
+  const report: CompressionReport = {
+    tool: toolName,
+    createdAt: new Date().toISOString(),
+    source: { path: source.path, sha256: sha256(source.bytes) },
+    method: methodName(opts),
+    options: { ...opts },
+    sizeBytes: { before: source.bytes.length, after: attempt.bytes.length },
+    ...(opts.sparsity !== undefined
+      ? { compressedSizeBytes: { before: deflated(source.bytes), after: deflated(attempt.bytes) } }
+      : {}),
+    latencyMs: { before, after, runs: opts.runs, threads: opts.threads },
+    fidelity: { ...fidelity, ...gate, ...(opts.maxFidelityLoss !== undefined ? { budget: opts.maxFidelityLoss } : {}) },
+    kernels: { before: await runtimeKernels(source.bytes), after: await runtimeKernels(attempt.bytes) },
+    steps,
+    passedGate: passed,
+  };
+  return { bytes: attempt.bytes, report };
+}
+
+/** Lower-case hex SHA-256. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function deflated(bytes: Uint8Array): number {
+  return deflateRawSync(bytes, { level: 6 }).length;
+}
+
+/** e.g. `prune-channels-0.25+int8-static`. */
+export function methodName(o: Pick<CompressOptions, 'mode' | 'pruneRatio' | 'sparsity'>): string {
+  const parts: string[] = [];
+  if (o.pruneRatio) parts.push(`prune-channels-${o.pruneRatio}`);
+  if (o.sparsity) parts.push(`prune-magnitude-${o.sparsity}`);
+  if (o.mode !== 'none' || parts.length === 0) parts.push(o.mode);
+  return parts.join('+');
+}
+
+async function calibrateRanges(
+  base: ModelProto,
+  samples: readonly Sample[],
+  opts: CompressOptions,
+  progress: Progress,
+) {
+  if (samples.length === 0) throw new Error('int8-static needs calibration samples (--calibration <folder>)');
+  progress.phase('calibration', samples.length);
+  async function* feeds() {
+    for (const s of samples) {
+      yield s.feeds;
+      progress.tick();
+    }
+  }
+  return calibrate(upgradeOpset(base, 13), feeds(), { method: opts.calibrationMethod, percentile: opts.percentile });
+}
+
+interface Attempt {
+  bytes: Uint8Array;
+  steps: { step: string; detail: unknown }[];
+}
+
+/** Prune, then quantize: pure graph passes on a copy of the optimized model. */
+async function buildModel(
+  base: ModelProto,
+  ranges: Map<string, { min: number; max: number }> | undefined,
+  o: CompressOptions,
+): Promise<Attempt> {
+  const steps: Attempt['steps'] = [];
+  let model = base;
+  const exclude = [...o.excludeNodes];
+  if (o.pruneRatio || Object.keys(o.pruneLayers).length > 0) {
+    const r = pruneChannels(model, {
+      ratio: o.pruneRatio ?? 0,
+      perLayer: { ...o.pruneLayers },
+      importance: o.pruneImportance,
+      excludeNodes: exclude,
+    });
+    model = r.model;
+    steps.push({ step: 'prune-channels', detail: { pruned: r.layers, skipped: r.skipped } });
+  }
+  if (o.sparsity) {
+    const r = pruneMagnitude(model, { sparsity: o.sparsity, excludeNodes: exclude });
+    model = r.model;
+    steps.push({ step: 'prune-magnitude', detail: { sparsity: r.sparsity, layers: r.layers.length } });
+  }
+  switch (o.mode) {
+    case 'int8-static':
+      model = quantizeStatic(upgradeOpset(model, 13), ranges!, {
+        perChannel: o.perChannel,
+        reduceRange: o.reduceRange,
+        excludeNodes: exclude,
+      });
+      break;
+    case 'int8-dynamic':
+      model = quantizeDynamic(model, { reduceRange: o.reduceRange, excludeNodes: exclude });
+      break;
+    case 'int4-weight':
+      model = quantizeInt4(model, { blockSize: o.blockSize, excludeNodes: exclude });
+      break;
+    case 'fp16':
+      model = convertFp16(model, { excludeNodes: exclude });
+      break;
+    case 'none':
+      break;
+  }
+  if (exclude.length) steps.push({ step: 'kept in float', detail: exclude });
+  return { bytes: encodeModel(model), steps };
+}
+
+async function evaluate(
+  original: ModelSession,
+  bytes: Uint8Array,
+  samples: readonly Sample[],
+  opts: CompressOptions,
+  progress: Progress,
+) {
+  progress.phase('evaluation', samples.length);
+  const compressed = await cpuSession(bytes, opts.threads);
+  try {
+    return await compareModels(original, compressed, samples, {
+      threads: opts.threads,
+      onSample: () => progress.tick(),
+    });
+  } finally {
+    await compressed.release();
+  }
+}
+
+function withinBudget(f: Fidelity, manifest: Manifest | undefined, budget: number | undefined): boolean {
+  return budget === undefined || 1 - gateMetric(f, manifest).value <= budget + 1e-12;
+}
+
+/**
+ * Meets the budget, or gives up: with pruning, the prune ratio is halved first (up to three times); then each
+ * Conv/MatMul/Gemm gets a sensitivity, the fidelity loss when that layer alone is compressed, and the most sensitive
+ * layers are kept in float in growing groups (1, 2, 4, ...) until the budget holds.
+ */
+async function search(
+  base: ModelProto,
+  ranges: Map<string, { min: number; max: number }> | undefined,
+  opts: CompressOptions,
+  original: ModelSession,
+  samples: readonly Sample[],
+  manifest: Manifest | undefined,
+  progress: Progress,
+  steps: { step: string; detail: unknown }[],
+): Promise<{ attempt: Attempt; fidelity: Fidelity } | undefined> {
+  const loss = (f: Fidelity) => 1 - gateMetric(f, manifest).value;
+  const tryWith = async (o: CompressOptions) => {
+    const attempt = await buildModel(base, ranges, o);
+    return { attempt, fidelity: await evaluate(original, attempt.bytes, samples, o, progress) };
+  };
+  let o = opts;
+  for (let i = 0; i < 3 && o.pruneRatio; i++) {
+    o = { ...o, pruneRatio: o.pruneRatio / 2 };
+    const r = await tryWith(o);
+    steps.push({ step: 'search: prune ratio', detail: { ratio: o.pruneRatio, loss: loss(r.fidelity) } });
+    if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
+  }
+  if (o.mode === 'none') return undefined;
+  const layers = (base.graph?.node ?? [])
+    .filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType) && n.name && !o.excludeNodes.includes(n.name))
+    .map((n) => n.name!);
+  const sensitivity: { node: string; loss: number }[] = [];
+  for (const node of layers) {
+    const r = await tryWith({
+      ...o,
+      pruneRatio: undefined,
+      sparsity: undefined,
+      excludeNodes: [...o.excludeNodes, ...layers.filter((l) => l !== node)],
+    });
+    sensitivity.push({ node, loss: loss(r.fidelity) });
+  }
+  sensitivity.sort((a, b) => b.loss - a.loss);
+  steps.push({ step: 'search: per-layer sensitivity (loss when only this layer is compressed)', detail: sensitivity });
+  for (let k = 1; k <= sensitivity.length; k *= 2) {
+    const keep = sensitivity.slice(0, k).map((s) => s.node);
+    const r = await tryWith({ ...o, excludeNodes: [...o.excludeNodes, ...keep] });
+    steps.push({ step: 'search: keep in float', detail: { layers: keep.length, loss: loss(r.fidelity) } });
+    if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
+  }
+  return undefined;
+}

