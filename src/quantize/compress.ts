@@ -92,13 +92,14 @@ export async function compress(
   const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
 
   const build = (o: CompressOptions) => buildModel(base, ranges, o);
+  let used = opts; // what the written model was made with (the search may change it)
   let attempt = await build(opts);
   let fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress);
   let passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
 
   if (!passed && opts.search) {
     const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
-    if (found) ({ attempt, fidelity, passed } = { ...found, passed: true });
+    if (found) ({ attempt, fidelity, options: used, passed } = { ...found, passed: true });
   }
   steps.push(...attempt.steps);
 
@@ -114,8 +115,8 @@ export async function compress(
     tool: toolName,
     createdAt: new Date().toISOString(),
     source: { path: source.path, sha256: sha256(source.bytes) },
-    method: methodName(opts),
-    options: { ...opts },
+    method: methodName(used),
+    options: { ...used },
     sizeBytes: { before: source.bytes.length, after: attempt.bytes.length },
     ...(opts.sparsity !== undefined
       ? { compressedSizeBytes: { before: deflated(source.bytes), after: deflated(attempt.bytes) } }
@@ -241,8 +242,8 @@ function withinBudget(f: Fidelity, manifest: Manifest | undefined, budget: numbe
 }
 
 /**
- * Meets the budget, or gives up: with pruning, the prune ratio is halved first (up to three times); then each
- * Conv/MatMul/Gemm gets a sensitivity, the fidelity loss when that layer alone is compressed, and the most sensitive
+ * Meets the budget, or gives up: with pruning, the prune ratio is halved first (up to three times), then pruning is
+ * dropped; then each Conv/MatMul/Gemm gets a sensitivity, the fidelity loss when that layer alone is compressed, and the most sensitive
  * layers are kept in float in growing groups (1, 2, 4, ...) until the budget holds.
  */
 async function search(
@@ -254,17 +255,24 @@ async function search(
   manifest: Manifest | undefined,
   progress: Progress,
   steps: { step: string; detail: unknown }[],
-): Promise<{ attempt: Attempt; fidelity: Fidelity } | undefined> {
+): Promise<{ attempt: Attempt; fidelity: Fidelity; options: CompressOptions } | undefined> {
   const loss = (f: Fidelity) => 1 - gateMetric(f, manifest).value;
   const tryWith = async (o: CompressOptions) => {
     const attempt = await buildModel(base, ranges, o);
-    return { attempt, fidelity: await evaluate(original, attempt.bytes, samples, o, progress) };
+    return { attempt, options: o, fidelity: await evaluate(original, attempt.bytes, samples, o, progress) };
   };
   let o = opts;
   for (let i = 0; i < 3 && o.pruneRatio; i++) {
     o = { ...o, pruneRatio: o.pruneRatio / 2 };
     const r = await tryWith(o);
     steps.push({ step: 'search: prune ratio', detail: { ratio: o.pruneRatio, loss: loss(r.fidelity) } });
+    if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
+  }
+  if (o.pruneRatio) {
+    // pruning cannot meet the budget even at an eighth of the asked ratio: drop it, keep the rest
+    o = { ...o, pruneRatio: undefined };
+    const r = await tryWith(o);
+    steps.push({ step: 'search: without channel pruning', detail: { loss: loss(r.fidelity) } });
     if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
   }
   if (o.mode === 'none') return undefined;

@@ -131,3 +131,32 @@ t.test('the gate refuses a model over budget and writes nothing', async (t) => {
   t.match(r.err, /prune-channels/);
   t.notOk(existsSync(out), 'nothing written');
 });
+
+t.test('--search fits the budget: halves the prune ratio, then drops pruning, keeps int8', async (t) => {
+  const out = path.join(work, 'searched');
+  const r = await run([
+    source,
+    '--out',
+    out,
+    '--mode',
+    'int8-static',
+    '--prune-ratio',
+    '0.25',
+    '--calibration',
+    calibration,
+    '--max-fidelity-loss',
+    '0.05',
+    '--search',
+    '--runs',
+    '2',
+  ]);
+  t.equal(r.code, exitCodes.ok, r.err);
+  const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+  const steps = report.steps.map((s: { step: string }) => s.step);
+  t.ok(steps.includes('search: prune ratio'), 'tried lower prune ratios');
+  t.ok(steps.includes('search: without channel pruning'));
+  t.ok(report.fidelity.value >= 0.95);
+  t.equal(report.passedGate, true);
+  t.equal(report.method, 'int8-static', 'the report names what was written, not what was asked');
+  t.equal(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')).compression.method, 'int8-static');
+});
