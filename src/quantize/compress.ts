@@ -13,6 +13,7 @@ import { quantizeInt4 } from './passes/int4.js';
 import { quantizeDynamic } from './passes/quantize-dynamic.js';
 import { quantizeStatic } from './passes/quantize-static.js';
 import { pruneChannels, pruneMagnitude } from './passes/prune.js';
+import { simplifyForQuantization } from './passes/simplify.js';
 import type { CompressionReport } from './report.js';
 
 /** The compression methods; `none` only prunes (or only measures). */
@@ -86,8 +87,13 @@ export async function compress(
   progress: Progress = silent,
 ): Promise<CompressResult> {
   const steps: { step: string; detail: unknown }[] = [];
-  const base = await optimizeForQuantization(source.bytes);
+  let base = await optimizeForQuantization(source.bytes);
   steps.push({ step: 'optimize', detail: `onnxruntime basic optimization: ${base.graph?.node.length} nodes` });
+  if (opts.mode === 'int8-static') {
+    const simplified = simplifyForQuantization(upgradeOpset(base, 13));
+    base = simplified.model;
+    steps.push({ step: 'simplify for int8 kernels', detail: simplified.stats });
+  }
   const original = await cpuSession(source.bytes, opts.threads);
   const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
 
@@ -162,7 +168,7 @@ async function calibrateRanges(
       progress.tick();
     }
   }
-  return calibrate(upgradeOpset(base, 13), feeds(), { method: opts.calibrationMethod, percentile: opts.percentile });
+  return calibrate(base, feeds(), { method: opts.calibrationMethod, percentile: opts.percentile });
 }
 
 interface Attempt {
