@@ -8,9 +8,9 @@ import type { Sample } from './dataset.js';
 import { compareModels, cpuSession, medianLatencyMs, runtimeKernels, type Fidelity } from './evaluate.js';
 import { optimizeForQuantization } from './optimize.js';
 import { upgradeOpset } from './opset.js';
-import { convertFp16 } from './passes/fp16.js';
-import { quantizeInt4 } from './passes/int4.js';
-import { quantizeDynamic } from './passes/quantize-dynamic.js';
+import { convertFp16WithStats } from './passes/fp16.js';
+import { quantizeInt4WithStats } from './passes/int4.js';
+import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
 import { quantizeStatic } from './passes/quantize-static.js';
 import { pruneChannels, pruneMagnitude } from './passes/prune.js';
 import { simplifyForQuantization } from './passes/simplify.js';
@@ -208,15 +208,28 @@ async function buildModel(
         excludeNodes: exclude,
       });
       break;
-    case 'int8-dynamic':
-      model = quantizeDynamic(model, { reduceRange: o.reduceRange, excludeNodes: exclude });
+    case 'int8-dynamic': {
+      // DynamicQuantizeLinear needs opset 11; old exports (Paddle writes opset 9) are upgraded like for int8-static
+      const r = quantizeDynamicWithStats(upgradeOpset(model, 13), {
+        reduceRange: o.reduceRange,
+        excludeNodes: exclude,
+      });
+      model = r.model;
+      steps.push({ step: 'int8-dynamic', detail: r.stats });
       break;
-    case 'int4-weight':
-      model = quantizeInt4(model, { blockSize: o.blockSize, excludeNodes: exclude });
+    }
+    case 'int4-weight': {
+      const r = quantizeInt4WithStats(model, { blockSize: o.blockSize, excludeNodes: exclude });
+      model = r.model;
+      steps.push({ step: 'int4-weight', detail: r.stats });
       break;
-    case 'fp16':
-      model = convertFp16(model, { excludeNodes: exclude });
+    }
+    case 'fp16': {
+      const r = convertFp16WithStats(model, { excludeNodes: exclude });
+      model = r.model;
+      steps.push({ step: 'fp16', detail: r.stats });
       break;
+    }
     case 'none':
       break;
   }
