@@ -1,8 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { decodeModel } from '../onnx/model.js';
 import { ModelSession } from '../models/session.js';
+import { ortOptimizedModel } from './ort-optimize.js';
 import type { Sample } from './dataset.js';
 
 /** How close a compressed model's outputs are to the original's, over a set of samples. */
@@ -86,25 +83,13 @@ export async function medianLatencyMs(session: ModelSession, sample: Sample, run
  * model that would silently run in float is caught.
  */
 export async function runtimeKernels(bytes: Uint8Array): Promise<Record<string, number>> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'muon-kernels-'));
-  try {
-    const file = path.join(dir, 'optimized.onnx');
-    const s = await ModelSession.create(bytes, {
-      provider: 'cpu',
-      intraOpThreads: 1,
-      optimizationLevel: 'extended',
-      optimizedModelPath: file,
-    });
-    await s.release();
-    const counts: Record<string, number> = {};
-    for (const n of decodeModel(await readFile(file)).graph?.node ?? []) {
-      const op = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType;
-      counts[op] = (counts[op] ?? 0) + 1;
-    }
-    return Object.fromEntries(Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  const optimized = await ortOptimizedModel(bytes, 'extended', 'muon-kernels-');
+  const counts: Record<string, number> = {};
+  for (const n of optimized.graph?.node ?? []) {
+    const op = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType;
+    counts[op] = (counts[op] ?? 0) + 1;
   }
+  return Object.fromEntries(Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)));
 }
 
 function toFloats(d: ArrayLike<number | bigint>): Float64Array {

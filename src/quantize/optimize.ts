@@ -1,8 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { decodeModel, type ModelProto } from '../onnx/model.js';
-import { ModelSession } from '../models/session.js';
+import type { ModelProto } from '../onnx/model.js';
+import { ortOptimizedModel } from './ort-optimize.js';
 
 /**
  * Runs onnxruntime's 'basic' graph optimizations on a model and returns the optimized graph: constant folding (which
@@ -17,18 +14,5 @@ import { ModelSession } from '../models/session.js';
  * @returns the optimized model, decoded; its raw_data does not alias a file (the temporary file is deleted)
  */
 export async function optimizeForQuantization(bytes: Uint8Array): Promise<ModelProto> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'muon-optimize-'));
-  try {
-    const optimizedModelPath = path.join(dir, 'optimized.onnx');
-    const session = await ModelSession.create(bytes, {
-      provider: 'cpu',
-      intraOpThreads: 1,
-      optimizationLevel: 'basic',
-      optimizedModelPath,
-    });
-    await session.release();
-    return decodeModel(new Uint8Array(await readFile(optimizedModelPath)));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return ortOptimizedModel(bytes, 'basic', 'muon-optimize-');
 }

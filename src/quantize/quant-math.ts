@@ -46,6 +46,17 @@ export function roundHalfEven(x: number): number {
 
 const FLOAT32_TINY = 1.1754943508222875e-38; // numpy.finfo(float32).tiny
 
+/** Options of {@link computeScaleZeroPoint}. */
+export interface ScaleZeroPointOptions {
+  /**
+   * Compute `rmax - rmin` in float32 (then divide in float64), numpy's arithmetic when the range is a pair of float32
+   * scalars, as in `quantize_dynamic`'s weights (`quantize_data`). The results differ from the default float64
+   * subtraction when the difference is not a float32, e.g. asymmetric uint8 weights in [-0.00038, 1.42]. A
+   * non-finite range is then not rejected either: it gives an infinite scale, as numpy does. Default false.
+   */
+  readonly float32Range?: boolean;
+}
+
 /**
  * ORT's `compute_scale_zp`: widens the range to include 0 (so that 0 is exactly representable, which padding and
  * ReLU rely on), makes it symmetric around 0 when asked, then `scale = (rmax - rmin) / (qmax - qmin)`. A range of
@@ -53,7 +64,8 @@ const FLOAT32_TINY = 1.1754943508222875e-38; // numpy.finfo(float32).tiny
  * like ORT: the zero point is then the type's 0).
  *
  * Precision follows numpy on float32 inputs (onnxruntime 1.32): `rmax - rmin` and the division in float64, the zero
- * point from the float64 scale, and the scale rounded to float32 at the end.
+ * point from the float64 scale, and the scale rounded to float32 at the end. With
+ * {@link ScaleZeroPointOptions.float32Range} the difference is rounded to float32 first, as the dynamic quantizer does.
  */
 export function computeScaleZeroPoint(
   rmin: number,
@@ -61,9 +73,12 @@ export function computeScaleZeroPoint(
   qmin: number,
   qmax: number,
   symmetric = false,
+  opts: ScaleZeroPointOptions = {},
 ): QParams {
   if (qmin > 0 || qmax < 0) throw new RangeError(`qmin (${qmin}) must be <= 0 and qmax (${qmax}) >= 0`);
-  if (!Number.isFinite(rmin) || !Number.isFinite(rmax)) throw new RangeError(`range [${rmin}, ${rmax}] is not finite`);
+  if (!opts.float32Range && (!Number.isFinite(rmin) || !Number.isFinite(rmax))) {
+    throw new RangeError(`range [${rmin}, ${rmax}] is not finite`);
+  }
   let lo = Math.fround(Math.min(rmin, 0));
   let hi = Math.fround(Math.max(rmax, 0));
   if (symmetric) {
@@ -71,7 +86,8 @@ export function computeScaleZeroPoint(
     lo = -absmax;
     hi = absmax;
   }
-  const scale = (hi - lo) / (qmax - qmin); // ORT promotes to float64 before subtracting
+  const width = opts.float32Range ? Math.fround(hi - lo) : hi - lo; // else ORT promotes to float64 before subtracting
+  const scale = width / (qmax - qmin);
   if (scale < FLOAT32_TINY) return { scale: 1, zeroPoint: 0 };
   const zeroPoint = symmetric ? roundHalfEven((qmin + qmax) / 2) : roundHalfEven(qmin - lo / scale);
   return { scale: Math.fround(scale), zeroPoint };
@@ -104,6 +120,8 @@ export interface WeightQuantOptions {
   readonly reduceRange?: boolean;
   /** Quantize each slice along this axis with its own scale (per-channel); omit for one scale per tensor. */
   readonly axis?: number;
+  /** See {@link ScaleZeroPointOptions.float32Range}: the dynamic quantizer's arithmetic. Default false. */
+  readonly float32Range?: boolean;
 }
 
 /** A quantized weight: integers in the tensor's layout, and one scale / zero point per channel (or one). */
@@ -148,9 +166,14 @@ export function quantizeWeight(
     if (data[i] > maxs[c]) maxs[c] = data[i];
   }
   const params: QParams[] = [];
+  const rangeOpts = { float32Range: opts.float32Range };
   for (let c = 0; c < channels; c++) {
-    const empty = mins[c] === Infinity; // an empty slice: ORT leaves scale 1, zero point 0
-    params.push(empty ? { scale: 1, zeroPoint: 0 } : computeScaleZeroPoint(mins[c], maxs[c], qmin, qmax, symmetric));
+    // An empty (or all-NaN) slice: ORT leaves scale 1, zero point 0. With float32Range, whose ranges may be infinite,
+    // computeScaleZeroPoint gives that itself ([+inf, -inf] widens to [0, 0]), and a slice of +inf gets its scale.
+    const empty = !opts.float32Range && mins[c] === Infinity;
+    params.push(
+      empty ? { scale: 1, zeroPoint: 0 } : computeScaleZeroPoint(mins[c], maxs[c], qmin, qmax, symmetric, rangeOpts),
+    );
   }
   const out = type === 'int8' ? new Int8Array(data.length) : new Uint8Array(data.length);
   for (let i = 0; i < data.length; i++) out[i] = quantizeValue(data[i], params[channelOf(i)], clip.lo, clip.hi);

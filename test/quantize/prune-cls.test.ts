@@ -5,6 +5,7 @@ import { ModelSession } from '../../src/models/session.js';
 import { decodeModel, encodeModel, tensor, type ModelProto } from '../../src/onnx/model.js';
 import { dimsOf, readFloats } from '../../src/quantize/graph.js';
 import { checkConvShapes, pruneChannels } from '../../src/quantize/passes/prune.js';
+import { lcg, runModel } from '../helpers/models.js';
 
 // The PaddleOCR text-orientation classifier (MobileNetV3-like: hardswish, squeeze-excitation, residual Adds), raw and
 // after onnxruntime's basic optimization (BN folded into Conv, Constant nodes turned into initializers).
@@ -14,8 +15,8 @@ const source = readFileSync(
 );
 const dir = t.testdir({});
 const x = new Float32Array(2 * 3 * 48 * 192);
-let s = 1;
-for (let i = 0; i < x.length; i++) x[i] = ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+const rand = lcg(1);
+for (let i = 0; i < x.length; i++) x[i] = rand() * 2;
 
 async function optimized(): Promise<Uint8Array> {
   const file = path.join(dir, 'cls-basic.onnx');
@@ -25,10 +26,7 @@ async function optimized(): Promise<Uint8Array> {
 }
 
 async function probs(t: Tap, model: ModelProto | Uint8Array): Promise<Float32Array> {
-  const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-  const sess = await ModelSession.create(bytes, { provider: 'cpu', intraOpThreads: 1 });
-  const out = await sess.run({ x: { type: 'float32', data: x, dims: [2, 3, 48, 192] } }, ['softmax_0.tmp_0']);
-  await sess.release();
+  const out = await runModel(model, { x: { type: 'float32', data: x, dims: [2, 3, 48, 192] } }, ['softmax_0.tmp_0']);
   t.same(out['softmax_0.tmp_0'].dims, [2, 2]);
   return out['softmax_0.tmp_0'].data as Float32Array;
 }

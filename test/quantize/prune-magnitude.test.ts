@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { ModelSession } from '../../src/models/session.js';
 import {
   DataType,
   decodeModel,
@@ -14,14 +13,7 @@ import {
 } from '../../src/onnx/model.js';
 import { floatToHalf, readFloats } from '../../src/quantize/graph.js';
 import { compressedSize, pruneMagnitude } from '../../src/quantize/passes/prune.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
+import { lcg as rng, runFloat, runModel } from '../helpers/models.js';
 
 /** x [N,3,8,8] -> Conv(4) -> GAP -> Flatten -> Gemm(5) -> MatMul(3) -> Cast -> MatMul(2, float16 weight) -> y */
 function model(): ModelProto {
@@ -60,12 +52,9 @@ function zeros(m: ModelProto, name: string): number {
   return readFloats(m.graph!.initializer.find((x) => x.name === name)!).filter((v) => v === 0).length;
 }
 
-async function runs(m: ModelProto): Promise<Float32Array> {
-  const s = await ModelSession.create(encodeModel(m), { provider: 'cpu', intraOpThreads: 1 });
+function runs(m: ModelProto): Promise<Float32Array> {
   const x = Float32Array.from({ length: 2 * 3 * 64 }, rng(3));
-  const y = (await s.run({ x: { type: 'float32', data: x, dims: [2, 3, 8, 8] } }, ['y'])).y;
-  await s.release();
-  return y.data as Float32Array;
+  return runFloat(m, { name: 'x', data: x, dims: [2, 3, 8, 8] }, 'y');
 }
 
 t.test('per layer: exactly floor(sparsity * size) zeros in each weight, biases untouched', async (t) => {
@@ -146,9 +135,7 @@ t.test('real cls model: sparsity is exact, it still runs, and compresses better'
   t.ok(after < before * 0.8, `gzip ${before} -> ${after} bytes (raw ${src.length} -> ${out.length})`);
   t.ok(compressedSize(new Uint8Array(1000)) < 100, 'zeros compress');
 
-  const sess = await ModelSession.create(out, { provider: 'cpu', intraOpThreads: 1 });
   const x = Float32Array.from({ length: 3 * 48 * 192 }, rng(4));
-  const y = await sess.run({ x: { type: 'float32', data: x, dims: [1, 3, 48, 192] } }, ['softmax_0.tmp_0']);
-  await sess.release();
+  const y = await runModel(out, { x: { type: 'float32', data: x, dims: [1, 3, 48, 192] } }, ['softmax_0.tmp_0']);
   t.same(y['softmax_0.tmp_0'].dims, [1, 2]);
 });

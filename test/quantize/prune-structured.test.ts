@@ -1,5 +1,4 @@
 import t from 'tap';
-import { ModelSession } from '../../src/models/session.js';
 import {
   DataType,
   encodeModel,
@@ -14,16 +13,9 @@ import {
 } from '../../src/onnx/model.js';
 import { dimsOf, readFloats } from '../../src/quantize/graph.js';
 import { checkConvShapes, pruneChannels, sliceAxis } from '../../src/quantize/passes/prune.js';
+import { compare, lcg as rng, runFloat } from '../helpers/models.js';
 
 // Small real graphs with seeded random weights, run through onnxruntime before and after pruning.
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
 
 /** Builds graphs layer by layer; weights are random in [-0.5, 0.5) unless given. */
 class Builder {
@@ -104,17 +96,12 @@ function input(n: number, c = 3, size = 8, seed = 7): Float32Array {
   return Float32Array.from({ length: n * c * size * size }, () => r() * 4);
 }
 
-async function run(model: ModelProto, x: Float32Array, dims: number[], output = 'y'): Promise<Float32Array> {
-  const s = await ModelSession.create(encodeModel(model), { provider: 'cpu', intraOpThreads: 1 });
-  try {
-    return (await s.run({ x: { type: 'float32', data: x, dims } }, [output]))[output].data as Float32Array;
-  } finally {
-    await s.release();
-  }
+function run(model: ModelProto, x: Float32Array, dims: number[], output = 'y'): Promise<Float32Array> {
+  return runFloat(model, { name: 'x', data: x, dims }, output);
 }
 
 function maxDiff(a: Float32Array, b: Float32Array): number {
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+  return compare(a, b).maxAbs;
 }
 
 function shapes(m: ModelProto): Record<string, number[]> {

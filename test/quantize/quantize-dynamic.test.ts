@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { ModelSession } from '../../src/models/session.js';
 import {
   attr,
   DataType,
@@ -23,24 +22,7 @@ import {
   quantizeWeight,
   roundHalfEven,
 } from '../../src/quantize/passes/quantize-dynamic.js';
-
-/** mulberry32: a tiny seeded PRNG, so weights and inputs are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randn(n: number, scale: number, rand: () => number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (rand() * 2 - 1) * scale;
-  return out;
-}
+import { compare, mulberry32 as rng, runFloat, runModel, uniform as randn } from '../helpers/models.js';
 
 const IN = 64;
 const HIDDEN = 96;
@@ -98,35 +80,10 @@ function buildMlp(variant: 'matmul' | 'gemm'): ModelProto {
 const BATCH = 8;
 const input = randn(BATCH * IN, 1, rng(7));
 
-async function run(model: ModelProto, optimizedModelPath?: string): Promise<Float32Array> {
-  const s = await ModelSession.create(encodeModel(model), {
-    provider: 'cpu',
-    intraOpThreads: 1,
-    optimizationLevel: optimizedModelPath ? 'extended' : 'all',
-    optimizedModelPath,
-  });
-  try {
-    const r = await s.run({ x: { type: 'float32', data: input, dims: [BATCH, IN] } }, ['y']);
-    return r.y.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
-
-function compare(a: Float32Array, b: Float32Array): { maxAbs: number; cosine: number; range: number } {
-  let maxAbs = 0;
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  let range = 0;
-  for (let i = 0; i < a.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
-    range = Math.max(range, Math.abs(a[i]));
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return { maxAbs, cosine: dot / Math.sqrt(na * nb), range };
+/** Runs the model on `input`; with `optimizedModelPath`, at level `extended`, writing the optimized graph there. */
+function run(model: ModelProto, optimizedModelPath?: string): Promise<Float32Array> {
+  const optimizationLevel = optimizedModelPath ? 'extended' : 'all';
+  return runFloat(model, { name: 'x', data: input, dims: [BATCH, IN] }, 'y', { optimizationLevel, optimizedModelPath });
 }
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'muon-qdyn-'));
@@ -160,6 +117,16 @@ t.test('weight quantization matches onnxruntime quantize_dynamic arithmetic', as
   t.same([...c.values], [127, -127, 0, 4, -127, 0]);
   const z = quantizeWeight(new Float32Array(4), 2, 2);
   t.same([z.scale[0], z.zeroPoint[0], ...z.values], [1, 0, 0, 0, 0, 0], 'all-zero weights: scale 1');
+  // quantize_dynamic subtracts the float32 range in float32: 1.4248328 + 0.00038131868 is not a float32, and the
+  // float64 difference (quant-math's default, for static quantization) would give 0.005589074920862913.
+  const f32 = quantizeWeight(
+    new Float32Array([-0.00038131867768242955, 1.424832820892334, 0.7, -0.0001]),
+    2,
+    2,
+    'uint8',
+  );
+  t.equal(f32.scale[0], 0.0055890753865242004, 'uint8: range width rounded to float32 before dividing');
+  t.same([f32.zeroPoint[0], ...f32.values], [0, 0, 255, 125, 0]);
 });
 
 t.test('one MatMul: exact nodes and initializers', async (t) => {
@@ -200,10 +167,8 @@ t.test('one MatMul: exact nodes and initializers', async (t) => {
   t.equal(readFloats(g.initializer[1])[0], Math.fround(2 / 254));
   t.same(readInts(g.initializer[2]), [0]);
 
-  const s = await ModelSession.create(encodeModel(q), { provider: 'cpu', intraOpThreads: 1 });
   const x = new Float32Array([1, 2, 3, -1, 0, 0.5]);
-  const y = (await s.run({ x: { type: 'float32', data: x, dims: [2, 3] } }, ['y'])).y.data as Float32Array;
-  await s.release();
+  const y = (await runModel(q, { x: { type: 'float32', data: x, dims: [2, 3] } }, ['y'])).y.data as Float32Array;
   const expect = [1 * 1 + 2 * 0.25 + 3 * -1, 1 * -0.5 + 0 + 3 * 0.5, -1 + 0.5 * -1, 0.5 + 0.5 * 0.5];
   for (let i = 0; i < 4; i++) t.ok(Math.abs(y[i] - expect[i]) < 0.05, `y[${i}] = ${y[i]} ~ ${expect[i]}`);
 });

@@ -23,25 +23,10 @@ import { upgradeOpset } from '../../src/quantize/opset.js';
 import { optimizeForQuantization } from '../../src/quantize/optimize.js';
 import { quantizableTensors, quantizeStatic } from '../../src/quantize/passes/quantize-static.js';
 import { activationQParams } from '../../src/quantize/quant-math.js';
-
-/** mulberry32: a small seeded PRNG, so weights and inputs are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { compare, gaussian, mulberry32 as rng } from '../helpers/models.js';
 
 function randn(r: () => number, n: number, std: number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12);
-    out[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());
-  }
-  return out;
+  return gaussian(n, std, r);
 }
 
 const C1 = 8;
@@ -110,15 +95,7 @@ async function load(model: ModelProto, level: 'disabled' | 'extended' = 'extende
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
+  return compare(a, b).cosine;
 }
 
 function argmaxRows(data: Float32Array, cols: number): number[] {

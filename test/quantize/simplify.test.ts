@@ -1,7 +1,7 @@
 import t from 'tap';
-import { ModelSession } from '../../src/models/session.js';
-import { attr, DataType, encodeModel, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
+import { attr, DataType, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
 import { simplifyForQuantization } from '../../src/quantize/passes/simplify.js';
+import { runFloat } from '../helpers/models.js';
 
 // hardswish and squeeze-excitation as MobileNetV3 exports write them: Div by a constant, HardSigmoid
 const model = makeModel({
@@ -32,12 +32,7 @@ t.test('Div by a constant becomes Mul, HardSigmoid becomes Mul/Add/Clip, outputs
     'graph outputs keep their names',
   );
   const x = Float32Array.from({ length: 4 * 8 }, (_, i) => (i - 16) / 3);
-  const run = async (m: typeof model) => {
-    const s = await ModelSession.create(encodeModel(m), { provider: 'cpu', intraOpThreads: 1 });
-    const y = (await s.run({ x: { type: 'float32', data: x, dims: [4, 8] } }, ['y'])).y.data as Float32Array;
-    await s.release();
-    return y;
-  };
+  const run = (m: typeof model) => runFloat(m, { name: 'x', data: x, dims: [4, 8] }, 'y');
   const [a, b] = [await run(model), await run(out)];
   for (let i = 0; i < a.length; i++) t.ok(Math.abs(a[i] - b[i]) < 1e-6, `y[${i}]`);
   t.equal(model.graph!.node.length, 3, 'the input model is untouched');

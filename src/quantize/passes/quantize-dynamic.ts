@@ -1,5 +1,8 @@
 import { DataType, node, tensor, type ModelProto, type NodeProto, type TensorProto } from '../../onnx/model.js';
 import { cloneModel, dimsOf, GraphIndex, readFloats } from '../graph.js';
+import { quantizeWeight as quantizeWeightTensor, type QuantType } from '../quant-math.js';
+
+export { roundHalfEven } from '../quant-math.js';
 
 /**
  * Dynamic int8 quantization of MatMul / Gemm weights, the way onnxruntime's Python `quantize_dynamic` does it.
@@ -204,79 +207,24 @@ function planGemm(g: GraphIndex, n: NodeProto): Plan | string {
   return { weightKey: key, weight, k, n: cols, bias };
 }
 
-/** Round half to even, like numpy.round and onnx QuantizeLinear. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** The integer range onnxruntime's `get_qmin_qmax_for_qType` gives. */
-function qRange(type: 'int8' | 'uint8', reduceRange: boolean, symmetric: boolean): [number, number] {
-  if (type === 'uint8') return reduceRange ? [0, 127] : [0, 255];
-  if (reduceRange) return [-64, 64];
-  return symmetric ? [-127, 127] : [-128, 127];
-}
-
-/**
- * Scale and zero point for a real range, as onnxruntime's `compute_scale_zp`: the range is widened to contain 0,
- * made symmetric when asked, the scale is computed in float64 and stored as float32, and the zero point rounds half
- * to even.
- */
-export function scaleZeroPoint(
-  rmin: number,
-  rmax: number,
-  qmin: number,
-  qmax: number,
-  symmetric: boolean,
-): { scale: number; zeroPoint: number } {
-  let lo = Math.fround(Math.min(rmin, 0));
-  let hi = Math.fround(Math.max(rmax, 0));
-  if (symmetric) {
-    const absmax = Math.max(Math.abs(lo), Math.abs(hi));
-    lo = -absmax;
-    hi = absmax;
-  }
-  const scale64 = Math.fround(hi - lo) / (qmax - qmin);
-  if (scale64 < 1.1754943508222875e-38) return { scale: 1, zeroPoint: 0 };
-  return { scale: Math.fround(scale64), zeroPoint: roundHalfEven(qmin - lo / scale64) };
-}
-
 /**
  * Quantizes a [K, N] float weight to int8 or uint8: per tensor, or per column with `perChannel`. int8 is symmetric
- * (zero point 0), uint8 asymmetric, matching onnxruntime's defaults for `quantize_dynamic`.
+ * (zero point 0), uint8 asymmetric, matching onnxruntime's defaults for `quantize_dynamic`. The arithmetic is
+ * {@link quantizeWeightTensor} (quant-math's) with `float32Range`: `quantize_dynamic` subtracts the range in float32.
  */
 export function quantizeWeight(
   w: Float32Array,
   k: number,
   n: number,
-  type: 'int8' | 'uint8' = 'int8',
+  type: QuantType = 'int8',
   reduceRange = false,
   perChannel = false,
 ): QuantizedWeight {
-  const symmetric = type === 'int8';
-  const [qmin, qmax] = qRange(type, reduceRange, symmetric);
-  const [clipLo, clipHi] = type === 'int8' ? [-128, 127] : [0, 255];
-  const groups = perChannel ? n : 1;
-  const scale = new Float32Array(groups);
-  const zeroPoint = type === 'int8' ? new Int8Array(groups) : new Uint8Array(groups);
-  const values = type === 'int8' ? new Int8Array(k * n) : new Uint8Array(k * n);
-  const lo = new Float32Array(groups).fill(Infinity);
-  const hi = new Float32Array(groups).fill(-Infinity);
-  for (let i = 0; i < k * n; i++) {
-    const c = perChannel ? i % n : 0;
-    if (w[i] < lo[c]) lo[c] = w[i];
-    if (w[i] > hi[c]) hi[c] = w[i];
-  }
-  for (let c = 0; c < groups; c++) {
-    const s = scaleZeroPoint(lo[c], hi[c], qmin, qmax, symmetric);
-    scale[c] = s.scale;
-    zeroPoint[c] = s.zeroPoint;
-  }
-  for (let i = 0; i < k * n; i++) {
-    const c = perChannel ? i % n : 0;
-    // float32 division then round half to even, as numpy does on float32 arrays.
-    const q = roundHalfEven(Math.fround(w[i] / scale[c])) + zeroPoint[c];
-    values[i] = Math.min(clipHi, Math.max(clipLo, q));
-  }
-  return { values, scale, zeroPoint };
+  const q = quantizeWeightTensor(w.subarray(0, k * n), [k, n], {
+    type,
+    reduceRange,
+    axis: perChannel ? 1 : undefined,
+    float32Range: true,
+  });
+  return { values: q.data, scale: q.scales, zeroPoint: q.zeroPoints };
 }

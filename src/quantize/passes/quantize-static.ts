@@ -47,8 +47,6 @@ const QDQ_OPSET = 13;
 
 /** Ops that move values without arithmetic: their output reuses the input's scale so ORT can run them on uint8. */
 const DIRECT_8BIT = new Set(['MaxPool', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Flatten']);
-/** Activations that ORT folds into the producer's output range (uint8 saturation does the clipping). */
-const REMOVABLE = new Set(['Relu', 'Clip']);
 
 interface ActivationPlan {
   /** Calibrated tensor whose range gives the qparams. */
