@@ -71,7 +71,7 @@ export class RequestCapture {
       let total = 0;
       for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
         const p = path.join(dir, e.name);
-        total += e.isDirectory() ? await walk(p) : (await stat(p)).size;
+        total += e.isDirectory() ? await walk(p) : ((await stat(p).catch(() => undefined))?.size ?? 0);
       }
       return total;
     };

@@ -95,7 +95,8 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
       timeoutMs,
       signal: gone.signal,
     });
-    void capture?.offer(model.name, input); // successes only: failed inputs make poor calibration data
+    // successes only: failed inputs make poor calibration data; capture never fails a request
+    capture?.offer(model.name, input).catch((err: unknown) => req.log.warn({ err }, 'capture failed'));
     return {
       model: model.name,
       version: model.version,
