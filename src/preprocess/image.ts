@@ -72,9 +72,14 @@ export function configureImageDecoder(threads: number): void {
 /**
  * Decodes an image (EXIF orientation honoured), resizes it by `spec` and writes one normalized tensor row.
  * Throws client errors: 415 for formats outside {@link acceptedImageFormats}, 422 for images over `maxPixels`,
- * 400 for bytes that do not decode.
+ * 400 for bytes that do not decode. `out`, when given, receives the row (every value is written).
  */
-export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixels: number): Promise<ImageTensor> {
+export async function imageToTensor(
+  bytes: Uint8Array,
+  spec: ImageSpec,
+  maxPixels: number,
+  out?: Float32Array,
+): Promise<ImageTensor> {
   const format = sniffImageFormat(bytes);
   if (!format || !(acceptedImageFormats as readonly string[]).includes(format)) {
     throw new Errors.UNSUPPORTED_MEDIA_TYPE(
@@ -104,7 +109,7 @@ export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec, maxPixel
     if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
     const { data, info } = await pipe.raw().toBuffer({ resolveWithObject: true });
     return {
-      data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec),
+      data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec, out),
       dims: dims(spec),
       original: { width: w, height: h },
     };
@@ -191,10 +196,12 @@ function axis(outLen: number, offset: number, resized: number, src: number, near
  * Resamples decoded pixels to the placement's resized size (taking its crop), normalizes, and writes them into a
  * padded tensor row in the model's layout and channel order, in one pass.
  */
-function toTensor(img: Pixels, place: Placement, spec: ImageSpec): Float32Array {
+function toTensor(img: Pixels, place: Placement, spec: ImageSpec, into?: Float32Array): Float32Array {
   const C = spec.channels === 'GRAY' ? 1 : 3;
   const { width: W, height: H } = spec;
-  const out = new Float32Array(C * H * W).fill(spec.padValue);
+  if (into && into.length !== C * H * W)
+    throw new RangeError(`output row holds ${into.length} values, not ${C * H * W}`);
+  const out = (into ?? new Float32Array(C * H * W)).fill(spec.padValue);
   const crop = place.crop ?? { left: 0, top: 0, width: place.resizeW, height: place.resizeH };
   const nearest = spec.interpolation === 'nearest';
   const xs = axis(crop.width, crop.left, place.resizeW, img.w, nearest);

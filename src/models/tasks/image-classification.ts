@@ -1,6 +1,6 @@
 import { dims as imageDims, imageToTensor, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
-import { ManifestError } from '../manifest.js';
-import { splitRows, stackRows } from '../tensor.js';
+import { ManifestError, type ImageManifest } from '../manifest.js';
+import { BatchBuffers, RowPool, splitRows } from '../tensor.js';
 import type { TaskContext, TaskPipeline } from './task.js';
 
 /** One class in a classification answer. */
@@ -12,7 +12,7 @@ export interface ClassScore {
 
 /** `image-classification`: an image in, top-k labels with scores out. */
 export function imageClassification(
-  ctx: TaskContext,
+  ctx: TaskContext<ImageManifest>,
 ): TaskPipeline<ImageTensor, Float32Array, { predictions: ClassScore[] }> {
   const { manifest: m, session, labels, where } = ctx;
   const spec: ImageSpec = m.input;
@@ -31,23 +31,35 @@ export function imageClassification(
   const batchDim = input.shape[0];
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const activation = m.output.activation;
+  const maxRows = fixedBatch ?? m.batching.maxBatchSize;
+  const buffers = new BatchBuffers(rowDims, maxRows);
+  const rows = new RowPool(
+    rowDims.reduce((a, b) => a * b, 1),
+    2 * maxRows,
+  );
 
   return {
     accepts: ['image'],
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const t = await imageToTensor(req.bytes, spec, ctx.maxImagePixels);
+      const row = rows.acquire();
+      const t = await imageToTensor(req.bytes, spec, ctx.maxImagePixels, row).catch((err: unknown) => {
+        rows.release([row]);
+        throw err;
+      });
       return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
     },
-    async runBatch(rows) {
-      const batch = stackRows(
-        rows.map((r) => r.data),
-        rowDims,
-        fixedBatch ?? rows.length,
-      );
-      const out = await session.run({ [input.name]: batch }, [output.name]);
-      return splitRows(out[output.name], rows.length).map((r) => r.data);
+    async runBatch(batchRows) {
+      const data = batchRows.map((r) => r.data);
+      try {
+        return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
+          const out = await session.run({ [input.name]: batch }, [output.name]);
+          return splitRows(out[output.name], batchRows.length).map((r) => r.data);
+        });
+      } finally {
+        rows.release(data); // after the run: a batch of one is computed straight from its row
+      }
     },
     finish(scores, params) {
       const k = Math.min(params.topK ?? m.topK, labels.length);
@@ -63,7 +75,8 @@ export function imageClassification(
   };
 }
 
-function pick<T extends { name: string }>(list: T[], wanted: string | undefined, what: string, where: string): T {
+/** The graph input or output the manifest names, or the only / first one when it names none. */
+export function pick<T extends { name: string }>(list: T[], wanted: string | undefined, what: string, where: string): T {
   if (wanted === undefined) {
     if (list.length === 1 || what === 'output') return list[0];
     throw new ManifestError(
@@ -99,7 +112,8 @@ function checkShape(
   });
 }
 
-function activate(x: Float32Array, kind: 'none' | 'softmax' | 'sigmoid'): Float32Array {
+/** Turns a row of logits into scores, as the manifest's `output.activation` says. */
+export function activate(x: Float32Array, kind: 'none' | 'softmax' | 'sigmoid'): Float32Array {
   if (kind === 'none') return x;
   const out = new Float32Array(x.length);
   if (kind === 'sigmoid') {
