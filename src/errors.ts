@@ -17,6 +17,10 @@ export const Errors = {
   BODY_TOO_LARGE: createError('MUON_ERR_BODY_TOO_LARGE', 'Request body is larger than %s bytes', 413),
   /** A multipart request without a file part, or an empty body. */
   MISSING_INPUT: createError('MUON_ERR_MISSING_INPUT', 'No input: %s', 400),
+  /** A text body that is not valid UTF-8 (or declares another charset). */
+  INVALID_TEXT: createError('MUON_ERR_INVALID_TEXT', 'The text cannot be read: %s', 400),
+  /** A text input over the model's `input.maxBytes` (UTF-8 bytes). */
+  TEXT_TOO_LARGE: createError('MUON_ERR_TEXT_TOO_LARGE', 'Text too large: %s', 413),
   /** The image is in an accepted format but cannot be decoded (truncated, corrupt). */
   INVALID_IMAGE: createError('MUON_ERR_INVALID_IMAGE', 'The image cannot be decoded: %s', 400),
   /** The image decodes but is larger than `MUON_MAX_IMAGE_PIXELS` or has a zero dimension. */

@@ -3,13 +3,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { packageRoot } from '../../src/config.js';
-import { parseManifest, type Manifest } from '../../src/models/manifest.js';
+import { asImageManifest, parseManifest, type ImageManifest } from '../../src/models/manifest.js';
 import { dims, type ImageSpec } from '../../src/preprocess/image.js';
 
 /** The benchmarked model as the server would load it: manifest, ONNX file and tensor names. */
 export interface BenchModel {
   readonly name: string;
-  readonly manifest: Manifest;
+  readonly manifest: ImageManifest;
   /** The manifest's input block, which is the preprocessing spec. */
   readonly spec: ImageSpec;
   /** Absolute path of the ONNX file. */
@@ -26,7 +26,7 @@ export interface BenchModel {
  */
 export async function loadBenchModel(name: string): Promise<BenchModel> {
   const where = path.join(packageRoot, 'models', name, 'manifest.json');
-  const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
+  const manifest = asImageManifest(parseManifest(JSON.parse(await readFile(where, 'utf8')), where), where);
   const base = manifest.model.package
     ? path.join(packageRoot, 'node_modules', manifest.model.package)
     : path.dirname(where);

@@ -2,7 +2,7 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 
 /** Tasks a manifest may declare; each is a pipeline in src/models/tasks. */
-export const taskNames = ['image-classification'] as const;
+export const taskNames = ['image-classification', 'language-id'] as const;
 
 const Sha256 = Type.String({
   pattern: '^[0-9a-f]{64}$',
@@ -64,6 +64,34 @@ const ImageInput = Type.Object(
   { additionalProperties: false },
 );
 
+const FileRef = (description: string) =>
+  Type.Object(
+    {
+      file: Type.String({ minLength: 1, description }),
+      package: Type.Optional(Type.String({ minLength: 1 })),
+    },
+    { additionalProperties: false },
+  );
+
+const TextInput = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({ minLength: 1, description: "Graph input to feed; the model's only input when absent." }),
+    ),
+    maxBytes: Type.Integer({
+      minimum: 1,
+      maximum: 1_048_576,
+      default: 16_384,
+      description: 'Largest text accepted, in UTF-8 bytes (413 MUON_ERR_TEXT_TOO_LARGE above).',
+    }),
+    vocabulary: FileRef(
+      'JSON file {"groups": [{"n": 1, "ngrams": [...]}, ...]}: the character n-grams whose frequencies are the ' +
+        'features, in input order; relative to the model folder or package.',
+    ),
+  },
+  { additionalProperties: false },
+);
+
 const Output = Type.Object(
   {
     name: Type.Optional(
@@ -112,28 +140,52 @@ const Compression = Type.Object(
   { description: 'Written by the compression CLI: what was done to the source model and what it cost.' },
 );
 
-/** JSON schema of `manifest.json`; `models/manifest.schema.json` is generated from it. */
-export const ManifestSchema = Type.Object(
-  {
-    $schema: Type.Optional(Type.String()),
-    name: Type.Optional(
-      Type.String({ pattern: modelNamePattern, description: 'Must equal the folder name when given.' }),
-    ),
-    version: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$', default: '1' }),
-    task: Type.Enum([...taskNames]),
-    description: Type.Optional(Type.String()),
-    license: Type.Optional(Type.String()),
-    source: Type.Optional(Type.String({ description: 'Where the weights come from (provenance).' })),
-    model: ModelFile,
-    input: ImageInput,
-    output: Output,
-    labels: Labels,
-    topK: Type.Integer({ minimum: 1, default: 5 }),
-    batching: Batching,
-    compression: Type.Optional(Compression),
-  },
+/** Fields every manifest has, whatever its task. */
+const common = {
+  $schema: Type.Optional(Type.String()),
+  name: Type.Optional(
+    Type.String({ pattern: modelNamePattern, description: 'Must equal the folder name when given.' }),
+  ),
+  version: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$', default: '1' }),
+  description: Type.Optional(Type.String()),
+  license: Type.Optional(Type.String()),
+  source: Type.Optional(Type.String({ description: 'Where the weights come from (provenance).' })),
+  model: ModelFile,
+  output: Output,
+  labels: Labels,
+  topK: Type.Integer({ minimum: 1, default: 5 }),
+  batching: Batching,
+  compression: Type.Optional(Compression),
+};
+
+/** A manifest for `image-classification`: `input` says how an image becomes a tensor. */
+export const ImageManifestSchema = Type.Object(
+  { ...common, task: Type.Literal('image-classification'), input: ImageInput },
   { additionalProperties: false },
 );
+
+/** A manifest for `language-id`: `input` says how much text is accepted and which n-grams are the features. */
+export const TextManifestSchema = Type.Object(
+  { ...common, task: Type.Literal('language-id'), input: TextInput },
+  { additionalProperties: false },
+);
+
+/** Each task's schema: the `task` field decides which `input` section applies. */
+const schemaByTask = {
+  'image-classification': ImageManifestSchema,
+  'language-id': TextManifestSchema,
+} as const satisfies Record<(typeof taskNames)[number], unknown>;
+
+/**
+ * JSON schema of `manifest.json`, a union discriminated by `task`; `models/manifest.schema.json` is generated
+ * from it.
+ */
+export const ManifestSchema = Type.Union([ImageManifestSchema, TextManifestSchema]);
+
+/** A validated image-classification manifest. */
+export type ImageManifest = Static<typeof ImageManifestSchema>;
+/** A validated text-task manifest. */
+export type TextManifest = Static<typeof TextManifestSchema>;
 
 /** A validated manifest with every default filled in. */
 export type Manifest = Static<typeof ManifestSchema>;
@@ -149,33 +201,53 @@ export class ManifestError extends Error {
  * @param where shown in error messages (the file path)
  */
 export function parseManifest(json: unknown, where: string): Manifest {
-  const value = Value.Default(ManifestSchema, Value.Clone(json));
-  const errors = [...Value.Errors(ManifestSchema, value)]
+  // dispatch on the discriminator first, so errors are about the right task's fields, not a union's mismatch
+  const task = (json as { task?: unknown } | null)?.task;
+  if (typeof task !== 'string' || !(task in schemaByTask)) {
+    throw new ManifestError(`${where}: invalid manifest: /task must be one of: ${taskNames.join(', ')}`);
+  }
+  const schema = schemaByTask[task as keyof typeof schemaByTask];
+  const value = Value.Default(schema, Value.Clone(json));
+  const errors = [...Value.Errors(schema, value)]
     // `additionalProperties: false` reports each extra key twice; keep the readable one
     .filter((e) => e.keyword !== 'boolean' && e.keyword !== 'anyOf')
     .map(
       (e) =>
         `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? `: ${JSON.stringify(e.params)}` : ''}`,
     );
-  if (errors.length > 0 || !Value.Check(ManifestSchema, value)) {
+  if (errors.length > 0 || !Value.Check(schema, value)) {
     throw new ManifestError(
       `${where}: invalid manifest: ${errors.length ? errors.join('; ') : 'does not match the schema'}`,
     );
   }
   const m = value as Manifest;
-  for (const [field, arr] of [
-    ['mean', m.input.mean],
-    ['std', m.input.std],
-  ] as const) {
-    const channels = m.input.channels === 'GRAY' ? 1 : 3;
-    if (arr.length !== 1 && arr.length !== channels) {
-      throw new ManifestError(
-        `${where}: invalid manifest: /input/${field} needs 1 or ${channels} values, got ${arr.length}`,
-      );
+  if (m.task === 'image-classification') {
+    for (const [field, arr] of [
+      ['mean', m.input.mean],
+      ['std', m.input.std],
+    ] as const) {
+      const channels = m.input.channels === 'GRAY' ? 1 : 3;
+      if (arr.length !== 1 && arr.length !== channels) {
+        throw new ManifestError(
+          `${where}: invalid manifest: /input/${field} needs 1 or ${channels} values, got ${arr.length}`,
+        );
+      }
     }
   }
   if (m.batching.preferredBatchSizes.some((p) => p > m.batching.maxBatchSize)) {
     throw new ManifestError(`${where}: invalid manifest: /batching/preferredBatchSizes must not exceed maxBatchSize`);
+  }
+  return m;
+}
+
+/**
+ * Narrows a manifest to an image task's, for code that preprocesses images (the compression CLI's calibration
+ * images, the bench).
+ * @throws ManifestError naming the task when it takes something else
+ */
+export function asImageManifest(m: Manifest, where: string): ImageManifest {
+  if (m.task !== 'image-classification') {
+    throw new ManifestError(`${where}: task '${m.task}' does not take images (needs image-classification)`);
   }
   return m;
 }

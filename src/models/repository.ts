@@ -6,16 +6,25 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher, BatcherError, type BatchingOptions } from '../batching/batcher.js';
 import { Errors } from '../errors.js';
+import { checkExternalData, hasExternalData } from '../onnx/external-data.js';
+import { decodeModel, type ModelProto } from '../onnx/model.js';
 import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
 import { ModelSession } from './session.js';
 import { imageClassification } from './tasks/image-classification.js';
+import { languageId } from './tasks/language-id.js';
 import type { ModelInput, PredictParams, Prepared, TaskContext, TaskPipeline } from './tasks/task.js';
 
+/** A pipeline factory for one task, given that task's manifest. */
+type TaskFactory<T extends Manifest['task']> = (
+  ctx: TaskContext<Extract<Manifest, { task: T }>>,
+) => TaskPipeline<any, any, any> | Promise<TaskPipeline<any, any, any>>;
+
 /** Task name to pipeline factory: the only place a manifest's `task` is looked at. */
-const tasks: Record<Manifest['task'], (ctx: TaskContext) => TaskPipeline> = {
-  'image-classification': imageClassification as (ctx: TaskContext) => TaskPipeline,
+const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
+  'image-classification': imageClassification,
+  'language-id': languageId,
 };
 
 /** Per-request options of {@link LoadedModel.infer}. */
@@ -228,6 +237,24 @@ export class ModelRepository {
     } else if (manifest.model.sha256 !== sha256) {
       throw new ManifestError(`${where}: /model/sha256 is ${manifest.model.sha256} but ${modelPath} has ${sha256}`);
     }
+    // Models over 2 GB keep their weights in sidecar files (ONNX external data), which onnxruntime only finds when
+    // given the file's path. /model/sha256 pins the .onnx file; the .onnx pins the sidecars' ranges, and their
+    // content through its checksum entries when it has them (muon-compress writes them), which are verified here.
+    // Sidecars without checksums are not covered by the sha256 check.
+    let proto: ModelProto | undefined;
+    try {
+      proto = decodeModel(bytes);
+    } catch {
+      // not a valid ONNX file: onnxruntime reports it below, as before
+    }
+    const external = proto !== undefined && hasExternalData(proto);
+    if (external) {
+      try {
+        await checkExternalData(proto!, path.dirname(modelPath), { verifyChecksums: true });
+      } catch (err) {
+        throw new ManifestError(`${modelPath}: ${(err as Error).message}`);
+      }
+    }
     const labels = Array.isArray(manifest.labels)
       ? manifest.labels
       : parseLabels(
@@ -237,7 +264,7 @@ export class ModelRepository {
           ),
         );
 
-    const session = await ModelSession.create(bytes, {
+    const session = await ModelSession.create(external ? modelPath : bytes, {
       provider: this.config.executionProvider,
       intraOpThreads,
       onFallback: (reason) => {
@@ -246,12 +273,15 @@ export class ModelRepository {
       },
     });
     try {
-      const pipeline = tasks[manifest.task]({
+      // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
+      const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
+      const pipeline: TaskPipeline = await factory({
         manifest,
         session,
         labels,
         maxImagePixels: this.config.maxImagePixels,
         where,
+        readFile: (ref, field) => readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8'),
       });
       const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
       const batcher = new Batcher<unknown, unknown>((rows) => pipeline.runBatch(rows), batching, this.observer(name));

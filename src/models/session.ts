@@ -55,8 +55,11 @@ export class ModelSession {
   /**
    * Creates a session. `cuda` fails when CUDA cannot be used; `auto` then falls back to CPU and reports why
    * through `onFallback` (onnxruntime does not fall back by itself: session creation throws).
+   *
+   * @param model the model bytes, or the path of a `.onnx` file: a path is needed for models with external data,
+   *   which onnxruntime resolves relative to the file's folder (it cannot from bytes)
    */
-  static async create(model: Uint8Array, opts: SessionOptions): Promise<ModelSession> {
+  static async create(model: Uint8Array | string, opts: SessionOptions): Promise<ModelSession> {
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: opts.optimizationLevel ?? 'all',
       ...(opts.optimizedModelPath ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
@@ -65,12 +68,11 @@ export class ModelSession {
       interOpNumThreads: 1,
       enableCpuMemArena: true,
     };
+    // two calls, not one: TypeScript cannot pick an overload of InferenceSession.create for a union argument
+    const load = (o: ort.InferenceSession.SessionOptions) =>
+      typeof model === 'string' ? ort.InferenceSession.create(model, o) : ort.InferenceSession.create(model, o);
     const cpu = async (reason?: string) =>
-      new ModelSession(
-        await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] }),
-        'cpu',
-        reason,
-      );
+      new ModelSession(await load({ ...base, executionProviders: ['cpu'] }), 'cpu', reason);
     if (opts.provider === 'cpu') return cpu();
     const lib = cudaProviderPath();
     let reason: string;
@@ -79,10 +81,7 @@ export class ModelSession {
       if (opts.provider === 'cuda') throw new Error(`MUON_EXECUTION_PROVIDER=cuda but the ${reason}`);
     } else {
       try {
-        const s = await ort.InferenceSession.create(model, {
-          ...base,
-          executionProviders: [{ name: 'cuda', deviceId: 0 }],
-        });
+        const s = await load({ ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }] });
         return new ModelSession(s, 'cuda', undefined);
       } catch (err) {
         reason = `CUDA provider failed to load: ${err instanceof Error ? err.message : String(err)}`;

@@ -8,6 +8,8 @@ import cliProgress from 'cli-progress';
 import { ManifestError, parseManifest, type Manifest } from '../models/manifest.js';
 import { resolveFile } from '../models/repository.js';
 import { ModelSession } from '../models/session.js';
+import { ExternalDataError, hasExternalData, loadModelFile, saveModelFile } from '../onnx/external-data.js';
+import { decodeModel, encodeModel } from '../onnx/model.js';
 import {
   compress,
   modes,
@@ -155,9 +157,18 @@ async function readSource(p: string): Promise<Source> {
     const where = path.join(p, 'manifest.json');
     const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
     const file = resolveFile(p, manifest.model.path, manifest.model.package, '/model', where);
-    return { path: file, bytes: await readFile(file), manifest };
+    return { path: file, bytes: await readModelBytes(file), manifest };
   }
-  return { path: p, bytes: await readFile(p) };
+  return { path: p, bytes: await readModelBytes(p) };
+}
+
+/**
+ * A model file's bytes, with external data inlined (the passes and onnxruntime-from-bytes need it inline), so the
+ * source must fit in one 2 GB protobuf once inlined.
+ */
+async function readModelBytes(file: string): Promise<Uint8Array> {
+  const bytes = await readFile(file);
+  return hasExternalData(decodeModel(bytes)) ? encodeModel(await loadModelFile(file)) : bytes;
 }
 
 /** The output manifest: the source's, pointing at the new file, with the compression record added. */
@@ -254,8 +265,10 @@ export async function main(argv: string[]): Promise<number> {
     const tmp = `${args.out}.tmp-${process.pid}`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
-    await writeFile(path.join(tmp, 'model.onnx'), bytes);
-    const manifest = outputManifest(source, bytes, report);
+    // large weights go to model.onnx.data when the model would not fit in one protobuf; the manifest pins model.onnx,
+    // which pins the sidecar through its checksum entries
+    await saveModelFile(path.join(tmp, 'model.onnx'), decodeModel(bytes));
+    const manifest = outputManifest(source, await readFile(path.join(tmp, 'model.onnx')), report);
     if (manifest) await writeFile(path.join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     await writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2) + '\n');
     await writeFile(path.join(tmp, 'report.md'), reportMarkdown(report));
@@ -266,7 +279,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     bars.stop();
     const known =
-      err instanceof ManifestError || err instanceof DatasetError || (err as NodeJS.ErrnoException).code === 'ENOENT';
+      err instanceof ManifestError ||
+      err instanceof DatasetError ||
+      err instanceof ExternalDataError ||
+      (err as NodeJS.ErrnoException).code === 'ENOENT';
     process.stderr.write(`muon-compress: ${(err as Error).message}\n`);
     if (!known) process.stderr.write(`${(err as Error).stack}\n`);
     return exitCodes.input;

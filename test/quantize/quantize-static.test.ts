@@ -15,7 +15,7 @@ import {
   type ModelProto,
 } from '../../src/onnx/model.js';
 import { ModelSession, type HostTensor } from '../../src/models/session.js';
-import { parseManifest } from '../../src/models/manifest.js';
+import { asImageManifest, parseManifest } from '../../src/models/manifest.js';
 import { imageToTensor } from '../../src/preprocess/image.js';
 import { calibrate } from '../../src/quantize/calibrate.js';
 import { GraphIndex, readFloats, readInts } from '../../src/quantize/graph.js';
@@ -192,8 +192,11 @@ const CLS_PATH = new URL(
 const FIXTURES = new URL('../fixtures/text-lines/', import.meta.url);
 
 t.test('text-orientation classifier end to end: optimize, upgrade, calibrate on text lines, quantize', async (t) => {
-  const manifest = parseManifest(
-    JSON.parse(readFileSync(new URL('../../models/text-orientation/manifest.json', import.meta.url), 'utf8')),
+  const manifest = asImageManifest(
+    parseManifest(
+      JSON.parse(readFileSync(new URL('../../models/text-orientation/manifest.json', import.meta.url), 'utf8')),
+      'manifest.json',
+    ),
     'manifest.json',
   );
   const spec = manifest.input;

@@ -68,7 +68,9 @@ t.test('415: formats outside the allow-list, judged on the bytes', async (t) => 
     'MUON_ERR_UNSUPPORTED_MEDIA_TYPE',
   );
   expectError(t, await raw('hello', 'text/plain'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
-  expectError(t, await raw('{"a":1}', 'application/json'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
+  // JSON is the text input's form: another shape is a bad request, a text to an image model is the wrong kind
+  expectError(t, await raw('{"a":1}', 'application/json'), 400, 'MUON_ERR_BAD_REQUEST');
+  expectError(t, await raw('{"text":"hello"}', 'application/json'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   expectError(t, await raw('x', 'application/x-whatever'), 415, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   const svgPart = multipart([{ name: 'file', filename: 'a.png', type: 'image/png', data: fixture('bad/tiny.svg') }]);
   expectError(

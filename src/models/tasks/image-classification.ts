@@ -43,6 +43,7 @@ export function imageClassification(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
+      if (req.kind !== 'image') throw new Error(`image-classification got ${req.kind} input; this is a bug`);
       const row = rows.acquire();
       const t = await imageToTensor(req.bytes, spec, ctx.maxImagePixels, row).catch((err: unknown) => {
         rows.release([row]);
@@ -76,7 +77,12 @@ export function imageClassification(
 }
 
 /** The graph input or output the manifest names, or the only / first one when it names none. */
-export function pick<T extends { name: string }>(list: T[], wanted: string | undefined, what: string, where: string): T {
+export function pick<T extends { name: string }>(
+  list: T[],
+  wanted: string | undefined,
+  what: string,
+  where: string,
+): T {
   if (wanted === undefined) {
     if (list.length === 1 || what === 'output') return list[0];
     throw new ManifestError(

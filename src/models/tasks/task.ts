@@ -1,8 +1,12 @@
 import type { Manifest } from '../manifest.js';
 import type { ModelSession } from '../session.js';
 
-/** A request body as the route decoded it; tasks say which kinds they take. */
-export type ModelInput = { readonly kind: 'image'; readonly bytes: Uint8Array };
+/**
+ * A request body as the route decoded it; tasks say which kinds they take. Images stay encoded bytes (the format is
+ * sniffed from them); text is already decoded (strict UTF-8).
+ */
+export type ModelInput =
+  { readonly kind: 'image'; readonly bytes: Uint8Array } | { readonly kind: 'text'; readonly text: string };
 
 /** Per-request knobs from the query string. */
 export interface PredictParams {
@@ -10,13 +14,18 @@ export interface PredictParams {
 }
 
 /** What a task needs to build its pipeline; everything comes from the manifest and the loaded session. */
-export interface TaskContext {
-  readonly manifest: Manifest;
+export interface TaskContext<M extends Manifest = Manifest> {
+  readonly manifest: M;
   readonly session: ModelSession;
   readonly labels: readonly string[];
   readonly maxImagePixels: number;
   /** Where errors are reported ("models/foo/manifest.json"). */
   readonly where: string;
+  /**
+   * Reads a file the manifest names (relative to the model folder, or to an npm package), refusing paths that
+   * escape it. `field` is the manifest path shown in errors ("/input/vocabulary/file").
+   */
+  readFile(ref: { readonly file: string; readonly package?: string }, field: string): Promise<string>;
 }
 
 /** One preprocessed request, ready to be batched. `key` groups rows that can be stacked together. */

@@ -5,6 +5,7 @@ import { Errors } from '../../errors.js';
 import { modelNamePattern } from '../../models/manifest.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { ModelInput } from '../../models/tasks/task.js';
+import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, AppDeps } from '../app.js';
 import { RequestCapture } from '../capture.js';
 
@@ -33,6 +34,12 @@ const Query = Type.Object(
 
 const Params = Type.Object({ name: Type.String({ pattern: modelNamePattern }) });
 
+/** The JSON form of a text input (`application/json`); raw text goes as `text/plain`. */
+const TextBody = Type.Object(
+  { text: Type.String({ description: 'The text, for models that take text (e.g. language-id).' }) },
+  { additionalProperties: false },
+);
+
 const Prediction = Type.Object({ label: Type.String(), index: Type.Integer(), score: Type.Number() });
 const PredictResponse = Type.Object({
   model: Type.String(),
@@ -46,7 +53,8 @@ const UNKNOWN_MODEL = '_unknown';
 
 /**
  * `POST /predict?model=` and `POST /v1/models/{name}/predict`: one input (a multipart file or a raw body), one answer.
- * Raw bodies are accepted as any `image/*` or `application/octet-stream`; the format is decided from the bytes.
+ * Images come as a multipart file or a raw `image/*` / `application/octet-stream` body (the format is decided from
+ * the bytes); text comes as a raw `text/plain` body (strict UTF-8) or as JSON `{"text": "..."}`.
  */
 export async function predictRoutes(app: App, { config, repository, metrics }: AppDeps): Promise<void> {
   await app.register(multipart, {
@@ -55,6 +63,19 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
   for (const type of [/^image\/[\w.+-]+$/, 'application/octet-stream']) {
     app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   }
+  // replaces Fastify's own text/plain parser, which would turn invalid UTF-8 into U+FFFD instead of refusing it
+  app.addContentTypeParser('text/plain', { parseAs: 'buffer' }, (req, body, done) => {
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
+      done(new Errors.UNSUPPORTED_MEDIA_TYPE(`text/plain; charset=${charset} (send UTF-8)`), undefined);
+      return;
+    }
+    try {
+      done(null, new TextInput(decodeUtf8(body as Buffer)));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
 
   const capture = config.capture ? new RequestCapture(config.capture, app.log) : undefined;
   const modelOf = new WeakMap<FastifyRequest, string>();
@@ -113,7 +134,12 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     return s.model;
   };
 
-  const schema = { querystring: Query, response: { 200: PredictResponse } };
+  const schema = {
+    querystring: Query,
+    // only JSON bodies are validated against a schema; images and text/plain are checked by their decoders
+    body: { content: { 'application/json': { schema: TextBody } } },
+    response: { 200: PredictResponse },
+  };
   app.post('/predict', { schema }, (req, reply) =>
     handle(req.query.model ?? config.defaultModel, req.query, req, reply),
   );
@@ -122,7 +148,15 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
   );
 }
 
-/** Reads the single input of a predict request: the one file of a multipart body, or the raw body. */
+/** A decoded `text/plain` body, told apart from a JSON body by its class. */
+class TextInput {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * Reads the single input of a predict request: the one file of a multipart body, a raw image body, a raw text body
+ * or a JSON `{"text"}` body.
+ */
 async function readInput(req: FastifyRequest): Promise<ModelInput> {
   let bytes: Buffer | undefined;
   if (req.isMultipart()) {
@@ -134,11 +168,16 @@ async function readInput(req: FastifyRequest): Promise<ModelInput> {
     if (!bytes) throw new Errors.MISSING_INPUT('the multipart body has no file part (curl -F file=@image.jpg)');
   } else if (Buffer.isBuffer(req.body)) {
     bytes = req.body;
+  } else if (req.body instanceof TextInput) {
+    if (req.body.text === '') throw new Errors.MISSING_INPUT('the request body is empty');
+    return { kind: 'text', text: req.body.text };
+  } else if (req.mediaType === 'application/json' && typeof (req.body as Static<typeof TextBody>)?.text === 'string') {
+    return { kind: 'text', text: (req.body as Static<typeof TextBody>).text }; // validated by the route schema
   } else if (req.body === undefined || req.body === null || req.body === '') {
     throw new Errors.MISSING_INPUT('the request body is empty');
   } else {
     throw new Errors.UNSUPPORTED_MEDIA_TYPE(
-      `${req.headers['content-type'] ?? 'this content type'} (send an image as multipart/form-data or a raw image/* body)`,
+      `${req.headers['content-type'] ?? 'this content type'} (send an image as multipart/form-data or a raw image/* body, or text as text/plain or JSON {"text": "..."})`,
     );
   }
   if (bytes.length === 0) throw new Errors.MISSING_INPUT('the uploaded file is empty');

@@ -1,0 +1,115 @@
+import { Errors } from '../errors.js';
+
+// Text to tensors: UTF-8 decoding with limits, and the character n-gram featurizer of lande
+// (github.com/fabiospampinato/lande, src/utils.ts: getNormalized, getNgrams, infer), reproduced exactly so a
+// network trained on lande's features gives lande's answers. Pure functions; no I/O.
+
+/** One group of features: every n-gram of length `n` in `ngrams` is one input, in this order. */
+export interface NgramGroup {
+  readonly n: number;
+  readonly ngrams: readonly string[];
+}
+
+/**
+ * A compiled n-gram vocabulary: `featurize(text)` gives a float32 row of `size` values, the relative frequency of
+ * each vocabulary n-gram among all n-grams of its length in the normalized text (0 when absent).
+ */
+export interface NgramFeaturizer {
+  readonly size: number;
+  featurize(text: string): Float32Array;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes a raw text body. A leading BOM is dropped; invalid UTF-8 is refused rather than replaced with U+FFFD,
+ * so the model never classifies bytes the client did not mean.
+ * @throws Errors.INVALID_TEXT
+ */
+export function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new Errors.INVALID_TEXT('the body is not valid UTF-8');
+  }
+}
+
+/**
+ * Checks a text input against the model's limit before any work is done on it.
+ * @param maxBytes largest accepted size in UTF-8 bytes
+ * @throws Errors.MISSING_INPUT for empty or whitespace-only text, Errors.TEXT_TOO_LARGE above `maxBytes`
+ */
+export function checkText(text: string, maxBytes: number): void {
+  if (text.trim() === '') throw new Errors.MISSING_INPUT('the text is empty or only whitespace');
+  // length * 3 bounds the UTF-8 size of a UTF-16 string: skip the count for short texts
+  if (text.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > maxBytes)
+      throw new Errors.TEXT_TOO_LARGE(`${bytes} bytes of UTF-8, the model takes at most ${maxBytes}`);
+  }
+}
+
+/**
+ * lande's normalization: hyphens become spaces, everything but letters, marks and whitespace is dropped, whitespace
+ * runs collapse, lower case, trimmed, and one space added at each end (so word starts and ends are n-grams).
+ */
+export function normalizeText(text: string): string {
+  const cleaned = text
+    .replace(/-+/g, ' ')
+    .replace(/[^\p{L}\p{M}\s]/gu, '')
+    .replace(/\s{2,}/g, ' ')
+    .toLowerCase()
+    .trim();
+  return ` ${cleaned} `;
+}
+
+/**
+ * Relative frequency of every n-gram of length `n` in `text`. Like lande, n-grams are cut on UTF-16 code units
+ * (`String#slice`), not code points: characters outside the BMP count as two units.
+ */
+export function ngramFrequencies(text: string, n: number): Map<string, number> {
+  const counts = new Map<string, number>();
+  const total = Math.max(0, text.length - n + 1);
+  for (let i = 0; i < total; i++) {
+    const g = text.slice(i, i + n);
+    counts.set(g, (counts.get(g) ?? 0) + 1);
+  }
+  for (const [g, c] of counts) counts.set(g, c / total);
+  return counts;
+}
+
+/** True when the normalized text holds something to classify (a letter or mark). */
+export function hasLetters(text: string): boolean {
+  return /[\p{L}\p{M}]/u.test(text);
+}
+
+/**
+ * Compiles a vocabulary into a featurizer. Groups are laid out one after the other, in the given order.
+ * @throws Error for an empty group list or an n-gram whose length is not its group's `n`
+ */
+export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer {
+  if (groups.length === 0) throw new Error('the n-gram vocabulary is empty');
+  let size = 0;
+  const layout = groups.map((g) => {
+    if (!Number.isInteger(g.n) || g.n < 1) throw new Error(`n-gram length ${g.n} is not a positive integer`);
+    const bad = g.ngrams.find((s) => s.length !== g.n);
+    if (bad !== undefined) throw new Error(`n-gram ${JSON.stringify(bad)} is in the group of length ${g.n}`);
+    const offset = size;
+    size += g.ngrams.length;
+    return { n: g.n, ngrams: g.ngrams, offset };
+  });
+  return {
+    size,
+    featurize(text) {
+      const norm = normalizeText(text);
+      const row = new Float32Array(size);
+      const byLength = new Map<number, Map<string, number>>();
+      for (const { n, ngrams, offset } of layout) {
+        let freq = byLength.get(n);
+        if (!freq) byLength.set(n, (freq = ngramFrequencies(norm, n)));
+        for (let i = 0; i < ngrams.length; i++) row[offset + i] = freq.get(ngrams[i]) ?? 0;
+      }
+      return row;
+    },
+  };
+}
