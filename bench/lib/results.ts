@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { LoadResult } from './load.js';
 import type { MachineInfo } from './machine.js';
 import type { BatchingStats } from './metrics.js';
@@ -55,7 +56,12 @@ export interface BenchResults {
 
 /** Environment variables that put the server in `config`. */
 export function serverEnv(config: ServerConfig): Record<string, string> {
-  const env: Record<string, string> = { MUON_BATCHING: String(config.batching) };
+  // the same intra-op threads as the raw baseline, whatever else the default repository loads (its other models
+  // sit idle during the run but would otherwise halve the benchmarked model's share of the cores)
+  const env: Record<string, string> = {
+    MUON_BATCHING: String(config.batching),
+    MUON_INTRA_OP_THREADS: String(os.availableParallelism()),
+  };
   if (config.maxQueueDelayMs !== undefined) env.MUON_MAX_QUEUE_DELAY_MS = String(config.maxQueueDelayMs);
   return env;
 }
