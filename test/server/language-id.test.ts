@@ -122,15 +122,17 @@ t.test('a model takes only its own input kind (415)', async (t) => {
 
 t.test('captured text inputs are stored as UTF-8 .txt files', async (t) => {
   await plain('Grüße aus München');
-  let files: string[] = [];
-  for (let i = 0; i < 50 && !files.length; i++) {
-    await new Promise((r) => setTimeout(r, 10)); // capture writes are fire-and-forget
+  const stored = () => {
     try {
-      files = readdirSync(path.join(capture, 'language-id')).filter((f) => f.endsWith('.txt'));
+      const dir = path.join(capture, 'language-id');
+      return readdirSync(dir)
+        .filter((f) => f.endsWith('.txt'))
+        .map((f) => readFileSync(path.join(dir, f), 'utf8'));
     } catch {
-      // the folder appears with the first write
+      return []; // the folder appears with the first write
     }
-  }
-  const texts = files.map((f) => readFileSync(path.join(capture, 'language-id', f), 'utf8'));
-  t.ok(texts.includes('Grüße aus München'), 'the text is stored as sent');
+  };
+  // capture writes are fire-and-forget, and earlier tests' texts are there too: wait for this one
+  for (let i = 0; i < 100 && !stored().includes('Grüße aus München'); i++) await new Promise((r) => setTimeout(r, 10));
+  t.ok(stored().includes('Grüße aus München'), 'the text is stored as sent');
 });
