@@ -41,12 +41,29 @@ const TextBody = Type.Object(
 );
 
 const Prediction = Type.Object({ label: Type.String(), index: Type.Integer(), score: Type.Number() });
+const Point = Type.Array(Type.Number(), { minItems: 2, maxItems: 2, description: '[x, y] in original image pixels' });
+const Face = Type.Object({
+  box: Type.Array(Type.Number(), { minItems: 4, maxItems: 4, description: '[x1, y1, x2, y2] in original pixels' }),
+  score: Type.Number(),
+  keypoints: Type.Array(Point),
+});
+const Segment = Type.Object({ start_ms: Type.Number(), end_ms: Type.Number() });
+
+/**
+ * One answer shape for every task: the common fields, plus the task's own field (classification and language-id:
+ * `predictions`; face-detection: `faces`; voice-activity: `segments` and `duration_ms`). Declared here so that
+ * Fastify serializes them fast and OpenAPI documents them.
+ */
 const PredictResponse = Type.Object({
   model: Type.String(),
   version: Type.String(),
   task: Type.String(),
-  predictions: Type.Array(Prediction),
+  predictions: Type.Optional(Type.Array(Prediction)),
+  faces: Type.Optional(Type.Array(Face)),
+  segments: Type.Optional(Type.Array(Segment)),
+  duration_ms: Type.Optional(Type.Number()),
 });
+type Answer = Omit<Static<typeof PredictResponse>, 'model' | 'version' | 'task'>;
 
 /** Label used for requests whose model is not in the repository, so labels stay bounded. */
 const UNKNOWN_MODEL = '_unknown';
@@ -122,7 +139,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
       model: model.name,
       version: model.version,
       task: model.task,
-      ...(answer as { predictions: Static<typeof Prediction>[] }),
+      ...(answer as Answer),
     };
   };
 
