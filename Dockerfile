@@ -4,6 +4,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
+# empty stand-ins for the Unity-only dependencies of the BlazeFace model package (package.json `overrides`)
+COPY stubs ./stubs
 # scripts are skipped: onnxruntime-node's would fetch the CUDA provider, and our `prepare` needs the sources first
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./

@@ -25,6 +25,10 @@ export const Errors = {
   INVALID_IMAGE: createError('MUON_ERR_INVALID_IMAGE', 'The image cannot be decoded: %s', 400),
   /** The image decodes but is larger than `MUON_MAX_IMAGE_PIXELS` or has a zero dimension. */
   IMAGE_DIMENSIONS: createError('MUON_ERR_IMAGE_DIMENSIONS', 'Image dimensions not accepted: %s', 422),
+  /** A RIFF/WAVE body whose header is truncated or inconsistent, or whose encoding is not supported. */
+  INVALID_AUDIO: createError('MUON_ERR_INVALID_AUDIO', 'The audio cannot be decoded: %s', 400),
+  /** Audio longer than the model's `input.maxSeconds`. */
+  AUDIO_TOO_LONG: createError('MUON_ERR_AUDIO_TOO_LONG', 'Audio too long: %s', 413),
   /** The model's queue is full; retry after the `Retry-After` header's seconds. */
   QUEUE_FULL: createError('MUON_ERR_QUEUE_FULL', "Model '%s' is overloaded: %s", 429),
   /** The request's deadline passed before it could be computed. */

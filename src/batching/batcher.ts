@@ -92,6 +92,8 @@ export class Batcher<In, Out> {
   #inFlight = 0;
   #timer: unknown = undefined;
   #closing = false;
+  /** Set while {@link submitAll} queues its inputs, so the cut waits for all of them. */
+  #holding = false;
   #drained: (() => void)[] = [];
   /** Exponential moving average of batch compute time, for the Retry-After estimate. */
   #batchMsEma = 0;
@@ -165,8 +167,25 @@ export class Batcher<In, Out> {
         opts.signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.#queue.push(entry);
-      this.#pump();
+      if (!this.#holding) this.#pump();
     });
+  }
+
+  /**
+   * Queues several inputs at once: all are in the queue before the next cut is decided, so they can share one
+   * batch even when the batcher is idle (one `submit` after another would send the first alone). A sequence
+   * scheduler submits one step of all its active sequences this way. Each promise settles as `submit`'s would.
+   */
+  submitAll(items: readonly { readonly input: In; readonly opts: SubmitOptions }[]): Promise<Out>[] {
+    this.#holding = true;
+    let promises: Promise<Out>[];
+    try {
+      promises = items.map(({ input, opts }) => this.submit(input, opts));
+    } finally {
+      this.#holding = false;
+    }
+    this.#pump();
+    return promises;
   }
 
   /**

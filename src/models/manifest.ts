@@ -2,7 +2,7 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 
 /** Tasks a manifest may declare; each is a pipeline in src/models/tasks. */
-export const taskNames = ['image-classification', 'language-id'] as const;
+export const taskNames = ['image-classification', 'language-id', 'face-detection', 'voice-activity'] as const;
 
 const Sha256 = Type.String({
   pattern: '^[0-9a-f]{64}$',
@@ -170,22 +170,134 @@ export const TextManifestSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * SSD anchors as MediaPipe's SsdAnchorsCalculator makes them; the defaults are BlazeFace front (128x128): 896
+ * anchors, 2 per cell at stride 8 and 6 per cell at stride 16.
+ */
+const Anchors = Type.Object(
+  {
+    strides: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, default: [8, 16, 16, 16] }),
+    minScale: Type.Number({ exclusiveMinimum: 0, default: 0.1484375 }),
+    maxScale: Type.Number({ exclusiveMinimum: 0, default: 0.75 }),
+    offset: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
+    aspectRatios: Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, default: [1] }),
+    interpolatedScaleAspectRatio: Type.Number({ default: 1, description: 'Adds one anchor per layer; 0 = none.' }),
+    fixedAnchorSize: Type.Boolean({ default: true, description: 'Anchors of size 1 (regressors are absolute).' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** How raw SSD outputs become faces: decoding, thresholds, weighted NMS. */
+const DetectionSection = Type.Object(
+  {
+    scoreThreshold: Type.Number({ minimum: 0, maximum: 1, default: 0.75 }),
+    iouThreshold: Type.Number({ minimum: 0, maximum: 1, default: 0.3, description: 'Overlap that merges boxes.' }),
+    maxFaces: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
+    scoreClip: Type.Number({ exclusiveMinimum: 0, default: 100, description: 'Logits are clipped to ±this.' }),
+    keypoints: Type.Integer({ minimum: 0, maximum: 64, default: 6 }),
+    scores: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        description: 'Graph outputs of score logits [1, n, 1], concatenated in anchor order.',
+      }),
+    ),
+    boxes: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        description: 'Graph outputs of regressors [1, n, 4 + 2 * keypoints], in the same order as `scores`.',
+      }),
+    ),
+    anchors: Anchors,
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** A manifest for `face-detection`: an image in (`input` as for classification), boxes and keypoints out. */
+export const FaceDetectionManifestSchema = Type.Object(
+  {
+    ...common,
+    task: Type.Literal('face-detection'),
+    input: ImageInput,
+    labels: Type.Array(Type.String(), { minItems: 1, default: ['face'] }),
+    detection: DetectionSection,
+  },
+  { additionalProperties: false },
+);
+
+const AudioInput = Type.Object(
+  {
+    sampleRate: Type.Enum([16000, 8000], {
+      default: 16000,
+      description: 'Rate the model runs at; audio at any other rate is resampled to it.',
+    }),
+    maxSeconds: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 86_400,
+      default: 600,
+      description: 'Longest audio accepted (413 MUON_ERR_AUDIO_TOO_LONG above).',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** How per-frame speech probabilities become segments: Silero's `get_speech_timestamps`, with its defaults. */
+const VadSection = Type.Object(
+  {
+    threshold: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: 'Speech starts at this probability.' }),
+    negThreshold: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 1,
+        description: 'Speech ends below this; max(threshold - 0.15, 0.01) when absent.',
+      }),
+    ),
+    minSpeechDurationMs: Type.Number({ minimum: 0, default: 250, description: 'Shorter segments are dropped.' }),
+    minSilenceDurationMs: Type.Number({ minimum: 0, default: 100, description: 'Silence that ends a segment.' }),
+    speechPadMs: Type.Number({ minimum: 0, default: 30, description: 'Padding added to each side of a segment.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** A manifest for `voice-activity`: WAV audio in, speech segments out (a Silero-VAD-style stateful model). */
+export const VoiceActivityManifestSchema = Type.Object(
+  {
+    ...common,
+    task: Type.Literal('voice-activity'),
+    input: AudioInput,
+    labels: Type.Array(Type.String(), { minItems: 1, default: ['speech'] }),
+    vad: VadSection,
+  },
+  { additionalProperties: false },
+);
+
 /** Each task's schema: the `task` field decides which `input` section applies. */
 const schemaByTask = {
   'image-classification': ImageManifestSchema,
   'language-id': TextManifestSchema,
+  'face-detection': FaceDetectionManifestSchema,
+  'voice-activity': VoiceActivityManifestSchema,
 } as const satisfies Record<(typeof taskNames)[number], unknown>;
 
 /**
  * JSON schema of `manifest.json`, a union discriminated by `task`; `models/manifest.schema.json` is generated
  * from it.
  */
-export const ManifestSchema = Type.Union([ImageManifestSchema, TextManifestSchema]);
+export const ManifestSchema = Type.Union([
+  ImageManifestSchema,
+  TextManifestSchema,
+  FaceDetectionManifestSchema,
+  VoiceActivityManifestSchema,
+]);
 
 /** A validated image-classification manifest. */
 export type ImageManifest = Static<typeof ImageManifestSchema>;
 /** A validated text-task manifest. */
 export type TextManifest = Static<typeof TextManifestSchema>;
+/** A validated face-detection manifest. */
+export type FaceDetectionManifest = Static<typeof FaceDetectionManifestSchema>;
+
+/** A validated voice-activity manifest. */
+export type VoiceActivityManifest = Static<typeof VoiceActivityManifestSchema>;
 
 /** A validated manifest with every default filled in. */
 export type Manifest = Static<typeof ManifestSchema>;
@@ -221,7 +333,7 @@ export function parseManifest(json: unknown, where: string): Manifest {
     );
   }
   const m = value as Manifest;
-  if (m.task === 'image-classification') {
+  if (m.task === 'image-classification' || m.task === 'face-detection') {
     for (const [field, arr] of [
       ['mean', m.input.mean],
       ['std', m.input.std],

@@ -12,9 +12,11 @@ import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
 import { ModelSession } from './session.js';
+import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
-import type { ModelInput, PredictParams, Prepared, TaskContext, TaskPipeline } from './tasks/task.js';
+import { voiceActivity } from './tasks/voice-activity.js';
+import type { ModelInput, PredictParams, Prepared, SubmitRows, TaskContext, TaskPipeline } from './tasks/task.js';
 
 /** A pipeline factory for one task, given that task's manifest. */
 type TaskFactory<T extends Manifest['task']> = (
@@ -25,6 +27,8 @@ type TaskFactory<T extends Manifest['task']> = (
 const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
   'image-classification': imageClassification,
   'language-id': languageId,
+  'voice-activity': voiceActivity,
+  'face-detection': faceDetection,
 };
 
 /** Per-request options of {@link LoadedModel.infer}. */
@@ -69,16 +73,19 @@ export class LoadedModel {
     this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
     let out: unknown;
     try {
-      out = await this.batcher.submit(prepared.row, {
-        deadline: opts.deadline,
-        signal: opts.signal,
-        key: prepared.key,
-      });
+      const step = { deadline: opts.deadline, signal: opts.signal };
+      out = this.pipeline.sequence
+        ? await this.pipeline.sequence(prepared.row, step, this.#submitRows)
+        : await this.batcher.submit(prepared.row, { ...step, key: prepared.key });
     } catch (err) {
       throw this.#asClientError(err, opts);
     }
     return this.pipeline.finish(out, opts);
   }
+
+  /** What a sequence task submits its steps with: one key, as a task's rows all have one shape. */
+  readonly #submitRows: SubmitRows<unknown, unknown> = (rows) =>
+    this.batcher.submitAll(rows.map(({ row, opts }) => ({ input: row, opts: { ...opts, key: '' } })));
 
   /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
   #asClientError(err: unknown, opts: InferOptions): Error {

@@ -54,7 +54,12 @@ export class RequestCapture {
       this.log.warn({ dir: this.opts.dir, maxBytes: this.opts.maxBytes }, 'capture folder full; capture stopped');
       return;
     }
-    const ext = input.kind === 'text' ? 'txt' : (extensions[sniffImageFormat(bytes) ?? ''] ?? 'bin');
+    const ext =
+      input.kind === 'text'
+        ? 'txt'
+        : input.kind === 'audio'
+          ? 'wav'
+          : (extensions[sniffImageFormat(bytes) ?? ''] ?? 'bin');
     const name = `${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}.${ext}`;
     const folder = path.join(this.opts.dir, model);
     this.#used += bytes.length; // reserved before the write, so concurrent offers cannot overshoot the cap

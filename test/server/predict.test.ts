@@ -24,8 +24,10 @@ t.test('the default repository loads and is ready', async (t) => {
   const ready = await app.inject({ url: '/v2/health/ready' });
   t.equal(ready.statusCode, 200);
   t.same(ready.json().models, [
+    { name: 'face-detection', state: 'READY' },
     { name: 'language-id', state: 'READY' },
     { name: 'text-orientation', state: 'READY' },
+    { name: 'voice-activity', state: 'READY' },
   ]);
 });
 

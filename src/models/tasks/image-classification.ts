@@ -97,7 +97,8 @@ export function pick<T extends { name: string }>(
   return found;
 }
 
-function checkShape(
+/** Checks a graph input's shape against the row the manifest's `/input` describes (batch axis aside). */
+export function checkShape(
   shape: readonly (number | string)[],
   rowDims: readonly number[],
   what: string,

@@ -6,7 +6,10 @@ import type { ModelSession } from '../session.js';
  * sniffed from them); text is already decoded (strict UTF-8).
  */
 export type ModelInput =
-  { readonly kind: 'image'; readonly bytes: Uint8Array } | { readonly kind: 'text'; readonly text: string };
+  | { readonly kind: 'image'; readonly bytes: Uint8Array }
+  | { readonly kind: 'text'; readonly text: string }
+  /** A RIFF/WAVE file, still encoded (the task decodes it: the limits are the model's). */
+  | { readonly kind: 'audio'; readonly bytes: Uint8Array };
 
 /** Per-request knobs from the query string. */
 export interface PredictParams {
@@ -34,21 +37,43 @@ export interface Prepared<Row> {
   readonly key: string;
 }
 
+/** Queue options of one row a task submits itself (see {@link TaskPipeline.sequence}). */
+export interface StepOptions {
+  /** Absolute deadline in `performance.now()` milliseconds. */
+  readonly deadline: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Queues rows on the model's batcher, all before its next cut, so rows submitted together share a batch. Each
+ * promise settles with its row's output, or rejects as the batcher does (deadline, cancelled, queue full, closed).
+ */
+export type SubmitRows<Row, Out> = (
+  rows: readonly { readonly row: Row; readonly opts: StepOptions }[],
+) => Promise<Out>[];
+
 /**
  * A task pipeline: bytes to a batchable row, a batch of rows through the session, one output back to an answer.
  * The server wires `runBatch` behind the model's batcher; code never branches on a model's name, only on
  * `manifest.task`.
  */
-export interface TaskPipeline<Row = unknown, Out = unknown, Answer = unknown> {
+export interface TaskPipeline<Row = unknown, Out = unknown, Answer = unknown, Result = Out, Request = Row> {
   /** Input kinds accepted (checked by the route before any decoding). */
   readonly accepts: readonly ModelInput['kind'][];
   /** Input description for `/v1/models`. */
   readonly inputSpec: Record<string, unknown>;
   /** Largest batch the graph accepts (1 for a fixed batch axis of 1), or undefined when dynamic. */
   readonly graphMaxBatch: number | undefined;
-  prepare(input: ModelInput): Promise<Prepared<Row>>;
+  /** Decodes and checks one input; the result is a batchable row, or for a sequence task its whole request. */
+  prepare(input: ModelInput): Promise<Prepared<Request>>;
   runBatch(rows: Row[]): Promise<Out[]>;
-  finish(out: Out, params: PredictParams): Answer;
+  /**
+   * Optional, for tasks whose request is a sequence of dependent rows (a stateful model run frame by frame): runs
+   * the prepared request through as many `submit` steps as it needs and returns what `finish` takes. Without it, a
+   * request is one row and one submit, and `finish` takes that row's output.
+   */
+  sequence?(request: Request, opts: StepOptions, submit: SubmitRows<Row, Out>): Promise<Result>;
+  finish(out: Result, params: PredictParams): Answer;
   /** A row to warm the model up with (zeros of the right shape). */
   warmupRow(): Prepared<Row>;
 }

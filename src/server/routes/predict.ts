@@ -5,6 +5,7 @@ import { Errors } from '../../errors.js';
 import { modelNamePattern } from '../../models/manifest.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { ModelInput } from '../../models/tasks/task.js';
+import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, AppDeps } from '../app.js';
 import { RequestCapture } from '../capture.js';
@@ -71,13 +72,14 @@ const UNKNOWN_MODEL = '_unknown';
 /**
  * `POST /predict?model=` and `POST /v1/models/{name}/predict`: one input (a multipart file or a raw body), one answer.
  * Images come as a multipart file or a raw `image/*` / `application/octet-stream` body (the format is decided from
- * the bytes); text comes as a raw `text/plain` body (strict UTF-8) or as JSON `{"text": "..."}`.
+ * the bytes); text comes as a raw `text/plain` body (strict UTF-8) or as JSON `{"text": "..."}`; audio comes as a WAV
+ * file, multipart or a raw `audio/wav` (`audio/x-wav`, `audio/wave`, `audio/vnd.wave`) body.
  */
 export async function predictRoutes(app: App, { config, repository, metrics }: AppDeps): Promise<void> {
   await app.register(multipart, {
     limits: { fileSize: config.maxBodyBytes, files: 1, fields: 16, fieldSize: 16 * 1024, parts: 32, headerPairs: 64 },
   });
-  for (const type of [/^image\/[\w.+-]+$/, 'application/octet-stream']) {
+  for (const type of [/^image\/[\w.+-]+$/, 'application/octet-stream', ...audioTypes]) {
     app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   }
   // replaces Fastify's own text/plain parser, which would turn invalid UTF-8 into U+FFFD instead of refusing it
@@ -165,14 +167,18 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
   );
 }
 
+/** Raw WAV bodies; the bytes decide (RIFF/WAVE), as for images. */
+const audioTypes = ['audio/wav', 'audio/x-wav', 'audio/wave', 'audio/vnd.wave'];
+
 /** A decoded `text/plain` body, told apart from a JSON body by its class. */
 class TextInput {
   constructor(readonly text: string) {}
 }
 
 /**
- * Reads the single input of a predict request: the one file of a multipart body, a raw image body, a raw text body
- * or a JSON `{"text"}` body.
+ * Reads the single input of a predict request: the one file of a multipart body, a raw image or audio body, a raw
+ * text body or a JSON `{"text"}` body. Files and raw bodies whose bytes are RIFF/WAVE are audio, whatever their
+ * declared type; other bytes are images (the image decoder refuses what is not one).
  */
 async function readInput(req: FastifyRequest): Promise<ModelInput> {
   let bytes: Buffer | undefined;
@@ -198,5 +204,12 @@ async function readInput(req: FastifyRequest): Promise<ModelInput> {
     );
   }
   if (bytes.length === 0) throw new Errors.MISSING_INPUT('the uploaded file is empty');
+  if (isWav(bytes)) return { kind: 'audio', bytes };
+  if (audioTypes.includes(req.mediaType ?? '')) {
+    if (bytes.length < 12 && bytes.subarray(0, 4).toString('latin1') === 'RIFF') {
+      throw new Errors.INVALID_AUDIO('the RIFF header is truncated');
+    }
+    throw new Errors.UNSUPPORTED_MEDIA_TYPE(`${req.mediaType} body that is not a RIFF/WAVE file (send WAV audio)`);
+  }
   return { kind: 'image', bytes };
 }

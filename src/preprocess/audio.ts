@@ -1,0 +1,218 @@
+import { Errors } from '../errors.js';
+
+/** Decoded audio: mono float samples in [-1, 1] at `sampleRate`. */
+export interface MonoAudio {
+  readonly samples: Float32Array;
+  readonly sampleRate: number;
+  /** Duration of the input as sent, in milliseconds. */
+  readonly durationMs: number;
+}
+
+/** The WAV header fields the decoder needs. */
+export interface WavInfo {
+  readonly format: 'pcm' | 'float';
+  readonly channels: number;
+  readonly sampleRate: number;
+  readonly bitsPerSample: number;
+  /** Sample frames (one sample per channel) in the data chunk. */
+  readonly frames: number;
+  /** Offset and length of the data chunk's payload. */
+  readonly dataOffset: number;
+  readonly dataBytes: number;
+}
+
+const WAVE_FORMAT_PCM = 0x0001;
+const WAVE_FORMAT_IEEE_FLOAT = 0x0003;
+const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
+
+/** True when the bytes start like a RIFF/WAVE file (the route sniffs with this; content types can lie). */
+export function isWav(bytes: Uint8Array): boolean {
+  return bytes.length >= 12 && ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 4) === 'WAVE';
+}
+
+function ascii(b: Uint8Array, at: number, n: number): string {
+  return String.fromCharCode(...b.subarray(at, at + n));
+}
+
+/**
+ * Reads the chunks of a RIFF/WAVE file up to its `data` chunk, checking every size against the bytes present.
+ * @throws MUON_ERR_INVALID_AUDIO for a truncated or inconsistent header or an unsupported encoding
+ */
+export function readWavHeader(bytes: Uint8Array): WavInfo {
+  const bad = (why: string) => new Errors.INVALID_AUDIO(why);
+  if (!isWav(bytes)) throw bad('not a RIFF/WAVE file');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let fmt: Omit<WavInfo, 'frames' | 'dataOffset' | 'dataBytes'> | undefined;
+  let at = 12;
+  while (at + 8 <= bytes.length) {
+    const id = ascii(bytes, at, 4);
+    let size = view.getUint32(at + 4, true);
+    const body = at + 8;
+    if (id === 'data') {
+      if (!fmt) throw bad("the 'data' chunk comes before the 'fmt ' chunk");
+      // streaming writers (ffmpeg to a pipe) cannot know the size and write 0xFFFFFFFF: the data runs to the end
+      if (size === 0xffffffff) size = bytes.length - body;
+      if (body + size > bytes.length) {
+        throw bad(`the 'data' chunk declares ${size} bytes but only ${bytes.length - body} follow (truncated?)`);
+      }
+      const blockAlign = (fmt.channels * fmt.bitsPerSample) / 8;
+      if (size % blockAlign !== 0) {
+        throw bad(`the 'data' chunk holds ${size} bytes, not a whole number of ${blockAlign}-byte sample frames`);
+      }
+      return { ...fmt, frames: size / blockAlign, dataOffset: body, dataBytes: size };
+    }
+    if (body + size > bytes.length) throw bad(`the '${id.replace(/[^\x20-\x7e]/g, '?')}' chunk is truncated`);
+    if (id === 'fmt ') fmt = parseFmt(view, body, size, bad);
+    at = body + size + (size & 1); // chunks are padded to an even size
+  }
+  throw bad(fmt ? "no 'data' chunk" : "no 'fmt ' chunk");
+}
+
+function parseFmt(
+  view: DataView,
+  at: number,
+  size: number,
+  bad: (why: string) => Error,
+): Omit<WavInfo, 'frames' | 'dataOffset' | 'dataBytes'> {
+  if (size < 16) throw bad(`the 'fmt ' chunk has ${size} bytes (at least 16 needed)`);
+  let tag = view.getUint16(at, true);
+  const channels = view.getUint16(at + 2, true);
+  const sampleRate = view.getUint32(at + 4, true);
+  const blockAlign = view.getUint16(at + 12, true);
+  const bitsPerSample = view.getUint16(at + 14, true);
+  if (tag === WAVE_FORMAT_EXTENSIBLE) {
+    // the real format is the first two bytes of the SubFormat GUID
+    if (size < 40) throw bad("WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk is shorter than 40 bytes");
+    tag = view.getUint16(at + 24, true);
+  }
+  let format: 'pcm' | 'float';
+  if (tag === WAVE_FORMAT_PCM && [8, 16, 24, 32].includes(bitsPerSample)) format = 'pcm';
+  else if (tag === WAVE_FORMAT_IEEE_FLOAT && (bitsPerSample === 32 || bitsPerSample === 64)) format = 'float';
+  else {
+    throw bad(
+      `unsupported encoding (format tag 0x${tag.toString(16).padStart(4, '0')}, ${bitsPerSample} bits); ` +
+        'send PCM 8/16/24/32-bit or IEEE float 32/64-bit',
+    );
+  }
+  if (channels < 1) throw bad('the header declares 0 channels');
+  if (sampleRate < 1000 || sampleRate > 384_000) throw bad(`unsupported sample rate ${sampleRate} Hz`);
+  if (blockAlign !== (channels * bitsPerSample) / 8) {
+    throw bad(`block align ${blockAlign} does not match ${channels} channels of ${bitsPerSample} bits`);
+  }
+  return { format, channels, sampleRate, bitsPerSample };
+}
+
+/**
+ * Decodes a WAV file to mono float samples at its own rate, mixing channels down by averaging.
+ * @param maxSeconds longest duration accepted (checked from the header, before decoding)
+ * @throws MUON_ERR_INVALID_AUDIO, MUON_ERR_MISSING_INPUT (no samples), MUON_ERR_AUDIO_TOO_LONG
+ */
+export function decodeWav(bytes: Uint8Array, maxSeconds: number): MonoAudio {
+  const info = readWavHeader(bytes);
+  const { channels, frames, sampleRate, bitsPerSample, format, dataOffset } = info;
+  if (frames === 0) throw new Errors.MISSING_INPUT('the WAV file has no samples');
+  const seconds = frames / sampleRate;
+  if (seconds > maxSeconds) {
+    throw new Errors.AUDIO_TOO_LONG(`${seconds.toFixed(1)} s is over this model's limit of ${maxSeconds} s`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset + dataOffset, info.dataBytes);
+  const width = bitsPerSample / 8;
+  const read: (at: number) => number =
+    format === 'float'
+      ? width === 4
+        ? (at) => view.getFloat32(at, true)
+        : (at) => view.getFloat64(at, true)
+      : width === 1
+        ? (at) => (view.getUint8(at) - 128) / 128 // 8-bit PCM is unsigned
+        : width === 2
+          ? (at) => view.getInt16(at, true) / 32768
+          : width === 3
+            ? (at) => (view.getUint8(at) | (view.getUint8(at + 1) << 8) | (view.getInt8(at + 2) << 16)) / 8388608
+            : (at) => view.getInt32(at, true) / 2147483648;
+  const samples = new Float32Array(frames);
+  const frameBytes = width * channels;
+  for (let i = 0; i < frames; i++) {
+    let sum = 0;
+    for (let c = 0; c < channels; c++) sum += read(i * frameBytes + c * width);
+    const v = sum / channels;
+    // NaN or inf in a float file would poison the model's recurrent state for the rest of the request
+    samples[i] = Number.isFinite(v) ? v : 0;
+  }
+  return { samples, sampleRate, durationMs: seconds * 1000 };
+}
+
+/**
+ * Band-limited resampling by a windowed sinc (Kaiser window, 16 zero crossings, cut-off at 0.95 of the lower
+ * Nyquist frequency), polyphase: the ratio is reduced to `up/down` and one filter per output phase is tabulated.
+ * Written here rather than taken from npm: the WASM libsamplerate port loads asynchronously and `wave-resampler`
+ * works on whole WAV files; this is ~40 lines and exact for every integer rate.
+ */
+export function resample(input: Float32Array, from: number, to: number): Float32Array {
+  if (from === to) return input;
+  const g = gcd(from, to);
+  const up = to / g;
+  const down = from / g;
+  const outLength = Math.ceil((input.length * up) / down);
+  const scale = Math.min(1, to / from) * 0.95; // cut-off, in cycles per input sample x 2
+  const zeroCrossings = 16;
+  const half = Math.ceil(zeroCrossings / scale); // filter half-width in input samples
+  const taps = 2 * half;
+  const beta = 8.6;
+  const i0beta = besselI0(beta);
+  // phase p: output position n*down/up has fractional part p/up; taps k = -half+1 .. half around floor(position)
+  const table = new Float32Array(up * taps);
+  for (let p = 0; p < up; p++) {
+    const frac = p / up;
+    let sum = 0;
+    for (let j = 0; j < taps; j++) {
+      const x = j - half + 1 - frac; // input sample offset from the output position
+      const w = Math.abs(x) >= half ? 0 : besselI0(beta * Math.sqrt(1 - (x / half) ** 2)) / i0beta;
+      const v = w * sinc(scale * x);
+      table[p * taps + j] = v;
+      sum += v;
+    }
+    for (let j = 0; j < taps; j++) table[p * taps + j] /= sum; // unit gain at DC
+  }
+  const out = new Float32Array(outLength);
+  const last = input.length - 1;
+  for (let n = 0; n < outLength; n++) {
+    const pos = n * down;
+    const base = Math.floor(pos / up);
+    const p = pos - base * up;
+    const first = base - half + 1;
+    let acc = 0;
+    const t = p * taps;
+    if (first >= 0 && first + taps - 1 <= last) {
+      for (let j = 0; j < taps; j++) acc += input[first + j] * table[t + j];
+    } else {
+      for (let j = 0; j < taps; j++) {
+        const k = first + j;
+        if (k >= 0 && k <= last) acc += input[k] * table[t + j];
+      }
+    }
+    out[n] = acc;
+  }
+  return out;
+}
+
+function sinc(x: number): number {
+  if (x === 0) return 1;
+  const px = Math.PI * x;
+  return Math.sin(px) / px;
+}
+
+function besselI0(x: number): number {
+  let sum = 1;
+  let term = 1;
+  for (let k = 1; k < 50; k++) {
+    term *= (x / (2 * k)) ** 2;
+    sum += term;
+    if (term < sum * 1e-12) break;
+  }
+  return sum;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
