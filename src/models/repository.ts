@@ -236,32 +236,7 @@ export class ModelRepository {
     if (manifest.name !== undefined && manifest.name !== name) {
       throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${name}'`);
     }
-    const modelPath = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
-    const bytes = await readFile(modelPath);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    if (manifest.model.sha256 === undefined) {
-      this.log.warn({ model: name, sha256 }, 'manifest has no /model/sha256; add it to pin the file');
-    } else if (manifest.model.sha256 !== sha256) {
-      throw new ManifestError(`${where}: /model/sha256 is ${manifest.model.sha256} but ${modelPath} has ${sha256}`);
-    }
-    // Models over 2 GB keep their weights in sidecar files (ONNX external data), which onnxruntime only finds when
-    // given the file's path. /model/sha256 pins the .onnx file; the .onnx pins the sidecars' ranges, and their
-    // content through its checksum entries when it has them (muon-compress writes them), which are verified here.
-    // Sidecars without checksums are not covered by the sha256 check.
-    let proto: ModelProto | undefined;
-    try {
-      proto = decodeModel(bytes);
-    } catch {
-      // not a valid ONNX file: onnxruntime reports it below, as before
-    }
-    const external = proto !== undefined && hasExternalData(proto);
-    if (external) {
-      try {
-        await checkExternalData(proto!, path.dirname(modelPath), { verifyChecksums: true });
-      } catch (err) {
-        throw new ManifestError(`${modelPath}: ${(err as Error).message}`);
-      }
-    }
+    const { path: modelPath, bytes, external } = await this.readModelFile(name, dir, manifest, where);
     const labels = Array.isArray(manifest.labels)
       ? manifest.labels
       : parseLabels(
@@ -301,6 +276,36 @@ export class ModelRepository {
       await session.release();
       throw err;
     }
+  }
+
+  /**
+   * Reads a manifest's model file and checks it: the sha256 the manifest pins, and for models that keep their weights
+   * in sidecar files (ONNX external data, needed over 2 GB) the sidecars' ranges and checksums. onnxruntime only
+   * finds sidecars from the file's path, so `external` tells the caller to create the session from `path`.
+   * Sidecars without checksum entries are not covered by the sha256 (muon-compress always writes them).
+   */
+  private async readModelFile(name: string, dir: string, manifest: Manifest, where: string) {
+    const file = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
+    const bytes = await readFile(file);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (manifest.model.sha256 === undefined) {
+      this.log.warn({ model: name, sha256 }, 'manifest has no /model/sha256; add it to pin the file');
+    } else if (manifest.model.sha256 !== sha256) {
+      throw new ManifestError(`${where}: /model/sha256 is ${manifest.model.sha256} but ${file} has ${sha256}`);
+    }
+    let proto: ModelProto | undefined;
+    try {
+      proto = decodeModel(bytes);
+    } catch {
+      // not a valid ONNX file: onnxruntime reports it when the session is created
+    }
+    const external = proto !== undefined && hasExternalData(proto);
+    if (proto && external) {
+      await checkExternalData(proto, path.dirname(file), { verifyChecksums: true }).catch((err: Error) => {
+        throw new ManifestError(`${file}: ${err.message}`);
+      });
+    }
+    return { path: file, bytes, external };
   }
 
   /** Drains every model's queue, then frees the sessions. */
