@@ -2,7 +2,13 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 
 /** Tasks a manifest may declare; each is a pipeline in src/models/tasks. */
-export const taskNames = ['image-classification', 'language-id', 'face-detection', 'voice-activity'] as const;
+export const taskNames = [
+  'image-classification',
+  'language-id',
+  'face-detection',
+  'voice-activity',
+  'text-recognition',
+] as const;
 
 const Sha256 = Type.String({
   pattern: '^[0-9a-f]{64}$',
@@ -270,12 +276,85 @@ export const VoiceActivityManifestSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A text line's image for a recognizer with a dynamic width axis (PaddleOCR's `RecResizeImg`): scaled to `height`
+ * keeping the aspect ratio, image on the left, `padValue` on the right, NCHW. The padded width is a bucket: the
+ * resized width rounded up to a multiple of `widthStep`, at least `minWidth`; rows of one bucket batch together.
+ */
+const TextLineInput = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({ minLength: 1, description: "Graph input to feed; the model's only input when absent." }),
+    ),
+    height: Type.Integer({ minimum: 1, maximum: 1024, default: 48 }),
+    minWidth: Type.Integer({
+      minimum: 1,
+      maximum: 8192,
+      default: 320,
+      description: 'Narrowest tensor width: shorter lines are padded to it (PaddleOCR rec_image_shape width).',
+    }),
+    maxWidth: Type.Integer({
+      minimum: 1,
+      maximum: 8192,
+      default: 1600,
+      description: 'Widest tensor width: lines whose resized width is larger are squeezed to it.',
+    }),
+    widthStep: Type.Integer({
+      minimum: 1,
+      maximum: 8192,
+      default: 32,
+      description: 'Width buckets: the resized width is rounded up to a multiple of this (and padded).',
+    }),
+    channels: Type.Enum(['RGB', 'BGR', 'GRAY'], { default: 'BGR' }),
+    interpolation: Type.Enum(['nearest', 'linear', 'cubic', 'lanczos3'], { default: 'linear' }),
+    scale: Type.Number({ default: 1 / 255, description: 'Multiplies 0..255 pixels before mean/std.' }),
+    mean: Type.Array(Type.Number(), { minItems: 1, maxItems: 3, default: [0.5, 0.5, 0.5] }),
+    std: Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 3, default: [0.5, 0.5, 0.5] }),
+    padValue: Type.Number({ default: 0, description: 'Tensor value of padded areas, after normalization.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** How per-time-step class probabilities become text: CTC greedy decoding, PaddleOCR's `CTCLabelDecode`. */
+const CtcSection = Type.Object(
+  {
+    useSpaceChar: Type.Boolean({
+      default: true,
+      description: "Class after the last dictionary line is a space ' ' (PaddleOCR use_space_char). Class 0 is blank.",
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** A manifest for `text-recognition`: one cropped text line image in, its text out (a CTC recognizer). */
+export const TextRecognitionManifestSchema = Type.Object(
+  {
+    ...common,
+    task: Type.Literal('text-recognition'),
+    input: TextLineInput,
+    labels: Type.Object(
+      {
+        file: Type.String({
+          minLength: 1,
+          description: 'The character dictionary, one character per line; relative to the model folder or package.',
+        }),
+        package: Type.Optional(Type.String({ minLength: 1 })),
+        sha256: Type.Optional(Sha256),
+      },
+      { additionalProperties: false },
+    ),
+    ctc: CtcSection,
+  },
+  { additionalProperties: false },
+);
+
 /** Each task's schema: the `task` field decides which `input` section applies. */
 const schemaByTask = {
   'image-classification': ImageManifestSchema,
   'language-id': TextManifestSchema,
   'face-detection': FaceDetectionManifestSchema,
   'voice-activity': VoiceActivityManifestSchema,
+  'text-recognition': TextRecognitionManifestSchema,
 } as const satisfies Record<(typeof taskNames)[number], unknown>;
 
 /**
@@ -287,6 +366,7 @@ export const ManifestSchema = Type.Union([
   TextManifestSchema,
   FaceDetectionManifestSchema,
   VoiceActivityManifestSchema,
+  TextRecognitionManifestSchema,
 ]);
 
 /** A validated image-classification manifest. */
@@ -298,6 +378,9 @@ export type FaceDetectionManifest = Static<typeof FaceDetectionManifestSchema>;
 
 /** A validated voice-activity manifest. */
 export type VoiceActivityManifest = Static<typeof VoiceActivityManifestSchema>;
+
+/** A validated text-recognition manifest. */
+export type TextRecognitionManifest = Static<typeof TextRecognitionManifestSchema>;
 
 /** A validated manifest with every default filled in. */
 export type Manifest = Static<typeof ManifestSchema>;
@@ -333,7 +416,7 @@ export function parseManifest(json: unknown, where: string): Manifest {
     );
   }
   const m = value as Manifest;
-  if (m.task === 'image-classification' || m.task === 'face-detection') {
+  if (m.task === 'image-classification' || m.task === 'face-detection' || m.task === 'text-recognition') {
     for (const [field, arr] of [
       ['mean', m.input.mean],
       ['std', m.input.std],
@@ -345,6 +428,9 @@ export function parseManifest(json: unknown, where: string): Manifest {
         );
       }
     }
+  }
+  if (m.task === 'text-recognition' && m.input.maxWidth < m.input.minWidth) {
+    throw new ManifestError(`${where}: invalid manifest: /input/maxWidth must not be below /input/minWidth`);
   }
   if (m.batching.preferredBatchSizes.some((p) => p > m.batching.maxBatchSize)) {
     throw new ManifestError(`${where}: invalid manifest: /batching/preferredBatchSizes must not exceed maxBatchSize`);

@@ -15,6 +15,7 @@ import { ModelSession } from './session.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
+import { textRecognition } from './tasks/text-recognition.js';
 import { voiceActivity } from './tasks/voice-activity.js';
 import type { ModelInput, PredictParams, Prepared, SubmitRows, TaskContext, TaskPipeline } from './tasks/task.js';
 
@@ -29,6 +30,7 @@ const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
   'language-id': languageId,
   'voice-activity': voiceActivity,
   'face-detection': faceDetection,
+  'text-recognition': textRecognition,
 };
 
 /** Per-request options of {@link LoadedModel.infer}. */

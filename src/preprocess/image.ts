@@ -80,6 +80,19 @@ export async function imageToTensor(
   maxPixels: number,
   out?: Float32Array,
 ): Promise<ImageTensor> {
+  return imageToTensorSized(bytes, maxPixels, () => ({ spec, out }));
+}
+
+/**
+ * As {@link imageToTensor}, for models with a dynamic input axis: `choose` gets the decoded image's upright size
+ * (after EXIF rotation, before any resize) and returns the spec to use, and optionally the row to write into. Saves
+ * decoding the header twice (the text recognizer picks its width bucket from the aspect ratio).
+ */
+export async function imageToTensorSized(
+  bytes: Uint8Array,
+  maxPixels: number,
+  choose: (width: number, height: number) => { spec: ImageSpec; out?: Float32Array },
+): Promise<ImageTensor> {
   const format = sniffImageFormat(bytes);
   if (!format || !(acceptedImageFormats as readonly string[]).includes(format)) {
     throw new Errors.UNSUPPORTED_MEDIA_TYPE(
@@ -96,6 +109,7 @@ export async function imageToTensor(
     const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
     const w = swap ? meta.height : meta.width;
     const h = swap ? meta.width : meta.height;
+    const { spec, out } = choose(w, h);
     const place = placement(w, h, spec);
     // libvips has a large fixed cost per resize (about 1 ms even for a text line), so it only shrinks images that
     // are far bigger than their target (shrink-on-load and antialiasing matter there), or when the manifest asks for

@@ -27,6 +27,7 @@ t.test('the default repository loads and is ready', async (t) => {
     { name: 'face-detection', state: 'READY' },
     { name: 'language-id', state: 'READY' },
     { name: 'text-orientation', state: 'READY' },
+    { name: 'text-recognition', state: 'READY' },
     { name: 'voice-activity', state: 'READY' },
   ]);
 });

@@ -49,11 +49,16 @@ const Face = Type.Object({
   keypoints: Type.Array(Point),
 });
 const Segment = Type.Object({ start_ms: Type.Number(), end_ms: Type.Number() });
+const TextLine = Type.Object({
+  text: Type.String(),
+  score: Type.Number({ description: "Mean probability of the line's characters (0 when it has none)" }),
+});
 
 /**
  * One answer shape for every task: the common fields, plus the task's own field (classification and language-id:
- * `predictions`; face-detection: `faces`; voice-activity: `segments` and `duration_ms`). Declared here so that
- * Fastify serializes them fast and OpenAPI documents them.
+ * `predictions`; face-detection: `faces`; voice-activity: `segments` and `duration_ms`; text-recognition: `lines`,
+ * one per text line, so the OCR pipeline can answer with more). Declared here so that Fastify serializes them fast
+ * and OpenAPI documents them.
  */
 const PredictResponse = Type.Object({
   model: Type.String(),
@@ -63,6 +68,7 @@ const PredictResponse = Type.Object({
   faces: Type.Optional(Type.Array(Face)),
   segments: Type.Optional(Type.Array(Segment)),
   duration_ms: Type.Optional(Type.Number()),
+  lines: Type.Optional(Type.Array(TextLine)),
 });
 type Answer = Omit<Static<typeof PredictResponse>, 'model' | 'version' | 'task'>;
 

@@ -1,0 +1,277 @@
+import { createHash } from 'node:crypto';
+import { imageToTensorSized, type ImageSpec } from '../../preprocess/image.js';
+import { ManifestError, type TextRecognitionManifest } from '../manifest.js';
+import type { HostTensor } from '../session.js';
+import { RowPool, splitRows } from '../tensor.js';
+import { pick } from './image-classification.js';
+import type { TaskContext, TaskPipeline } from './task.js';
+
+/** One recognized text line: PaddleOCR's `(text, score)`. */
+export interface TextLine {
+  text: string;
+  /** Mean of the kept characters' probabilities (0 for an empty line). */
+  score: number;
+}
+
+/** One preprocessed line: a [channels, height, width] row, `width` being its bucket. */
+export interface LineRow {
+  readonly data: Float32Array;
+  readonly width: number;
+}
+
+/** One line's output: [time steps, classes] probabilities (a view into the batch output). */
+interface LineScores {
+  readonly data: Float32Array;
+  readonly dims: readonly number[];
+}
+
+/**
+ * Rows kept per width bucket for reuse. Small on purpose: there can be ~40 buckets and a 1600-wide row is 0.9 MB, so
+ * pooling a full batch per bucket would hold hundreds of MB for traffic that mostly lands in a few buckets.
+ */
+const ROWS_KEPT_PER_BUCKET = 4;
+
+/**
+ * `text-recognition`: one cropped text line in, its text out, with a CTC recognizer such as PaddleOCR's PP-OCRv4
+ * (`x` [B, 3, 48, W] with W dynamic, softmax output [B, W/8, classes]).
+ *
+ * Batching: lines have different aspect ratios, so rows have different widths. PaddleOCR pads a batch to its widest
+ * line (`max_wh_ratio`), which makes a line's answer depend on its batch neighbours (the SVTR neck attends over the
+ * whole row, padding included). Here each line goes to a width bucket instead: its resized width rounded up to a
+ * multiple of `/input/widthStep`, at least `/input/minWidth` (PaddleOCR's 320), and it is always padded to that bucket
+ * width. The bucket is the batcher key, so only equal widths stack, concurrent lines of similar widths share a batch,
+ * and a line's answer is the same alone or batched. The step trades padding against batching: padding is not free
+ * for accuracy (on the fixture lines, step 64 drops two more spaces than PaddleOCR's exact width; step 32 reads them
+ * as the exact width does) nor for compute (up to step - 1 wasted columns), while a smaller step splits concurrent
+ * lines over more buckets. A line wider than `/input/maxWidth` once resized is squeezed to it (the last bucket),
+ * which bounds per-row memory and the number of distinct shapes onnxruntime sees.
+ */
+export async function textRecognition(
+  ctx: TaskContext<TextRecognitionManifest>,
+): Promise<TaskPipeline<LineRow, LineScores, { lines: TextLine[] }>> {
+  const { manifest: m, session, labels, where } = ctx;
+  const { height, minWidth, maxWidth, widthStep } = m.input;
+  await checkDictionary(ctx);
+  // PaddleOCR's CTCLabelDecode: class 0 is the CTC blank, then the dictionary, then ' ' when use_space_char
+  const classes = ['', ...labels, ...(m.ctc.useSpaceChar ? [' '] : [])];
+  const input = pick(session.inputs, m.input.name, 'input', where);
+  const output = pick(session.outputs, m.output.name, 'output', where);
+  if (input.type !== 'float32')
+    throw new ManifestError(`${where}: input '${input.name}' is ${input.type}; text-recognition feeds float32`);
+  const channels = m.input.channels === 'GRAY' ? 1 : 3;
+  const [batchDim, c, h] = input.shape;
+  if (
+    input.shape.length !== 4 ||
+    (typeof c === 'number' && c !== channels) ||
+    (typeof h === 'number' && h !== height)
+  ) {
+    throw new ManifestError(
+      `${where}: input '${input.name}' has shape [${input.shape.join(', ')}] but /input gives [batch, ${channels}, ${height}, width]`,
+    );
+  }
+  const fixedWidth = input.shape[3];
+  if (typeof fixedWidth === 'number') {
+    throw new ManifestError(
+      `${where}: input '${input.name}' has a fixed width ${fixedWidth}; text-recognition needs a dynamic one`,
+    );
+  }
+  const outClasses = output.shape.at(-1);
+  if (output.shape.length !== 3 || (typeof outClasses === 'number' && outClasses !== classes.length)) {
+    throw new ManifestError(
+      `${where}: output '${output.name}' has shape [${output.shape.join(', ')}] but /labels gives ${labels.length} characters + blank` +
+        `${m.ctc.useSpaceChar ? ' + space' : ''} = [batch, steps, ${classes.length}] (check /ctc/useSpaceChar)`,
+    );
+  }
+  const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
+  const maxRows = fixedBatch ?? m.batching.maxBatchSize;
+  const activation = m.output.activation;
+
+  const specs = new Map<number, ImageSpec>();
+  const pools = new Map<number, RowPool>();
+  const specOf = (width: number): ImageSpec => {
+    let spec = specs.get(width);
+    if (!spec) {
+      const { channels: order, interpolation, scale, mean, std, padValue } = m.input;
+      const fixed = { layout: 'NCHW', resize: 'fit-height', cropRatio: 1 } as const;
+      spec = { ...fixed, height, width, channels: order, interpolation, scale, mean, std, padValue };
+      specs.set(width, spec);
+    }
+    return spec;
+  };
+  const poolOf = (width: number): RowPool => {
+    let pool = pools.get(width);
+    if (!pool) pools.set(width, (pool = new RowPool(channels * height * width, ROWS_KEPT_PER_BUCKET)));
+    return pool;
+  };
+  const buffers = new SharedBatchBuffers(maxRows * channels * height * maxWidth);
+
+  return {
+    accepts: ['image'],
+    inputSpec: {
+      name: input.name,
+      datatype: 'FP32',
+      shape: [fixedBatch ?? -1, channels, height, -1],
+      layout: 'NCHW',
+      channels: m.input.channels,
+      resize: 'fit-height',
+      height,
+      minWidth,
+      maxWidth,
+      widthStep,
+      interpolation: m.input.interpolation,
+      scale: m.input.scale,
+      mean: m.input.mean,
+      std: m.input.std,
+      padValue: m.input.padValue,
+      classes: classes.length,
+    },
+    graphMaxBatch: fixedBatch,
+    async prepare(req) {
+      if (req.kind !== 'image') throw new Error(`text-recognition got ${req.kind} input; this is a bug`);
+      let acquired: { pool: RowPool; row: Float32Array } | undefined;
+      const t = await imageToTensorSized(req.bytes, ctx.maxImagePixels, (w, h) => {
+        const width = bucketWidth(w, h, m.input);
+        const pool = poolOf(width);
+        acquired = { pool, row: pool.acquire() };
+        return { spec: specOf(width), out: acquired.row };
+      }).catch((err: unknown) => {
+        acquired?.pool.release([acquired.row]);
+        throw err;
+      });
+      const width = t.dims[2];
+      return { row: { data: t.data, width }, key: String(width) };
+    },
+    async runBatch(rows) {
+      const width = rows[0].width;
+      if (rows.some((r) => r.width !== width)) throw new Error('rows of different widths in one batch; this is a bug');
+      const dims = [fixedBatch ?? rows.length, channels, height, width];
+      try {
+        return await buffers.with(
+          rows.map((r) => r.data),
+          dims,
+          async (batch) => {
+            const out = await session.run({ [input.name]: batch }, [output.name]);
+            return splitRows(out[output.name], rows.length);
+          },
+        );
+      } finally {
+        poolOf(width).release(rows.map((r) => r.data)); // after the run: a batch of one is computed from its row
+      }
+    },
+    finish(scores) {
+      const [steps, n] = scores.dims;
+      return { lines: [ctcGreedyDecode(scores.data, steps, n, classes, activation)] };
+    },
+    warmupRow() {
+      return { row: { data: new Float32Array(channels * height * minWidth), width: minWidth }, key: String(minWidth) };
+    },
+  };
+}
+
+/**
+ * The width bucket of a w x h line: its width once scaled to the model's height (PaddleOCR: ceil(H * w / h)),
+ * rounded up to a multiple of `widthStep`, at least `minWidth`, at most `maxWidth` (wider lines are squeezed).
+ */
+export function bucketWidth(
+  w: number,
+  h: number,
+  o: { readonly height: number; readonly minWidth: number; readonly maxWidth: number; readonly widthStep: number },
+): number {
+  const resized = Math.max(1, Math.ceil((o.height * w) / h));
+  return Math.min(o.maxWidth, Math.max(o.minWidth, Math.ceil(resized / o.widthStep) * o.widthStep));
+}
+
+/**
+ * CTC greedy decoding, as PaddleOCR's `CTCLabelDecode`: the best class per time step, repeats merged, blanks (class
+ * 0) dropped; the score is the mean probability of the kept steps (0 when nothing is kept).
+ * @param probs [steps, n] row-major scores; `activation` says how they become probabilities
+ * @param classes class index to character ('' for the blank)
+ */
+export function ctcGreedyDecode(
+  probs: Float32Array,
+  steps: number,
+  n: number,
+  classes: readonly string[],
+  activation: 'none' | 'softmax' | 'sigmoid' = 'none',
+): TextLine {
+  if (probs.length < steps * n) throw new RangeError(`${probs.length} scores for ${steps} steps of ${n} classes`);
+  let text = '';
+  let sum = 0;
+  let kept = 0;
+  let previous = -1;
+  for (let t = 0; t < steps; t++) {
+    const base = t * n;
+    let best = 0;
+    let max = probs[base];
+    for (let k = 1; k < n; k++) {
+      if (probs[base + k] > max) {
+        max = probs[base + k];
+        best = k;
+      }
+    }
+    if (best !== 0 && best !== previous) {
+      text += classes[best] ?? '';
+      sum += probability(probs, base, n, max, activation);
+      kept++;
+    }
+    previous = best;
+  }
+  return { text, score: kept === 0 ? 0 : sum / kept };
+}
+
+/** The probability of the best class of one time step whose best raw score is `max`. */
+function probability(
+  x: Float32Array,
+  base: number,
+  n: number,
+  max: number,
+  activation: 'none' | 'softmax' | 'sigmoid',
+): number {
+  if (activation === 'none') return max;
+  if (activation === 'sigmoid') return 1 / (1 + Math.exp(-max));
+  let sum = 0;
+  for (let k = 0; k < n; k++) sum += Math.exp(x[base + k] - max);
+  return 1 / sum;
+}
+
+/** Verifies `/labels/sha256` when the manifest pins the dictionary (the repository reads it, but checks no hash). */
+async function checkDictionary(ctx: TaskContext<TextRecognitionManifest>): Promise<void> {
+  const ref = ctx.manifest.labels;
+  if (ref.sha256 === undefined) return;
+  const sha256 = createHash('sha256')
+    .update(await ctx.readFile(ref, '/labels/file'), 'utf8')
+    .digest('hex');
+  if (sha256 !== ref.sha256) {
+    throw new ManifestError(`${ctx.where}: /labels/sha256 is ${ref.sha256} but ${ref.file} has ${sha256}`);
+  }
+}
+
+/**
+ * Batch input buffers shared by every width bucket: each buffer holds the widest batch, and a batch of narrower rows
+ * uses its start. One buffer per batch in flight, whatever the bucket, instead of one set per bucket.
+ */
+class SharedBatchBuffers {
+  readonly #free: Float32Array[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  /** Stacks `rows` into a batch of `dims` (zero rows pad a fixed batch axis), runs `fn`, then takes the buffer back. */
+  async with<T>(rows: readonly Float32Array[], dims: readonly number[], fn: (t: HostTensor) => Promise<T>): Promise<T> {
+    const [batch, ...rowDims] = dims;
+    const size = rowDims.reduce((a, b) => a * b, 1);
+    if (rows.length === 1 && batch === 1) return fn({ type: 'float32', data: rows[0], dims: [...dims] });
+    const pooled = size * batch <= this.capacity;
+    const buffer = (pooled && this.#free.pop()) || new Float32Array(pooled ? this.capacity : size * batch);
+    const data = buffer.subarray(0, size * batch);
+    rows.forEach((r, i) => {
+      if (r.length !== size) throw new Error(`row ${i} has ${r.length} values, expected ${size}; this is a bug`);
+      data.set(r, i * size);
+    });
+    data.fill(0, rows.length * size);
+    try {
+      return await fn({ type: 'float32', data, dims: [...dims] });
+    } finally {
+      if (pooled) this.#free.push(buffer);
+    }
+  }
+}

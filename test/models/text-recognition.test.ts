@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { parseManifest, type TextRecognitionManifest } from '../../src/models/manifest.js';
+import { bucketWidth, ctcGreedyDecode } from '../../src/models/tasks/text-recognition.js';
+
+// CTC greedy decoding and width buckets of the `text-recognition` task, without a model: the end-to-end checks on
+// real text lines are in test/server/text-recognition.test.ts.
+
+const classes = ['', 'a', 'b', ' '];
+
+/** [steps, classes] probabilities with `p` on each step's class and the rest spread evenly. */
+function steps(best: number[], p = 0.9): Float32Array {
+  const out = new Float32Array(best.length * classes.length).fill((1 - p) / (classes.length - 1));
+  best.forEach((k, i) => (out[i * classes.length + k] = p));
+  return out;
+}
+
+t.test('greedy decoding merges repeats, drops blanks, averages kept probabilities', async (t) => {
+  t.same(ctcGreedyDecode(steps([1, 1, 0, 1, 2, 2, 3, 1]), 8, 4, classes), { text: 'aab a', score: 0.8999999761581421 });
+  t.same(ctcGreedyDecode(steps([0, 0, 0]), 3, 4, classes), { text: '', score: 0 }, 'all blank: empty, score 0');
+  const probs = steps([1, 2]);
+  probs[0 * 4 + 1] = 0.5; // only kept (first-of-a-run) steps count towards the score
+  const r = ctcGreedyDecode(probs, 2, 4, classes);
+  t.equal(r.text, 'ab');
+  t.ok(Math.abs(r.score - 0.7) < 1e-6, `mean of 0.5 and 0.9: ${r.score}`);
+  // a repeat only merges when nothing separates the two steps; the second step of a run does not count
+  const run = steps([1, 1, 1]);
+  run[4 + 1] = 0.6;
+  t.same(ctcGreedyDecode(run, 3, 4, classes).text, 'a');
+  t.ok(Math.abs(ctcGreedyDecode(run, 3, 4, classes).score - 0.9) < 1e-6, 'first step of the run');
+});
+
+t.test('softmax activation gives the same text and probability scores from logits', async (t) => {
+  const logits = Float32Array.from([0, 2, 0, 0, 0, 0, 2, 0]);
+  const r = ctcGreedyDecode(logits, 2, 4, classes, 'softmax');
+  t.equal(r.text, 'ab');
+  t.ok(Math.abs(r.score - Math.exp(2) / (Math.exp(2) + 3)) < 1e-6);
+  t.throws(() => ctcGreedyDecode(new Float32Array(3), 2, 4, classes), RangeError);
+});
+
+t.test('width buckets: height-scaled width rounded up to the step, between min and max width', async (t) => {
+  const o = { height: 48, minWidth: 320, maxWidth: 1600, widthStep: 64 };
+  t.equal(bucketWidth(38, 18, o), 320, 'a short word pads to the minimum');
+  t.equal(bucketWidth(222, 18, o), 640, '592 px rounds up to 640');
+  t.equal(bucketWidth(200, 30, o), 320, 'exactly 320');
+  t.equal(bucketWidth(201, 30, o), 384);
+  t.equal(bucketWidth(5000, 20, o), 1600, 'too wide: squeezed into the last bucket');
+  t.equal(bucketWidth(1, 5000, o), 320, 'a sliver still gets a row');
+  t.equal(bucketWidth(700, 20, { ...o, maxWidth: 1650 }), 1650, 'a max width off the step is the last bucket');
+});
+
+t.test('the shipped manifest is valid and pins its files', async (t) => {
+  const where = path.resolve(import.meta.dirname, '../../models/text-recognition/manifest.json');
+  const m = parseManifest(JSON.parse(readFileSync(where, 'utf8')), where) as TextRecognitionManifest;
+  t.equal(m.task, 'text-recognition');
+  t.match(m.input, { height: 48, minWidth: 320, channels: 'BGR' });
+  t.ok(m.model.sha256 && m.labels.sha256, 'model and dictionary are pinned');
+  t.throws(
+    () => parseManifest({ ...m, input: { ...m.input, minWidth: 640, maxWidth: 320 } }, 'x'),
+    /maxWidth must not be below/,
+  );
+});
