@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { Metrics } from './metrics.js';
 import { ModelRepository } from './models/repository.js';
 import { configureImageDecoder } from './preprocess/image.js';
@@ -9,16 +9,15 @@ import { buildApp } from './server/app.js';
 // Wiring only: read the config, listen first (so liveness answers while models load), load every model, then
 // report ready. SIGTERM/SIGINT drain: stop accepting, answer what was admitted, free the sessions, exit 0.
 
-const logger = pino({ name: 'muon', level: process.env.MUON_LOG_LEVEL ?? 'info' });
-let config;
+let config: Config;
 try {
   config = loadConfig();
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
-  logger.fatal(err.message);
+  pino({ name: 'muon' }).fatal(err.message); // a bad setting, named, before anything starts
   process.exit(2);
 }
-logger.level = config.logLevel;
+const logger = pino({ name: 'muon', level: config.logLevel });
 configureImageDecoder(config.preprocessThreads);
 
 const metrics = new Metrics();
