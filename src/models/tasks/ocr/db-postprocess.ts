@@ -1,0 +1,433 @@
+// Post-processing of a DB (Differentiable Binarization) text detector such as PaddleOCR's PP-OCRv4 det model,
+// following PaddleOCR's `ppocr/postprocess/db_postprocess.py` (`DBPostProcess`, score_mode 'fast') and the reading
+// order of `tools/infer/predict_system.py` (`sorted_boxes`). Pure geometry on plain typed arrays: no OpenCV, no
+// Clipper. The model turns a [1,3,H,W] image into a [1,1,H,W] map of per-pixel text probabilities; this module turns
+// that map into one rotated quadrilateral per text line.
+//
+// Deliberate differences from PaddleOCR, none of which changes the boxes on real maps by more than a pixel:
+// - contours are the outer borders of 8-connected components only (OpenCV's RETR_LIST also returns hole borders,
+//   whose boxes lie inside the outer box of the same component), with every border pixel kept (no
+//   CHAIN_APPROX_SIMPLE compression: only the convex hull of a contour is used, which is the same);
+// - `unclip` offsets a convex polygon's sides (a mitred offset) instead of pyclipper's JT_ROUND offset on integer
+//   coordinates; the minimum-area rectangle taken of the result is the same for the rectangles it is applied to;
+// - the polygon mask of `boxScoreFast` is the set of pixel centres inside or on the (convex) box, not OpenCV's
+//   `fillPoly` rasterisation;
+// - only score_mode 'fast' is implemented.
+
+/** A point [x, y] in pixel coordinates; a pixel's centre is its integer coordinate, as in OpenCV. */
+export type Point = [number, number];
+
+/** Four corners, ordered top-left, top-right, bottom-right, bottom-left (PaddleOCR's `get_mini_boxes`). */
+export type Quad = [Point, Point, Point, Point];
+
+/** `DBPostProcess` settings. */
+export interface DbOptions {
+  /** A pixel is text when its probability is above this. */
+  readonly thresh: number;
+  /** A candidate is kept when the mean probability inside its box is at least this. */
+  readonly boxThresh: number;
+  /** At most this many contours are considered. */
+  readonly maxCandidates: number;
+  /** How far a box is grown back: distance = area * unclipRatio / perimeter. */
+  readonly unclipRatio: number;
+  /** Candidates whose short side is under this (in map pixels) are dropped; after unclipping, under minSize + 2. */
+  readonly minSize: number;
+  /** Dilate the binary mask with a 2x2 kernel before tracing (PaddleOCR's `use_dilation`). */
+  readonly useDilation: boolean;
+  /**
+   * Boxes whose width or height, in image pixels and truncated, is at most this are dropped (PaddleOCR's
+   * `TextDetector.filter_tag_det_res`, which drops sides <= 3). 0 keeps everything.
+   */
+  readonly minBoxSide: number;
+}
+
+/** PaddleOCR's defaults (`DBPostProcess.__init__` and the det settings of `tools/infer/utility.py`). */
+export const DB_DEFAULTS: DbOptions = {
+  thresh: 0.3,
+  boxThresh: 0.6,
+  maxCandidates: 1000,
+  unclipRatio: 1.5,
+  minSize: 3,
+  useDilation: false,
+  minBoxSide: 3,
+};
+
+/** From map coordinates to image coordinates: image = map * scale; width and height bound the result. */
+export interface DbScale {
+  readonly x: number;
+  readonly y: number;
+  /** The image width boxes are clipped to (0..width-1); by default round(mapWidth * x). */
+  readonly width?: number;
+  /** The image height boxes are clipped to (0..height-1); by default round(mapHeight * y). */
+  readonly height?: number;
+}
+
+/** One detected text region, in image coordinates (integers). */
+export interface DetectedBox {
+  readonly box: Quad;
+  /** Mean probability inside the box before unclipping. */
+  readonly score: number;
+}
+
+/** A minimum-area rectangle: its corners in `get_mini_boxes` order and its side lengths. */
+export interface MinAreaRect {
+  readonly box: Quad;
+  readonly shortSide: number;
+  readonly longSide: number;
+}
+
+/** Pixels whose probability is strictly above `thresh` (PaddleOCR: `pred > thresh`); 1 for text, 0 otherwise. */
+export function binarize(prob: ArrayLike<number>, w: number, h: number, thresh: number): Uint8Array {
+  checkSize(prob, w, h);
+  const mask = new Uint8Array(w * h);
+  for (let i = 0; i < w * h; i++) if (prob[i] > thresh) mask[i] = 1;
+  return mask;
+}
+
+/**
+ * `cv2.dilate(mask, [[1,1],[1,1]])`: with the kernel's anchor at (1,1), a pixel is set when it or its left, upper or
+ * upper-left neighbour is.
+ */
+export function dilate2x2(mask: Uint8Array, w: number, h: number): Uint8Array {
+  checkSize(mask, w, h);
+  const out = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      out[i] =
+        mask[i] || (x > 0 && mask[i - 1]) || (y > 0 && mask[i - w]) || (x > 0 && y > 0 && mask[i - w - 1]) ? 1 : 0;
+    }
+  }
+  return out;
+}
+
+// the 8 neighbours by direction code; with y pointing down, increasing codes turn counter-clockwise on screen
+const DX = [1, 1, 0, -1, -1, -1, 0, 1];
+const DY = [0, -1, -1, -1, 0, 1, 1, 1];
+
+/**
+ * Outer borders of the 8-connected components of a binary mask (non-zero = foreground), one point list per
+ * component, components in raster order of their first pixel.
+ *
+ * Each component is labelled by a flood fill; its border is then followed from its first pixel in raster order with
+ * the border-following step of Suzuki & Abe (1985, "Topological structural analysis of digitized binary images by
+ * border following", steps 3.1-3.5) restricted to outer borders. Holes are not traced, so a ring gives one contour.
+ * The border pixels are listed in order, each time they are passed (a one-pixel-wide line is walked there and back,
+ * as in OpenCV's CHAIN_APPROX_NONE); a single pixel is a one-point contour.
+ */
+export function findContours(mask: Uint8Array, w: number, h: number): Point[][] {
+  checkSize(mask, w, h);
+  const seen = new Uint8Array(w * h);
+  const stack: number[] = [];
+  const contours: Point[][] = [];
+  for (let start = 0; start < w * h; start++) {
+    if (!mask[start] || seen[start]) continue;
+    // label the whole component so that none of its other pixels starts a contour
+    seen[start] = 1;
+    stack.push(start);
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      const x = i % w;
+      const y = (i - x) / w;
+      for (let k = 0; k < 8; k++) {
+        const nx = x + DX[k];
+        const ny = y + DY[k];
+        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+        const j = ny * w + nx;
+        if (mask[j] && !seen[j]) {
+          seen[j] = 1;
+          stack.push(j);
+        }
+      }
+    }
+    contours.push(traceOuterBorder(mask, w, h, start % w, Math.floor(start / w)));
+  }
+  return contours;
+}
+
+/** Suzuki-Abe border following from (sx, sy), a pixel whose left, upper-left, upper and upper-right neighbours are 0. */
+function traceOuterBorder(mask: Uint8Array, w: number, h: number, sx: number, sy: number): Point[] {
+  const on = (x: number, y: number) => x >= 0 && y >= 0 && x < w && y < h && mask[y * w + x] !== 0;
+  // 3.1: clockwise from the background pixel on the left, find the first foreground neighbour
+  let k1 = -1;
+  for (let i = 0; i < 8; i++) {
+    const k = (4 - i + 8) % 8;
+    if (on(sx + DX[k], sy + DY[k])) {
+      k1 = k;
+      break;
+    }
+  }
+  if (k1 < 0) return [[sx, sy]];
+  const x1 = sx + DX[k1];
+  const y1 = sy + DY[k1];
+  // 3.2: (x3, y3) is the current pixel, kPrev the direction from it to the previous one
+  let x3 = sx;
+  let y3 = sy;
+  let kPrev = k1;
+  const points: Point[] = [];
+  for (;;) {
+    // 3.3: counter-clockwise, starting after the previous pixel, find the next foreground neighbour (the previous
+    // pixel itself at worst, so the search always succeeds)
+    let k4 = kPrev;
+    for (let i = 1; i <= 8; i++) {
+      const k = (kPrev + i) % 8;
+      if (on(x3 + DX[k], y3 + DY[k])) {
+        k4 = k;
+        break;
+      }
+    }
+    const x4 = x3 + DX[k4];
+    const y4 = y3 + DY[k4];
+    points.push([x3, y3]);
+    // 3.5: back at the start, coming from the pixel found first: the border is closed
+    if (x4 === sx && y4 === sy && x3 === x1 && y3 === y1) return points;
+    kPrev = (k4 + 4) % 8;
+    x3 = x4;
+    y3 = y4;
+  }
+}
+
+const cross = (o: Point, a: Point, b: Point) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+
+/**
+ * Convex hull by Andrew's monotone chain: the hull's vertices without collinear points, counter-clockwise in
+ * x-right/y-up axes (clockwise on screen). One point for a single point, two for collinear points.
+ */
+export function convexHull(points: readonly Point[]): Point[] {
+  const pts = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const unique: Point[] = [];
+  for (const p of pts) {
+    const last = unique[unique.length - 1];
+    if (!last || last[0] !== p[0] || last[1] !== p[1]) unique.push([p[0], p[1]]);
+  }
+  if (unique.length < 3) return unique;
+  const lower: Point[] = [];
+  for (const p of unique) {
+    while (lower.length >= 2 && cross(lower[lower.length - 2], lower[lower.length - 1], p) <= 0) lower.pop();
+    lower.push(p);
+  }
+  const upper: Point[] = [];
+  for (let i = unique.length - 1; i >= 0; i--) {
+    const p = unique[i];
+    while (upper.length >= 2 && cross(upper[upper.length - 2], upper[upper.length - 1], p) <= 0) upper.pop();
+    upper.push(p);
+  }
+  lower.pop();
+  upper.pop();
+  const hull = lower.concat(upper);
+  return hull.length >= 3 ? hull : unique.length === 0 ? [] : [unique[0], unique[unique.length - 1]];
+}
+
+/**
+ * The minimum-area rectangle enclosing the points (`cv2.minAreaRect` + `get_mini_boxes`). By the rotating-calipers
+ * theorem (Freeman & Shapira 1975) one side of the minimum rectangle lies on an edge of the convex hull, so each hull
+ * edge is tried as a side, its rectangle found by projecting the hull onto the edge and its normal (O(h²) in the hull
+ * size h, which stays small for pixel contours). Degenerate sets give a zero-width rectangle.
+ */
+export function minAreaRect(points: readonly Point[]): MinAreaRect {
+  if (points.length === 0) throw new RangeError('minAreaRect of no points');
+  const hull = convexHull(points);
+  if (hull.length === 1) {
+    const p = hull[0];
+    return { box: [p, [p[0], p[1]], [p[0], p[1]], [p[0], p[1]]], shortSide: 0, longSide: 0 };
+  }
+  let best: { area: number; u: Point; lo: Point; hi: Point } | undefined;
+  const edges = hull.length === 2 ? 1 : hull.length;
+  for (let i = 0; i < edges; i++) {
+    const a = hull[i];
+    const b = hull[(i + 1) % hull.length];
+    const len = Math.hypot(b[0] - a[0], b[1] - a[1]);
+    const u: Point = [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
+    let minU = Infinity;
+    let maxU = -Infinity;
+    let minV = Infinity;
+    let maxV = -Infinity;
+    for (const p of hull) {
+      const pu = p[0] * u[0] + p[1] * u[1];
+      const pv = -p[0] * u[1] + p[1] * u[0];
+      minU = Math.min(minU, pu);
+      maxU = Math.max(maxU, pu);
+      minV = Math.min(minV, pv);
+      maxV = Math.max(maxV, pv);
+    }
+    const area = (maxU - minU) * (maxV - minV);
+    if (!best || area < best.area - 1e-9) best = { area, u, lo: [minU, minV], hi: [maxU, maxV] };
+  }
+  const { u, lo, hi } = best!;
+  // back from (along-edge, along-normal) coordinates: p = pu * u + pv * (-u.y, u.x)
+  const at = (pu: number, pv: number): Point => [pu * u[0] - pv * u[1], pu * u[1] + pv * u[0]];
+  const corners = [at(lo[0], lo[1]), at(hi[0], lo[1]), at(hi[0], hi[1]), at(lo[0], hi[1])];
+  const s1 = hi[0] - lo[0];
+  const s2 = hi[1] - lo[1];
+  return { box: orderMiniBox(corners), shortSide: Math.min(s1, s2), longSide: Math.max(s1, s2) };
+}
+
+/**
+ * PaddleOCR's `get_mini_boxes` ordering of a rectangle's corners: sorted by x, the left pair gives top-left (smaller
+ * y) and bottom-left, the right pair top-right and bottom-right.
+ */
+export function orderMiniBox(corners: readonly Point[]): Quad {
+  const p = [...corners].sort((a, b) => a[0] - b[0]);
+  const [tl, bl] = p[1][1] > p[0][1] ? [p[0], p[1]] : [p[1], p[0]];
+  const [tr, br] = p[3][1] > p[2][1] ? [p[2], p[3]] : [p[3], p[2]];
+  return [tl, tr, br, bl];
+}
+
+/**
+ * PaddleOCR's `box_score_fast`: the mean probability over the pixels of the box's bounding region (floor/ceil of its
+ * extent, clipped to the map) whose centres lie inside or on the box, with the box's corners shifted into that region
+ * and truncated to integers as PaddleOCR does. The box must be convex. 0 when no pixel is covered.
+ */
+export function boxScoreFast(prob: ArrayLike<number>, w: number, h: number, box: readonly Point[]): number {
+  checkSize(prob, w, h);
+  const clamp = (v: number, hiV: number) => Math.min(Math.max(v, 0), hiV);
+  const xs = box.map((p) => p[0]);
+  const ys = box.map((p) => p[1]);
+  const xmin = clamp(Math.floor(Math.min(...xs)), w - 1);
+  const xmax = clamp(Math.ceil(Math.max(...xs)), w - 1);
+  const ymin = clamp(Math.floor(Math.min(...ys)), h - 1);
+  const ymax = clamp(Math.ceil(Math.max(...ys)), h - 1);
+  const poly: Point[] = box.map((p) => [Math.trunc(p[0] - xmin), Math.trunc(p[1] - ymin)]);
+  let sum = 0;
+  let count = 0;
+  for (let r = 0; r <= ymax - ymin; r++) {
+    const span = convexSpan(poly, r);
+    if (!span) continue;
+    const c0 = Math.max(0, Math.ceil(span[0] - 1e-9));
+    const c1 = Math.min(xmax - xmin, Math.floor(span[1] + 1e-9));
+    for (let c = c0; c <= c1; c++) {
+      sum += prob[(ymin + r) * w + xmin + c];
+      count++;
+    }
+  }
+  return count === 0 ? 0 : sum / count;
+}
+
+/** Where the horizontal line at `y` crosses a convex polygon (inclusive), or undefined when it misses it. */
+function convexSpan(poly: readonly Point[], y: number): [number, number] | undefined {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < poly.length; i++) {
+    const a = poly[i];
+    const b = poly[(i + 1) % poly.length];
+    if (a[1] === b[1]) {
+      if (a[1] === y) {
+        lo = Math.min(lo, a[0], b[0]);
+        hi = Math.max(hi, a[0], b[0]);
+      }
+      continue;
+    }
+    if (y < Math.min(a[1], b[1]) || y > Math.max(a[1], b[1])) continue;
+    const x = a[0] + ((y - a[1]) * (b[0] - a[0])) / (b[1] - a[1]);
+    lo = Math.min(lo, x);
+    hi = Math.max(hi, x);
+  }
+  return lo <= hi ? [lo, hi] : undefined;
+}
+
+/** Shoelace area (positive when counter-clockwise in x-right/y-up axes) and perimeter of a polygon. */
+export function polygonAreaPerimeter(poly: readonly Point[]): { signedArea: number; perimeter: number } {
+  let twice = 0;
+  let perimeter = 0;
+  for (let i = 0; i < poly.length; i++) {
+    const a = poly[i];
+    const b = poly[(i + 1) % poly.length];
+    twice += a[0] * b[1] - b[0] * a[1];
+    perimeter += Math.hypot(b[0] - a[0], b[1] - a[1]);
+  }
+  return { signedArea: twice / 2, perimeter };
+}
+
+/**
+ * PaddleOCR's `unclip`: grows a box by distance = area * ratio / perimeter (the inverse of the shrinking applied to
+ * text regions when the model was trained). PaddleOCR offsets with pyclipper's JT_ROUND joins; this moves each side of
+ * a convex polygon outward by the distance and joins neighbouring sides at their intersection (mitred). For the
+ * rectangles DB post-processing feeds it, the minimum-area rectangle of either result is the rectangle grown by the
+ * distance on every side, so the final box is the same; the rounded corners themselves are not reproduced.
+ */
+export function unclip(box: readonly Point[], ratio: number): Point[] {
+  const n = box.length;
+  const { signedArea, perimeter } = polygonAreaPerimeter(box);
+  if (n < 3 || perimeter === 0 || signedArea === 0) return box.map((p) => [p[0], p[1]]);
+  const distance = (Math.abs(signedArea) * ratio) / perimeter;
+  const sign = signedArea > 0 ? 1 : -1;
+  // each side as a point moved outward along the side's normal, and its direction
+  const sides = box.map((a, i) => {
+    const b = box[(i + 1) % n];
+    const len = Math.hypot(b[0] - a[0], b[1] - a[1]);
+    const d: Point = len === 0 ? [0, 0] : [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
+    const normal: Point = [sign * d[1], -sign * d[0]];
+    return { p: [a[0] + normal[0] * distance, a[1] + normal[1] * distance] as Point, d, normal };
+  });
+  return box.map((v, i) => {
+    const s0 = sides[(i - 1 + n) % n];
+    const s1 = sides[i];
+    const det = s0.d[0] * s1.d[1] - s0.d[1] * s1.d[0];
+    if (Math.abs(det) < 1e-12) return [v[0] + s1.normal[0] * distance, v[1] + s1.normal[1] * distance];
+    // s0.p + t * s0.d = s1.p + q * s1.d
+    const t = ((s1.p[0] - s0.p[0]) * s1.d[1] - (s1.p[1] - s0.p[1]) * s1.d[0]) / det;
+    return [s0.p[0] + t * s0.d[0], s0.p[1] + t * s0.d[1]];
+  });
+}
+
+/**
+ * PaddleOCR's `sorted_boxes` reading order: by the top-left corner's y then x, then one bubble pass that puts a box
+ * before its predecessor when their top-left y differ by less than 10 px and it is further left.
+ */
+export function sortBoxes<T extends { readonly box: Quad }>(boxes: readonly T[]): T[] {
+  const out = [...boxes].sort((a, b) => a.box[0][1] - b.box[0][1] || a.box[0][0] - b.box[0][0]);
+  for (let i = 0; i < out.length - 1; i++) {
+    for (let j = i; j >= 0; j--) {
+      if (Math.abs(out[j + 1].box[0][1] - out[j].box[0][1]) < 10 && out[j + 1].box[0][0] < out[j].box[0][0]) {
+        [out[j], out[j + 1]] = [out[j + 1], out[j]];
+      } else break;
+    }
+  }
+  return out;
+}
+
+/**
+ * DB post-processing of one probability map [h, w] (the model's [1,1,h,w] output): binarize, trace components,
+ * take each one's minimum-area box, drop it when its short side is under `minSize` or its mean probability under
+ * `boxThresh`, grow it by `unclip`, take the minimum-area box again (dropped under `minSize + 2`), scale it to image
+ * coordinates (rounded, clipped to the image), drop it when a side is at most `minBoxSide` image pixels, and sort the
+ * survivors in reading order.
+ *
+ * @param scale image = map * scale, e.g. { x: imageWidth / w, y: imageHeight / h } for a resized input
+ */
+export function dbPostprocess(
+  prob: ArrayLike<number>,
+  w: number,
+  h: number,
+  opts: Partial<DbOptions> = {},
+  scale: DbScale = { x: 1, y: 1 },
+): DetectedBox[] {
+  const o = { ...DB_DEFAULTS, ...opts };
+  let mask = binarize(prob, w, h, o.thresh);
+  if (o.useDilation) mask = dilate2x2(mask, w, h);
+  const contours = findContours(mask, w, h).slice(0, o.maxCandidates);
+  const imageW = scale.width ?? Math.round(w * scale.x);
+  const imageH = scale.height ?? Math.round(h * scale.y);
+  const clip = (v: number, size: number) => Math.min(Math.max(Math.round(v), 0), size - 1);
+  const found: DetectedBox[] = [];
+  for (const contour of contours) {
+    const first = minAreaRect(contour);
+    if (first.shortSide < o.minSize) continue;
+    const score = boxScoreFast(prob, w, h, first.box);
+    if (score < o.boxThresh) continue;
+    const grown = minAreaRect(unclip(first.box, o.unclipRatio));
+    if (grown.shortSide < o.minSize + 2) continue;
+    const box = grown.box.map((p) => [clip(p[0] * scale.x, imageW), clip(p[1] * scale.y, imageH)]) as Quad;
+    const width = Math.trunc(Math.hypot(box[0][0] - box[1][0], box[0][1] - box[1][1]));
+    const height = Math.trunc(Math.hypot(box[0][0] - box[3][0], box[0][1] - box[3][1]));
+    if (width <= o.minBoxSide || height <= o.minBoxSide) continue;
+    found.push({ box, score });
+  }
+  return sortBoxes(found);
+}
+
+function checkSize(data: ArrayLike<number>, w: number, h: number): void {
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 0 || h < 0 || data.length < w * h) {
+    throw new RangeError(`a ${w}x${h} map needs ${w * h} values, got ${data.length}`);
+  }
+}
