@@ -240,6 +240,7 @@ export async function main(argv: string[]): Promise<number> {
     return exitCodes.usage;
   }
   const bars = progressBars();
+  const tmp = `${args.out}.tmp-${process.pid}`;
   try {
     const source = await readSource(args.model);
     const probe = await ModelSession.create(source.bytes, { provider: 'cpu', intraOpThreads: 1 });
@@ -262,7 +263,6 @@ export async function main(argv: string[]): Promise<number> {
       return exitCodes.gateFailed;
     }
     // write next to the target and rename, so a crash never leaves a half-written model folder
-    const tmp = `${args.out}.tmp-${process.pid}`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
     // large weights go to model.onnx.data when the model would not fit in one protobuf; the manifest pins model.onnx,
@@ -278,6 +278,7 @@ export async function main(argv: string[]): Promise<number> {
     return exitCodes.ok;
   } catch (err) {
     bars.stop();
+    await rm(tmp, { recursive: true, force: true }); // a failed write leaves nothing behind
     const known =
       err instanceof ManifestError ||
       err instanceof DatasetError ||

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { deflateRawSync } from 'node:zlib';
 import type { Manifest } from '../models/manifest.js';
 import type { ModelSession } from '../models/session.js';
 import { encodeModel, type ModelProto } from '../onnx/model.js';
@@ -11,8 +10,8 @@ import { upgradeOpset } from './opset.js';
 import { convertFp16WithStats } from './passes/fp16.js';
 import { quantizeInt4WithStats } from './passes/int4.js';
 import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
-import { quantizeStatic } from './passes/quantize-static.js';
-import { pruneChannels, pruneMagnitude } from './passes/prune.js';
+import { quantizableTensors, quantizeStatic } from './passes/quantize-static.js';
+import { compressedSize, pruneChannels, pruneMagnitude } from './passes/prune.js';
 import { simplifyForQuantization } from './passes/simplify.js';
 import type { CompressionReport } from './report.js';
 
@@ -95,27 +94,26 @@ export async function compress(
     steps.push({ step: 'simplify for int8 kernels', detail: simplified.stats });
   }
   const original = await cpuSession(source.bytes, opts.threads);
-  const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
-
-  const build = (o: CompressOptions) => buildModel(base, ranges, o);
   let used = opts; // what the written model was made with (the search may change it)
-  let attempt = await build(opts);
-  let fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress);
-  let passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
-
-  if (!passed && opts.search) {
-    const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
-    if (found) ({ attempt, fidelity, options: used, passed } = { ...found, passed: true });
+  let attempt: Attempt;
+  let fidelity: Fidelity;
+  let passed: boolean;
+  let latency: { before: number; after: number };
+  try {
+    const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
+    attempt = await buildModel(base, ranges, opts);
+    fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress);
+    passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
+    if (!passed && opts.search) {
+      const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
+      if (found) ({ attempt, fidelity, options: used, passed } = { ...found, passed: true });
+    }
+    latency = await compareLatency(original, attempt.bytes, evaluation[0], opts, progress);
+  } finally {
+    await original.release();
   }
   steps.push(...attempt.steps);
-
-  const compressed = await cpuSession(attempt.bytes, opts.threads);
-  progress.phase('latency', 2);
-  const before = await medianLatencyMs(original, evaluation[0], opts.runs);
-  progress.tick();
-  const after = await medianLatencyMs(compressed, evaluation[0], opts.runs);
-  progress.tick();
-  await Promise.all([original.release(), compressed.release()]);
+  const { before, after } = latency;
   const gate = gateMetric(fidelity, source.manifest);
   const report: CompressionReport = {
     tool: toolName,
@@ -124,8 +122,8 @@ export async function compress(
     method: methodName(used),
     options: { ...used },
     sizeBytes: { before: source.bytes.length, after: attempt.bytes.length },
-    ...(opts.sparsity !== undefined
-      ? { compressedSizeBytes: { before: deflated(source.bytes), after: deflated(attempt.bytes) } }
+    ...(used.sparsity !== undefined
+      ? { compressedSizeBytes: { before: compressedSize(source.bytes), after: compressedSize(attempt.bytes) } }
       : {}),
     latencyMs: { before, after, runs: opts.runs, threads: opts.threads },
     fidelity: { ...fidelity, ...gate, ...(opts.maxFidelityLoss !== undefined ? { budget: opts.maxFidelityLoss } : {}) },
@@ -136,19 +134,37 @@ export async function compress(
   return { bytes: attempt.bytes, report };
 }
 
+/** Median latency of the original and the compressed model, measured in this process with the same threads. */
+async function compareLatency(
+  original: ModelSession,
+  compressedBytes: Uint8Array,
+  sample: Sample,
+  opts: CompressOptions,
+  progress: Progress,
+): Promise<{ before: number; after: number }> {
+  const compressed = await cpuSession(compressedBytes, opts.threads);
+  try {
+    progress.phase('latency', 2);
+    const before = await medianLatencyMs(original, sample, opts.runs);
+    progress.tick();
+    const after = await medianLatencyMs(compressed, sample, opts.runs);
+    progress.tick();
+    return { before, after };
+  } finally {
+    await compressed.release();
+  }
+}
+
 /** Lower-case hex SHA-256. */
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-function deflated(bytes: Uint8Array): number {
-  return deflateRawSync(bytes, { level: 6 }).length;
-}
-
 /** e.g. `prune-channels-0.25+int8-static`. */
-export function methodName(o: Pick<CompressOptions, 'mode' | 'pruneRatio' | 'sparsity'>): string {
+export function methodName(o: Pick<CompressOptions, 'mode' | 'pruneRatio' | 'pruneLayers' | 'sparsity'>): string {
   const parts: string[] = [];
   if (o.pruneRatio) parts.push(`prune-channels-${o.pruneRatio}`);
+  else if (Object.keys(o.pruneLayers).length > 0) parts.push('prune-channels-per-layer');
   if (o.sparsity) parts.push(`prune-magnitude-${o.sparsity}`);
   if (o.mode !== 'none' || parts.length === 0) parts.push(o.mode);
   return parts.join('+');
@@ -168,7 +184,12 @@ async function calibrateRanges(
       progress.tick();
     }
   }
-  return calibrate(base, feeds(), { method: opts.calibrationMethod, percentile: opts.percentile });
+  return calibrate(base, feeds(), {
+    method: opts.calibrationMethod,
+    percentile: opts.percentile,
+    tensors: quantizableTensors(base, { excludeNodes: [...opts.excludeNodes] }),
+    intraOpThreads: opts.threads,
+  });
 }
 
 interface Attempt {
@@ -202,7 +223,7 @@ async function buildModel(
   }
   switch (o.mode) {
     case 'int8-static':
-      model = quantizeStatic(upgradeOpset(model, 13), ranges!, {
+      model = quantizeStatic(model, ranges!, {
         perChannel: o.perChannel,
         reduceRange: o.reduceRange,
         excludeNodes: exclude,
@@ -212,6 +233,7 @@ async function buildModel(
       // DynamicQuantizeLinear needs opset 11; old exports (Paddle writes opset 9) are upgraded like for int8-static
       const r = quantizeDynamicWithStats(upgradeOpset(model, 13), {
         reduceRange: o.reduceRange,
+        perChannel: o.perChannel,
         excludeNodes: exclude,
       });
       model = r.model;
@@ -281,15 +303,23 @@ async function search(
     return { attempt, options: o, fidelity: await evaluate(original, attempt.bytes, samples, o, progress) };
   };
   let o = opts;
-  for (let i = 0; i < 3 && o.pruneRatio; i++) {
-    o = { ...o, pruneRatio: o.pruneRatio / 2 };
+  const pruning = (x: CompressOptions) => Boolean(x.pruneRatio) || Object.keys(x.pruneLayers).length > 0;
+  for (let i = 0; i < 3 && pruning(o); i++) {
+    o = {
+      ...o,
+      pruneRatio: o.pruneRatio ? o.pruneRatio / 2 : undefined,
+      pruneLayers: Object.fromEntries(Object.entries(o.pruneLayers).map(([node, r]) => [node, r / 2])),
+    };
     const r = await tryWith(o);
-    steps.push({ step: 'search: prune ratio', detail: { ratio: o.pruneRatio, loss: loss(r.fidelity) } });
+    steps.push({
+      step: 'search: prune ratio',
+      detail: { ratio: o.pruneRatio, perLayer: o.pruneLayers, loss: loss(r.fidelity) },
+    });
     if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
   }
-  if (o.pruneRatio) {
-    // pruning cannot meet the budget even at an eighth of the asked ratio: drop it, keep the rest
-    o = { ...o, pruneRatio: undefined };
+  if (pruning(o)) {
+    // pruning cannot meet the budget even at an eighth of the asked ratios: drop it, keep the rest
+    o = { ...o, pruneRatio: undefined, pruneLayers: {} };
     const r = await tryWith(o);
     steps.push({ step: 'search: without channel pruning', detail: { loss: loss(r.fidelity) } });
     if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
@@ -303,6 +333,7 @@ async function search(
     const r = await tryWith({
       ...o,
       pruneRatio: undefined,
+      pruneLayers: {},
       sparsity: undefined,
       excludeNodes: [...o.excludeNodes, ...layers.filter((l) => l !== node)],
     });
@@ -310,11 +341,11 @@ async function search(
   }
   sensitivity.sort((a, b) => b.loss - a.loss);
   steps.push({ step: 'search: per-layer sensitivity (loss when only this layer is compressed)', detail: sensitivity });
-  for (let k = 1; k <= sensitivity.length; k *= 2) {
+  for (let k = 1; ; k = Math.min(2 * k, sensitivity.length)) {
     const keep = sensitivity.slice(0, k).map((s) => s.node);
     const r = await tryWith({ ...o, excludeNodes: [...o.excludeNodes, ...keep] });
     steps.push({ step: 'search: keep in float', detail: { layers: keep.length, loss: loss(r.fidelity) } });
     if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
+    if (k >= sensitivity.length) return undefined; // every layer in float and still over budget
   }
-  return undefined;
 }

@@ -1,4 +1,4 @@
-import { clone, create } from '@bufbuild/protobuf';
+import { clone } from '@bufbuild/protobuf';
 import { DataType, tensor, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/model.js';
 import { ModelProtoSchema } from '../onnx/proto/onnx_pb.js';
 
@@ -210,9 +210,4 @@ export function topologicalOrder(graph: GraphProto): NodeProto[] {
     for (const o of n.output) available.add(o);
   }
   return ordered;
-}
-
-/** An empty ModelProto shell with the same metadata and opsets as `model`, for passes that build a new graph. */
-export function emptyLike(model: ModelProto): ModelProto {
-  return create(ModelProtoSchema, { ...model, graph: undefined });
 }

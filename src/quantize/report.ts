@@ -8,7 +8,7 @@ export interface CompressionReport {
   readonly method: string;
   readonly options: Record<string, unknown>;
   readonly sizeBytes: { readonly before: number; readonly after: number };
-  /** Deflate-compressed sizes: what magnitude pruning gains (dense kernels do not get faster from zeros). */
+  /** Gzipped sizes: what magnitude pruning gains (dense kernels do not get faster from zeros). */
   readonly compressedSizeBytes?: { readonly before: number; readonly after: number };
   /** Median `session.run` latency on the CPU, same process, same threads. */
   readonly latencyMs: {
@@ -41,7 +41,7 @@ export function reportMarkdown(r: CompressionReport): string {
   ];
   if (r.compressedSizeBytes) {
     const c = r.compressedSizeBytes;
-    lines.push(`| size, deflated | ${mib(c.before)} | ${mib(c.after)} | ${pct(c.after, c.before)} |`);
+    lines.push(`| size, gzipped | ${mib(c.before)} | ${mib(c.after)} | ${pct(c.after, c.before)} |`);
   }
   lines.push(
     `| median latency (CPU, ${r.latencyMs.threads} threads, ${r.latencyMs.runs} runs) | ${r.latencyMs.before.toFixed(3)} ms | ${r.latencyMs.after.toFixed(3)} ms | speed-up ${(r.latencyMs.before / r.latencyMs.after).toFixed(2)}x |`,
