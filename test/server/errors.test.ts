@@ -96,6 +96,24 @@ t.test('400: undecodable images, missing or extra input', async (t) => {
   expectError(t, await app.inject({ method: 'POST', url: '/predict', ...two }), 400, 'MUON_ERR_BAD_REQUEST');
 });
 
+t.test("400: a malformed multipart body (cut off, no boundary) is the client's fault, not a 500", async (t) => {
+  const whole = multipart([{ name: 'file', filename: 'a.png', type: 'image/png', data: line }]);
+  const cut = whole.payload.subarray(0, whole.payload.length - 60);
+  expectError(
+    t,
+    await app.inject({ method: 'POST', url: '/predict', headers: whole.headers, payload: cut }),
+    400,
+    'MUON_ERR_BAD_REQUEST',
+  );
+  const noBoundary = { 'content-type': 'multipart/form-data' };
+  expectError(
+    t,
+    await app.inject({ method: 'POST', url: '/predict', headers: noBoundary, payload: whole.payload }),
+    400,
+    'MUON_ERR_BAD_REQUEST',
+  );
+});
+
 t.test('413: body or file over MUON_MAX_BODY_BYTES', async (t) => {
   const big = Buffer.concat([fixture('photos/astronaut.jpg'), Buffer.alloc(200_000)]);
   expectError(t, await raw(big, 'image/jpeg'), 413, 'MUON_ERR_BODY_TOO_LARGE');

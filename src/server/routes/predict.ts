@@ -186,15 +186,31 @@ class TextInput {
  * text body or a JSON `{"text"}` body. Files and raw bodies whose bytes are RIFF/WAVE are audio, whatever their
  * declared type; other bytes are images (the image decoder refuses what is not one).
  */
-async function readInput(req: FastifyRequest): Promise<ModelInput> {
+/**
+ * The one file of a multipart body. busboy reports a malformed body (cut off, no boundary, a broken part header)
+ * with plain errors that carry no code; they are the client's fault, so they become 400s, not 500s.
+ */
+async function readOneFile(req: FastifyRequest): Promise<Buffer> {
   let bytes: Buffer | undefined;
-  if (req.isMultipart()) {
+  try {
     for await (const part of req.parts()) {
       if (part.type !== 'file') continue;
       if (bytes) throw new Errors.BAD_REQUEST('send exactly one file');
       bytes = await part.toBuffer();
     }
-    if (!bytes) throw new Errors.MISSING_INPUT('the multipart body has no file part (curl -F file=@image.jpg)');
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    if (code.startsWith('MUON_ERR_') || code.startsWith('FST_')) throw err;
+    throw new Errors.BAD_REQUEST(`malformed multipart body: ${(err as Error).message}`);
+  }
+  if (!bytes) throw new Errors.MISSING_INPUT('the multipart body has no file part (curl -F file=@image.jpg)');
+  return bytes;
+}
+
+async function readInput(req: FastifyRequest): Promise<ModelInput> {
+  let bytes: Buffer | undefined;
+  if (req.isMultipart()) {
+    bytes = await readOneFile(req);
   } else if (Buffer.isBuffer(req.body)) {
     bytes = req.body;
   } else if (req.body instanceof TextInput) {
