@@ -141,18 +141,26 @@ export function decodeWav(bytes: Uint8Array, maxSeconds: number): MonoAudio {
   return { samples, sampleRate, durationMs: seconds * 1000 };
 }
 
+/** Largest interpolation factor accepted: every common rate (8 k to 192 k, 11.025 k family) needs at most 640. */
+const MAX_UP = 1024;
+const filters = new Map<string, { up: number; down: number; half: number; taps: number; table: Float32Array }>();
+
 /**
- * Band-limited resampling by a windowed sinc (Kaiser window, 16 zero crossings, cut-off at 0.95 of the lower
- * Nyquist frequency), polyphase: the ratio is reduced to `up/down` and one filter per output phase is tabulated.
- * Written here rather than taken from npm: the WASM libsamplerate port loads asynchronously and `wave-resampler`
- * works on whole WAV files; this is ~40 lines and exact for every integer rate.
+ * The polyphase filter for one rate pair, built once and kept: building it costs `up x taps` Bessel evaluations,
+ * which for an odd client-chosen rate (say 383 999 Hz) would block the event loop for most of a second per request.
  */
-export function resample(input: Float32Array, from: number, to: number): Float32Array {
-  if (from === to) return input;
+function resamplingFilter(from: number, to: number) {
+  const key = `${from}->${to}`;
+  const cached = filters.get(key);
+  if (cached) return cached;
   const g = gcd(from, to);
   const up = to / g;
   const down = from / g;
-  const outLength = Math.ceil((input.length * up) / down);
+  if (up > MAX_UP) {
+    throw new Errors.INVALID_AUDIO(
+      `sample rate ${from} Hz is not supported (use a standard rate such as 16000, 44100 or 48000)`,
+    );
+  }
   const scale = Math.min(1, to / from) * 0.95; // cut-off, in cycles per input sample x 2
   const zeroCrossings = 16;
   const half = Math.ceil(zeroCrossings / scale); // filter half-width in input samples
@@ -173,6 +181,22 @@ export function resample(input: Float32Array, from: number, to: number): Float32
     }
     for (let j = 0; j < taps; j++) table[p * taps + j] /= sum; // unit gain at DC
   }
+  const filter = { up, down, half, taps, table };
+  if (filters.size >= 32) filters.delete(filters.keys().next().value!); // a handful of rate pairs in practice
+  filters.set(key, filter);
+  return filter;
+}
+
+/**
+ * Band-limited resampling by a windowed sinc (Kaiser window, 16 zero crossings, cut-off at 0.95 of the lower
+ * Nyquist frequency), polyphase: the ratio is reduced to `up/down` and one filter per output phase is tabulated.
+ * Written here rather than taken from npm: the WASM libsamplerate port loads asynchronously and `wave-resampler`
+ * works on whole WAV files. Rate pairs whose reduced interpolation factor exceeds 1024 are refused (400).
+ */
+export function resample(input: Float32Array, from: number, to: number): Float32Array {
+  if (from === to) return input;
+  const { up, down, half, taps, table } = resamplingFilter(from, to);
+  const outLength = Math.ceil((input.length * up) / down);
   const out = new Float32Array(outLength);
   const last = input.length - 1;
   for (let n = 0; n < outLength; n++) {

@@ -121,3 +121,10 @@ t.test('resampling keeps the pass band and removes what would alias', async (t) 
   const same = tone(1000, 16000, 0.1);
   t.equal(resample(same, 16000, 16000), same, '16 kHz passes through');
 });
+
+t.test('an odd client-chosen rate is refused quickly instead of building a huge filter', async (t) => {
+  const { resample } = await import('../../src/preprocess/audio.js');
+  t.throws(() => resample(new Float32Array(800), 383_999, 16_000), { code: 'MUON_ERR_INVALID_AUDIO' });
+  t.throws(() => resample(new Float32Array(800), 44_101, 16_000), { code: 'MUON_ERR_INVALID_AUDIO' });
+  t.equal(resample(new Float32Array(4410), 44_100, 16_000).length, 1600, 'standard rates still work');
+});
