@@ -100,39 +100,39 @@ export async function imageToTensorSized(
     );
   }
   const input = () => sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });
-  try {
-    const meta = await input().metadata();
-    if (!meta.width || !meta.height) throw new Errors.INVALID_IMAGE('no dimensions in the header');
-    if (meta.width * meta.height > maxPixels) {
-      throw new Errors.IMAGE_DIMENSIONS(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
-    }
-    const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
-    const w = swap ? meta.height : meta.width;
-    const h = swap ? meta.width : meta.height;
-    const { spec, out } = choose(w, h);
-    const place = placement(w, h, spec);
-    // libvips has a large fixed cost per resize (about 1 ms even for a text line), so it only shrinks images that
-    // are far bigger than their target (shrink-on-load and antialiasing matter there), or when the manifest asks for
-    // a kernel we do not sample ourselves; the rest is sampled in JS in the same pass that normalizes.
-    const bySharp =
-      spec.interpolation === 'cubic' ||
-      spec.interpolation === 'lanczos3' ||
-      (w > 2 * place.resizeW && h > 2 * place.resizeH);
-    let pipe = input().rotate().removeAlpha();
-    pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
-    if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
-    const { data, info } = await pipe.raw().toBuffer({ resolveWithObject: true });
-    return {
-      data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec, out),
-      dims: dims(spec),
-      original: { width: w, height: h },
-    };
-  } catch (err) {
-    if ((err as { code?: string }).code?.startsWith('MUON_ERR_')) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    if (/pixel limit/i.test(message)) throw new Errors.IMAGE_DIMENSIONS(`over the limit of ${maxPixels} pixels`);
-    throw new Errors.INVALID_IMAGE(message.split('\n')[0]);
+  // only libvips' own failures are the image's fault (400/422); anything else here is ours and stays a 500
+  const decoding = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((err: unknown) => {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/pixel limit/i.test(message)) throw new Errors.IMAGE_DIMENSIONS(`over the limit of ${maxPixels} pixels`);
+      throw new Errors.INVALID_IMAGE(message.split('\n')[0]);
+    });
+  const meta = await decoding(input().metadata());
+  if (!meta.width || !meta.height) throw new Errors.INVALID_IMAGE('no dimensions in the header');
+  if (meta.width * meta.height > maxPixels) {
+    throw new Errors.IMAGE_DIMENSIONS(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
   }
+  const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
+  const w = swap ? meta.height : meta.width;
+  const h = swap ? meta.width : meta.height;
+  const { spec, out } = choose(w, h);
+  const place = placement(w, h, spec);
+  // libvips has a large fixed cost per resize (about 1 ms even for a text line), so it only shrinks images that
+  // are far bigger than their target (shrink-on-load and antialiasing matter there), or when the manifest asks for
+  // a kernel we do not sample ourselves; the rest is sampled in JS in the same pass that normalizes.
+  const bySharp =
+    spec.interpolation === 'cubic' ||
+    spec.interpolation === 'lanczos3' ||
+    (w > 2 * place.resizeW && h > 2 * place.resizeH);
+  let pipe = input().rotate().removeAlpha();
+  pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
+  if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
+  const { data, info } = await decoding(pipe.raw().toBuffer({ resolveWithObject: true }));
+  return {
+    data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec, out),
+    dims: dims(spec),
+    original: { width: w, height: h },
+  };
 }
 
 /** Tensor dimensions of one row (no batch axis). */
