@@ -77,12 +77,35 @@ export class LoadedModel {
     try {
       const step = { deadline: opts.deadline, signal: opts.signal };
       out = this.pipeline.sequence
-        ? await this.pipeline.sequence(prepared.row, step, this.#submitRows)
+        ? await this.#runSequence(this.pipeline.sequence, prepared.row, step)
         : await this.batcher.submit(prepared.row, { ...step, key: prepared.key });
     } catch (err) {
       throw this.#asClientError(err, opts);
     }
     return this.pipeline.finish(out, opts);
+  }
+
+  #activeSequences = 0;
+
+  /**
+   * Runs a sequence task's request. Each active sequence holds one queue slot per step, so the queue limit is
+   * applied here, at the door: a request beyond `maxQueueSize` active sequences is refused before its first step,
+   * never part-way through.
+   */
+  async #runSequence(
+    sequence: NonNullable<TaskPipeline['sequence']>,
+    row: unknown,
+    step: { deadline: number; signal?: AbortSignal },
+  ): Promise<unknown> {
+    if (this.#activeSequences >= this.batcher.options.maxQueueSize) {
+      throw new BatcherError('queue_full', `${this.#activeSequences} sequences in progress`);
+    }
+    this.#activeSequences++;
+    try {
+      return await sequence(row, step, this.#submitRows);
+    } finally {
+      this.#activeSequences--;
+    }
   }
 
   /** What a sequence task submits its steps with: one key, as a task's rows all have one shape. */
