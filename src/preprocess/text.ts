@@ -17,6 +17,8 @@ export interface NgramGroup {
 export interface NgramFeaturizer {
   readonly size: number;
   featurize(text: string): Float32Array;
+  /** The same for a text already passed through {@link normalizeText} (callers that normalized it to check it). */
+  featurizeNormalized(norm: string): Float32Array;
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -98,18 +100,15 @@ export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer 
     size += g.ngrams.length;
     return { n: g.n, ngrams: g.ngrams, offset };
   });
-  return {
-    size,
-    featurize(text) {
-      const norm = normalizeText(text);
-      const row = new Float32Array(size);
-      const byLength = new Map<number, Map<string, number>>();
-      for (const { n, ngrams, offset } of layout) {
-        let freq = byLength.get(n);
-        if (!freq) byLength.set(n, (freq = ngramFrequencies(norm, n)));
-        for (let i = 0; i < ngrams.length; i++) row[offset + i] = freq.get(ngrams[i]) ?? 0;
-      }
-      return row;
-    },
+  const featurizeNormalized = (norm: string): Float32Array => {
+    const row = new Float32Array(size);
+    const byLength = new Map<number, Map<string, number>>();
+    for (const { n, ngrams, offset } of layout) {
+      let freq = byLength.get(n);
+      if (!freq) byLength.set(n, (freq = ngramFrequencies(norm, n)));
+      for (let i = 0; i < ngrams.length; i++) row[offset + i] = freq.get(ngrams[i]) ?? 0;
+    }
+    return row;
   };
+  return { size, featurize: (text) => featurizeNormalized(normalizeText(text)), featurizeNormalized };
 }

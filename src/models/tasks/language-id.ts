@@ -57,11 +57,12 @@ export async function languageId(
     async prepare(req) {
       if (req.kind !== 'text') throw new Error(`language-id got ${req.kind} input; this is a bug`);
       checkText(req.text, maxBytes);
-      if (!hasLetters(normalizeText(req.text))) {
+      const norm = normalizeText(req.text); // once: the letter check and the features share it
+      if (!hasLetters(norm)) {
         // digits and punctuation only: the features would be empty and the answer meaningless
         throw new Errors.MISSING_INPUT('the text has no letters to identify a language from');
       }
-      return { row: featurizer.featurize(req.text), key: '' };
+      return { row: featurizer.featurizeNormalized(norm), key: '' };
     },
     async runBatch(rows) {
       return buffers.with(rows, fixedBatch ?? rows.length, async (batch) => {
