@@ -24,12 +24,17 @@ const metrics = new Metrics();
 const repository = new ModelRepository(config, metrics, logger);
 const app = buildApp({ config, metrics, repository, logger });
 
+/** The one shutdown path: stop accepting, answer admitted requests (they wait on their batches), free sessions. */
+async function drain(): Promise<void> {
+  await app.close();
+  await repository.close();
+  logger.info('stopped');
+}
+
 closeWithGrace({ delay: config.requestTimeoutMs + 5_000, logger }, async ({ signal, err }) => {
   if (err) logger.error({ err }, 'shutting down after an error');
   else logger.info({ signal }, 'draining');
-  await app.close(); // stops accepting; waits for admitted requests, which wait on their batches
-  await repository.close();
-  logger.info('stopped');
+  await drain();
 });
 
 await app.listen({ host: config.host, port: config.port });
@@ -41,8 +46,7 @@ const failures = await repository.loadAll();
 if (failures.length > 0) {
   logger.fatal({ failures }, 'some models failed to load; not ready');
   process.exitCode = 1;
-  await app.close();
-  await repository.close();
+  await drain();
 } else {
   const models = repository
     .list()
