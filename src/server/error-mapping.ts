@@ -39,8 +39,6 @@ export function toClientError(err: unknown, requestId: string): ClientError {
   if (e?.retryAfterSeconds !== undefined) headers['retry-after'] = String(e.retryAfterSeconds);
   if (e?.code && frameworkCodes[e.code]) {
     e = frameworkCodes[e.code](e);
-  } else if (e && (e as { validation?: unknown }).validation) {
-    e = new Errors.BAD_REQUEST(e.message);
   } else if (e && !e.code?.startsWith('MUON_ERR_') && e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
     // a client error from a plugin we do not know by code: keep its status, give it our generic code
     const status = e.statusCode;
