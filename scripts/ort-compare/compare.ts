@@ -2,13 +2,12 @@
 // Usage: npx tsx scripts/ort-compare/compare.ts <work folder> <results folder>
 // The work folder is what run.sh fills: ours-*/model.onnx, ort/*.onnx, ort/ort-info.json.
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseManifest } from '../../src/models/manifest.js';
 import { ModelSession } from '../../src/models/session.js';
 import { decodeModel, encodeModel } from '../../src/onnx/model.js';
-import { loadSamples, type Sample } from '../../src/quantize/dataset.js';
+import { folderMedia, loadSamples, type Sample } from '../../src/quantize/dataset.js';
 import { cosine, runtimeKernels } from '../../src/quantize/evaluate.js';
 
 const modelDir = 'models/text-orientation';
@@ -135,12 +134,9 @@ const pick = (k: Record<string, number>, ...names: string[]) => names.reduce((s,
 
 async function main() {
   const [work = `${os.tmpdir()}/muon-ort-compare`, resultsDir = 'bench/results'] = process.argv.slice(2);
-  const manifestPath = path.join(modelDir, 'manifest.json');
-  const manifest = parseManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath);
-  const all = await loadSamples(evalDir, {
-    manifest,
-    inputs: [{ name: 'x', type: 'float32', shape: ['b', 3, 48, 192] }],
-  });
+  const folder = await folderMedia(modelDir);
+  const all = await loadSamples(evalDir, folder).finally(() => folder.release());
+  const { manifest } = folder;
   const samples: Sample[] = all.filter((s) => s.name.endsWith('.png'));
   const truth = samples.map((s) => (s.name.endsWith('-rot180.png') ? '180' : '0'));
   const outName = manifest.output.name ?? 'softmax_0.tmp_0';

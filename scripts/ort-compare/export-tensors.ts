@@ -1,10 +1,9 @@
 // Writes the tensors Muon Serve computes for each calibration image as .npy (float32, [1,3,48,192]), so
 // onnxruntime's Python quantizer calibrates on exactly the same data as `muon-compress`.
 // Usage: npx tsx scripts/ort-compare/export-tensors.ts <model folder> <image folder> <out folder>
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseManifest } from '../../src/models/manifest.js';
-import { loadSamples } from '../../src/quantize/dataset.js';
+import { folderMedia, loadSamples } from '../../src/quantize/dataset.js';
 
 /** NumPy format v1: magic, version, header length (u16 LE), header padded with spaces to a multiple of 64. */
 export function npyBytes(data: Float32Array, shape: readonly number[]): Buffer {
@@ -28,12 +27,8 @@ async function main() {
     console.error('usage: export-tensors.ts <model folder> <image folder> <out folder>');
     process.exit(2);
   }
-  const manifestPath = path.join(modelDir, 'manifest.json');
-  const manifest = parseManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath);
-  const samples = await loadSamples(imageDir, {
-    manifest,
-    inputs: [{ name: 'x', type: 'float32', shape: ['b', 3, 48, 192] }],
-  });
+  const folder = await folderMedia(modelDir);
+  const samples = await loadSamples(imageDir, folder).finally(() => folder.release());
   await mkdir(outDir, { recursive: true });
   for (const s of samples) {
     const t = s.feeds.x;

@@ -11,7 +11,7 @@ import { decodeModel, type ModelProto } from '../onnx/model.js';
 import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
-import { ModelSession } from './session.js';
+import { ModelSession, type SessionRunner } from './session.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
@@ -262,15 +262,6 @@ export class ModelRepository {
       throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${name}'`);
     }
     const { path: modelPath, bytes, external } = await this.readModelFile(name, dir, manifest, where);
-    const labels = Array.isArray(manifest.labels)
-      ? manifest.labels
-      : parseLabels(
-          await readFile(
-            resolveFile(dir, manifest.labels.file, manifest.labels.package, '/labels/file', where),
-            'utf8',
-          ),
-        );
-
     const session = await ModelSession.create(external ? modelPath : bytes, {
       provider: this.config.executionProvider,
       intraOpThreads,
@@ -280,16 +271,7 @@ export class ModelRepository {
       },
     });
     try {
-      // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
-      const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
-      const pipeline: TaskPipeline = await factory({
-        manifest,
-        session,
-        labels,
-        maxImagePixels: this.config.maxImagePixels,
-        where,
-        readFile: (ref, field) => readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8'),
-      });
+      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, this.config.maxImagePixels);
       const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
       const batcher = new Batcher<unknown, unknown>((rows) => pipeline.runBatch(rows), batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
@@ -367,6 +349,28 @@ function effectiveBatching(
     maxQueueSize: b.maxQueueSize,
     maxInFlightBatches: b.maxInFlightBatches,
   };
+}
+
+/**
+ * Builds a model folder's task pipeline around a session: reads its labels and hands the task its manifest. Also
+ * what the compression CLI runs calibration media through, so a calibration sample is exactly what the server feeds.
+ */
+export async function createPipeline(
+  manifest: Manifest,
+  session: SessionRunner,
+  dir: string,
+  where: string,
+  maxImagePixels: number,
+): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
+  const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
+    readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8');
+  const labels = Array.isArray(manifest.labels)
+    ? manifest.labels
+    : parseLabels(await read(manifest.labels, '/labels/file'));
+  // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
+  const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
+  const pipeline: TaskPipeline = await factory({ manifest, session, labels, maxImagePixels, where, readFile: read });
+  return { pipeline, labels };
 }
 
 /** Runs one full-size batch of zeros, so the first real request does not pay for arena growth and kernel setup. */

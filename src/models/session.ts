@@ -42,6 +42,9 @@ export function cudaProviderPath(): string {
   return path.join(binDir, 'libonnxruntime_providers_cuda.so');
 }
 
+/** What a task pipeline needs of a session: its signature and `run` (the compression CLI wraps it to record feeds). */
+export type SessionRunner = Pick<ModelSession, 'inputs' | 'outputs' | 'run'>;
+
 /** One loaded ONNX model on one execution provider. */
 export class ModelSession {
   private constructor(

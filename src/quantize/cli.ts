@@ -20,7 +20,7 @@ import {
   type Progress,
   type Source,
 } from './compress.js';
-import { DatasetError, loadSamples } from './dataset.js';
+import { DatasetError, loadSamples, pipelineFeeds, type Sample } from './dataset.js';
 import { reportMarkdown } from './report.js';
 
 /** Exit codes: documented in `--help` and the README. */
@@ -34,13 +34,16 @@ model.onnx, manifest.json (with a compression record), report.json and report.md
 Options:
   --out <folder>              output model folder (required; refused if it exists, unless --force)
   --mode <mode>               ${modes.join(' | ')} (default int8-static)
-  --calibration <folder>      real sample inputs (images through the manifest's preprocessing, .npy, .json);
+  --calibration <folder>      real sample inputs: images, .wav, .txt (through the server's own preprocessing
+                              for the model folder's task), or .npy / .json tensors;
                               a server capture folder (MUON_CAPTURE_DIR/<model>) works as is
   --calibration-method <m>    minmax | percentile (default minmax)
   --percentile <p>            for percentile calibration (default 99.999)
   --eval <folder>             evaluation samples (default: the calibration folder)
   --max-samples <n>           use at most n files of each folder (default 256)
   --exclude <a,b,...>         node names kept in float
+  --fix-input <input=value>   pin a scalar input the server always feeds the same value (e.g. sr=16000) to a
+                              constant, so branches on it fold away and get quantized (repeatable)
   --no-per-channel            per-tensor weight scales (default per-channel)
   --reduce-range              7-bit weights, for CPUs without VNNI
   --block-size <n>            int4-weight block size (default 32)
@@ -49,8 +52,10 @@ Options:
   --prune-layer <node=r>      per-layer prune ratio (repeatable)
   --sparsity <s>              magnitude pruning: fraction of weights zeroed (a size gain after compression,
                               not a speed-up)
-  --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - top-1 agreement
-                              (classifiers) or 1 - mean output cosine exceeds x
+  --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - the task's metric
+                              exceeds x: top-1 agreement (classifiers, language-id), per-step argmax
+                              agreement (text-recognition), speech decision agreement (voice-activity),
+                              mean output cosine (anything else)
   --search                    try per-layer settings (keep sensitive layers in float, lower prune ratio)
                               to fit the budget
   --runs <n>                  latency runs per model (default 50)
@@ -80,6 +85,7 @@ export function parseCli(argv: string[]) {
       'prune-ratio': { type: 'string' },
       'prune-importance': { type: 'string', default: 'l1' },
       'prune-layer': { type: 'string', multiple: true, default: [] },
+      'fix-input': { type: 'string', multiple: true, default: [] },
       sparsity: { type: 'string' },
       'max-fidelity-loss': { type: 'string' },
       search: { type: 'boolean', default: false },
@@ -107,12 +113,17 @@ export function parseCli(argv: string[]) {
       throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);
     return raw as T;
   };
-  const pruneLayers: Record<string, number> = {};
-  for (const spec of values['prune-layer']) {
-    const [node, r] = spec.split('=');
-    if (!node || r === undefined) throw new UsageError(`--prune-layer takes node=ratio, got '${spec}'`);
-    pruneLayers[node] = num('prune-layer', r, 0, 0.99)!;
-  }
+  const pairs = (name: 'prune-layer' | 'fix-input', what: string, min: number, max: number) => {
+    const out: Record<string, number> = {};
+    for (const spec of values[name]) {
+      const [key, v] = spec.split('=');
+      if (!key || v === undefined) throw new UsageError(`--${name} takes ${what}, got '${spec}'`);
+      out[key] = num(name, v, min, max)!;
+    }
+    return out;
+  };
+  const pruneLayers = pairs('prune-layer', 'node=ratio', 0, 0.99);
+  const fixInputs = pairs('fix-input', 'input=value', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const options: CompressOptions = {
     mode: oneOf<Mode>('mode', values.mode, modes),
     calibrationMethod: oneOf('calibration-method', values['calibration-method'], ['minmax', 'percentile'] as const),
@@ -124,6 +135,7 @@ export function parseCli(argv: string[]) {
     pruneRatio: num('prune-ratio', values['prune-ratio'], 0, 0.99),
     pruneImportance: oneOf('prune-importance', values['prune-importance'], ['l1', 'bn-gamma'] as const),
     pruneLayers,
+    fixInputs,
     sparsity: num('sparsity', values.sparsity, 0, 0.999),
     maxFidelityLoss: num('max-fidelity-loss', values['max-fidelity-loss'], 0, 1),
     search: values.search,
@@ -157,7 +169,7 @@ async function readSource(p: string): Promise<Source> {
     const where = path.join(p, 'manifest.json');
     const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
     const file = resolveFile(p, manifest.model.path, manifest.model.package, '/model', where);
-    return { path: file, bytes: await readModelBytes(file), manifest };
+    return { path: file, bytes: await readModelBytes(file), manifest, dir: p };
   }
   return { path: p, bytes: await readModelBytes(p) };
 }
@@ -243,12 +255,21 @@ export async function main(argv: string[]): Promise<number> {
   const tmp = `${args.out}.tmp-${process.pid}`;
   try {
     const source = await readSource(args.model);
-    const probe = await ModelSession.create(source.bytes, { provider: 'cpu', intraOpThreads: 1 });
-    const inputs = probe.inputs;
-    await probe.release();
-    const ctx = { manifest: source.manifest, inputs, maxSamples: args.maxSamples };
-    const calibration = args.calibration ? await loadSamples(args.calibration, ctx) : [];
-    const evaluation = args.evaluation === args.calibration ? calibration : await loadSamples(args.evaluation, ctx);
+    // the source's own session preprocesses media samples (the server's pipeline, recorded at session.run)
+    const probe = await ModelSession.create(source.bytes, { provider: 'cpu', intraOpThreads: args.options.threads });
+    let calibration: Sample[];
+    let evaluation: Sample[];
+    try {
+      const media =
+        source.manifest && source.dir
+          ? await pipelineFeeds(source.manifest, probe, source.dir, path.join(source.dir, 'manifest.json'))
+          : undefined;
+      const ctx = { inputs: probe.inputs, maxSamples: args.maxSamples, media };
+      calibration = args.calibration ? await loadSamples(args.calibration, ctx) : [];
+      evaluation = args.evaluation === args.calibration ? calibration : await loadSamples(args.evaluation, ctx);
+    } finally {
+      await probe.release();
+    }
     const { bytes, report } = await compress(source, calibration, evaluation, args.options, bars);
     bars.stop();
     const summary =

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Manifest } from '../models/manifest.js';
 import type { ModelSession } from '../models/session.js';
-import { encodeModel, type ModelProto } from '../onnx/model.js';
+import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import { calibrate } from './calibrate.js';
 import type { Sample } from './dataset.js';
 import { compareModels, cpuSession, medianLatencyMs, runtimeKernels, type Fidelity } from './evaluate.js';
 import { optimizeForQuantization } from './optimize.js';
 import { upgradeOpset } from './opset.js';
+import { fixInputs } from './passes/fix-inputs.js';
 import { convertFp16WithStats } from './passes/fp16.js';
 import { quantizeInt4WithStats } from './passes/int4.js';
 import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
@@ -25,6 +26,8 @@ export interface CompressOptions {
   readonly calibrationMethod: 'minmax' | 'percentile';
   readonly percentile: number;
   readonly excludeNodes: readonly string[];
+  /** Scalar inputs pinned to constants before optimization (see {@link fixInputs}). */
+  readonly fixInputs: Readonly<Record<string, number>>;
   readonly perChannel: boolean;
   readonly reduceRange: boolean;
   readonly blockSize: number;
@@ -47,6 +50,8 @@ export interface Source {
   readonly path: string;
   readonly bytes: Uint8Array;
   readonly manifest?: Manifest;
+  /** The model folder, when the source is one. */
+  readonly dir?: string;
 }
 
 /** Progress hooks for the CLI's bars. */
@@ -66,11 +71,28 @@ const silent: Progress = { phase: () => {}, tick: () => {} };
 /** Tool name and version written into manifests and reports. */
 export const toolName = 'muon-compress 0.1.0';
 
-/** The gate metric: top-1 agreement for classifiers, mean output cosine otherwise. */
+/**
+ * The gate metric, by task: top-1 agreement for classifiers (per time step for a CTC recognizer, whose greedy decode
+ * is that argmax), the speech/non-speech decision at the manifest's threshold for voice activity, mean output cosine
+ * otherwise.
+ */
 export function gateMetric(f: Fidelity, manifest: Manifest | undefined): { metric: string; value: number } {
-  return manifest?.task === 'image-classification'
-    ? { metric: 'top1-agreement', value: f.top1Agreement }
-    : { metric: 'cosine-mean', value: f.cosineMean };
+  switch (manifest?.task) {
+    case 'image-classification':
+    case 'language-id':
+      return { metric: 'top1-agreement', value: f.top1Agreement };
+    case 'text-recognition':
+      return { metric: 'ctc-argmax-agreement', value: f.top1Agreement };
+    case 'voice-activity':
+      return { metric: 'decision-agreement', value: f.decisionAgreement ?? 1 };
+    default:
+      return { metric: 'cosine-mean', value: f.cosineMean };
+  }
+}
+
+/** The decision threshold {@link compareModels} checks, for tasks that threshold a probability. */
+function decisionThreshold(manifest: Manifest | undefined): number | undefined {
+  return manifest?.task === 'voice-activity' ? manifest.vad.threshold : undefined;
 }
 
 /**
@@ -86,7 +108,11 @@ export async function compress(
   progress: Progress = silent,
 ): Promise<CompressResult> {
   const steps: { step: string; detail: unknown }[] = [];
-  let base = await optimizeForQuantization(source.bytes);
+  const pinned = Object.keys(opts.fixInputs).length > 0;
+  let base = await optimizeForQuantization(
+    pinned ? encodeModel(fixInputs(decodeModel(source.bytes), opts.fixInputs)) : source.bytes,
+  );
+  if (pinned) steps.push({ step: 'fix inputs', detail: opts.fixInputs });
   steps.push({ step: 'optimize', detail: `onnxruntime basic optimization: ${base.graph?.node.length} nodes` });
   if (opts.mode === 'int8-static') {
     const simplified = simplifyForQuantization(upgradeOpset(base, 13));
@@ -102,7 +128,7 @@ export async function compress(
   try {
     const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
     attempt = await buildModel(base, ranges, opts);
-    fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress);
+    fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress, decisionThreshold(source.manifest));
     passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
     if (!passed && opts.search) {
       const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
@@ -265,12 +291,14 @@ async function evaluate(
   samples: readonly Sample[],
   opts: CompressOptions,
   progress: Progress,
+  threshold: number | undefined,
 ) {
   progress.phase('evaluation', samples.length);
   const compressed = await cpuSession(bytes, opts.threads);
   try {
     return await compareModels(original, compressed, samples, {
       threads: opts.threads,
+      threshold,
       onSample: () => progress.tick(),
     });
   } finally {
@@ -300,7 +328,11 @@ async function search(
   const loss = (f: Fidelity) => 1 - gateMetric(f, manifest).value;
   const tryWith = async (o: CompressOptions) => {
     const attempt = await buildModel(base, ranges, o);
-    return { attempt, options: o, fidelity: await evaluate(original, attempt.bytes, samples, o, progress) };
+    return {
+      attempt,
+      options: o,
+      fidelity: await evaluate(original, attempt.bytes, samples, o, progress, decisionThreshold(manifest)),
+    };
   };
   let o = opts;
   const pruning = (x: CompressOptions) => Boolean(x.pruneRatio) || Object.keys(x.pruneLayers).length > 0;

@@ -1,8 +1,9 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Manifest } from '../models/manifest.js';
-import type { HostTensor, TensorInfo } from '../models/session.js';
-import { imageToTensor } from '../preprocess/image.js';
+import { parseManifest, type Manifest } from '../models/manifest.js';
+import { createPipeline, resolveFile } from '../models/repository.js';
+import { ModelSession, type HostTensor, type SessionRunner, type TensorInfo } from '../models/session.js';
+import type { ModelInput, SubmitRows } from '../models/tasks/task.js';
 
 /** One calibration or evaluation sample: the feeds of one `session.run`. */
 export interface Sample {
@@ -11,17 +12,31 @@ export interface Sample {
   readonly feeds: Record<string, HostTensor>;
 }
 
+/**
+ * Turns one media file into the feeds of every `session.run` the server would make for it (one for an image or a
+ * text, one per frame for a recording).
+ */
+export type MediaFeeds = (input: ModelInput, file: string) => Promise<Record<string, HostTensor>[]>;
+
 /** What the loader needs to know about the model. */
 export interface DatasetContext {
-  /** The source manifest, when there is one: images go through the server's own preprocessing. */
-  readonly manifest?: Manifest;
   /** The graph inputs (names, types, shapes). */
   readonly inputs: readonly TensorInfo[];
   /** Take at most this many files (in name order). */
   readonly maxSamples?: number;
+  /** How media files become feeds; only model folders (with a manifest) have one, see {@link pipelineFeeds}. */
+  readonly media?: MediaFeeds;
 }
 
-const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+/** Media files by extension: the layout a server capture folder has (`MUON_CAPTURE_DIR/<model>`). */
+const mediaKinds: Record<string, ModelInput['kind']> = {
+  '.jpg': 'image',
+  '.jpeg': 'image',
+  '.png': 'image',
+  '.webp': 'image',
+  '.wav': 'audio',
+  '.txt': 'text',
+};
 
 /** Thrown for a sample the loader cannot turn into feeds; the message names the file. */
 export class DatasetError extends Error {
@@ -29,10 +44,11 @@ export class DatasetError extends Error {
 }
 
 /**
- * Loads a folder of samples in name order: images (through the manifest's preprocessing, exactly as the server
- * does it, so the capture folder of a running server can be used as is), `.npy` arrays (NumPy format v1-v3,
- * little-endian float32/float64/int64/int32/uint8/bool) for single-input models, and `.json` files
- * `{"<input>": {"dims": [...], "data": [...], "type": "float32"}}` for any model. `manifest.json` is skipped.
+ * Loads a folder of samples in name order: media files (images, `.wav` recordings, `.txt` texts, one request each)
+ * through the model's own task pipeline, exactly as the server preprocesses them, so the capture folder of a running
+ * server can be used as is; `.npy` arrays (NumPy format v1-v3, little-endian float32/float64/int64/int32/uint8/bool)
+ * for single-input models; and `.json` files `{"<input>": {"dims": [...], "data": [...], "type": "float32"}}` for any
+ * model. `manifest.json` is skipped. A recording gives one sample per frame the model runs.
  */
 export async function loadSamples(dir: string, ctx: DatasetContext): Promise<Sample[]> {
   const files = (await readdir(dir, { withFileTypes: true }))
@@ -46,26 +62,103 @@ export async function loadSamples(dir: string, ctx: DatasetContext): Promise<Sam
     const file = path.join(dir, name);
     const ext = path.extname(name).toLowerCase();
     const bytes = await readFile(file);
-    if (imageExtensions.has(ext)) samples.push({ name, feeds: await imageFeeds(bytes, file, ctx) });
-    else if (ext === '.npy')
+    const kind = mediaKinds[ext];
+    if (kind) {
+      const runs = await mediaFeeds(kind, bytes, file, ctx);
+      runs.forEach((feeds, i) => samples.push({ name: runs.length === 1 ? name : `${name}#${i}`, feeds }));
+    } else if (ext === '.npy')
       samples.push({ name, feeds: { [single(ctx, file)]: withBatch(parseNpy(bytes, file), ctx, file) } });
     else if (ext === '.json') samples.push({ name, feeds: jsonFeeds(bytes, file, ctx) });
   }
-  if (samples.length === 0) throw new DatasetError(`${dir}: no samples (.jpg, .png, .webp, .npy or .json files)`);
+  if (samples.length === 0)
+    throw new DatasetError(`${dir}: no samples (.jpg, .png, .webp, .wav, .txt, .npy or .json files)`);
   return samples;
 }
 
-async function imageFeeds(bytes: Buffer, file: string, ctx: DatasetContext): Promise<Record<string, HostTensor>> {
-  const m = ctx.manifest;
-  if (!m)
-    throw new DatasetError(`${file}: images need the model's manifest.json (its input spec says how to preprocess)`);
-  if (m.task !== 'image-classification')
-    throw new DatasetError(`${file}: images need an image model; task '${m.task}' takes ${m.task} input`);
-  const t = await imageToTensor(bytes, m.input, Number.MAX_SAFE_INTEGER).catch((err: Error) => {
-    throw new DatasetError(`${file}: ${err.message}`);
-  });
-  const name = m.input.name ?? single(ctx, file);
-  return { [name]: { type: 'float32', data: t.data, dims: [1, ...t.dims] } };
+function mediaFeeds(
+  kind: ModelInput['kind'],
+  bytes: Buffer,
+  file: string,
+  ctx: DatasetContext,
+): Promise<Record<string, HostTensor>[]> {
+  if (!ctx.media)
+    throw new DatasetError(`${file}: media files need the model's folder (its manifest says how to preprocess them)`);
+  let text: string | undefined;
+  if (kind === 'text') {
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw new DatasetError(`${file}: not valid UTF-8`);
+    }
+  }
+  return ctx.media(text !== undefined ? { kind: 'text', text } : { kind: kind as 'image' | 'audio', bytes }, file);
+}
+
+/**
+ * The media loader of a model folder: its own task pipeline around `session`, which records the feeds of every run.
+ * Sequence tasks (a stateful model run frame by frame) go through all their steps, each frame's state coming from
+ * the model itself, so every frame the server would run is a sample.
+ */
+export async function pipelineFeeds(
+  manifest: Manifest,
+  session: SessionRunner,
+  dir: string,
+  where: string,
+): Promise<MediaFeeds> {
+  let recorded: Record<string, HostTensor>[] = [];
+  const recorder: SessionRunner = {
+    get inputs() {
+      return session.inputs;
+    },
+    get outputs() {
+      return session.outputs;
+    },
+    run(feeds, names) {
+      // pipelines reuse their batch buffers, so keep a copy
+      const copy = Object.entries(feeds).map(([k, t]) => [k, { ...t, dims: [...t.dims], data: t.data.slice() }]);
+      recorded.push(Object.fromEntries(copy));
+      return session.run(feeds, names);
+    },
+  };
+  const { pipeline } = await createPipeline(manifest, recorder, dir, where, Number.MAX_SAFE_INTEGER);
+  const submit: SubmitRows<unknown, unknown> = (rows) => {
+    const outs = pipeline.runBatch(rows.map((r) => r.row));
+    return rows.map((_, i) => outs.then((o) => o[i]));
+  };
+  return async (input, file) => {
+    if (!pipeline.accepts.includes(input.kind)) {
+      throw new DatasetError(
+        `${file}: task '${manifest.task}' takes ${pipeline.accepts.join(' or ')}, not ${input.kind}`,
+      );
+    }
+    recorded = [];
+    let prepared;
+    try {
+      prepared = await pipeline.prepare(input);
+    } catch (err) {
+      throw new DatasetError(`${file}: ${(err as Error).message}`);
+    }
+    if (pipeline.sequence) await pipeline.sequence(prepared.row, { deadline: Infinity }, submit);
+    else await pipeline.runBatch([prepared.row]);
+    return recorded;
+  };
+}
+
+/** A model folder opened for loading media samples (scripts and tests); `release` frees its session. */
+export async function folderMedia(
+  dir: string,
+): Promise<{ manifest: Manifest; media: MediaFeeds; inputs: TensorInfo[]; release(): Promise<void> }> {
+  const where = path.join(dir, 'manifest.json');
+  const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
+  const file = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
+  const session = await ModelSession.create(file, { provider: 'cpu', intraOpThreads: 1 });
+  try {
+    const media = await pipelineFeeds(manifest, session, dir, where);
+    return { manifest, media, inputs: session.inputs, release: () => session.release() };
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
 }
 
 function single(ctx: DatasetContext, file: string): string {

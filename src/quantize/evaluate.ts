@@ -12,6 +12,8 @@ export interface Fidelity {
   readonly cosineMin: number;
   /** Largest absolute difference over every output value. */
   readonly maxAbsError: number;
+  /** Fraction of first-output values on the same side of `threshold` (a detector's decision), when one is given. */
+  readonly decisionAgreement?: number;
 }
 
 /** Options shared by the measurements: the same threads for both models, so latencies compare. */
@@ -19,6 +21,8 @@ export interface MeasureOptions {
   readonly threads: number;
   /** Called after each sample, for progress bars. */
   readonly onSample?: () => void;
+  /** Decision threshold on the first output (a probability), for {@link Fidelity.decisionAgreement}. */
+  readonly threshold?: number;
 }
 
 /** Creates a CPU session for measurements. */
@@ -39,6 +43,9 @@ export async function compareModels(
   let cosSum = 0;
   let cosMin = Infinity;
   let maxAbs = 0;
+  let values = 0;
+  let sameSide = 0;
+  const t = opts.threshold;
   for (const s of samples) {
     const a = (await original.run(s.feeds, [out]))[out];
     const b = (await compressed.run(s.feeds, [out]))[out];
@@ -51,7 +58,11 @@ export async function compareModels(
     const c = cosine(x, y);
     cosSum += c;
     cosMin = Math.min(cosMin, c);
-    for (let i = 0; i < x.length; i++) maxAbs = Math.max(maxAbs, Math.abs(x[i] - y[i]));
+    for (let i = 0; i < x.length; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(x[i] - y[i]));
+      if (t !== undefined && x[i] >= t === y[i] >= t) sameSide++;
+    }
+    values += x.length;
     opts.onSample?.();
   }
   return {
@@ -60,6 +71,7 @@ export async function compareModels(
     cosineMean: samples.length ? cosSum / samples.length : 1,
     cosineMin: samples.length ? cosMin : 1,
     maxAbsError: maxAbs,
+    ...(t !== undefined ? { decisionAgreement: values ? sameSide / values : 1 } : {}),
   };
 }
 

@@ -136,7 +136,8 @@ export class GraphIndex {
       this.producers.set(o, n);
       this.#names.add(o);
     }
-    for (const i of n.input) {
+    // a node also consumes the outer tensors its subgraphs (If/Loop/Scan bodies) read implicitly
+    for (const i of new Set([...n.input, ...implicitInputs(n)])) {
       if (!i) continue;
       const list = this.consumers.get(i) ?? [];
       list.push(n);
@@ -189,7 +190,7 @@ export class GraphIndex {
 
   /** Removes initializers no node and no graph output uses any more. */
   pruneUnusedInitializers(): void {
-    const used = new Set(this.graph.node.flatMap((n) => n.input));
+    const used = new Set(this.graph.node.flatMap((n) => [...n.input, ...implicitInputs(n)]));
     for (const o of this.graph.output) used.add(o.name);
     this.graph.initializer = this.graph.initializer.filter((t) => used.has(t.name));
     for (const name of [...this.initializers.keys()]) if (!used.has(name)) this.initializers.delete(name);
@@ -197,13 +198,36 @@ export class GraphIndex {
   }
 }
 
-/** Nodes in an order where every input is produced before it is consumed (Kahn's algorithm, stable). */
+/**
+ * Names read by the nodes inside a node's subgraphs (If/Loop/Scan bodies, nested ones included): a subgraph may use
+ * outer tensors without listing them as inputs. Includes names the subgraph defines itself; callers intersect.
+ */
+export function implicitInputs(n: NodeProto, into = new Set<string>()): Set<string> {
+  for (const a of n.attribute) {
+    for (const sub of [...(a.g ? [a.g] : []), ...a.graphs]) {
+      for (const m of sub.node) {
+        for (const i of m.input) into.add(i);
+        implicitInputs(m, into);
+      }
+    }
+  }
+  return into;
+}
+
+/**
+ * Nodes in an order where every input is produced before it is consumed (Kahn's algorithm, stable), counting the
+ * outer tensors a node's subgraphs read.
+ */
 export function topologicalOrder(graph: GraphProto): NodeProto[] {
   const available = new Set<string>([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), '']);
+  const defined = new Set([...available, ...graph.node.flatMap((n) => n.output)]);
+  const needs = new Map(
+    graph.node.map((n) => [n, [...n.input, ...[...implicitInputs(n)].filter((x) => defined.has(x))]] as const),
+  );
   const pending = [...graph.node];
   const ordered: NodeProto[] = [];
   while (pending.length > 0) {
-    const i = pending.findIndex((n) => n.input.every((x) => available.has(x)));
+    const i = pending.findIndex((n) => needs.get(n)!.every((x) => available.has(x)));
     if (i < 0) throw new Error(`the graph has a cycle or a missing input near node '${pending[0].name}'`);
     const [n] = pending.splice(i, 1);
     ordered.push(n);

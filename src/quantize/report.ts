@@ -53,9 +53,9 @@ export function reportMarkdown(r: CompressionReport): string {
         ? `, allowed loss ${r.fidelity.budget}: **${r.passedGate ? 'passed' : 'FAILED (model not written)'}**`
         : ''),
     '',
-    '| top-1 agreement | cosine mean | cosine min | max abs error |',
-    '| --- | --- | --- | --- |',
-    `| ${r.fidelity.top1Agreement.toFixed(4)} | ${r.fidelity.cosineMean.toFixed(6)} | ${r.fidelity.cosineMin.toFixed(6)} | ${r.fidelity.maxAbsError.toExponential(3)} |`,
+    '| top-1 agreement | cosine mean | cosine min | max abs error | decision agreement |',
+    '| --- | --- | --- | --- | --- |',
+    `| ${r.fidelity.top1Agreement.toFixed(4)} | ${r.fidelity.cosineMean.toFixed(6)} | ${r.fidelity.cosineMin.toFixed(6)} | ${r.fidelity.maxAbsError.toExponential(3)} | ${r.fidelity.decisionAgreement?.toFixed(4) ?? 'n/a'} |`,
     '',
     '## Kernels onnxruntime runs',
     '',

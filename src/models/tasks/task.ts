@@ -1,5 +1,5 @@
 import type { Manifest } from '../manifest.js';
-import type { ModelSession } from '../session.js';
+import type { SessionRunner } from '../session.js';
 
 /**
  * A request body as the route decoded it; tasks say which kinds they take. Images stay encoded bytes (the format is
@@ -19,7 +19,7 @@ export interface PredictParams {
 /** What a task needs to build its pipeline; everything comes from the manifest and the loaded session. */
 export interface TaskContext<M extends Manifest = Manifest> {
   readonly manifest: M;
-  readonly session: ModelSession;
+  readonly session: SessionRunner;
   readonly labels: readonly string[];
   readonly maxImagePixels: number;
   /** Where errors are reported ("models/foo/manifest.json"). */

@@ -2,7 +2,16 @@ import { create } from '@bufbuild/protobuf';
 import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../../onnx/model.js';
 import { DataType } from '../../onnx/model.js';
 import { TensorProtoSchema } from '../../onnx/proto/onnx_pb.js';
-import { cloneModel, dimsOf, elementCount, GraphIndex, readFloats, readInts, topologicalOrder } from '../graph.js';
+import {
+  cloneModel,
+  dimsOf,
+  elementCount,
+  GraphIndex,
+  implicitInputs,
+  readFloats,
+  readInts,
+  topologicalOrder,
+} from '../graph.js';
 
 /**
  * Structured (channel) pruning of convolutions: output channels of a Conv are removed together with everything that
@@ -257,19 +266,6 @@ function ownReason(conv: NodeProto, g: GraphIndex): string {
   return `grouped Conv (group=${group}) is neither group=1 nor depthwise`;
 }
 
-/** Names read by nodes inside subgraphs (If/Loop/Scan bodies), which may refer to outer tensors implicitly. */
-function subgraphReads(graph: GraphProto, into = new Set<string>()): Set<string> {
-  for (const n of graph.node) {
-    for (const a of n.attribute) {
-      for (const sub of [...(a.g ? [a.g] : []), ...a.graphs]) {
-        for (const m of sub.node) for (const i of m.input) into.add(i);
-        subgraphReads(sub, into);
-      }
-    }
-  }
-  return into;
-}
-
 /**
  * Finds the channel group of every group=1 Conv with a constant weight, by a breadth-first walk over tensors that
  * share its channel axis. The walk does not stop at the first problem, so each group is complete and every problem
@@ -279,7 +275,7 @@ function findGroups(g: GraphIndex, names: Map<NodeProto, string>): Group[] {
   const graph = g.graph;
   const outputs = new Set(graph.output.map((o) => o.name));
   const inputs = new Set(g.inputNames);
-  const hidden = subgraphReads(graph);
+  const hidden = new Set(graph.node.flatMap((n) => [...implicitInputs(n)]));
   const initUses = new Map<string, number>();
   for (const n of graph.node) for (const i of n.input) initUses.set(i, (initUses.get(i) ?? 0) + 1);
   const owner = new Map<string, Group>();
