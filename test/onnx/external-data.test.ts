@@ -282,7 +282,7 @@ t.test('the compression CLI reads a source with external data', async (t) => {
   await saveModelFile(source, m, { externalDataThreshold: 1024 });
   // a model folder: images need the manifest's preprocessing
   const manifest = JSON.parse(
-    readFileSync(path.join(fixtures, '../../../models/text-orientation/manifest.json'), 'utf8'),
+    readFileSync(path.join(fixtures, '../../../models/text-orientation-fp32/manifest.json'), 'utf8'),
   );
   delete manifest.$schema;
   writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ ...manifest, model: { path: 'cls.onnx' } }));

@@ -11,7 +11,7 @@ import { startApp } from '../helpers/app.js';
 const root = path.resolve(import.meta.dirname, '../..');
 const work = mkdtempSync(path.join(tmpdir(), 'muon-cli-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
-const source = path.join(root, 'models/text-orientation');
+const source = path.join(root, 'models/text-orientation-fp32');
 const calibration = path.join(root, 'test/fixtures/text-lines');
 
 /** Runs the CLI with stdout/stderr captured. */

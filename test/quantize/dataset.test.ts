@@ -36,7 +36,7 @@ t.test('.npy arrays', async (t) => {
 });
 
 t.test('a folder of images goes through the manifest preprocessing; npy and json too', async (t) => {
-  const folder = await folderMedia(path.join(root, 'models/text-orientation'));
+  const folder = await folderMedia(path.join(root, 'models/text-orientation-fp32'));
   t.teardown(() => folder.release());
   const { inputs } = folder;
   copyFileSync(path.join(root, 'test/fixtures/text-lines/line-01.png'), path.join(dir, 'a.png'));
@@ -65,7 +65,7 @@ t.test('a folder of images goes through the manifest preprocessing; npy and json
 t.test(
   'recordings and texts go through their own task pipelines: a sample per run the server would make',
   async (t) => {
-    const vad = await folderMedia(path.join(root, 'models/voice-activity'));
+    const vad = await folderMedia(path.join(root, 'models/voice-activity-fp32'));
     t.teardown(() => vad.release());
     const audio = mkdtempSync(path.join(tmpdir(), 'muon-audio-'));
     t.teardown(() => rmSync(audio, { recursive: true, force: true }));

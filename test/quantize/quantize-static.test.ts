@@ -194,7 +194,7 @@ const FIXTURES = new URL('../fixtures/text-lines/', import.meta.url);
 t.test('text-orientation classifier end to end: optimize, upgrade, calibrate on text lines, quantize', async (t) => {
   const manifest = asImageManifest(
     parseManifest(
-      JSON.parse(readFileSync(new URL('../../models/text-orientation/manifest.json', import.meta.url), 'utf8')),
+      JSON.parse(readFileSync(new URL('../../models/text-orientation-fp32/manifest.json', import.meta.url), 'utf8')),
       'manifest.json',
     ),
     'manifest.json',

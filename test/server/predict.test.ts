@@ -27,8 +27,11 @@ t.test('the default repository loads and is ready', async (t) => {
     { name: 'face-detection', state: 'READY' },
     { name: 'language-id', state: 'READY' },
     { name: 'text-orientation', state: 'READY' },
+    { name: 'text-orientation-fp32', state: 'READY' },
     { name: 'text-recognition', state: 'READY' },
+    { name: 'text-recognition-fp32', state: 'READY' },
     { name: 'voice-activity', state: 'READY' },
+    { name: 'voice-activity-fp32', state: 'READY' },
   ]);
 });
 
@@ -125,7 +128,13 @@ t.test('/v1/models describes the model, its provider and batching', async (t) =>
     input: { name: 'x', shape: [-1, 3, 48, 192], layout: 'NCHW', resize: 'fit-height', channels: 'BGR' },
     batching: { max_batch_size: 32, max_queue_delay_ms: Number, fixed_batch: false },
   });
-  t.equal(m.compression, null, 'an original model has no compression record');
+  t.match(
+    m.compression,
+    { method: 'int8-static', sizeBytes: { before: Number, after: Number }, fidelity: { metric: 'top1-agreement' } },
+    'the default is the compressed variant, and says so',
+  );
+  const original = res.json().models.find((x: { name: string }) => x.name === 'text-orientation-fp32');
+  t.equal(original.compression, null, 'an original model has no compression record');
   t.equal((await app.inject({ url: '/v1/models/text-orientation' })).json().name, 'text-orientation');
   t.equal((await app.inject({ url: '/v1/models/nope' })).json().code, 'MUON_ERR_MODEL_NOT_FOUND');
 });

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Produces the compressed default models from their fp32 originals (models/<name>-fp32, read from npm packages),
+# with calibration and evaluation inputs from real media: the text-line crops of a photographed book page
+# (test/fixtures/text-lines, made by scripts/make-fixtures.sh) and espeak-ng speech (test/fixtures/audio, made by
+# scripts/make-speech-fixtures.sh). Each run of muon-compress applies the deploy gate.
+#
+#   bash scripts/compress-defaults.sh           rewrite models/<name> (model.onnx, manifest.json, report.*)
+#   bash scripts/compress-defaults.sh --check   rebuild into a temporary folder and check that every model.onnx is
+#                                               byte for byte the committed one (manifests differ only in the
+#                                               measured latencies and the creation time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+check=false
+[[ "${1:-}" == "--check" ]] && check=true
+out=models
+if $check; then
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
+compress() { # name, then muon-compress options
+  local name=$1
+  shift
+  npx tsx src/quantize/cli.ts "models/$name-fp32" --out "$out/$name" --force "$@"
+}
+
+# PP-OCR text-direction classifier (MobileNetV3-small): int8 QDQ, fused into QLinearConv
+compress text-orientation --mode int8-static --calibration test/fixtures/text-lines --max-fidelity-loss 0.01
+# PP-OCRv4 recognizer (SVTR-LCNet): 4-bit block-wise weights for its MatMuls, computed in float. Not int8-dynamic:
+# DynamicQuantizeLinear takes one scale over the whole batch, so a line's text would depend on the lines batched
+# with it; static int8 lost too many characters (see README)
+compress text-recognition --mode int4-weight --eval test/fixtures/text-lines --max-fidelity-loss 0.01
+# Silero VAD v6: pin sr=16000 (the manifest's rate) so its 16 kHz branch is inlined and quantized; the STFT conv
+# reads raw audio and stays float; percentile ranges
+compress voice-activity --mode int8-static --fix-input sr=16000 --calibration test/fixtures/audio \
+  --calibration-method percentile --exclude _if_then_branch_Conv_token_7 --max-fidelity-loss 0.05
+
+if ! $check; then
+  npx prettier --log-level warn --write models/{text-orientation,text-recognition,voice-activity}/{manifest,report}.json
+  exit 0
+fi
+status=0
+for name in text-orientation text-recognition voice-activity; do
+  if cmp -s "$out/$name/model.onnx" "models/$name/model.onnx"; then
+    echo "$name: model.onnx reproduced byte for byte"
+  else
+    echo "$name: model.onnx differs from the committed one" >&2
+    status=1
+  fi
+done
+exit $status
