@@ -49,7 +49,7 @@ export const defaults = Object.freeze({
   PORT: 8080,
   MUON_LOG_LEVEL: 'info',
   MUON_MODEL_REPOSITORY: path.join(packageRoot, 'models'),
-  MUON_DEFAULT_MODEL: 'text-orientation',
+  MUON_DEFAULT_MODEL: 'ocr',
   MUON_EXECUTION_PROVIDER: 'auto' as ExecutionProviderChoice,
   MUON_MAX_BODY_BYTES: 8 * 1024 * 1024,
   MUON_MAX_IMAGE_PIXELS: 40_000_000,

@@ -8,6 +8,7 @@ export const taskNames = [
   'face-detection',
   'voice-activity',
   'text-recognition',
+  'ocr',
 ] as const;
 
 const Sha256 = Type.String({
@@ -348,6 +349,84 @@ export const TextRecognitionManifestSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A page for a DB text detector (PaddleOCR's `DetResizeForTest` + `NormalizeImage`): scaled so the longer side
+ * (`limitType: max`) is at most `limitSideLen`, or the shorter side (`min`) at least that, each side then rounded to
+ * a multiple of `sizeMultiple`; values `(pixel * scale - mean) / std` in `channels` order (PaddleOCR reads BGR and
+ * applies the ImageNet mean/std in that order).
+ */
+const PageInput = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1 })),
+    limitSideLen: Type.Integer({ minimum: 32, maximum: 8192, default: 960 }),
+    limitType: Type.Enum(['max', 'min'], { default: 'max' }),
+    sizeMultiple: Type.Integer({ minimum: 1, maximum: 256, default: 32 }),
+    channels: Type.Enum(['RGB', 'BGR'], { default: 'BGR' }),
+    interpolation: Type.Enum(['nearest', 'linear', 'cubic', 'lanczos3'], { default: 'linear' }),
+    scale: Type.Number({ default: 1 / 255 }),
+    mean: Type.Array(Type.Number(), { minItems: 3, maxItems: 3, default: [0.485, 0.456, 0.406] }),
+    std: Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 3, maxItems: 3, default: [0.229, 0.224, 0.225] }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** DB post-processing (PaddleOCR's `DBPostProcess` defaults). */
+const DbSection = Type.Object(
+  {
+    thresh: Type.Number({ minimum: 0, maximum: 1, default: 0.3, description: 'A pixel is text above this.' }),
+    boxThresh: Type.Number({ minimum: 0, maximum: 1, default: 0.6, description: 'Minimum mean probability in a box.' }),
+    maxCandidates: Type.Integer({ minimum: 1, default: 1000 }),
+    unclipRatio: Type.Number({ exclusiveMinimum: 0, default: 1.5, description: 'How far boxes are grown back.' }),
+    minSize: Type.Number({ minimum: 0, default: 3 }),
+    useDilation: Type.Boolean({ default: false }),
+    minBoxSide: Type.Number({ minimum: 0, default: 3, description: 'Boxes with a side <= this (pixels) are dropped.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** The models an OCR pipeline calls after detection, by their names in the repository. */
+const OcrStages = Type.Object(
+  {
+    recognizer: Type.String({ pattern: modelNamePattern, description: 'A text-recognition model.' }),
+    orientation: Type.Optional(
+      Type.String({
+        pattern: modelNamePattern,
+        description: 'An image-classification model that tells upright lines from upside-down ones (optional).',
+      }),
+    ),
+    rotatedLabel: Type.String({ default: '180', description: "The orientation model's label for upside down." }),
+    orientationThreshold: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.9,
+      description: 'A line is turned when the upside-down score is above this (PaddleOCR cls_thresh).',
+    }),
+    dropScore: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.5,
+      description: 'Lines recognized with a lower score are dropped (PaddleOCR drop_score).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * A manifest for `ocr`: a page in, its text lines out. `model` is the detector; the recognizer (and the optional
+ * orientation classifier) are other models of the repository, each batching on its own queue.
+ */
+export const OcrManifestSchema = Type.Object(
+  {
+    ...common,
+    task: Type.Literal('ocr'),
+    input: PageInput,
+    labels: Type.Array(Type.String(), { default: ['text'] }),
+    detection: DbSection,
+    stages: OcrStages,
+  },
+  { additionalProperties: false },
+);
+
 /** Each task's schema: the `task` field decides which `input` section applies. */
 const schemaByTask = {
   'image-classification': ImageManifestSchema,
@@ -355,6 +434,7 @@ const schemaByTask = {
   'face-detection': FaceDetectionManifestSchema,
   'voice-activity': VoiceActivityManifestSchema,
   'text-recognition': TextRecognitionManifestSchema,
+  ocr: OcrManifestSchema,
 } as const satisfies Record<(typeof taskNames)[number], unknown>;
 
 /**
@@ -367,6 +447,7 @@ export const ManifestSchema = Type.Union([
   FaceDetectionManifestSchema,
   VoiceActivityManifestSchema,
   TextRecognitionManifestSchema,
+  OcrManifestSchema,
 ]);
 
 /** A validated image-classification manifest. */
@@ -381,6 +462,9 @@ export type VoiceActivityManifest = Static<typeof VoiceActivityManifestSchema>;
 
 /** A validated text-recognition manifest. */
 export type TextRecognitionManifest = Static<typeof TextRecognitionManifestSchema>;
+
+/** A validated OCR manifest. */
+export type OcrManifest = Static<typeof OcrManifestSchema>;
 
 /** A validated manifest with every default filled in. */
 export type Manifest = Static<typeof ManifestSchema>;

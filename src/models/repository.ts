@@ -15,9 +15,18 @@ import { ModelSession, type SessionRunner } from './session.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
+import { ocr } from './tasks/ocr.js';
 import { textRecognition } from './tasks/text-recognition.js';
 import { voiceActivity } from './tasks/voice-activity.js';
-import type { ModelInput, PredictParams, Prepared, SubmitRows, TaskContext, TaskPipeline } from './tasks/task.js';
+import type {
+  ModelInput,
+  PredictParams,
+  Prepared,
+  StageModels,
+  SubmitRows,
+  TaskContext,
+  TaskPipeline,
+} from './tasks/task.js';
 
 /** A pipeline factory for one task, given that task's manifest. */
 type TaskFactory<T extends Manifest['task']> = (
@@ -31,6 +40,7 @@ const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
   'voice-activity': voiceActivity,
   'face-detection': faceDetection,
   'text-recognition': textRecognition,
+  ocr,
 };
 
 /** Per-request options of {@link LoadedModel.infer}. */
@@ -108,12 +118,14 @@ export class LoadedModel {
     }
   }
 
-  /** What a sequence task submits its steps with: one key, as a task's rows all have one shape. */
+  /** What a sequence task submits its steps with: rows stack with rows of the same key (default: one key). */
   readonly #submitRows: SubmitRows<unknown, unknown> = (rows) =>
-    this.batcher.submitAll(rows.map(({ row, opts }) => ({ input: row, opts: { ...opts, key: '' } })));
+    this.batcher.submitAll(rows.map(({ row, opts, key }) => ({ input: row, opts: { ...opts, key: key ?? '' } })));
 
   /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
   #asClientError(err: unknown, opts: InferOptions): Error {
+    // a stage model's refusal (queue full, deadline, ...) reached a multi-model pipeline already translated
+    if ((err as { code?: unknown }).code?.toString().startsWith('MUON_ERR_')) return err as Error;
     if (!(err instanceof BatcherError)) return new Errors.INFERENCE_FAILED(this.name, { cause: err });
     switch (err.reason) {
       case 'queue_full':
@@ -194,6 +206,15 @@ export class ModelRepository {
     return this.#models.get(name);
   }
 
+  /** A model that can serve now; throws MODEL_NOT_FOUND (404) or MODEL_NOT_READY (503) otherwise. */
+  readyModel(name: string): LoadedModel {
+    const s = this.#models.get(name);
+    if (!s) throw new Errors.MODEL_NOT_FOUND(name);
+    if (s.state !== 'READY')
+      throw new Errors.MODEL_NOT_READY(name, s.state === 'FAILED' ? 'it failed to load' : 'it is loading');
+    return s.model;
+  }
+
   /** All models, in name order. */
   list(): ModelStatus[] {
     return [...this.#models.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -271,7 +292,10 @@ export class ModelRepository {
       },
     });
     try {
-      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, this.config.maxImagePixels);
+      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, this.config.maxImagePixels, {
+        names: () => [...this.#models.keys()],
+        model: (stage) => this.readyModel(stage),
+      });
       const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
       const batcher = new Batcher<unknown, unknown>((rows) => pipeline.runBatch(rows), batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
@@ -351,6 +375,14 @@ function effectiveBatching(
   };
 }
 
+/** Outside a repository (the compression CLI) there are no other models to call. */
+const noStages: StageModels = {
+  names: () => [],
+  model: (name) => {
+    throw new Errors.MODEL_NOT_FOUND(name);
+  },
+};
+
 /**
  * Builds a model folder's task pipeline around a session: reads its labels and hands the task its manifest. Also
  * what the compression CLI runs calibration media through, so a calibration sample is exactly what the server feeds.
@@ -361,6 +393,7 @@ export async function createPipeline(
   dir: string,
   where: string,
   maxImagePixels: number,
+  stages: StageModels = noStages,
 ): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
   const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
     readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8');
@@ -369,7 +402,15 @@ export async function createPipeline(
     : parseLabels(await read(manifest.labels, '/labels/file'));
   // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
   const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
-  const pipeline: TaskPipeline = await factory({ manifest, session, labels, maxImagePixels, where, readFile: read });
+  const pipeline: TaskPipeline = await factory({
+    manifest,
+    session,
+    labels,
+    maxImagePixels,
+    where,
+    readFile: read,
+    stages,
+  });
   return { pipeline, labels };
 }
 

@@ -75,24 +75,47 @@ export function configureImageDecoder(threads: number): void {
  * 400 for bytes that do not decode. `out`, when given, receives the row (every value is written).
  */
 export async function imageToTensor(
-  bytes: Uint8Array,
+  source: ImageSource,
   spec: ImageSpec,
   maxPixels: number,
   out?: Float32Array,
 ): Promise<ImageTensor> {
-  return imageToTensorSized(bytes, maxPixels, () => ({ spec, out }));
+  return imageToTensorSized(source, maxPixels, () => ({ spec, out }));
 }
 
 /**
- * As {@link imageToTensor}, for models with a dynamic input axis: `choose` gets the decoded image's upright size
- * (after EXIF rotation, before any resize) and returns the spec to use, and optionally the row to write into. Saves
- * decoding the header twice (the text recognizer picks its width bucket from the aspect ratio).
+ * Decoded pixels, upright (EXIF applied), sRGB, 3 channels interleaved, no alpha: what the OCR pipeline cuts text
+ * lines from and hands to its stage models, so a crop is never re-encoded.
  */
-export async function imageToTensorSized(
-  bytes: Uint8Array,
-  maxPixels: number,
-  choose: (width: number, height: number) => { spec: ImageSpec; out?: Float32Array },
-): Promise<ImageTensor> {
+export interface RawImage {
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** An encoded image from a client, or pixels already decoded by the server. */
+export type ImageSource = Uint8Array | RawImage;
+
+/** A source ready for libvips: its upright size and a factory for fresh pipelines (upright, sRGB, no alpha). */
+interface Opened {
+  readonly width: number;
+  readonly height: number;
+  pipeline(): ReturnType<typeof sharp>;
+  /** Maps libvips failures on this image to client errors (400/422); anything else is ours and stays a 500. */
+  decoding<T>(p: Promise<T>): Promise<T>;
+}
+
+async function open(source: ImageSource, maxPixels: number): Promise<Opened> {
+  if (!(source instanceof Uint8Array)) {
+    const raw = { width: source.width, height: source.height, channels: 3 } as const;
+    return {
+      width: source.width,
+      height: source.height,
+      pipeline: () => sharp(source.data, { raw }),
+      decoding: (p) => p,
+    };
+  }
+  const bytes = source;
   const format = sniffImageFormat(bytes);
   if (!format || !(acceptedImageFormats as readonly string[]).includes(format)) {
     throw new Errors.UNSUPPORTED_MEDIA_TYPE(
@@ -100,7 +123,6 @@ export async function imageToTensorSized(
     );
   }
   const input = () => sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });
-  // only libvips' own failures are the image's fault (400/422); anything else here is ours and stays a 500
   const decoding = <T>(p: Promise<T>): Promise<T> =>
     p.catch((err: unknown) => {
       const message = err instanceof Error ? err.message : String(err);
@@ -113,8 +135,34 @@ export async function imageToTensorSized(
     throw new Errors.IMAGE_DIMENSIONS(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
   }
   const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
-  const w = swap ? meta.height : meta.width;
-  const h = swap ? meta.width : meta.height;
+  return {
+    width: swap ? meta.height : meta.width,
+    height: swap ? meta.width : meta.height,
+    pipeline: () => input().rotate().removeAlpha(),
+    decoding,
+  };
+}
+
+/** Decodes an image to upright sRGB pixels, with the same checks and client errors as {@link imageToTensor}. */
+export async function decodeImage(bytes: Uint8Array, maxPixels: number): Promise<RawImage> {
+  const img = await open(bytes, maxPixels);
+  const out = img.pipeline().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await img.decoding(out);
+  return { data, width: info.width, height: info.height };
+}
+
+/**
+ * As {@link imageToTensor}, for models with a dynamic input axis: `choose` gets the decoded image's upright size
+ * (after EXIF rotation, before any resize) and returns the spec to use, and optionally the row to write into. Saves
+ * decoding the header twice (the text recognizer picks its width bucket from the aspect ratio).
+ */
+export async function imageToTensorSized(
+  source: ImageSource,
+  maxPixels: number,
+  choose: (width: number, height: number) => { spec: ImageSpec; out?: Float32Array },
+): Promise<ImageTensor> {
+  const img = await open(source, maxPixels);
+  const { width: w, height: h } = img;
   const { spec, out } = choose(w, h);
   const place = placement(w, h, spec);
   // libvips has a large fixed cost per resize (about 1 ms even for a text line), so it only shrinks images that
@@ -124,12 +172,20 @@ export async function imageToTensorSized(
     spec.interpolation === 'cubic' ||
     spec.interpolation === 'lanczos3' ||
     (w > 2 * place.resizeW && h > 2 * place.resizeH);
-  let pipe = input().rotate().removeAlpha();
+  let pipe = img.pipeline();
   pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
   if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
-  const { data, info } = await decoding(pipe.raw().toBuffer({ resolveWithObject: true }));
+  let px: Uint8Array;
+  let info: { width: number; height: number; channels: number };
+  if (!(source instanceof Uint8Array) && !bySharp && spec.channels !== 'GRAY') {
+    // decoded pixels that need no libvips step are sampled straight from memory
+    ({ data: px } = source);
+    info = { width: w, height: h, channels: 3 };
+  } else {
+    ({ data: px, info } = await img.decoding(pipe.raw().toBuffer({ resolveWithObject: true })));
+  }
   return {
-    data: toTensor({ px: data, w: info.width, h: info.height, channels: info.channels }, place, spec, out),
+    data: toTensor({ px, w: info.width, h: info.height, channels: info.channels }, place, spec, out),
     dims: dims(spec),
     original: { width: w, height: h },
   };
@@ -176,7 +232,7 @@ export function placement(w: number, h: number, spec: ImageSpec): Placement {
 
 /** Decoded interleaved 8-bit pixels. */
 interface Pixels {
-  px: Buffer;
+  px: Uint8Array;
   w: number;
   h: number;
   channels: number;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseManifest, type Manifest } from '../models/manifest.js';
 import { createPipeline, resolveFile } from '../models/repository.js';
 import { ModelSession, type HostTensor, type SessionRunner, type TensorInfo } from '../models/session.js';
-import type { ModelInput, SubmitRows } from '../models/tasks/task.js';
+import type { ModelInput, SubmitRows, WireInput } from '../models/tasks/task.js';
 
 /** One calibration or evaluation sample: the feeds of one `session.run`. */
 export interface Sample {
@@ -16,7 +16,7 @@ export interface Sample {
  * Turns one media file into the feeds of every `session.run` the server would make for it (one for an image or a
  * text, one per frame for a recording).
  */
-export type MediaFeeds = (input: ModelInput, file: string) => Promise<Record<string, HostTensor>[]>;
+export type MediaFeeds = (input: WireInput, file: string) => Promise<Record<string, HostTensor>[]>;
 
 /** What the loader needs to know about the model. */
 export interface DatasetContext {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { ModelInput } from '../models/tasks/task.js';
+import type { WireInput } from '../models/tasks/task.js';
 import { sniffImageFormat } from '../preprocess/image.js';
 
 /** Where, how often and how much to capture. */
@@ -44,7 +44,7 @@ export class RequestCapture {
   }
 
   /** Maybe stores one input (after its request succeeded). Resolves when the write is done or skipped. */
-  async offer(model: string, input: ModelInput): Promise<void> {
+  async offer(model: string, input: WireInput): Promise<void> {
     if (this.#full || this.random() >= this.opts.rate) return;
     await this.#ready;
     // text is stored as its UTF-8 bytes, the body a client would send to reproduce the request

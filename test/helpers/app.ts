@@ -13,9 +13,13 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Builds and loads an app from environment-style settings, as `main.ts` would, without listening. */
+/**
+ * Builds and loads an app from environment-style settings, as `main.ts` would, without listening. `POST /predict`
+ * without a model goes to `text-orientation` unless `env` says otherwise (`MUON_DEFAULT_MODEL: ''` gives the
+ * shipped default, `ocr`).
+ */
 export async function startApp(env: Record<string, string> = {}): Promise<TestApp> {
-  const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', ...env });
+  const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', MUON_DEFAULT_MODEL: 'text-orientation', ...env });
   const metrics = new Metrics(false);
   const logger = pino({ level: 'silent' });
   const repository = new ModelRepository(config, metrics, logger);

@@ -9,7 +9,7 @@ import { ManifestError, type FaceDetectionManifest } from '../manifest.js';
 import type { TensorInfo } from '../session.js';
 import { BatchBuffers, RowPool, splitRows } from '../tensor.js';
 import { checkShape, pick } from './image-classification.js';
-import type { TaskContext, TaskPipeline } from './task.js';
+import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
 /** One SSD anchor, in normalized input coordinates (0..1). */
 export interface Anchor {
@@ -256,12 +256,13 @@ export function faceDetection(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      if (req.kind !== 'image') throw new Error(`face-detection got ${req.kind} input; this is a bug`);
       const row = rows.acquire();
-      const t = await imageToTensor(req.bytes, spec, ctx.maxImagePixels, row).catch((err: unknown) => {
-        rows.release([row]);
-        throw err;
-      });
+      const t = await imageToTensor(imageOf(req, 'face-detection'), spec, ctx.maxImagePixels, row).catch(
+        (err: unknown) => {
+          rows.release([row]);
+          throw err;
+        },
+      );
       return { row: t, key: '' };
     },
     async runBatch(batchRows) {

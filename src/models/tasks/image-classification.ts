@@ -1,7 +1,7 @@
 import { dims as imageDims, imageToTensor, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
 import { ManifestError, type ImageManifest } from '../manifest.js';
 import { BatchBuffers, RowPool, splitRows } from '../tensor.js';
-import type { TaskContext, TaskPipeline } from './task.js';
+import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
 /** One class in a classification answer. */
 export interface ClassScore {
@@ -43,12 +43,13 @@ export function imageClassification(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      if (req.kind !== 'image') throw new Error(`image-classification got ${req.kind} input; this is a bug`);
       const row = rows.acquire();
-      const t = await imageToTensor(req.bytes, spec, ctx.maxImagePixels, row).catch((err: unknown) => {
-        rows.release([row]);
-        throw err;
-      });
+      const t = await imageToTensor(imageOf(req, 'image-classification'), spec, ctx.maxImagePixels, row).catch(
+        (err: unknown) => {
+          rows.release([row]);
+          throw err;
+        },
+      );
       return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
     },
     async runBatch(batchRows) {

@@ -1,4 +1,5 @@
 import type { Manifest } from '../manifest.js';
+import type { ImageSource, RawImage } from '../../preprocess/image.js';
 import type { SessionRunner } from '../session.js';
 
 /**
@@ -9,7 +10,19 @@ export type ModelInput =
   | { readonly kind: 'image'; readonly bytes: Uint8Array }
   | { readonly kind: 'text'; readonly text: string }
   /** A RIFF/WAVE file, still encoded (the task decodes it: the limits are the model's). */
-  | { readonly kind: 'audio'; readonly bytes: Uint8Array };
+  | { readonly kind: 'audio'; readonly bytes: Uint8Array }
+  /** Pixels another model's pipeline already decoded (the OCR pipeline's line crops); never sent by clients. */
+  | { readonly kind: 'pixels'; readonly image: RawImage };
+
+/** What a client can send: everything but decoded pixels. */
+export type WireInput = Exclude<ModelInput, { kind: 'pixels' }>;
+
+/** The image of an image or pixels input, for image tasks' `prepare`; anything else is a routing bug. */
+export function imageOf(req: ModelInput, task: string): ImageSource {
+  if (req.kind === 'image') return req.bytes;
+  if (req.kind === 'pixels') return req.image;
+  throw new Error(`${task} got ${req.kind} input; this is a bug`);
+}
 
 /** Per-request knobs from the query string. */
 export interface PredictParams {
@@ -29,6 +42,24 @@ export interface TaskContext<M extends Manifest = Manifest> {
    * escape it. `field` is the manifest path shown in errors ("/input/vocabulary/file").
    */
   readFile(ref: { readonly file: string; readonly package?: string }, field: string): Promise<string>;
+  /** The repository's other models, for pipelines that call them as stages (OCR). */
+  readonly stages: StageModels;
+}
+
+/** A model another pipeline calls as a stage: its request goes through that model's own queue and batcher. */
+export interface StageModel {
+  readonly task: string;
+  infer(input: ModelInput, opts: StepOptions & PredictParams & { readonly timeoutMs: number }): Promise<unknown>;
+}
+
+/**
+ * The repository as a multi-model pipeline sees it. Stages are looked up per request (models load in name order,
+ * so a stage may load after the pipeline that calls it); `model` throws MODEL_NOT_FOUND or MODEL_NOT_READY.
+ */
+export interface StageModels {
+  /** Names of the model folders found (loaded or not), to check a manifest's stage names at load. */
+  names(): readonly string[];
+  model(name: string): StageModel;
 }
 
 /** One preprocessed request, ready to be batched. `key` groups rows that can be stacked together. */
@@ -49,7 +80,7 @@ export interface StepOptions {
  * promise settles with its row's output, or rejects as the batcher does (deadline, cancelled, queue full, closed).
  */
 export type SubmitRows<Row, Out> = (
-  rows: readonly { readonly row: Row; readonly opts: StepOptions }[],
+  rows: readonly { readonly row: Row; readonly opts: StepOptions; readonly key?: string }[],
 ) => Promise<Out>[];
 
 /**
@@ -58,8 +89,8 @@ export type SubmitRows<Row, Out> = (
  * `manifest.task`.
  */
 export interface TaskPipeline<Row = unknown, Out = unknown, Answer = unknown, Result = Out, Request = Row> {
-  /** Input kinds accepted (checked by the route before any decoding). */
-  readonly accepts: readonly ModelInput['kind'][];
+  /** Input kinds clients may send (checked by the route before any decoding); image tasks also take `pixels`. */
+  readonly accepts: readonly WireInput['kind'][];
   /** Input description for `/v1/models`. */
   readonly inputSpec: Record<string, unknown>;
   /** Largest batch the graph accepts (1 for a fixed batch axis of 1), or undefined when dynamic. */

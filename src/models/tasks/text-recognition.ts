@@ -4,7 +4,7 @@ import { ManifestError, type TextRecognitionManifest } from '../manifest.js';
 import type { HostTensor } from '../session.js';
 import { RowPool, splitRows } from '../tensor.js';
 import { pick } from './image-classification.js';
-import type { TaskContext, TaskPipeline } from './task.js';
+import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
 /** One recognized text line: PaddleOCR's `(text, score)`. */
 export interface TextLine {
@@ -127,9 +127,8 @@ export async function textRecognition(
     },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      if (req.kind !== 'image') throw new Error(`text-recognition got ${req.kind} input; this is a bug`);
       let acquired: { pool: RowPool; row: Float32Array } | undefined;
-      const t = await imageToTensorSized(req.bytes, ctx.maxImagePixels, (w, h) => {
+      const t = await imageToTensorSized(imageOf(req, 'text-recognition'), ctx.maxImagePixels, (w, h) => {
         const width = bucketWidth(w, h, m.input);
         const pool = poolOf(width);
         acquired = { pool, row: pool.acquire() };

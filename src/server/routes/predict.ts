@@ -4,7 +4,7 @@ import { Type, type Static } from 'typebox';
 import { Errors } from '../../errors.js';
 import { modelNamePattern } from '../../models/manifest.js';
 import type { LoadedModel } from '../../models/repository.js';
-import type { ModelInput } from '../../models/tasks/task.js';
+import type { WireInput } from '../../models/tasks/task.js';
 import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, AppDeps } from '../app.js';
@@ -52,12 +52,19 @@ const Segment = Type.Object({ start_ms: Type.Number(), end_ms: Type.Number() });
 const TextLine = Type.Object({
   text: Type.String(),
   score: Type.Number({ description: "Mean probability of the line's characters (0 when it has none)" }),
+  box: Type.Optional(
+    Type.Array(Point, {
+      minItems: 4,
+      maxItems: 4,
+      description: 'ocr: the line in page pixels, corners clockwise from top-left of the text',
+    }),
+  ),
 });
 
 /**
  * One answer shape for every task: the common fields, plus the task's own field (classification and language-id:
  * `predictions`; face-detection: `faces`; voice-activity: `segments` and `duration_ms`; text-recognition: `lines`,
- * one per text line, so the OCR pipeline can answer with more). Declared here so that Fastify serializes them fast
+ * one per text line; ocr: `lines` with their boxes, in reading order). Declared here so that Fastify serializes them fast
  * and OpenAPI documents them.
  */
 const PredictResponse = Type.Object({
@@ -151,13 +158,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     };
   };
 
-  const lookup = (name: string): LoadedModel => {
-    const s = repository.status(name);
-    if (!s) throw new Errors.MODEL_NOT_FOUND(name);
-    if (s.state !== 'READY')
-      throw new Errors.MODEL_NOT_READY(name, s.state === 'FAILED' ? 'it failed to load' : 'it is loading');
-    return s.model;
-  };
+  const lookup = (name: string): LoadedModel => repository.readyModel(name);
 
   const schema = {
     querystring: Query,
@@ -207,7 +208,7 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
   return bytes;
 }
 
-async function readInput(req: FastifyRequest): Promise<ModelInput> {
+async function readInput(req: FastifyRequest): Promise<WireInput> {
   let bytes: Buffer | undefined;
   if (req.isMultipart()) {
     bytes = await readOneFile(req);

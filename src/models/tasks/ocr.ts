@@ -1,0 +1,164 @@
+import { ManifestError, type OcrManifest } from '../manifest.js';
+import { decodeImage, imageToTensorSized, type ImageSpec, type RawImage } from '../../preprocess/image.js';
+import { splitRows, stackRows } from '../tensor.js';
+import { pick } from './image-classification.js';
+import { cropQuad, rotate180 } from './ocr/crop.js';
+import { dbPostprocess, type Quad } from './ocr/db-postprocess.js';
+import type { ClassScore } from './image-classification.js';
+import type { TextLine } from './text-recognition.js';
+import { imageOf, type StepOptions, type TaskContext, type TaskPipeline } from './task.js';
+
+/** A page ready for the detector: its tensor row and the decoded pixels the lines are cut from. */
+interface PageRow {
+  readonly data: Float32Array;
+  /** Tensor width and height (multiples of `/input/sizeMultiple`). */
+  readonly w: number;
+  readonly h: number;
+  readonly image: RawImage;
+}
+
+/** One recognized line: text, recognizer score, and its box in page pixels (reading order). */
+export interface OcrLine extends TextLine {
+  box: Quad;
+}
+
+/**
+ * `ocr`: a page in, its text lines out (PaddleOCR's TextSystem). The detector (this model) runs behind this model's
+ * batcher, pages of one tensor size stacking together; DB post-processing finds the line boxes; each line is cut
+ * out along its box, turned upright when the orientation model says it is upside down, and read by the recognizer.
+ * The orientation and recognition stages are other models of the repository called through their own batchers, so
+ * the lines of concurrent pages share their batches (and their queue limits and metrics).
+ */
+export function ocr(
+  ctx: TaskContext<OcrManifest>,
+): TaskPipeline<PageRow, Float32Array, { lines: OcrLine[] }, OcrLine[]> {
+  const { manifest: m, session, where, stages } = ctx;
+  const input = pick(session.inputs, m.input.name, 'input', where);
+  const output = pick(session.outputs, m.output.name, 'output', where);
+  if (input.type !== 'float32' || input.shape.length !== 4)
+    throw new ManifestError(`${where}: input '${input.name}' must be float32 [batch, 3, height, width]`);
+  for (const [field, name] of [
+    ['/stages/recognizer', m.stages.recognizer],
+    ['/stages/orientation', m.stages.orientation],
+  ] as const) {
+    if (name !== undefined && !stages.names().includes(name))
+      throw new ManifestError(`${where}: ${field} '${name}' is not a model of the repository`);
+  }
+  const batchDim = input.shape[0];
+  const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
+  const { limitSideLen, limitType, sizeMultiple } = m.input;
+  const specOf = (width: number, height: number): ImageSpec => ({
+    layout: 'NCHW',
+    height,
+    width,
+    channels: m.input.channels,
+    resize: 'stretch',
+    cropRatio: 1,
+    interpolation: m.input.interpolation,
+    scale: m.input.scale,
+    mean: m.input.mean,
+    std: m.input.std,
+    padValue: 0,
+  });
+
+  const stepOpts = (opts: StepOptions) => ({ ...opts, timeoutMs: Math.max(0, opts.deadline - performance.now()) });
+
+  return {
+    accepts: ['image'],
+    inputSpec: {
+      name: input.name,
+      datatype: 'FP32',
+      shape: [fixedBatch ?? -1, 3, -1, -1],
+      layout: 'NCHW',
+      channels: m.input.channels,
+      limitSideLen,
+      limitType,
+      sizeMultiple,
+      mean: m.input.mean,
+      std: m.input.std,
+      stages: m.stages,
+    },
+    graphMaxBatch: fixedBatch,
+    async prepare(req) {
+      const source = imageOf(req, 'ocr');
+      const image = source instanceof Uint8Array ? await decodeImage(source, ctx.maxImagePixels) : source;
+      const [w, h] = detectorSize(image.width, image.height, limitSideLen, limitType, sizeMultiple);
+      const t = await imageToTensorSized(image, ctx.maxImagePixels, () => ({ spec: specOf(w, h) }));
+      return { row: { data: t.data, w, h, image }, key: `${w}x${h}` };
+    },
+    async runBatch(rows) {
+      const { w, h } = rows[0];
+      const feeds = {
+        [input.name]: stackRows(
+          rows.map((r) => r.data),
+          [3, h, w],
+          fixedBatch ?? rows.length,
+        ),
+      };
+      const out = await session.run(feeds, [output.name]);
+      return splitRows(out[output.name], rows.length).map((r) => r.data);
+    },
+    async sequence(page, opts, submit) {
+      const [detected] = submit([{ row: page, opts, key: `${page.w}x${page.h}` }]);
+      const prob = await detected;
+      const { image } = page;
+      const boxes = dbPostprocess(prob, page.w, page.h, m.detection, {
+        x: image.width / page.w,
+        y: image.height / page.h,
+        width: image.width,
+        height: image.height,
+      });
+      let crops = boxes.map((b) => cropQuad(image, b.box));
+      if (m.stages.orientation !== undefined) {
+        const classifier = stages.model(m.stages.orientation);
+        const answers = await Promise.all(
+          crops.map((c) => classifier.infer({ kind: 'pixels', image: c }, { ...stepOpts(opts), topK: 1 })),
+        );
+        crops = crops.map((c, i) => {
+          const [top] = (answers[i] as { predictions: ClassScore[] }).predictions;
+          return top.label === m.stages.rotatedLabel && top.score > m.stages.orientationThreshold ? rotate180(c) : c;
+        });
+      }
+      const recognizer = stages.model(m.stages.recognizer);
+      const read = await Promise.all(crops.map((c) => recognizer.infer({ kind: 'pixels', image: c }, stepOpts(opts))));
+      const lines: OcrLine[] = [];
+      read.forEach((answer, i) => {
+        const [line] = (answer as { lines: TextLine[] }).lines;
+        if (line && line.score >= m.stages.dropScore) lines.push({ ...line, box: boxes[i].box });
+      });
+      return lines;
+    },
+    finish(lines) {
+      return { lines };
+    },
+    warmupRow() {
+      const [w, h] = detectorSize(320, 320, limitSideLen, limitType, sizeMultiple);
+      const image = { data: new Uint8Array(w * h * 3), width: w, height: h };
+      return { row: { data: new Float32Array(3 * w * h), w, h, image }, key: `${w}x${h}` };
+    },
+  };
+}
+
+/**
+ * The detector's input size for a page (PaddleOCR's `DetResizeForTest`, limit types `max` and `min`): scaled so the
+ * longer side is at most (or the shorter side at least) `limit`, each side then rounded to a multiple of `multiple`
+ * (at least one multiple).
+ */
+export function detectorSize(
+  width: number,
+  height: number,
+  limit: number,
+  type: 'max' | 'min',
+  multiple: number,
+): [number, number] {
+  const ratio =
+    type === 'max'
+      ? Math.max(width, height) > limit
+        ? limit / Math.max(width, height)
+        : 1
+      : Math.min(width, height) < limit
+        ? limit / Math.min(width, height)
+        : 1;
+  const side = (v: number) => Math.max(Math.round((v * ratio) / multiple) * multiple, multiple);
+  return [side(width), side(height)];
+}

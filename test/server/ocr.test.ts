@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import t from 'tap';
+import { loadConfig } from '../../src/config.js';
+import { startApp, metricValue } from '../helpers/app.js';
+
+// The ocr pipeline on a real photographed book page (scikit-image's page.png): detector, DB boxes, crops,
+// orientation stage, recognizer stage, each on its own model's queue.
+const fixtures = path.resolve(import.meta.dirname, '../fixtures');
+const page = readFileSync(path.join(fixtures, 'photos/page.png'));
+const ctx = await startApp({ MUON_DEFAULT_MODEL: '' }); // the shipped default
+t.teardown(() => ctx.close());
+const { app, metrics } = ctx;
+
+interface Line {
+  text: string;
+  score: number;
+  box: [number, number][];
+}
+const ocr = async (payload: Buffer, type = 'image/png', url = '/predict') => {
+  const res = await app.inject({ method: 'POST', url, headers: { 'content-type': type }, payload });
+  return { status: res.statusCode, body: res.json() };
+};
+
+/** Levenshtein distance, for character error rates. */
+function edits(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+// what the page says on the lines the detector finds (read off the photo)
+const expected = [
+  'Region-based segmentation',
+  'Let us first determine markers of the coins and the',
+  'background. These markers are pixels that we can label',
+  'histogram of grey values:',
+  '>>> markers = np.zeros_like(coins)',
+];
+
+t.test('ocr is the default for images, and reads the page in reading order with boxes', async (t) => {
+  t.equal(loadConfig({}).defaultModel, 'ocr');
+  const { status, body } = await ocr(page);
+  t.equal(status, 200);
+  t.match(body, { model: 'ocr', task: 'ocr', version: '4.0' });
+  const lines: Line[] = body.lines;
+  t.equal(lines.length, expected.length, lines.map((l) => l.text).join(' | '));
+  let errors = 0;
+  let chars = 0;
+  lines.forEach((l, i) => {
+    errors += edits(l.text.toLowerCase(), expected[i].toLowerCase());
+    chars += expected[i].length;
+    t.equal(l.box.length, 4);
+    for (const [x, y] of l.box) t.ok(x >= 0 && x < 384 && y >= 0 && y < 191, `${l.text}: corner inside the page`);
+    if (i > 0) t.ok(l.box[0][1] > lines[i - 1].box[0][1], 'reading order: top to bottom');
+    t.ok(l.score >= 0.5 && l.score <= 1);
+  });
+  const cer = errors / chars;
+  t.comment(`character error rate on the page: ${cer.toFixed(3)} (${errors} edits / ${chars} characters)`);
+  t.ok(cer < 0.1, `CER ${cer.toFixed(3)}`);
+  t.match(lines[0].text, /region-based\s*segmentation/i);
+});
+
+t.test('an upside-down page: the orientation stage turns each line before it is read', async (t) => {
+  const flipped = await sharp(page).rotate(180).png().toBuffer();
+  const { status, body } = await ocr(flipped);
+  t.equal(status, 200);
+  const texts = (body.lines as Line[]).map((l) => l.text.toLowerCase());
+  t.ok(texts.length >= 4, texts.join(' | '));
+  // the detector boxes the flipped page a little differently, but the lines it finds read as upright text
+  t.ok(texts.includes('let us first determine markers of the coins and the'), texts.join(' | '));
+  t.ok(
+    texts.some((x) => x.includes('histogram of grey values')),
+    'turned, not read upside down',
+  );
+});
+
+t.test('a photo without text gives no lines', async (t) => {
+  const { status, body } = await ocr(readFileSync(path.join(fixtures, 'photos/chelsea.jpg')), 'image/jpeg');
+  t.equal(status, 200);
+  t.same(body.lines, []);
+});
+
+t.test('concurrent pages: line crops of different pages share recognizer batches; answers unchanged', async (t) => {
+  const alone = (await ocr(page)).body.lines;
+  const before = await metricValue(metrics, 'muon_batch_size_count', { model: 'text-recognition' });
+  const items = await metricValue(metrics, 'muon_batch_size_sum', { model: 'text-recognition' });
+  const together = await Promise.all(Array.from({ length: 4 }, () => ocr(page)));
+  for (const r of together) t.same(r.body.lines, alone, 'same lines, boxes and scores batched or alone');
+  const batches = (await metricValue(metrics, 'muon_batch_size_count', { model: 'text-recognition' })) - before;
+  const rows = (await metricValue(metrics, 'muon_batch_size_sum', { model: 'text-recognition' })) - items;
+  t.equal(rows, 4 * alone.length, 'every line went through the recognizer queue');
+  t.ok(batches < rows, `${rows} lines in ${batches} recognizer batches`);
+});
+
+t.test('text and audio are refused; /v1/models describes the stages', async (t) => {
+  const r = await app.inject({
+    method: 'POST',
+    url: '/v1/models/ocr/predict',
+    headers: { 'content-type': 'text/plain' },
+    payload: 'hello',
+  });
+  t.equal(r.statusCode, 415);
+  t.equal(r.json().code, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
+  const m = (await app.inject({ url: '/v1/models/ocr' })).json();
+  t.match(m, {
+    task: 'ocr',
+    input: { limitSideLen: 960, stages: { recognizer: 'text-recognition', orientation: 'text-orientation' } },
+  });
+});
