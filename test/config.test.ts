@@ -7,7 +7,7 @@ t.test('defaults', async (t) => {
   t.match(c, {
     host: '0.0.0.0',
     port: 8080,
-    defaultModel: 'text-orientation',
+    defaultModel: 'ocr',
     executionProvider: 'auto',
     batching: true,
     intraOpThreads: undefined,

@@ -26,6 +26,7 @@ t.test('the default repository loads and is ready', async (t) => {
   t.same(ready.json().models, [
     { name: 'face-detection', state: 'READY' },
     { name: 'language-id', state: 'READY' },
+    { name: 'ocr', state: 'READY' },
     { name: 'text-orientation', state: 'READY' },
     { name: 'text-orientation-fp32', state: 'READY' },
     { name: 'text-recognition', state: 'READY' },
