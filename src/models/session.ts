@@ -70,6 +70,9 @@ export class ModelSession {
       intraOpNumThreads: opts.intraOpThreads,
       interOpNumThreads: 1,
       enableCpuMemArena: true,
+      // onnxruntime writes its own lines to stderr, outside the structured log: only errors (its warnings are about
+      // model files, e.g. unused initializers in BlazeFace, which the operator cannot act on at run time)
+      logSeverityLevel: 3,
     };
     // two calls, not one: TypeScript cannot pick an overload of InferenceSession.create for a union argument
     const load = (o: ort.InferenceSession.SessionOptions) =>
