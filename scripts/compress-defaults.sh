@@ -34,12 +34,19 @@ compress text-recognition --mode int4-weight --eval test/fixtures/text-lines --m
 compress voice-activity --mode int8-static --fix-input sr=16000 --calibration test/fixtures/audio \
   --calibration-method percentile --exclude _if_then_branch_Conv_token_7 --max-fidelity-loss 0.05
 
+# PP-OCRv4 detector (the ocr model): int8 QDQ, calibrated on the photos (the book page and three without text) and
+# the text-line crops; gate on the text mask DB post-processing reads (map > 0.3)
+pages=$(mktemp -d)
+cp test/fixtures/photos/* test/fixtures/text-lines/*.png "$pages"/
+compress ocr --mode int8-static --calibration "$pages" --max-fidelity-loss 0.03
+rm -rf "$pages"
+
 if ! $check; then
-  npx prettier --log-level warn --write models/{text-orientation,text-recognition,voice-activity}/{manifest,report}.json
+  npx prettier --log-level warn --write models/{text-orientation,text-recognition,voice-activity,ocr}/{manifest,report}.json
   exit 0
 fi
 status=0
-for name in text-orientation text-recognition voice-activity; do
+for name in text-orientation text-recognition voice-activity ocr; do
   if cmp -s "$out/$name/model.onnx" "models/$name/model.onnx"; then
     echo "$name: model.onnx reproduced byte for byte"
   else

@@ -377,7 +377,7 @@ function effectiveBatching(
 
 /** Outside a repository (the compression CLI) there are no other models to call. */
 const noStages: StageModels = {
-  names: () => [],
+  names: () => undefined,
   model: (name) => {
     throw new Errors.MODEL_NOT_FOUND(name);
   },

@@ -55,7 +55,7 @@ Options:
   --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - the task's metric
                               exceeds x: top-1 agreement (classifiers, language-id), per-step argmax
                               agreement (text-recognition), speech decision agreement (voice-activity),
-                              mean output cosine (anything else)
+                              text-mask agreement (ocr detector), mean output cosine (anything else)
   --search                    try per-layer settings (keep sensitive layers in float, lower prune ratio)
                               to fit the budget
   --runs <n>                  latency runs per model (default 50)

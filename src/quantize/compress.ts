@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Manifest } from '../models/manifest.js';
 import type { ModelSession } from '../models/session.js';
@@ -73,8 +74,8 @@ export const toolName = 'muon-compress 0.1.0';
 
 /**
  * The gate metric, by task: top-1 agreement for classifiers (per time step for a CTC recognizer, whose greedy decode
- * is that argmax), the speech/non-speech decision at the manifest's threshold for voice activity, mean output cosine
- * otherwise.
+ * is that argmax), the thresholded decision for voice activity (speech per frame) and OCR detection (text per
+ * pixel of the map DB post-processing binarizes), mean output cosine otherwise.
  */
 export function gateMetric(f: Fidelity, manifest: Manifest | undefined): { metric: string; value: number } {
   switch (manifest?.task) {
@@ -85,6 +86,8 @@ export function gateMetric(f: Fidelity, manifest: Manifest | undefined): { metri
       return { metric: 'ctc-argmax-agreement', value: f.top1Agreement };
     case 'voice-activity':
       return { metric: 'decision-agreement', value: f.decisionAgreement ?? 1 };
+    case 'ocr':
+      return { metric: 'text-mask-agreement', value: f.decisionAgreement ?? 1 };
     default:
       return { metric: 'cosine-mean', value: f.cosineMean };
   }
@@ -92,7 +95,9 @@ export function gateMetric(f: Fidelity, manifest: Manifest | undefined): { metri
 
 /** The decision threshold {@link compareModels} checks, for tasks that threshold a probability. */
 function decisionThreshold(manifest: Manifest | undefined): number | undefined {
-  return manifest?.task === 'voice-activity' ? manifest.vad.threshold : undefined;
+  if (manifest?.task === 'voice-activity') return manifest.vad.threshold;
+  if (manifest?.task === 'ocr') return manifest.detection.thresh;
+  return undefined;
 }
 
 /**
@@ -144,7 +149,8 @@ export async function compress(
   const report: CompressionReport = {
     tool: toolName,
     createdAt: new Date().toISOString(),
-    source: { path: source.path, sha256: sha256(source.bytes) },
+    // relative to where the CLI ran, so a committed report does not carry the machine's paths
+    source: { path: path.relative(process.cwd(), source.path) || source.path, sha256: sha256(source.bytes) },
     method: methodName(used),
     options: { ...used },
     sizeBytes: { before: source.bytes.length, after: attempt.bytes.length },

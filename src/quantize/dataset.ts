@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseManifest, type Manifest } from '../models/manifest.js';
 import { createPipeline, resolveFile } from '../models/repository.js';
 import { ModelSession, type HostTensor, type SessionRunner, type TensorInfo } from '../models/session.js';
-import type { ModelInput, SubmitRows, WireInput } from '../models/tasks/task.js';
+import type { ModelInput, StageModels, SubmitRows, WireInput } from '../models/tasks/task.js';
 
 /** One calibration or evaluation sample: the feeds of one `session.run`. */
 export interface Sample {
@@ -120,7 +120,13 @@ export async function pipelineFeeds(
       return session.run(feeds, names);
     },
   };
-  const { pipeline } = await createPipeline(manifest, recorder, dir, where, Number.MAX_SAFE_INTEGER);
+  // a multi-model pipeline (ocr) stops at its first stage call: the samples are what this model itself runs
+  const stop = new Error('stage reached');
+  const stages: StageModels = {
+    names: () => undefined,
+    model: () => ({ task: 'stage', infer: () => Promise.reject(stop) }),
+  };
+  const { pipeline } = await createPipeline(manifest, recorder, dir, where, Number.MAX_SAFE_INTEGER, stages);
   const submit: SubmitRows<unknown, unknown> = (rows) => {
     const outs = pipeline.runBatch(rows.map((r) => r.row));
     return rows.map((_, i) => outs.then((o) => o[i]));
@@ -138,8 +144,11 @@ export async function pipelineFeeds(
     } catch (err) {
       throw new DatasetError(`${file}: ${(err as Error).message}`);
     }
-    if (pipeline.sequence) await pipeline.sequence(prepared.row, { deadline: Infinity }, submit);
-    else await pipeline.runBatch([prepared.row]);
+    if (pipeline.sequence) {
+      await pipeline.sequence(prepared.row, { deadline: Infinity }, submit).catch((err: unknown) => {
+        if (err !== stop) throw err;
+      });
+    } else await pipeline.runBatch([prepared.row]);
     return recorded;
   };
 }

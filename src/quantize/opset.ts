@@ -110,6 +110,12 @@ const UNCHANGED = new Set([
   'Xor',
 ]);
 
+/**
+ * Ops that changed meaning in early opsets but not since the version given, up to {@link MAX_UPGRADE_OPSET}: Resize-11
+ * (coordinate transformation modes, roi) is what 13 runs, which only made roi and scales optional.
+ */
+const UNCHANGED_SINCE: Readonly<Record<string, number>> = { Resize: 11 };
+
 /** A rewrite applied when the upgrade crosses `since` (old version < since <= target). */
 interface Conversion {
   readonly since: number;
@@ -192,7 +198,8 @@ const IR_FOR_OPSET: Record<number, number> = {
  * Softmax/LogSoftmax/Hardmax (axis semantics at 13). Nodes in other domains are left alone.
  *
  * @returns a new model; the input is not modified. A model already at `target` or above is returned as a copy.
- * @throws naming the operator, for an operator whose conversion is unknown (Upsample, Resize, TopK, control flow...),
+ * @throws naming the operator, for an operator whose conversion is unknown (Upsample, Resize before 11, TopK, control
+ *   flow...),
  *   and for models older than opset {@link MIN_UPGRADE_OPSET}
  */
 export function upgradeOpset(model: ModelProto, target: number): ModelProto {
@@ -212,7 +219,8 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
   for (const n of index.graph.node) {
     if (!isDefaultDomain(n.domain)) continue;
     if (n.attribute.some((a) => a.g || a.graphs.length > 0)) refused.add(`${n.opType} (has subgraphs)`);
-    else if (!UNCHANGED.has(n.opType) && !CONVERSIONS[n.opType]) refused.add(n.opType);
+    else if (!UNCHANGED.has(n.opType) && !CONVERSIONS[n.opType] && !(from >= (UNCHANGED_SINCE[n.opType] ?? Infinity)))
+      refused.add(n.opType);
   }
   if (refused.size > 0) {
     throw new Error(

@@ -84,6 +84,14 @@ t.test('refuses what it cannot convert, naming the op', async (t) => {
     });
   t.throws(() => upgradeOpset(g('Upsample'), 13), /no known conversion for Upsample/);
   t.throws(() => upgradeOpset(g('TopK', { k: 1 }), 13), /TopK/);
+  t.throws(
+    () => upgradeOpset(g('Resize'), 13),
+    /no known conversion for Resize/,
+    'Resize before 11 meant other things',
+  );
+  const resize11 = g('Resize');
+  resize11.opsetImport[0].version = 11n;
+  t.equal(new GraphIndex(upgradeOpset(resize11, 13)).opset, 13, 'Resize-11 is what 13 runs');
   t.throws(() => upgradeOpset(g('Relu'), 18), /up to 17/);
   t.throws(() => upgradeOpset(makeModel({ ...{ opset: 6 }, graph: g('Relu').graph! }), 13), /older than opset 7/);
   const same = upgradeOpset(opset9(), 9);

@@ -35,36 +35,64 @@ function edits(a: string, b: string): number {
   return prev[b.length];
 }
 
-// what the page says on the lines the detector finds (read off the photo)
-const expected = [
+// what the page says, line by line (read off the photo)
+const truth = [
   'Region-based segmentation',
   'Let us first determine markers of the coins and the',
   'background. These markers are pixels that we can label',
+  'unambiguously as either object or background. Here,',
+  'the markers are found at the two extreme parts of the',
   'histogram of grey values:',
   '>>> markers = np.zeros_like(coins)',
 ];
 
-t.test('ocr is the default for images, and reads the page in reading order with boxes', async (t) => {
-  t.equal(loadConfig({}).defaultModel, 'ocr');
-  const { status, body } = await ocr(page);
-  t.equal(status, 200);
-  t.match(body, { model: 'ocr', task: 'ocr', version: '4.0' });
-  const lines: Line[] = body.lines;
-  t.equal(lines.length, expected.length, lines.map((l) => l.text).join(' | '));
+/** Each answered line against its closest true line: read when within 20% character errors. */
+function grade(lines: Line[]) {
+  const read = new Set<number>();
   let errors = 0;
   let chars = 0;
-  lines.forEach((l, i) => {
-    errors += edits(l.text.toLowerCase(), expected[i].toLowerCase());
-    chars += expected[i].length;
-    t.equal(l.box.length, 4);
-    for (const [x, y] of l.box) t.ok(x >= 0 && x < 384 && y >= 0 && y < 191, `${l.text}: corner inside the page`);
-    if (i > 0) t.ok(l.box[0][1] > lines[i - 1].box[0][1], 'reading order: top to bottom');
-    t.ok(l.score >= 0.5 && l.score <= 1);
+  let stray = 0;
+  for (const l of lines) {
+    const [best, e] = truth
+      .map((x, i) => [i, edits(l.text.toLowerCase(), x.toLowerCase())] as const)
+      .reduce((a, b) => (b[1] / truth[b[0]].length < a[1] / truth[a[0]].length ? b : a));
+    if (e / truth[best].length > 0.2) stray++;
+    else {
+      read.add(best);
+      errors += e;
+      chars += truth[best].length;
+    }
+  }
+  return { read: read.size, cer: chars ? errors / chars : 1, stray };
+}
+
+for (const model of ['ocr', 'ocr-fp32']) {
+  t.test(`${model} reads the page in reading order, with boxes`, async (t) => {
+    const { status, body } = await ocr(page, 'image/png', `/predict?model=${model}`);
+    t.equal(status, 200);
+    t.match(body, { model, task: 'ocr', version: '4.0' });
+    const lines: Line[] = body.lines;
+    lines.forEach((l, i) => {
+      t.equal(l.box.length, 4);
+      for (const [x, y] of l.box) t.ok(x >= 0 && x < 384 && y >= 0 && y < 191, `${l.text}: corner inside the page`);
+      if (i > 0) t.ok(l.box[0][1] > lines[i - 1].box[0][1], 'reading order: top to bottom');
+      t.ok(l.score >= 0.5 && l.score <= 1);
+    });
+    const g = grade(lines);
+    t.comment(
+      `${model}: ${g.read} of ${truth.length} lines read, CER ${g.cer.toFixed(3)} on them, ${g.stray} partial: ` +
+        lines.map((l) => l.text).join(' | '),
+    );
+    t.ok(g.read >= 4, `${g.read} lines read`);
+    t.ok(g.cer < 0.1, `CER ${g.cer.toFixed(3)}`);
+    t.ok(g.stray <= 1, 'at most one partial line');
+    t.match(lines[0].text, /region-based\s*segmentation/i);
   });
-  const cer = errors / chars;
-  t.comment(`character error rate on the page: ${cer.toFixed(3)} (${errors} edits / ${chars} characters)`);
-  t.ok(cer < 0.1, `CER ${cer.toFixed(3)}`);
-  t.match(lines[0].text, /region-based\s*segmentation/i);
+}
+
+t.test('ocr is the default for images', async (t) => {
+  t.equal(loadConfig({}).defaultModel, 'ocr');
+  t.equal((await ocr(page)).body.model, 'ocr');
 });
 
 t.test('an upside-down page: the orientation stage turns each line before it is read', async (t) => {

@@ -27,6 +27,7 @@ t.test('the default repository loads and is ready', async (t) => {
     { name: 'face-detection', state: 'READY' },
     { name: 'language-id', state: 'READY' },
     { name: 'ocr', state: 'READY' },
+    { name: 'ocr-fp32', state: 'READY' },
     { name: 'text-orientation', state: 'READY' },
     { name: 'text-orientation-fp32', state: 'READY' },
     { name: 'text-recognition', state: 'READY' },

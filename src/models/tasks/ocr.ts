@@ -41,7 +41,8 @@ export function ocr(
     ['/stages/recognizer', m.stages.recognizer],
     ['/stages/orientation', m.stages.orientation],
   ] as const) {
-    if (name !== undefined && !stages.names().includes(name))
+    const known = stages.names();
+    if (name !== undefined && known !== undefined && !known.includes(name))
       throw new ManifestError(`${where}: ${field} '${name}' is not a model of the repository`);
   }
   const batchDim = input.shape[0];

@@ -57,8 +57,11 @@ export interface StageModel {
  * so a stage may load after the pipeline that calls it); `model` throws MODEL_NOT_FOUND or MODEL_NOT_READY.
  */
 export interface StageModels {
-  /** Names of the model folders found (loaded or not), to check a manifest's stage names at load. */
-  names(): readonly string[];
+  /**
+   * Names of the model folders found (loaded or not), to check a manifest's stage names at load; undefined outside
+   * a repository (the compression CLI), where stages are not called.
+   */
+  names(): readonly string[] | undefined;
   model(name: string): StageModel;
 }
 
