@@ -10,9 +10,18 @@ import { ServerProcess } from './lib/server.js';
 
 const fixture = (p: string) => readFileSync(path.join(packageRoot, 'test/fixtures', p));
 const sentence = 'Bonjour tout le monde, comment allez-vous ?';
+const page = { type: 'image/png', input: 'photos/page.png (384x191, 5-6 lines)', body: fixture('photos/page.png') };
 const cases = [
+  { model: 'ocr', ...page },
+  { model: 'ocr-fp32', ...page },
   {
     model: 'text-orientation',
+    type: 'image/png',
+    input: 'text-lines/line-03.png',
+    body: fixture('text-lines/line-03.png'),
+  },
+  {
+    model: 'text-orientation-fp32',
     type: 'image/png',
     input: 'text-lines/line-03.png',
     body: fixture('text-lines/line-03.png'),
@@ -23,9 +32,21 @@ const cases = [
     input: 'text-lines/line-03.png',
     body: fixture('text-lines/line-03.png'),
   },
+  {
+    model: 'text-recognition-fp32',
+    type: 'image/png',
+    input: 'text-lines/line-03.png',
+    body: fixture('text-lines/line-03.png'),
+  },
   { model: 'face-detection', type: 'image/jpeg', input: 'photos/astronaut.jpg', body: fixture('photos/astronaut.jpg') },
   {
     model: 'voice-activity',
+    type: 'audio/wav',
+    input: 'audio/speech-16k-mono.wav (5.6 s)',
+    body: fixture('audio/speech-16k-mono.wav'),
+  },
+  {
+    model: 'voice-activity-fp32',
     type: 'audio/wav',
     input: 'audio/speech-16k-mono.wav (5.6 s)',
     body: fixture('audio/speech-16k-mono.wav'),
