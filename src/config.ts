@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -42,6 +43,12 @@ export interface Config {
 
 /** The package's root folder, so default paths work whatever the working directory. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The server's name and version, from package.json (OpenAPI, `GET /v2`). */
+export const serverInfo: { readonly name: string; readonly version: string } = (() => {
+  const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+  return { name: 'muon-serve', version: pkg.version };
+})();
 
 /** Defaults in one place; the README's configuration table lists the same values. */
 export const defaults = Object.freeze({

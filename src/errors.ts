@@ -5,6 +5,10 @@ import createError from '@fastify/error';
  * error table (a test checks that). Messages use `%s` placeholders filled at the throw site.
  */
 export const Errors = {
+  /** A raw tensor request (v2 `infer`) whose inputs do not match the graph: name, datatype, shape or data size. */
+  INVALID_TENSOR: createError('MUON_ERR_INVALID_TENSOR', 'Invalid tensor: %s', 400),
+  /** The model exists but not in the version asked for. */
+  VERSION_NOT_FOUND: createError('MUON_ERR_VERSION_NOT_FOUND', "Model '%s' has no version '%s'", 404),
   /** The route or the request's parameters are malformed. */
   BAD_REQUEST: createError('MUON_ERR_BAD_REQUEST', 'Bad request: %s', 400),
   /** No model with that name is in the repository. */

@@ -11,7 +11,8 @@ import { decodeModel, type ModelProto } from '../onnx/model.js';
 import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
-import { ModelSession, type SessionRunner } from './session.js';
+import { ModelSession, type HostTensor, type SessionRunner } from './session.js';
+import { checkFeeds, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
@@ -93,6 +94,22 @@ export class LoadedModel {
       throw this.#asClientError(err, opts);
     }
     return this.pipeline.finish(out, opts);
+  }
+
+  #soloKeys = 0;
+
+  /**
+   * Runs raw feeds through the graph (the Open Inference Protocol's `infer`): checked against the graph's inputs,
+   * queued on this model's batcher (stacked with other one-row requests of the same shapes), every output returned.
+   */
+  async inferTensors(feeds: Record<string, HostTensor>, opts: InferOptions): Promise<TensorOutputs> {
+    const { key } = checkFeeds(feeds, this.session.inputs, this.session.outputs, () => `solo|${this.#soloKeys++}`);
+    try {
+      const step = { deadline: opts.deadline, signal: opts.signal, key };
+      return (await this.batcher.submit(new TensorRow(feeds, 1), step)) as TensorOutputs;
+    } catch (err) {
+      throw this.#asClientError(err, opts);
+    }
   }
 
   #activeSequences = 0;
@@ -297,7 +314,10 @@ export class ModelRepository {
         model: (stage) => this.readyModel(stage),
       });
       const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
-      const batcher = new Batcher<unknown, unknown>((rows) => pipeline.runBatch(rows), batching, this.observer(name));
+      // one queue per model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ)
+      const run = (rows: unknown[]) =>
+        rows[0] instanceof TensorRow ? runTensorRows(session, rows as TensorRow[]) : pipeline.runBatch(rows);
+      const batcher = new Batcher<unknown, unknown>(run, batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
       const model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
       if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { serverInfo } from '../config.js';
 import type { Manifest } from '../models/manifest.js';
 import type { ModelSession } from '../models/session.js';
 import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
@@ -70,7 +71,7 @@ export interface CompressResult {
 const silent: Progress = { phase: () => {}, tick: () => {} };
 
 /** Tool name and version written into manifests and reports. */
-export const toolName = 'muon-compress 0.1.0';
+export const toolName = `muon-compress ${serverInfo.version}`;
 
 /**
  * The gate metric, by task: top-1 agreement for classifiers (per time step for a CTC recognizer, whose greedy decode

@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+import { serverInfo, type Config } from '../config.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
@@ -12,6 +12,7 @@ import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
+import { v2Routes } from './routes/v2.js';
 
 /** What the app is built from; `main.ts` wires the real ones, tests their own. */
 export interface AppDeps {
@@ -75,7 +76,7 @@ export function buildApp(deps: AppDeps): App {
   // OpenAPI is generated from the same schemas that validate requests and serialize responses
   app.register(swagger, {
     openapi: {
-      info: { title: 'Muon Serve', version: '0.1.0', description: 'ONNX inference with dynamic batching' },
+      info: { title: 'Muon Serve', version: serverInfo.version, description: 'ONNX inference with dynamic batching' },
     },
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -83,5 +84,6 @@ export function buildApp(deps: AppDeps): App {
   app.register(metricsRoutes, deps);
   app.register(modelRoutes, deps);
   app.register(predictRoutes, deps);
+  app.register(v2Routes, deps);
   return app as unknown as App;
 }

@@ -5,6 +5,7 @@ import { Errors } from '../../errors.js';
 import { modelNamePattern } from '../../models/manifest.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { WireInput } from '../../models/tasks/task.js';
+import { abortOnClose, trackRequests } from '../request-metrics.js';
 import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, AppDeps } from '../app.js';
@@ -79,9 +80,6 @@ const PredictResponse = Type.Object({
 });
 type Answer = Omit<Static<typeof PredictResponse>, 'model' | 'version' | 'task'>;
 
-/** Label used for requests whose model is not in the repository, so labels stay bounded. */
-const UNKNOWN_MODEL = '_unknown';
-
 /**
  * `POST /predict?model=` and `POST /v1/models/{name}/predict`: one input (a multipart file or a raw body), one answer.
  * Images come as a multipart file or a raw `image/*` / `application/octet-stream` body (the format is decided from
@@ -110,17 +108,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
   });
 
   const capture = config.capture ? new RequestCapture(config.capture, app.log) : undefined;
-  const modelOf = new WeakMap<FastifyRequest, string>();
-  const started = new WeakMap<FastifyRequest, number>();
-  app.addHook('onRequest', async (req) => {
-    started.set(req, performance.now());
-  });
-  app.addHook('onResponse', async (req, reply) => {
-    const model = modelOf.get(req) ?? UNKNOWN_MODEL;
-    metrics.requests.inc({ model, code: String(reply.statusCode) });
-    const t0 = started.get(req);
-    if (t0 !== undefined) metrics.requestDuration.observe({ model }, (performance.now() - t0) / 1000);
-  });
+  const track = trackRequests(app, metrics);
 
   const handle = async (
     name: string,
@@ -129,24 +117,19 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     reply: FastifyReply,
   ): Promise<Static<typeof PredictResponse>> => {
     const model = lookup(name);
-    modelOf.set(req, model.name);
+    track.model(req, model.name);
     const input = await readInput(req);
     if (!model.pipeline.accepts.includes(input.kind)) {
       throw new Errors.UNSUPPORTED_MEDIA_TYPE(
         `model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`,
       );
     }
-    // a client that hangs up while queued must not cost compute: abort its queue entry
-    const gone = new AbortController();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) gone.abort();
-    });
     const timeoutMs = query.timeout_ms ?? model.timeoutMs;
     const answer = await model.infer(input, {
       topK: query.top_k,
-      deadline: (started.get(req) ?? performance.now()) + timeoutMs, // from arrival, upload included
+      deadline: track.arrival(req) + timeoutMs, // from arrival, upload included
       timeoutMs,
-      signal: gone.signal,
+      signal: abortOnClose(reply),
     });
     // successes only: failed inputs make poor calibration data; capture never fails a request
     capture?.offer(model.name, input).catch((err: unknown) => req.log.warn({ err }, 'capture failed'));

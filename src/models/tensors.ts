@@ -1,0 +1,99 @@
+import { Errors } from '../errors.js';
+import type { HostTensor, SessionRunner, TensorInfo, TensorType } from './session.js';
+
+// Raw tensor requests (the Open Inference Protocol's `infer`): feeds in, graph outputs out, no pre- or
+// post-processing. They queue on the model's own batcher next to its task rows; their key keeps them apart.
+
+/** One raw tensor request as the batcher sees it. */
+export class TensorRow {
+  constructor(
+    readonly feeds: Readonly<Record<string, HostTensor>>,
+    /** Its size along axis 0 (1 when the request is stacked with others). */
+    readonly batch: number,
+  ) {}
+}
+
+/** A raw request's answer: every graph output, this request's rows only. */
+export type TensorOutputs = Record<string, HostTensor>;
+
+/** Typed-array constructors by element type (bool travels as one byte, float16 as its bits). */
+const arrays: Record<TensorType, new (n: number) => HostTensor['data']> = {
+  float32: Float32Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  float16: Uint16Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+/** Element types a raw request may carry. */
+export function isTensorType(t: string): t is TensorType {
+  return Object.hasOwn(arrays, t);
+}
+
+/**
+ * Checks raw feeds against the graph: every input present and no other, element types equal, rank equal, fixed
+ * dimensions equal, and a common size along axis 0 for graphs that batch there. Throws INVALID_TENSOR (400) naming
+ * the input. Returns the batcher key: requests of one row whose inputs all have a free axis 0 stack with requests of
+ * the same other dimensions; anything else runs alone.
+ */
+export function checkFeeds(
+  feeds: Readonly<Record<string, HostTensor>>,
+  inputs: readonly TensorInfo[],
+  outputs: readonly TensorInfo[],
+  solo: () => string,
+): { key: string; batch: number } {
+  for (const name of Object.keys(feeds)) {
+    if (!inputs.some((i) => i.name === name)) {
+      throw new Errors.INVALID_TENSOR(`unexpected input '${name}' (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    }
+  }
+  const batches = new Set<number>();
+  for (const info of inputs) {
+    const t = feeds[info.name];
+    if (!t) throw new Errors.INVALID_TENSOR(`missing input '${info.name}'`);
+    if (t.type !== info.type) throw new Errors.INVALID_TENSOR(`input '${info.name}' is ${info.type}, got ${t.type}`);
+    const fixedOk =
+      t.dims.length === info.shape.length && info.shape.every((d, i) => typeof d !== 'number' || d === t.dims[i]);
+    if (!fixedOk) {
+      throw new Errors.INVALID_TENSOR(
+        `input '${info.name}' has shape [${info.shape.map((d) => (typeof d === 'number' ? d : -1)).join(', ')}], got [${t.dims.join(', ')}]`,
+      );
+    }
+    if (t.dims.some((d) => !Number.isInteger(d) || d < 0))
+      throw new Errors.INVALID_TENSOR(`input '${info.name}': dimensions must be non-negative integers`);
+    if (info.shape.length > 0 && typeof info.shape[0] !== 'number') batches.add(t.dims[0]);
+  }
+  const free0 = (i: TensorInfo) => i.shape.length > 0 && typeof i.shape[0] !== 'number';
+  const stackable = inputs.every(free0) && outputs.every(free0) && batches.size === 1 && batches.has(1);
+  if (!stackable) return { key: solo(), batch: batches.size === 1 ? [...batches][0] : 1 };
+  const shapes = inputs.map((i) => `${i.name}:${feeds[i.name].dims.slice(1).join('x')}`).join(';');
+  return { key: `tensors|${shapes}`, batch: 1 };
+}
+
+/** Runs a batch of raw requests: stacked along axis 0 when there are several, then split back per request. */
+export async function runTensorRows(session: SessionRunner, rows: readonly TensorRow[]): Promise<TensorOutputs[]> {
+  const names = session.outputs.map((o) => o.name);
+  if (rows.length === 1) return [await session.run(rows[0].feeds, names)];
+  const feeds: Record<string, HostTensor> = {};
+  for (const name of Object.keys(rows[0].feeds)) {
+    const parts = rows.map((r) => r.feeds[name]);
+    const first = parts[0];
+    const data = new arrays[first.type](parts.reduce((n, p) => n + p.data.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      (data as Float32Array).set(p.data as Float32Array, at);
+      at += p.data.length;
+    }
+    feeds[name] = { type: first.type, data, dims: [rows.length, ...first.dims.slice(1)] };
+  }
+  const out = await session.run(feeds, names);
+  return rows.map((_, r) => {
+    const mine: TensorOutputs = {};
+    for (const [name, t] of Object.entries(out)) {
+      const per = t.data.length / t.dims[0];
+      mine[name] = { type: t.type, data: t.data.slice(r * per, (r + 1) * per), dims: [1, ...t.dims.slice(1)] };
+    }
+    return mine;
+  });
+}

@@ -1,0 +1,120 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static } from 'typebox';
+import { serverInfo } from '../../config.js';
+import { Errors } from '../../errors.js';
+import type { LoadedModel } from '../../models/repository.js';
+import type { AppDeps, App } from '../app.js';
+import { toClientError } from '../error-mapping.js';
+import { abortOnClose, trackRequests } from '../request-metrics.js';
+import { datatypeOfGraphType, decodeInferRequest, encodeInferResponse } from '../v2/codec.js';
+
+const Params = Type.Object({
+  name: Type.String({ maxLength: 256 }),
+  version: Type.Optional(Type.String({ maxLength: 64 })),
+});
+type Params = Static<typeof Params>;
+
+const TensorMetadata = Type.Object({
+  name: Type.String(),
+  datatype: Type.String(),
+  shape: Type.Array(Type.Integer({ description: '-1 for a dynamic dimension' })),
+});
+const ModelMetadata = Type.Object({
+  name: Type.String(),
+  versions: Type.Array(Type.String()),
+  platform: Type.String(),
+  inputs: Type.Array(TensorMetadata),
+  outputs: Type.Array(TensorMetadata),
+});
+
+/** The header that says how long the JSON part of a body with binary tensor data is (Triton's extension). */
+const HEADER_LENGTH = 'inference-header-content-length';
+
+/**
+ * The Open Inference Protocol (KServe v2) over REST: server and model metadata, model readiness, and `infer` with
+ * JSON tensors or Triton's binary tensor data extension. Raw tensors skip pre- and post-processing but queue on the
+ * model's own batcher, next to `/predict` requests. Errors use the protocol's body, `{"error": "..."}`, plus our
+ * stable `code`. (`/v2/health/live|ready` are in health.ts.)
+ */
+export async function v2Routes(app: App, { repository, metrics }: AppDeps): Promise<void> {
+  // infer bodies are JSON, or a JSON header followed by binary data: read them whole, decode in the handler
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err, req, reply) => {
+    const { body, headers, serverFault } = toClientError(err, req.id);
+    if (serverFault) req.log.error({ err }, 'request failed');
+    else req.log.info({ code: body.code, reason: body.message }, 'request refused');
+    return reply.code(body.statusCode).headers(headers).send({ error: body.message, code: body.code });
+  });
+  const track = trackRequests(app, metrics);
+
+  /** The serving model of a name, in the version asked for when the path names one. */
+  const model = (p: Params): LoadedModel => {
+    const m = repository.readyModel(p.name);
+    if (p.version !== undefined && p.version !== m.version) throw new Errors.VERSION_NOT_FOUND(p.name, p.version);
+    return m;
+  };
+
+  app.get(
+    '/v2',
+    {
+      schema: {
+        response: {
+          200: Type.Object({ name: Type.String(), version: Type.String(), extensions: Type.Array(Type.String()) }),
+        },
+      },
+    },
+    async () => ({ ...serverInfo, extensions: ['binary_tensor_data'] }),
+  );
+
+  const metadata = async (req: FastifyRequest<{ Params: Params }>) => {
+    const m = model(req.params);
+    const tensors = (list: LoadedModel['session']['inputs']) =>
+      list.map((t) => ({
+        name: t.name,
+        datatype: datatypeOfGraphType(t.type),
+        shape: t.shape.map((d) => (typeof d === 'number' ? d : -1)),
+      }));
+    return {
+      name: m.name,
+      versions: [m.version],
+      platform: 'onnxruntime_onnx',
+      inputs: tensors(m.session.inputs),
+      outputs: tensors(m.session.outputs),
+    };
+  };
+  const metadataSchema = { schema: { params: Params, response: { 200: ModelMetadata } } };
+  app.get('/v2/models/:name', metadataSchema, metadata);
+  app.get('/v2/models/:name/versions/:version', metadataSchema, metadata);
+
+  // ready: 200 when the model (in that version) serves, else the error that says why (404 unknown, 503 loading)
+  const ready = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    model(req.params);
+    return reply.code(200).send();
+  };
+  app.get('/v2/models/:name/ready', { schema: { params: Params } }, ready);
+  app.get('/v2/models/:name/versions/:version/ready', { schema: { params: Params } }, ready);
+
+  const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const m = model(req.params);
+    track.model(req, m.name);
+    if (!Buffer.isBuffer(req.body) || req.body.length === 0)
+      throw new Errors.MISSING_INPUT('the request body is empty');
+    const raw = req.headers[HEADER_LENGTH];
+    const request = decodeInferRequest(req.body, raw === undefined ? undefined : Number(raw));
+    const outputs = await m.inferTensors(request.feeds, {
+      deadline: track.arrival(req) + m.timeoutMs,
+      timeoutMs: m.timeoutMs,
+      signal: abortOnClose(reply),
+    });
+    const { json, binary } = encodeInferResponse(m, request, outputs);
+    if (binary.length === 0) return reply.send(json);
+    const head = Buffer.from(JSON.stringify(json));
+    return reply
+      .header(HEADER_LENGTH, String(head.length))
+      .type('application/octet-stream')
+      .send(Buffer.concat([head, ...binary]));
+  };
+  app.post('/v2/models/:name/infer', { schema: { params: Params } }, infer);
+  app.post('/v2/models/:name/versions/:version/infer', { schema: { params: Params } }, infer);
+}

@@ -1,0 +1,218 @@
+import { Errors } from '../../errors.js';
+import type { HostTensor, TensorType } from '../../models/session.js';
+import { isTensorType } from '../../models/tensors.js';
+import { floatToHalf, halfToFloat } from '../../onnx/float16.js';
+
+// The Open Inference Protocol's (KServe v2) JSON tensors, and Triton's binary tensor data extension: a JSON header of
+// `Inference-Header-Content-Length` bytes, then the raw little-endian data of the inputs that give `binary_data_size`,
+// in the order they are listed (and the same for outputs asked for with `binary_data`).
+
+/** v2 datatype names of the element types the server runs. */
+export const datatypeOf: Record<TensorType, string> = {
+  float32: 'FP32',
+  int64: 'INT64',
+  int32: 'INT32',
+  float16: 'FP16',
+  uint8: 'UINT8',
+  bool: 'BOOL',
+};
+const typeOfDatatype = new Map(Object.entries(datatypeOf).map(([t, d]) => [d, t as TensorType]));
+const bytesPer: Record<TensorType, number> = { float32: 4, int64: 8, int32: 4, float16: 2, uint8: 1, bool: 1 };
+
+/** The v2 datatype of a graph tensor type (onnxruntime's names), for metadata; unknown types pass through upper-cased. */
+export function datatypeOfGraphType(type: string): string {
+  return isTensorType(type) ? datatypeOf[type] : type.toUpperCase();
+}
+
+/** One requested output. */
+export interface RequestedOutput {
+  readonly name: string;
+  readonly binary: boolean;
+}
+
+/** A decoded infer request. */
+export interface InferRequest {
+  readonly id?: string;
+  readonly feeds: Record<string, HostTensor>;
+  /** Outputs asked for, in order; undefined means all. */
+  readonly outputs?: readonly RequestedOutput[];
+  /** `parameters.binary_data_output`: every output as binary unless it says otherwise. */
+  readonly binaryOutput: boolean;
+}
+
+const bad = (message: string) => new Errors.INVALID_TENSOR(message);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Decodes an infer request body. `headerLength` is the `Inference-Header-Content-Length` header: the JSON header's
+ * size when the body carries binary tensor data after it; absent, the whole body is JSON.
+ */
+export function decodeInferRequest(body: Buffer, headerLength: number | undefined): InferRequest {
+  if (headerLength !== undefined && (!Number.isInteger(headerLength) || headerLength < 0 || headerLength > body.length))
+    throw new Errors.BAD_REQUEST(
+      `Inference-Header-Content-Length ${headerLength} is not within the body's ${body.length} bytes`,
+    );
+  const jsonPart = headerLength === undefined ? body : body.subarray(0, headerLength);
+  let json: unknown;
+  try {
+    json = JSON.parse(jsonPart.toString('utf8'));
+  } catch (err) {
+    throw new Errors.BAD_REQUEST(`the inference request is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(json) || !Array.isArray(json.inputs) || json.inputs.length === 0)
+    throw new Errors.BAD_REQUEST('the inference request needs "inputs": [{name, shape, datatype, data}]');
+  const binary = headerLength === undefined ? Buffer.alloc(0) : body.subarray(headerLength);
+  let offset = 0;
+  const feeds: Record<string, HostTensor> = {};
+  for (const input of json.inputs as unknown[]) {
+    if (!isObject(input) || typeof input.name !== 'string') throw bad('every input needs a "name"');
+    const name = input.name;
+    if (Object.hasOwn(feeds, name)) throw bad(`input '${name}' is given twice`);
+    if (typeof input.datatype !== 'string') throw bad(`input '${name}' needs a "datatype"`);
+    const type = typeOfDatatype.get(input.datatype);
+    if (!type)
+      throw bad(
+        `input '${name}': datatype ${input.datatype} is not supported (${[...typeOfDatatype.keys()].join(', ')})`,
+      );
+    const shape = input.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw bad(`input '${name}' needs a "shape" of non-negative integers`);
+    const count = shape.reduce((a: number, b: number) => a * b, 1);
+    const size = isObject(input.parameters) ? input.parameters.binary_data_size : undefined;
+    let data: HostTensor['data'];
+    if (size !== undefined) {
+      if (!Number.isSafeInteger(size) || (size as number) < 0) throw bad(`input '${name}': bad binary_data_size`);
+      const n = size as number;
+      if (n !== count * bytesPer[type])
+        throw bad(
+          `input '${name}': binary_data_size ${n} is not ${count} x ${bytesPer[type]} bytes for shape [${shape.join(', ')}]`,
+        );
+      if (offset + n > binary.length)
+        throw bad(`input '${name}': ${n} bytes of binary data asked for, ${binary.length - offset} left in the body`);
+      data = fromBytes(type, binary.subarray(offset, offset + n), count);
+      offset += n;
+    } else {
+      if (input.data === undefined) throw bad(`input '${name}' has no "data" (nor binary_data_size)`);
+      data = fromJson(type, input.data, name, count);
+    }
+    feeds[name] = { type, data, dims: shape as number[] };
+  }
+  if (offset !== binary.length) throw bad(`${binary.length - offset} bytes of binary data after the last binary input`);
+  const params = isObject(json.parameters) ? json.parameters : {};
+  let outputs: RequestedOutput[] | undefined;
+  if (json.outputs !== undefined) {
+    if (!Array.isArray(json.outputs)) throw new Errors.BAD_REQUEST('"outputs" must be a list');
+    outputs = json.outputs.map((o: unknown) => {
+      if (!isObject(o) || typeof o.name !== 'string') throw new Errors.BAD_REQUEST('every output needs a "name"');
+      const p = isObject(o.parameters) ? o.parameters : {};
+      return {
+        name: o.name,
+        binary: p.binary_data === undefined ? params.binary_data_output === true : p.binary_data === true,
+      };
+    });
+  }
+  const id = typeof json.id === 'string' ? json.id : undefined;
+  return { id, feeds, outputs, binaryOutput: params.binary_data_output === true };
+}
+
+/** Reads little-endian element data from a (possibly unaligned) slice of the body. */
+function fromBytes(type: TensorType, bytes: Buffer, count: number): HostTensor['data'] {
+  const copy = new Uint8Array(bytes); // aligned, and detached from the request buffer
+  switch (type) {
+    case 'float32':
+      return new Float32Array(copy.buffer, 0, count);
+    case 'int64':
+      return new BigInt64Array(copy.buffer, 0, count);
+    case 'int32':
+      return new Int32Array(copy.buffer, 0, count);
+    case 'float16':
+      return new Uint16Array(copy.buffer, 0, count);
+    case 'uint8':
+      return copy;
+    case 'bool':
+      return copy.map((b) => (b ? 1 : 0));
+  }
+}
+
+/** Reads JSON element data, flat (row-major) or nested, checking every value against the datatype. */
+function fromJson(type: TensorType, data: unknown, name: string, count: number): HostTensor['data'] {
+  const flat = Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data];
+  if (flat.length !== count) throw bad(`input '${name}' has ${flat.length} values, its shape holds ${count}`);
+  const check = (ok: (v: unknown) => boolean, what: string) => {
+    const i = flat.findIndex((v) => !ok(v));
+    if (i >= 0) throw bad(`input '${name}': value ${i} (${JSON.stringify(flat[i])}) is not ${what}`);
+  };
+  const inRange = (lo: number, hi: number) => (v: unknown) =>
+    Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+  switch (type) {
+    case 'float32':
+    case 'float16':
+      check((v) => typeof v === 'number', 'a number');
+      return type === 'float32'
+        ? Float32Array.from(flat as number[])
+        : Uint16Array.from(flat as number[], (v) => floatToHalf(v));
+    case 'int64':
+      check(inRange(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER), 'an integer');
+      return BigInt64Array.from(flat as number[], (v) => BigInt(v));
+    case 'int32':
+      check(inRange(-(2 ** 31), 2 ** 31 - 1), 'an int32');
+      return Int32Array.from(flat as number[]);
+    case 'uint8':
+      check(inRange(0, 255), 'a uint8');
+      return Uint8Array.from(flat as number[]);
+    case 'bool':
+      check((v) => typeof v === 'boolean', 'true or false');
+      return Uint8Array.from(flat as boolean[], (v) => (v ? 1 : 0));
+  }
+}
+
+/** One output of the response: JSON data, or binary data appended after the JSON header. */
+export interface EncodedResponse {
+  /** The JSON part. */
+  readonly json: Record<string, unknown>;
+  /** Binary data of the binary outputs, in order; empty when the response is plain JSON. */
+  readonly binary: Buffer[];
+}
+
+/** Builds the response body of an infer request from the model's outputs. */
+export function encodeInferResponse(
+  model: { name: string; version: string },
+  request: InferRequest,
+  outputs: Record<string, HostTensor>,
+): EncodedResponse {
+  const wanted = request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
+  const binary: Buffer[] = [];
+  const list = wanted.map(({ name, binary: asBinary }) => {
+    const t = outputs[name];
+    if (!t) throw bad(`unknown output '${name}' (outputs: ${Object.keys(outputs).join(', ')})`);
+    const head = { name, datatype: datatypeOf[t.type], shape: [...t.dims] };
+    if (asBinary) {
+      const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      binary.push(bytes);
+      return { ...head, parameters: { binary_data_size: bytes.length } };
+    }
+    return { ...head, data: toJson(t) };
+  });
+  return {
+    json: {
+      model_name: model.name,
+      model_version: model.version,
+      ...(request.id !== undefined ? { id: request.id } : {}),
+      outputs: list,
+    },
+    binary,
+  };
+}
+
+function toJson(t: HostTensor): (number | boolean)[] {
+  switch (t.type) {
+    case 'int64':
+      return Array.from(t.data as BigInt64Array, Number); // exact up to 2^53, as JSON numbers are
+    case 'float16':
+      return Array.from(t.data as Uint16Array, halfToFloat);
+    case 'bool':
+      return Array.from(t.data as Uint8Array, (v) => v !== 0);
+    default:
+      return Array.from(t.data as ArrayLike<number>);
+  }
+}
