@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -80,6 +81,7 @@ export function buildApp(deps: AppDeps): App {
     },
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
   app.register(healthRoutes, deps);
   app.register(metricsRoutes, deps);
   app.register(modelRoutes, deps);

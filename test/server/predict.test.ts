@@ -169,4 +169,8 @@ t.test('OpenAPI document is generated from the route schemas', async (t) => {
   t.ok(doc.openapi?.startsWith('3.'));
   t.ok(doc.paths['/predict']?.post, '/predict is documented');
   t.ok(doc.paths['/v1/models/{name}/predict']?.post);
+  t.ok(doc.paths['/v2/models/{name}/infer']?.post, 'the v2 protocol too');
+  const ui = await app.inject({ url: '/docs' });
+  t.equal(ui.statusCode, 200);
+  t.match(ui.headers['content-type'], /text\/html/, 'a docs page at /docs');
 });
