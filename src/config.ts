@@ -35,6 +35,10 @@ export interface Config {
   readonly preprocessThreads: number;
   /** Run one batch through each model before reporting ready. */
   readonly warmup: boolean;
+  /** After SIGTERM: readiness is 503 at once, new requests are still served for this long (load balancers catch up). */
+  readonly shutdownGraceMs: number;
+  /** After SIGTERM: the whole drain (grace, then finishing admitted requests) must end within this, or exit 1. */
+  readonly shutdownTimeoutMs: number;
   /** Cores the thread budget is split over. */
   readonly cpuCount: number;
   /** Opt-in capture of real request inputs for calibration (user data!); undefined = off. */
@@ -65,6 +69,8 @@ export const defaults = Object.freeze({
   MUON_PREPROCESS_THREADS: 1,
   MUON_WARMUP: true,
   MUON_CAPTURE_RATE: 0.01,
+  MUON_SHUTDOWN_GRACE_MS: 5_000,
+  MUON_SHUTDOWN_TIMEOUT_MS: 30_000,
   MUON_CAPTURE_MAX_BYTES: 256 * 1024 * 1024,
 });
 
@@ -137,6 +143,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
     warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
+    shutdownGraceMs: int(env, 'MUON_SHUTDOWN_GRACE_MS', d.MUON_SHUTDOWN_GRACE_MS, 0, 600_000)!,
+    shutdownTimeoutMs: int(env, 'MUON_SHUTDOWN_TIMEOUT_MS', d.MUON_SHUTDOWN_TIMEOUT_MS, 1, 3_600_000)!,
     cpuCount: availableParallelism(),
     capture: env.MUON_CAPTURE_DIR?.trim()
       ? {

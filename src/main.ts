@@ -31,9 +31,16 @@ async function drain(): Promise<void> {
   logger.info('stopped');
 }
 
-closeWithGrace({ delay: config.requestTimeoutMs + 5_000, logger }, async ({ signal, err }) => {
+// SIGTERM: readiness turns 503 at once; new requests are still served for MUON_SHUTDOWN_GRACE_MS (load balancers
+// and Kubernetes endpoints take a moment to notice), then refused with 503 while admitted ones finish; all within
+// MUON_SHUTDOWN_TIMEOUT_MS, or close-with-grace exits 1.
+closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
+  repository.beginDrain();
   if (err) logger.error({ err }, 'shutting down after an error');
-  else logger.info({ signal }, 'draining');
+  else {
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'draining: not ready, still serving');
+    await new Promise((r) => setTimeout(r, config.shutdownGraceMs));
+  }
   await drain();
 });
 

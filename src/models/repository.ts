@@ -213,9 +213,21 @@ export class ModelRepository {
     private readonly log: Logger,
   ) {}
 
-  /** True once every model is loaded and warmed up, and none failed. */
+  #draining = false;
+
+  /** True once every model is loaded and warmed up, and none failed, until the server starts draining. */
   get ready(): boolean {
-    return this.#loaded && [...this.#models.values()].every((s) => s.state === 'READY');
+    return !this.#draining && this.#loaded && [...this.#models.values()].every((s) => s.state === 'READY');
+  }
+
+  /** True once shutdown began: readiness answers 503 so load balancers stop sending traffic. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Starts draining: readiness turns 503 at once; requests are still served until the server closes. */
+  beginDrain(): void {
+    this.#draining = true;
   }
 
   /** Status of a model by name, or undefined when no such folder exists. */

@@ -37,7 +37,8 @@ export function buildApp(deps: AppDeps): App {
     genReqId: () => randomUUID(),
     // slow or stalled uploads cannot hold a connection for ever
     requestTimeout: 60_000,
-    return503OnClosing: true,
+    // requests that arrive once close() began get our 503 (MUON_ERR_SHUTTING_DOWN, below), not Fastify's own body
+    return503OnClosing: false,
     // one line per request (the onResponse hook below) instead of Fastify's two
     logController: new LogController({ disableRequestLogging: true }),
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
@@ -49,6 +50,9 @@ export function buildApp(deps: AppDeps): App {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
+  });
+  app.addHook('onRequest', async (req) => {
+    if (closing && !req.url.startsWith('/v2/health')) throw new Errors.SHUTTING_DOWN();
   });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);

@@ -12,6 +12,6 @@ export async function healthRoutes(app: App, { repository }: AppDeps): Promise<v
     const models = repository
       .list()
       .map((s) => ({ name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) }));
-    return reply.code(ready ? 200 : 503).send({ ready, models });
+    return reply.code(ready ? 200 : 503).send({ ready, ...(repository.draining ? { draining: true } : {}), models });
   });
 }
