@@ -47,6 +47,11 @@ const Batching = Type.Object(
     defaultTimeoutMs: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Per-request deadline; MUON_REQUEST_TIMEOUT_MS when absent.' }),
     ),
+    maxTimeoutMs: Type.Integer({
+      minimum: 1,
+      default: 60_000,
+      description: 'Longest deadline a client may ask for (x-muon-timeout-ms or timeout_ms); longer asks are capped.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

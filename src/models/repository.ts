@@ -75,6 +75,11 @@ export class LoadedModel {
     return this.manifest.version;
   }
 
+  /** The longest deadline a client may ask for. */
+  get maxTimeoutMs(): number {
+    return this.manifest.batching.maxTimeoutMs;
+  }
+
   get task(): string {
     return this.manifest.task;
   }
@@ -181,6 +186,7 @@ export class LoadedModel {
         max_queue_size: maxQueueSize,
         max_in_flight_batches: maxInFlightBatches,
         default_timeout_ms: this.timeoutMs,
+        max_timeout_ms: this.maxTimeoutMs,
         fixed_batch: this.pipeline.graphMaxBatch !== undefined,
       },
     };

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { App } from './app.js';
 
@@ -42,4 +43,26 @@ export function abortOnClose(reply: FastifyReply): AbortSignal {
     if (!reply.raw.writableFinished) gone.abort();
   });
   return gone.signal;
+}
+
+/** The header a client sets its deadline with (milliseconds, queue and compute); `?timeout_ms=` does the same. */
+export const TIMEOUT_HEADER = 'x-muon-timeout-ms';
+
+/**
+ * A request's deadline budget: what the client asked for (the query's `timeout_ms`, else the `x-muon-timeout-ms`
+ * header), capped by the model's `batching.maxTimeoutMs`, or the model's default. Counted from arrival.
+ */
+export function requestTimeoutMs(
+  req: FastifyRequest,
+  model: { readonly timeoutMs: number; readonly maxTimeoutMs: number },
+  fromQuery?: number,
+): number {
+  const raw = req.headers[TIMEOUT_HEADER];
+  let asked = fromQuery;
+  if (asked === undefined && raw !== undefined) {
+    asked = Number(raw);
+    if (!Number.isSafeInteger(asked) || asked < 1)
+      throw new Errors.BAD_REQUEST(`${TIMEOUT_HEADER} must be a positive integer (milliseconds), got '${String(raw)}'`);
+  }
+  return asked === undefined ? model.timeoutMs : Math.min(asked, model.maxTimeoutMs);
 }

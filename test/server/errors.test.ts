@@ -158,6 +158,31 @@ t.test('429 with Retry-After when the queue is full; 504 when the deadline passe
   t.ok(late.length > 0, `${late.length} of 3 timed out`);
   expectError(t, late[0], 504, 'MUON_ERR_DEADLINE_EXCEEDED');
   t.ok((await metricValue(c.metrics, 'muon_requests_dropped_total', { reason: 'deadline' })) > 0, 'drops are counted');
+  // the same deadline from the x-muon-timeout-ms header, for /predict and for v2 infer
+  const byHeader = (url: string, payload: string | Buffer, type: string) =>
+    c.app.inject({ method: 'POST', url, headers: { 'content-type': type, 'x-muon-timeout-ms': '1' }, payload });
+  const viaHeader = await Promise.all(Array.from({ length: 3 }, () => byHeader('/predict', line, 'image/png')));
+  t.ok(
+    viaHeader.some((r) => r.statusCode === 504),
+    'x-muon-timeout-ms sets the deadline',
+  );
+  const x = { name: 'x', shape: [1, 3, 48, 192], datatype: 'FP32', data: new Array(3 * 48 * 192).fill(0) };
+  const v2 = await Promise.all(
+    Array.from({ length: 3 }, () =>
+      byHeader('/v2/models/text-orientation/infer', JSON.stringify({ inputs: [x] }), 'application/json'),
+    ),
+  );
+  t.ok(
+    v2.some((r) => r.statusCode === 504 && r.json().code === 'MUON_ERR_DEADLINE_EXCEEDED'),
+    'and for v2 infer',
+  );
+  const bad = await c.app.inject({
+    method: 'POST',
+    url: '/predict',
+    headers: { 'content-type': 'image/png', 'x-muon-timeout-ms': 'soon' },
+    payload: line,
+  });
+  expectError(t, bad, 400, 'MUON_ERR_BAD_REQUEST');
   t.equal((await send('/predict')).statusCode, 200, 'still serving');
 });
 

@@ -5,7 +5,7 @@ import { Errors } from '../../errors.js';
 import { modelNamePattern } from '../../models/manifest.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { WireInput } from '../../models/tasks/task.js';
-import { abortOnClose, trackRequests } from '../request-metrics.js';
+import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, AppDeps } from '../app.js';
@@ -27,7 +27,8 @@ const Query = Type.Object(
       Type.Integer({
         minimum: 1,
         maximum: 600_000,
-        description: "Deadline for this request; the model's default when absent.",
+        description:
+          "Deadline for this request (queue and compute; also the x-muon-timeout-ms header), capped by the model's maxTimeoutMs; the model's default when absent.",
       }),
     ),
   },
@@ -124,7 +125,7 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
         `model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`,
       );
     }
-    const timeoutMs = query.timeout_ms ?? model.timeoutMs;
+    const timeoutMs = requestTimeoutMs(req, model, query.timeout_ms);
     const answer = await model.infer(input, {
       topK: query.top_k,
       deadline: track.arrival(req) + timeoutMs, // from arrival, upload included

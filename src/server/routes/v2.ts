@@ -5,7 +5,7 @@ import { Errors } from '../../errors.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { AppDeps, App } from '../app.js';
 import { toClientError } from '../error-mapping.js';
-import { abortOnClose, trackRequests } from '../request-metrics.js';
+import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import { datatypeOfGraphType, decodeInferRequest, encodeInferResponse } from '../v2/codec.js';
 
 const Params = Type.Object({
@@ -102,9 +102,10 @@ export async function v2Routes(app: App, { repository, metrics }: AppDeps): Prom
       throw new Errors.MISSING_INPUT('the request body is empty');
     const raw = req.headers[HEADER_LENGTH];
     const request = decodeInferRequest(req.body, raw === undefined ? undefined : Number(raw));
+    const timeoutMs = requestTimeoutMs(req, m);
     const outputs = await m.inferTensors(request.feeds, {
-      deadline: track.arrival(req) + m.timeoutMs,
-      timeoutMs: m.timeoutMs,
+      deadline: track.arrival(req) + timeoutMs,
+      timeoutMs,
       signal: abortOnClose(reply),
     });
     const { json, binary } = encodeInferResponse(m, request, outputs);
