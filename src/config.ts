@@ -37,6 +37,8 @@ export interface Config {
   readonly warmup: boolean;
   /** After SIGTERM: readiness is 503 at once, new requests are still served for this long (load balancers catch up). */
   readonly shutdownGraceMs: number;
+  /** Bearer token for model management (`/v2/repository/models/{name}/load|unload`); undefined = disabled. */
+  readonly adminToken: string | undefined;
   /** After SIGTERM: the whole drain (grace, then finishing admitted requests) must end within this, or exit 1. */
   readonly shutdownTimeoutMs: number;
   /** Cores the thread budget is split over. */
@@ -47,6 +49,14 @@ export interface Config {
 
 /** The package's root folder, so default paths work whatever the working directory. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** MUON_ADMIN_TOKEN: at least 16 characters when set, so a guessable token is refused at start. */
+function adminToken(env: NodeJS.ProcessEnv): string | undefined {
+  const token = env.MUON_ADMIN_TOKEN?.trim();
+  if (!token) return undefined;
+  if (token.length < 16) throw new ConfigError('MUON_ADMIN_TOKEN must be at least 16 characters');
+  return token;
+}
 
 /** The server's name and version, from package.json (OpenAPI, `GET /v2`). */
 export const serverInfo: { readonly name: string; readonly version: string } = (() => {
@@ -143,6 +153,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
     warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
+    adminToken: adminToken(env),
     shutdownGraceMs: int(env, 'MUON_SHUTDOWN_GRACE_MS', d.MUON_SHUTDOWN_GRACE_MS, 0, 600_000)!,
     shutdownTimeoutMs: int(env, 'MUON_SHUTDOWN_TIMEOUT_MS', d.MUON_SHUTDOWN_TIMEOUT_MS, 1, 3_600_000)!,
     cpuCount: availableParallelism(),

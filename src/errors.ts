@@ -9,6 +9,16 @@ export const Errors = {
   INVALID_TENSOR: createError('MUON_ERR_INVALID_TENSOR', 'Invalid tensor: %s', 400),
   /** The model exists but not in the version asked for. */
   VERSION_NOT_FOUND: createError('MUON_ERR_VERSION_NOT_FOUND', "Model '%s' has no version '%s'", 404),
+  /** A repository change (load/unload) without the right `Authorization: Bearer` token. */
+  UNAUTHORIZED: createError('MUON_ERR_UNAUTHORIZED', 'Unauthorized: %s', 401),
+  /** Repository changes are disabled: `MUON_ADMIN_TOKEN` is not set. */
+  ADMIN_DISABLED: createError(
+    'MUON_ERR_ADMIN_DISABLED',
+    'Model management is disabled (set MUON_ADMIN_TOKEN to enable it)',
+    403,
+  ),
+  /** A model folder that does not load, or a new version that fails its checks; the serving version stays. */
+  LOAD_FAILED: createError('MUON_ERR_LOAD_FAILED', "Model '%s' was not loaded: %s", 422),
   /** The route or the request's parameters are malformed. */
   BAD_REQUEST: createError('MUON_ERR_BAD_REQUEST', 'Bad request: %s', 400),
   /** No model with that name is in the repository. */

@@ -168,6 +168,24 @@ const common = {
   topK: Type.Integer({ minimum: 1, default: 5 }),
   batching: Batching,
   compression: Type.Optional(Compression),
+  rollout: Type.Optional(
+    Type.Object(
+      {
+        samples: Type.String({
+          minLength: 1,
+          description:
+            'Folder of media files (images, .wav, .txt), relative to the model folder: a reload must answer them as the serving model does.',
+        }),
+        minAgreement: Type.Number({
+          minimum: 0,
+          maximum: 1,
+          default: 1,
+          description: 'Fraction of samples whose answers must agree (top-1 label, text, boxes, segments).',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  ),
 };
 
 /** A manifest for `image-classification`: `input` says how an image becomes a tensor. */

@@ -11,6 +11,7 @@ import { decodeModel, type ModelProto } from '../onnx/model.js';
 import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
+import { mediaInput, mediaKind } from './media.js';
 import { ModelSession, type HostTensor, type SessionRunner } from './session.js';
 import { checkFeeds, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import { faceDetection } from './tasks/face-detection.js';
@@ -84,8 +85,28 @@ export class LoadedModel {
     return this.manifest.task;
   }
 
+  #inFlight = 0;
+  #idle: (() => void) | undefined;
+
+  /**
+   * Counts a request from the moment it is handed to this model (synchronously, so a swap that replaces the model
+   * after a lookup still sees it) until its answer, so {@link close} frees the session only once nobody uses it.
+   */
+  async #tracked<T>(work: () => Promise<T>): Promise<T> {
+    this.#inFlight++;
+    try {
+      return await work();
+    } finally {
+      if (--this.#inFlight === 0) this.#idle?.();
+    }
+  }
+
   /** Preprocesses one request, queues it for batching, and turns its output row into the task's answer. */
-  async infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
+  infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
+    return this.#tracked(() => this.#infer(input, opts));
+  }
+
+  async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
     const t0 = performance.now();
     const prepared = await this.pipeline.prepare(input);
     this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
@@ -107,7 +128,11 @@ export class LoadedModel {
    * Runs raw feeds through the graph (the Open Inference Protocol's `infer`): checked against the graph's inputs,
    * queued on this model's batcher (stacked with other one-row requests of the same shapes), every output returned.
    */
-  async inferTensors(feeds: Record<string, HostTensor>, opts: InferOptions): Promise<TensorOutputs> {
+  inferTensors(feeds: Record<string, HostTensor>, opts: InferOptions): Promise<TensorOutputs> {
+    return this.#tracked(() => this.#inferTensors(feeds, opts));
+  }
+
+  async #inferTensors(feeds: Record<string, HostTensor>, opts: InferOptions): Promise<TensorOutputs> {
     const { key } = checkFeeds(feeds, this.session.inputs, this.session.outputs, () => `solo|${this.#soloKeys++}`);
     try {
       const step = { deadline: opts.deadline, signal: opts.signal, key };
@@ -192,8 +217,9 @@ export class LoadedModel {
     };
   }
 
-  /** Drains the queue and frees the session. */
+  /** Waits for the requests handed to this model to be answered, drains the queue and frees the session. */
   async close(): Promise<void> {
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
     await this.batcher.close();
     await this.session.release();
   }
@@ -203,7 +229,14 @@ export class LoadedModel {
 export type ModelStatus =
   | { readonly state: 'LOADING'; readonly name: string }
   | { readonly state: 'READY'; readonly name: string; readonly model: LoadedModel }
-  | { readonly state: 'FAILED'; readonly name: string; readonly error: string };
+  | { readonly state: 'FAILED'; readonly name: string; readonly error: string }
+  /** Unloaded on purpose (`POST /v2/repository/models/{name}/unload`); does not count against readiness. */
+  | { readonly state: 'UNAVAILABLE'; readonly name: string };
+
+/** A load that was refused: the folder's model did not load, or did not pass the checks before a swap. */
+export class LoadError extends Error {
+  override name = 'LoadError';
+}
 
 /**
  * The model repository: one folder per model, each with a `manifest.json`. Loads every model, keeps their status,
@@ -223,7 +256,8 @@ export class ModelRepository {
 
   /** True once every model is loaded and warmed up, and none failed, until the server starts draining. */
   get ready(): boolean {
-    return !this.#draining && this.#loaded && [...this.#models.values()].every((s) => s.state === 'READY');
+    const models = [...this.#models.values()];
+    return !this.#draining && this.#loaded && models.every((s) => s.state === 'READY' || s.state === 'UNAVAILABLE');
   }
 
   /** True once shutdown began: readiness answers 503 so load balancers stop sending traffic. */
@@ -245,8 +279,10 @@ export class ModelRepository {
   readyModel(name: string): LoadedModel {
     const s = this.#models.get(name);
     if (!s) throw new Errors.MODEL_NOT_FOUND(name);
-    if (s.state !== 'READY')
-      throw new Errors.MODEL_NOT_READY(name, s.state === 'FAILED' ? 'it failed to load' : 'it is loading');
+    if (s.state !== 'READY') {
+      const why = { LOADING: 'it is loading', FAILED: 'it failed to load', UNAVAILABLE: 'it is unloaded' }[s.state];
+      throw new Errors.MODEL_NOT_READY(name, why);
+    }
     return s.model;
   }
 
@@ -261,20 +297,9 @@ export class ModelRepository {
    * @returns the failures, empty when all loaded
    */
   async loadAll(): Promise<{ name: string; error: string }[]> {
-    const root = this.config.modelRepository;
-    if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
-    const names: string[] = [];
-    for (const entry of await readdir(root, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !existsSync(path.join(root, entry.name, 'manifest.json'))) continue;
-      if (!new RegExp(modelNamePattern).test(entry.name)) {
-        this.log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
-        continue;
-      }
-      names.push(entry.name);
-      this.#models.set(entry.name, { state: 'LOADING', name: entry.name });
-    }
-    const threads =
-      this.config.intraOpThreads ?? Math.max(1, Math.floor(this.config.cpuCount / Math.max(1, names.length)));
+    const names = await this.#folders();
+    for (const name of names) this.#models.set(name, { state: 'LOADING', name });
+    const threads = this.#threads(names.length);
     const failures: { name: string; error: string }[] = [];
     for (const name of names.sort()) {
       const started = performance.now();
@@ -301,6 +326,118 @@ export class ModelRepository {
     }
     this.#loaded = true;
     return failures;
+  }
+
+  /** Model folders of the repository (those with a manifest.json and a valid name), in name order. */
+  async #folders(): Promise<string[]> {
+    const root = this.config.modelRepository;
+    if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
+    const names: string[] = [];
+    for (const entry of await readdir(root, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !existsSync(path.join(root, entry.name, 'manifest.json'))) continue;
+      if (!new RegExp(modelNamePattern).test(entry.name)) {
+        this.log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
+        continue;
+      }
+      names.push(entry.name);
+    }
+    return names.sort();
+  }
+
+  /** Intra-op threads per model: MUON_INTRA_OP_THREADS, else the cores split over the models. */
+  #threads(models: number): number {
+    return this.config.intraOpThreads ?? Math.max(1, Math.floor(this.config.cpuCount / Math.max(1, models)));
+  }
+
+  /** Triton's repository index: every model folder and every model known, with state, version and reason. */
+  async index(): Promise<{ name: string; version?: string; state: string; reason?: string }[]> {
+    const names = new Set([...(await this.#folders()), ...this.#models.keys()]);
+    return [...names].sort().map((name) => {
+      const s = this.#models.get(name);
+      if (!s) return { name, state: 'UNAVAILABLE', reason: 'not loaded' };
+      if (s.state === 'READY') return { name, version: s.model.version, state: 'READY' };
+      if (s.state === 'FAILED') return { name, state: 'UNAVAILABLE', reason: s.error };
+      return { name, state: s.state, ...(s.state === 'UNAVAILABLE' ? { reason: 'unloaded' } : {}) };
+    });
+  }
+
+  /** Loads and unloads of one model run one at a time, in order. */
+  readonly #changes = new Map<string, Promise<unknown>>();
+
+  #serially<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const next = (this.#changes.get(name) ?? Promise.resolve()).catch(() => {}).then(change);
+    this.#changes.set(name, next);
+    return next;
+  }
+
+  /** Checks a model name from a client: the folder pattern (no separators, no dots first), and that it exists. */
+  #checkName(name: string): void {
+    if (
+      !new RegExp(modelNamePattern).test(name) ||
+      !existsSync(path.join(this.config.modelRepository, name, 'manifest.json'))
+    ) {
+      throw new Errors.MODEL_NOT_FOUND(name);
+    }
+  }
+
+  /**
+   * Loads a model folder, or reloads it without downtime: the new model is loaded and warmed up while the serving
+   * one keeps answering, checked (same task; and when the manifest has `rollout.samples`, its answers on those
+   * media files must agree with the serving model's), then swapped in at once. Requests already handed to the old
+   * model finish on it; it is freed once they are answered. A failed load or check leaves the old model serving.
+   * @throws MODEL_NOT_FOUND for a name that is not a model folder, LoadError when the load or a check fails
+   */
+  loadModel(name: string): Promise<LoadedModel> {
+    this.#checkName(name);
+    return this.#serially(name, async () => {
+      const before = this.#models.get(name);
+      const serving = before?.state === 'READY' ? before.model : undefined;
+      if (!before || before.state !== 'READY') this.#models.set(name, { state: 'LOADING', name });
+      let fresh: LoadedModel;
+      try {
+        fresh = await this.load(name, this.#threads(this.#models.size));
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err);
+        if (!serving) this.#models.set(name, { state: 'FAILED', name, error });
+        throw new LoadError(error, { cause: err });
+      }
+      if (serving) {
+        try {
+          await checkSwap(serving, fresh);
+        } catch (err) {
+          await fresh.close();
+          throw new LoadError((err as Error).message, { cause: err });
+        }
+      }
+      this.#models.set(name, { state: 'READY', name, model: fresh });
+      this.log.info({ model: name, version: fresh.version, replaced: serving?.version ?? null }, 'model loaded');
+      if (serving) {
+        this.#forget(serving, fresh);
+        serving.close().catch((err: unknown) => this.log.error({ model: name, err }, 'freeing the old model failed'));
+      }
+      return fresh;
+    });
+  }
+
+  /** Unloads a model: new requests get 503 at once, the ones already handed to it are answered, then it is freed. */
+  unloadModel(name: string): Promise<void> {
+    if (!this.#models.has(name)) throw new Errors.MODEL_NOT_FOUND(name);
+    return this.#serially(name, async () => {
+      const s = this.#models.get(name);
+      this.#models.set(name, { state: 'UNAVAILABLE', name });
+      if (s?.state === 'READY') {
+        this.#forget(s.model);
+        await s.model.close();
+        this.log.info({ model: name, version: s.model.version }, 'model unloaded');
+      }
+    });
+  }
+
+  /** Drops an old model's info series (unless its replacement has the same labels). */
+  #forget(old: LoadedModel, replacement?: LoadedModel): void {
+    const labels = (m: LoadedModel) => ({ model: m.name, version: m.version, provider: m.session.provider });
+    if (replacement && JSON.stringify(labels(old)) === JSON.stringify(labels(replacement))) return;
+    this.metrics.modelInfo.remove(labels(old));
   }
 
   /** Loads, checks and warms up one model folder. Throws ManifestError for a bad manifest or file. */
@@ -379,6 +516,7 @@ export class ModelRepository {
 
   /** Drains every model's queue, then frees the sessions. */
   async close(): Promise<void> {
+    await Promise.all([...this.#changes.values()].map((c) => c.catch(() => {})));
     await Promise.all(this.list().map((s) => (s.state === 'READY' ? s.model.close() : undefined)));
   }
 
@@ -450,6 +588,55 @@ export async function createPipeline(
     stages,
   });
   return { pipeline, labels };
+}
+
+/**
+ * The checks a new model passes before it replaces a serving one: the same task (clients read its answers), and,
+ * when its manifest lists rollout samples, answers that agree with the serving model's on at least `minAgreement` of
+ * them. Answers agree when they are equal once scores are ignored, numbers (boxes, milliseconds) rounded to integers,
+ * and only the first prediction kept: the same top-1 label, text, boxes, faces or segments.
+ */
+async function checkSwap(serving: LoadedModel, fresh: LoadedModel): Promise<void> {
+  if (fresh.task !== serving.task) {
+    throw new Error(`the new manifest's task is ${fresh.task}; the serving model's is ${serving.task}`);
+  }
+  const rollout = fresh.manifest.rollout;
+  if (!rollout) return;
+  const dir = resolveFile(
+    fresh.dir,
+    rollout.samples,
+    undefined,
+    '/rollout/samples',
+    path.join(fresh.dir, 'manifest.json'),
+  );
+  const files = (await readdir(dir)).filter((f) => mediaKind(f) !== undefined).sort();
+  if (files.length === 0) throw new Error(`/rollout/samples: no media files in ${dir}`);
+  let agree = 0;
+  for (const file of files) {
+    const input = mediaInput(mediaKind(file)!, await readFile(path.join(dir, file)), file);
+    const opts = { deadline: performance.now() + 60_000, timeoutMs: 60_000 };
+    const [a, b] = await Promise.all([serving.infer(input, opts), fresh.infer(input, opts)]);
+    if (JSON.stringify(comparable(a)) === JSON.stringify(comparable(b))) agree++;
+  }
+  const rate = agree / files.length;
+  if (rate < rollout.minAgreement) {
+    throw new Error(
+      `the new model agrees with the serving one on ${agree} of ${files.length} rollout samples (${rate.toFixed(3)} < /rollout/minAgreement ${rollout.minAgreement})`,
+    );
+  }
+}
+
+/** An answer reduced to what {@link checkSwap} compares. */
+function comparable(v: unknown, key = ''): unknown {
+  if (Array.isArray(v)) return (key === 'predictions' ? v.slice(0, 1) : v).map((x) => comparable(x));
+  if (typeof v === 'number') return Math.round(v);
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => k !== 'score')
+        .map(([k, x]) => [k, comparable(x, k)]),
+    );
+  return v;
 }
 
 /** Runs one full-size batch of zeros, so the first real request does not pay for arena growth and kernel setup. */

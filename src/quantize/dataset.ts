@@ -3,7 +3,8 @@ import path from 'node:path';
 import { parseManifest, type Manifest } from '../models/manifest.js';
 import { createPipeline, resolveFile } from '../models/repository.js';
 import { ModelSession, type HostTensor, type SessionRunner, type TensorInfo } from '../models/session.js';
-import type { ModelInput, StageModels, SubmitRows, WireInput } from '../models/tasks/task.js';
+import { mediaInput, mediaKind } from '../models/media.js';
+import type { StageModels, SubmitRows, WireInput } from '../models/tasks/task.js';
 
 /** One calibration or evaluation sample: the feeds of one `session.run`. */
 export interface Sample {
@@ -27,16 +28,6 @@ export interface DatasetContext {
   /** How media files become feeds; only model folders (with a manifest) have one, see {@link pipelineFeeds}. */
   readonly media?: MediaFeeds;
 }
-
-/** Media files by extension: the layout a server capture folder has (`MUON_CAPTURE_DIR/<model>`). */
-const mediaKinds: Record<string, ModelInput['kind']> = {
-  '.jpg': 'image',
-  '.jpeg': 'image',
-  '.png': 'image',
-  '.webp': 'image',
-  '.wav': 'audio',
-  '.txt': 'text',
-};
 
 /** Thrown for a sample the loader cannot turn into feeds; the message names the file. */
 export class DatasetError extends Error {
@@ -62,7 +53,7 @@ export async function loadSamples(dir: string, ctx: DatasetContext): Promise<Sam
     const file = path.join(dir, name);
     const ext = path.extname(name).toLowerCase();
     const bytes = await readFile(file);
-    const kind = mediaKinds[ext];
+    const kind = mediaKind(name);
     if (kind) {
       const runs = await mediaFeeds(kind, bytes, file, ctx);
       runs.forEach((feeds, i) => samples.push({ name: runs.length === 1 ? name : `${name}#${i}`, feeds }));
@@ -76,22 +67,20 @@ export async function loadSamples(dir: string, ctx: DatasetContext): Promise<Sam
 }
 
 function mediaFeeds(
-  kind: ModelInput['kind'],
+  kind: WireInput['kind'],
   bytes: Buffer,
   file: string,
   ctx: DatasetContext,
 ): Promise<Record<string, HostTensor>[]> {
   if (!ctx.media)
     throw new DatasetError(`${file}: media files need the model's folder (its manifest says how to preprocess them)`);
-  let text: string | undefined;
-  if (kind === 'text') {
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    } catch {
-      throw new DatasetError(`${file}: not valid UTF-8`);
-    }
+  let input: WireInput;
+  try {
+    input = mediaInput(kind, bytes, file);
+  } catch (err) {
+    throw new DatasetError((err as Error).message);
   }
-  return ctx.media(text !== undefined ? { kind: 'text', text } : { kind: kind as 'image' | 'audio', bytes }, file);
+  return ctx.media(input, file);
 }
 
 /**

@@ -1,8 +1,9 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
-import type { LoadedModel } from '../../models/repository.js';
+import { LoadError, type LoadedModel } from '../../models/repository.js';
 import type { AppDeps, App } from '../app.js';
 import { toClientError } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
@@ -36,7 +37,7 @@ const HEADER_LENGTH = 'inference-header-content-length';
  * model's own batcher, next to `/predict` requests. Errors use the protocol's body, `{"error": "..."}`, plus our
  * stable `code`. (`/v2/health/live|ready` are in health.ts.)
  */
-export async function v2Routes(app: App, { repository, metrics }: AppDeps): Promise<void> {
+export async function v2Routes(app: App, { repository, metrics, config }: AppDeps): Promise<void> {
   // infer bodies are JSON, or a JSON header followed by binary data: read them whole, decode in the handler
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -118,4 +119,30 @@ export async function v2Routes(app: App, { repository, metrics }: AppDeps): Prom
   };
   app.post('/v2/models/:name/infer', { schema: { params: Params } }, infer);
   app.post('/v2/models/:name/versions/:version/infer', { schema: { params: Params } }, infer);
+
+  // Triton's model repository extension. Changes need `Authorization: Bearer $MUON_ADMIN_TOKEN`; without a token
+  // configured they are disabled. Names are checked against the folder pattern, so no path leaves the repository.
+  const admin = async (req: FastifyRequest) => {
+    if (config.adminToken === undefined) throw new Errors.ADMIN_DISABLED();
+    const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (given === undefined) throw new Errors.UNAUTHORIZED('send Authorization: Bearer <MUON_ADMIN_TOKEN>');
+    const a = createHash('sha256').update(given).digest();
+    const b = createHash('sha256').update(config.adminToken).digest();
+    if (!timingSafeEqual(a, b)) throw new Errors.UNAUTHORIZED('wrong token');
+  };
+  const NameOnly = Type.Object({ name: Type.String({ maxLength: 256 }) });
+  app.post('/v2/repository/index', async () => repository.index());
+  app.post('/v2/repository/models/:name/load', { schema: { params: NameOnly }, onRequest: admin }, async (req) => {
+    try {
+      await repository.loadModel(req.params.name);
+    } catch (err) {
+      if (err instanceof LoadError) throw new Errors.LOAD_FAILED(req.params.name, err.message);
+      throw err;
+    }
+    return {};
+  });
+  app.post('/v2/repository/models/:name/unload', { schema: { params: NameOnly }, onRequest: admin }, async (req) => {
+    await repository.unloadModel(req.params.name);
+    return {};
+  });
 }

@@ -1,0 +1,124 @@
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { startApp } from '../helpers/app.js';
+
+// Model management (Triton's repository extension): index, load, unload, a version swap under concurrent load with
+// no failed request, checks that keep the serving version when the new one is bad, the token, and path traversal.
+const root = path.resolve(import.meta.dirname, '../..');
+const repo = mkdtempSync(path.join(tmpdir(), 'muon-repo-'));
+t.teardown(() => rmSync(repo, { recursive: true, force: true }));
+const folder = path.join(repo, 'text-orientation');
+cpSync(path.join(root, 'models/text-orientation'), folder, { recursive: true });
+const v2 = JSON.parse(readFileSync(path.join(folder, 'manifest.json'), 'utf8'));
+const fp32 = JSON.parse(readFileSync(path.join(root, 'models/text-orientation-fp32/manifest.json'), 'utf8'));
+const lines = path.join(root, 'test/fixtures/text-lines');
+mkdirSync(path.join(folder, 'rollout'));
+for (const f of ['line-01.png', 'line-03.png', 'line-03-rot180.png', 'word-01.png'])
+  cpSync(path.join(lines, f), path.join(folder, 'rollout', f));
+const writeManifest = (m: object) => writeFileSync(path.join(folder, 'manifest.json'), JSON.stringify(m));
+
+const token = 'a-long-enough-admin-token';
+const ctx = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_ADMIN_TOKEN: token });
+t.teardown(() => ctx.close());
+const { app } = ctx;
+const auth = { authorization: `Bearer ${token}` };
+const manage = (action: 'load' | 'unload', name = 'text-orientation', headers: Record<string, string> = auth) =>
+  app.inject({ method: 'POST', url: `/v2/repository/models/${name}/${action}`, headers });
+const image = readFileSync(path.join(lines, 'line-03.png'));
+const predict = () =>
+  app.inject({
+    method: 'POST',
+    url: '/predict?model=text-orientation',
+    headers: { 'content-type': 'image/png' },
+    payload: image,
+  });
+
+t.test('index lists the folders with state and version', async (t) => {
+  const res = await app.inject({ method: 'POST', url: '/v2/repository/index' });
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), [{ name: 'text-orientation', version: '2.0', state: 'READY' }]);
+});
+
+t.test('changes need the bearer token; names cannot leave the repository', async (t) => {
+  t.match((await manage('load', 'text-orientation', {})).json(), { code: 'MUON_ERR_UNAUTHORIZED' });
+  const wrong = await manage('load', 'text-orientation', { authorization: 'Bearer not-the-token-at-all' });
+  t.equal(wrong.statusCode, 401);
+  for (const name of ['..%2F..%2Fetc', '%2e%2e', 'nope', '.hidden']) {
+    const res = await manage('load', name);
+    t.equal(res.statusCode, 404, name);
+    // '..' is resolved by the router (no such route); the others reach the name check
+    t.match(res.json(), { code: /^MUON_ERR_(MODEL_)?NOT_FOUND$/ });
+  }
+  const closed = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_WARMUP: 'false' });
+  t.teardown(() => closed.close());
+  const res = await closed.app.inject({ method: 'POST', url: '/v2/repository/models/text-orientation/load' });
+  t.equal(res.statusCode, 403, 'no MUON_ADMIN_TOKEN: disabled');
+  t.match(res.json(), { code: 'MUON_ERR_ADMIN_DISABLED' });
+});
+
+t.test('a new version is swapped in under load with no failed request', async (t) => {
+  // version 3.0: the fp32 original, checked against the serving int8 model on the rollout samples
+  writeManifest({ ...fp32, version: '3.0', rollout: { samples: 'rollout', minAgreement: 1 } });
+  let stop = false;
+  const statuses: number[] = [];
+  const versions = new Set<string>();
+  const load = (async () => {
+    while (!stop) {
+      const batch = await Promise.all(Array.from({ length: 8 }, predict));
+      for (const r of batch) {
+        statuses.push(r.statusCode);
+        if (r.statusCode === 200) versions.add(r.json().version);
+      }
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 100));
+  const swap = await manage('load');
+  await new Promise((r) => setTimeout(r, 200));
+  stop = true;
+  await load;
+  t.equal(swap.statusCode, 200, swap.body);
+  t.ok(statuses.length > 16, `${statuses.length} requests during the swap`);
+  t.same(
+    statuses.filter((s) => s !== 200),
+    [],
+    'no request failed',
+  );
+  t.same([...versions].sort(), ['2.0', '3.0'], 'answered by the old version, then by the new one');
+  t.equal((await app.inject({ url: '/v2/models/text-orientation' })).json().versions[0], '3.0');
+  t.equal((await predict()).json().version, '3.0');
+});
+
+t.test('a bad new version is refused and the serving one stays', async (t) => {
+  writeFileSync(path.join(folder, 'manifest.json'), '{ not json');
+  let res = await manage('load');
+  t.equal(res.statusCode, 422);
+  t.match(res.json(), { code: 'MUON_ERR_LOAD_FAILED', error: /not valid JSON/ });
+  // the labels swapped: loads fine, but disagrees with the serving model on the rollout samples
+  writeManifest({ ...fp32, version: '4.0', labels: ['180', '0'], rollout: { samples: 'rollout' } });
+  res = await manage('load');
+  t.equal(res.statusCode, 422);
+  t.match(res.json().error, /agrees with the serving one on 0 of 4 rollout samples/);
+  writeManifest({ ...v2, task: 'language-id' });
+  t.equal((await manage('load')).statusCode, 422, 'an invalid manifest for another task');
+  const after = await predict();
+  t.equal(after.statusCode, 200);
+  t.equal(after.json().version, '3.0', 'still the serving version');
+  t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200);
+});
+
+t.test('unload, then load again', async (t) => {
+  writeManifest(v2);
+  t.equal((await manage('unload')).statusCode, 200);
+  const gone = await predict();
+  t.equal(gone.statusCode, 503);
+  t.match(gone.json(), { code: 'MUON_ERR_MODEL_NOT_READY', message: /unloaded/ });
+  t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200, 'an unloaded model does not fail readiness');
+  t.same((await app.inject({ method: 'POST', url: '/v2/repository/index' })).json(), [
+    { name: 'text-orientation', state: 'UNAVAILABLE', reason: 'unloaded' },
+  ]);
+  t.equal((await manage('load')).statusCode, 200);
+  t.equal((await predict()).json().version, '2.0');
+  t.equal((await manage('unload', 'nope')).statusCode, 404);
+});
