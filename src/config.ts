@@ -10,6 +10,10 @@ export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
 export interface Config {
   readonly host: string;
   readonly port: number;
+  /** HTTPS certificate and key (PEM, read at start); undefined = plain HTTP. */
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** Origins allowed to call the API from a browser (CORS); empty = no CORS headers at all. */
+  readonly corsOrigins: readonly string[];
   readonly logLevel: string;
   /** Folder holding one sub-folder per model. */
   readonly modelRepository: string;
@@ -49,6 +53,22 @@ export interface Config {
 
 /** The package's root folder, so default paths work whatever the working directory. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** MUON_TLS_CERT_FILE and MUON_TLS_KEY_FILE: both or neither, read now so a bad path stops the start. */
+function tls(env: NodeJS.ProcessEnv): Config['tls'] {
+  const certFile = env.MUON_TLS_CERT_FILE?.trim();
+  const keyFile = env.MUON_TLS_KEY_FILE?.trim();
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError('MUON_TLS_CERT_FILE and MUON_TLS_KEY_FILE go together: set both');
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read('MUON_TLS_CERT_FILE', certFile), key: read('MUON_TLS_KEY_FILE', keyFile) };
+}
 
 /** MUON_ADMIN_TOKEN: at least 16 characters when set, so a guessable token is refused at start. */
 function adminToken(env: NodeJS.ProcessEnv): string | undefined {
@@ -136,6 +156,11 @@ export function loadConfig(env: Env = process.env): Config {
   return Object.freeze({
     host: env.HOST?.trim() || d.HOST,
     port: int(env, 'PORT', d.PORT, 0, 65535)!,
+    tls: tls(env),
+    corsOrigins: (env.MUON_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
     logLevel: oneOf(
       env,
       'MUON_LOG_LEVEL',

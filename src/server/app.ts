@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
@@ -31,6 +32,7 @@ export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>;
  */
 export function buildApp(deps: AppDeps): App {
   const app = Fastify({
+    ...(deps.config.tls ? { https: { cert: deps.config.tls.cert, key: deps.config.tls.key } } : {}),
     loggerInstance: deps.logger,
     bodyLimit: deps.config.maxBodyBytes,
     requestIdHeader: 'x-request-id',
@@ -77,6 +79,15 @@ export function buildApp(deps: AppDeps): App {
   app.setNotFoundHandler((req) => {
     throw new Errors.NOT_FOUND(req.method, req.url.split('?')[0]);
   });
+
+  // CORS only for the origins configured; without any, no CORS headers (browsers on other origins are refused)
+  if (deps.config.corsOrigins.length > 0) {
+    app.register(cors, {
+      origin: [...deps.config.corsOrigins],
+      methods: ['GET', 'POST'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'inference-header-content-length'],
+    });
+  }
 
   // OpenAPI is generated from the same schemas that validate requests and serialize responses
   app.register(swagger, {
