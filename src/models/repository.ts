@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -228,7 +228,14 @@ export class LoadedModel {
 /** Status of one model folder in the repository. */
 export type ModelStatus =
   | { readonly state: 'LOADING'; readonly name: string }
-  | { readonly state: 'READY'; readonly name: string; readonly model: LoadedModel }
+  | {
+      readonly state: 'READY';
+      readonly name: string;
+      /** The version unversioned requests get: the highest one served. */
+      readonly model: LoadedModel;
+      /** Every version served, by version. */
+      readonly versions: ReadonlyMap<string, LoadedModel>;
+    }
   | { readonly state: 'FAILED'; readonly name: string; readonly error: string }
   /** Unloaded on purpose (`POST /v2/repository/models/{name}/unload`); does not count against readiness. */
   | { readonly state: 'UNAVAILABLE'; readonly name: string };
@@ -275,15 +282,27 @@ export class ModelRepository {
     return this.#models.get(name);
   }
 
-  /** A model that can serve now; throws MODEL_NOT_FOUND (404) or MODEL_NOT_READY (503) otherwise. */
-  readyModel(name: string): LoadedModel {
+  /**
+   * A model that can serve now, in `version` when given (else its highest version); throws MODEL_NOT_FOUND (404),
+   * VERSION_NOT_FOUND (404) or MODEL_NOT_READY (503) otherwise.
+   */
+  readyModel(name: string, version?: string): LoadedModel {
     const s = this.#models.get(name);
     if (!s) throw new Errors.MODEL_NOT_FOUND(name);
     if (s.state !== 'READY') {
       const why = { LOADING: 'it is loading', FAILED: 'it failed to load', UNAVAILABLE: 'it is unloaded' }[s.state];
       throw new Errors.MODEL_NOT_READY(name, why);
     }
-    return s.model;
+    if (version === undefined) return s.model;
+    const v = s.versions.get(version);
+    if (!v) throw new Errors.VERSION_NOT_FOUND(name, version);
+    return v;
+  }
+
+  /** The versions a model serves, oldest first (empty unless it is ready). */
+  versions(name: string): string[] {
+    const s = this.#models.get(name);
+    return s?.state === 'READY' ? [...s.versions.keys()].sort(compareVersions) : [];
   }
 
   /** All models, in name order. */
@@ -304,19 +323,21 @@ export class ModelRepository {
     for (const name of names.sort()) {
       const started = performance.now();
       try {
-        const model = await this.load(name, threads);
-        this.#models.set(name, { state: 'READY', name, model });
-        this.log.info(
-          {
-            model: name,
-            version: model.version,
-            task: model.task,
-            provider: model.session.provider,
-            intraOpThreads: threads,
-            ms: Math.round(performance.now() - started),
-          },
-          'model ready',
-        );
+        const versions = await this.#loadVersions(name, threads);
+        this.#models.set(name, ready(name, versions));
+        for (const model of versions.values()) {
+          this.log.info(
+            {
+              model: name,
+              version: model.version,
+              task: model.task,
+              provider: model.session.provider,
+              intraOpThreads: threads,
+              ms: Math.round(performance.now() - started),
+            },
+            'model ready',
+          );
+        }
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
         this.#models.set(name, { state: 'FAILED', name, error });
@@ -334,7 +355,7 @@ export class ModelRepository {
     if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
     const names: string[] = [];
     for (const entry of await readdir(root, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !existsSync(path.join(root, entry.name, 'manifest.json'))) continue;
+      if (!entry.isDirectory() || !(await isModelFolder(path.join(root, entry.name)))) continue;
       if (!new RegExp(modelNamePattern).test(entry.name)) {
         this.log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
         continue;
@@ -352,12 +373,13 @@ export class ModelRepository {
   /** Triton's repository index: every model folder and every model known, with state, version and reason. */
   async index(): Promise<{ name: string; version?: string; state: string; reason?: string }[]> {
     const names = new Set([...(await this.#folders()), ...this.#models.keys()]);
-    return [...names].sort().map((name) => {
+    type Entry = { name: string; version?: string; state: string; reason?: string };
+    return [...names].sort().flatMap((name): Entry[] => {
       const s = this.#models.get(name);
-      if (!s) return { name, state: 'UNAVAILABLE', reason: 'not loaded' };
-      if (s.state === 'READY') return { name, version: s.model.version, state: 'READY' };
-      if (s.state === 'FAILED') return { name, state: 'UNAVAILABLE', reason: s.error };
-      return { name, state: s.state, ...(s.state === 'UNAVAILABLE' ? { reason: 'unloaded' } : {}) };
+      if (!s) return [{ name, state: 'UNAVAILABLE', reason: 'not loaded' }];
+      if (s.state === 'READY') return this.versions(name).map((version) => ({ name, version, state: 'READY' }));
+      if (s.state === 'FAILED') return [{ name, state: 'UNAVAILABLE', reason: s.error }];
+      return [{ name, state: s.state, ...(s.state === 'UNAVAILABLE' ? { reason: 'unloaded' } : {}) }];
     });
   }
 
@@ -372,10 +394,8 @@ export class ModelRepository {
 
   /** Checks a model name from a client: the folder pattern (no separators, no dots first), and that it exists. */
   #checkName(name: string): void {
-    if (
-      !new RegExp(modelNamePattern).test(name) ||
-      !existsSync(path.join(this.config.modelRepository, name, 'manifest.json'))
-    ) {
+    const dir = path.join(this.config.modelRepository, name);
+    if (!new RegExp(modelNamePattern).test(name) || !existsSync(dir) || !isModelFolderSync(dir)) {
       throw new Errors.MODEL_NOT_FOUND(name);
     }
   }
@@ -391,31 +411,35 @@ export class ModelRepository {
     this.#checkName(name);
     return this.#serially(name, async () => {
       const before = this.#models.get(name);
-      const serving = before?.state === 'READY' ? before.model : undefined;
-      if (!before || before.state !== 'READY') this.#models.set(name, { state: 'LOADING', name });
-      let fresh: LoadedModel;
+      const serving = before?.state === 'READY' ? before : undefined;
+      if (!serving) this.#models.set(name, { state: 'LOADING', name });
+      let fresh: Map<string, LoadedModel>;
       try {
-        fresh = await this.load(name, this.#threads(this.#models.size));
+        fresh = await this.#loadVersions(name, this.#threads(this.#models.size));
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
         if (!serving) this.#models.set(name, { state: 'FAILED', name, error });
         throw new LoadError(error, { cause: err });
       }
+      const next = ready(name, fresh);
       if (serving) {
         try {
-          await checkSwap(serving, fresh);
+          await checkSwap(serving.model, next.model);
         } catch (err) {
-          await fresh.close();
+          await Promise.all([...fresh.values()].map((m) => m.close()));
           throw new LoadError((err as Error).message, { cause: err });
         }
       }
-      this.#models.set(name, { state: 'READY', name, model: fresh });
-      this.log.info({ model: name, version: fresh.version, replaced: serving?.version ?? null }, 'model loaded');
-      if (serving) {
-        this.#forget(serving, fresh);
-        serving.close().catch((err: unknown) => this.log.error({ model: name, err }, 'freeing the old model failed'));
+      this.#models.set(name, next);
+      this.log.info(
+        { model: name, versions: [...fresh.keys()], replaced: serving ? [...serving.versions.keys()] : null },
+        'model loaded',
+      );
+      for (const old of serving?.versions.values() ?? []) {
+        this.#forget(old, fresh.get(old.version));
+        old.close().catch((err: unknown) => this.log.error({ model: name, err }, 'freeing the old model failed'));
       }
-      return fresh;
+      return next.model;
     });
   }
 
@@ -426,9 +450,9 @@ export class ModelRepository {
       const s = this.#models.get(name);
       this.#models.set(name, { state: 'UNAVAILABLE', name });
       if (s?.state === 'READY') {
-        this.#forget(s.model);
-        await s.model.close();
-        this.log.info({ model: name, version: s.model.version }, 'model unloaded');
+        for (const m of s.versions.values()) this.#forget(m);
+        await Promise.all([...s.versions.values()].map((m) => m.close()));
+        this.log.info({ model: name, versions: [...s.versions.keys()] }, 'model unloaded');
       }
     });
   }
@@ -440,15 +464,45 @@ export class ModelRepository {
     this.metrics.modelInfo.remove(labels(old));
   }
 
-  /** Loads, checks and warms up one model folder. Throws ManifestError for a bad manifest or file. */
-  async load(name: string, intraOpThreads: number): Promise<LoadedModel> {
+  /**
+   * Loads every version a model folder serves: the folder's own manifest (one version, its `version` field), or the
+   * numbered version folders (`<name>/1/manifest.json`, `<name>/2/...`) its version policy selects (`versions.json`:
+   * `{"policy": "latest", "count": n}` (default: latest 1), `{"policy": "specific", "versions": ["1", "3"]}` or
+   * `{"policy": "all"}`). A version that fails fails the model: its other versions are freed.
+   */
+  async #loadVersions(name: string, threads: number): Promise<Map<string, LoadedModel>> {
     const dir = path.join(this.config.modelRepository, name);
+    const loaded = new Map<string, LoadedModel>();
+    try {
+      for (const { version, folder } of await servedVersions(dir)) {
+        loaded.set(version ?? '', await this.load(name, threads, folder, version));
+      }
+    } catch (err) {
+      await Promise.all([...loaded.values()].map((m) => m.close()));
+      throw err;
+    }
+    // a single-folder model is keyed by its manifest's version
+    return new Map([...loaded.values()].map((m) => [m.version, m]));
+  }
+
+  /**
+   * Loads, checks and warms up one model version. Throws ManifestError for a bad manifest or file.
+   * @param dir the folder holding the manifest
+   * @param version the version folder's name, which is the version (a manifest `version` must then agree)
+   */
+  async load(name: string, intraOpThreads: number, dir: string, version?: string): Promise<LoadedModel> {
     const where = path.join(dir, 'manifest.json');
     let json: unknown;
     try {
       json = JSON.parse(await readFile(where, 'utf8'));
     } catch (err) {
       throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
+    }
+    if (version !== undefined) {
+      const declared = (json as { version?: unknown } | null)?.version;
+      if (declared !== undefined && declared !== version)
+        throw new ManifestError(`${where}: /version is '${String(declared)}' but the version folder is '${version}'`);
+      json = { ...(json as object), version };
     }
     const manifest = parseManifest(json, where);
     if (manifest.name !== undefined && manifest.name !== name) {
@@ -517,7 +571,8 @@ export class ModelRepository {
   /** Drains every model's queue, then frees the sessions. */
   async close(): Promise<void> {
     await Promise.all([...this.#changes.values()].map((c) => c.catch(() => {})));
-    await Promise.all(this.list().map((s) => (s.state === 'READY' ? s.model.close() : undefined)));
+    const serving = this.list().flatMap((s) => (s.state === 'READY' ? [...s.versions.values()] : []));
+    await Promise.all(serving.map((m) => m.close()));
   }
 
   private observer(model: string) {
@@ -588,6 +643,72 @@ export async function createPipeline(
     stages,
   });
   return { pipeline, labels };
+}
+
+/** A READY status over the versions loaded; unversioned requests get the highest version. */
+function ready(name: string, versions: Map<string, LoadedModel>): Extract<ModelStatus, { state: 'READY' }> {
+  const order = [...versions.keys()].sort(compareVersions);
+  return { state: 'READY', name, model: versions.get(order.at(-1)!)!, versions };
+}
+
+/** Numbered versions compare as numbers, anything else as text. */
+function compareVersions(a: string, b: string): number {
+  return /^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a.localeCompare(b);
+}
+
+const versionFolder = /^\d{1,9}$/;
+
+/** A model folder holds a manifest.json, or numbered version folders that do. */
+async function isModelFolder(dir: string): Promise<boolean> {
+  if (existsSync(path.join(dir, 'manifest.json'))) return true;
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries.some(
+    (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),
+  );
+}
+
+function isModelFolderSync(dir: string): boolean {
+  if (existsSync(path.join(dir, 'manifest.json'))) return true;
+  return readdirSync(dir, { withFileTypes: true }).some(
+    (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),
+  );
+}
+
+/** The version folders a model folder's policy selects, oldest first; a single-manifest folder is one version. */
+async function servedVersions(dir: string): Promise<{ version?: string; folder: string }[]> {
+  if (existsSync(path.join(dir, 'manifest.json'))) return [{ folder: dir }];
+  const all = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')))
+    .map((e) => String(Number(e.name)))
+    .sort(compareVersions);
+  const where = path.join(dir, 'versions.json');
+  let policy: { policy?: unknown; count?: unknown; versions?: unknown } = { policy: 'latest', count: 1 };
+  if (existsSync(where)) {
+    try {
+      policy = JSON.parse(await readFile(where, 'utf8'));
+    } catch (err) {
+      throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  let chosen: string[];
+  if (policy.policy === 'all') chosen = all;
+  else if (policy.policy === 'latest' && Number.isInteger(policy.count ?? 1) && Number(policy.count ?? 1) >= 1)
+    chosen = all.slice(-Number(policy.count ?? 1));
+  else if (policy.policy === 'specific' && Array.isArray(policy.versions)) {
+    const wanted = policy.versions.map(String);
+    const missing = wanted.filter((v) => !all.includes(v));
+    if (missing.length) throw new ManifestError(`${where}: versions ${missing.join(', ')} have no folder`);
+    chosen = all.filter((v) => wanted.includes(v));
+  } else {
+    throw new ManifestError(
+      `${where}: /policy must be {"policy": "latest", "count": n}, {"policy": "specific", "versions": [...]} or {"policy": "all"}`,
+    );
+  }
+  // folder names like "007" are the version "7"
+  const folderOf = new Map(
+    (await readdir(dir)).filter((n) => versionFolder.test(n)).map((n) => [String(Number(n)), path.join(dir, n)]),
+  );
+  return chosen.map((version) => ({ version, folder: folderOf.get(version)! }));
 }
 
 /**

@@ -122,3 +122,67 @@ t.test('unload, then load again', async (t) => {
   t.equal((await predict()).json().version, '2.0');
   t.equal((await manage('unload', 'nope')).statusCode, 404);
 });
+
+t.test('numbered version folders and the version policy', async (t) => {
+  const vrepo = mkdtempSync(path.join(tmpdir(), 'muon-versions-'));
+  t.teardown(() => rmSync(vrepo, { recursive: true, force: true }));
+  const src = path.join(root, 'models/language-id');
+  const { version: _drop, ...manifest } = JSON.parse(readFileSync(path.join(src, 'manifest.json'), 'utf8'));
+  for (const v of ['1', '2', '3']) {
+    cpSync(src, path.join(vrepo, 'langid', v), { recursive: true });
+    writeFileSync(path.join(vrepo, 'langid', v, 'manifest.json'), JSON.stringify(manifest));
+  }
+  const c = await startApp({ MUON_MODEL_REPOSITORY: vrepo, MUON_ADMIN_TOKEN: token, MUON_WARMUP: 'false' });
+  t.teardown(() => c.close());
+  const policy = (p: object) => writeFileSync(path.join(vrepo, 'langid', 'versions.json'), JSON.stringify(p));
+  const reload = () => c.app.inject({ method: 'POST', url: '/v2/repository/models/langid/load', headers: auth });
+  const versions = async () => (await c.app.inject({ url: '/v2/models/langid' })).json().versions;
+  const ask = (url: string) =>
+    c.app.inject({ method: 'POST', url, headers: { 'content-type': 'text/plain' }, payload: 'Das ist ein Satz.' });
+
+  t.same(await versions(), ['3'], 'default policy: the latest version');
+  t.equal((await ask('/v1/models/langid/predict')).json().version, '3');
+  const v2 = await c.app.inject({ url: '/v2/models/langid/versions/2/ready' });
+  t.equal(v2.statusCode, 404);
+  t.match(v2.json(), { code: 'MUON_ERR_VERSION_NOT_FOUND' });
+
+  policy({ policy: 'specific', versions: ['1', '3'] });
+  t.equal((await reload()).statusCode, 200);
+  t.same(await versions(), ['1', '3']);
+  t.same((await c.app.inject({ method: 'POST', url: '/v2/repository/index' })).json(), [
+    { name: 'langid', version: '1', state: 'READY' },
+    { name: 'langid', version: '3', state: 'READY' },
+  ]);
+  const features = (await c.app.inject({ url: '/v2/models/langid/versions/1' })).json().inputs[0];
+  const x = {
+    name: features.name,
+    shape: [1, features.shape[1]],
+    datatype: 'FP32',
+    data: new Array(features.shape[1]).fill(0),
+  };
+  const one = await c.app.inject({
+    method: 'POST',
+    url: '/v2/models/langid/versions/1/infer',
+    payload: { inputs: [x] },
+  });
+  t.equal(one.json().model_version, '1', 'a given version answers');
+  t.equal((await ask('/predict?model=langid')).json().version, '3', 'unversioned requests get the highest');
+
+  policy({ policy: 'latest', count: 2 });
+  t.equal((await reload()).statusCode, 200);
+  t.same(await versions(), ['2', '3']);
+  policy({ policy: 'all' });
+  t.equal((await reload()).statusCode, 200);
+  t.same(await versions(), ['1', '2', '3']);
+
+  policy({ policy: 'newest' });
+  const bad = await reload();
+  t.equal(bad.statusCode, 422);
+  t.match(bad.json().error, /versions.json: \/policy must be/);
+  policy({ policy: 'specific', versions: ['9'] });
+  t.match((await reload()).json().error, /versions 9 have no folder/);
+  policy({ policy: 'latest', count: 1 });
+  writeFileSync(path.join(vrepo, 'langid', '3', 'manifest.json'), JSON.stringify({ ...manifest, version: '7' }));
+  t.match((await reload()).json().error, /\/version is '7' but the version folder is '3'/);
+  t.same(await versions(), ['1', '2', '3'], 'refused loads leave the serving versions');
+});

@@ -4,7 +4,7 @@ import type { ModelStatus } from '../../models/repository.js';
 import type { AppDeps, App } from '../app.js';
 
 function describe(s: ModelStatus): Record<string, unknown> {
-  if (s.state === 'READY') return s.model.describe();
+  if (s.state === 'READY') return { ...s.model.describe(), versions: [...s.versions.keys()] };
   return { name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) };
 }
 

@@ -50,11 +50,7 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
   const track = trackRequests(app, metrics);
 
   /** The serving model of a name, in the version asked for when the path names one. */
-  const model = (p: Params): LoadedModel => {
-    const m = repository.readyModel(p.name);
-    if (p.version !== undefined && p.version !== m.version) throw new Errors.VERSION_NOT_FOUND(p.name, p.version);
-    return m;
-  };
+  const model = (p: Params): LoadedModel => repository.readyModel(p.name, p.version);
 
   app.get(
     '/v2',
@@ -78,7 +74,7 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
       }));
     return {
       name: m.name,
-      versions: [m.version],
+      versions: repository.versions(m.name),
       platform: 'onnxruntime_onnx',
       inputs: tensors(m.session.inputs),
       outputs: tensors(m.session.outputs),
