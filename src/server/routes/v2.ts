@@ -113,8 +113,41 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
       .type('application/octet-stream')
       .send(Buffer.concat([head, ...binary]));
   };
-  app.post('/v2/models/:name/infer', { schema: { params: Params } }, infer);
-  app.post('/v2/models/:name/versions/:version/infer', { schema: { params: Params } }, infer);
+  const inferSchema = {
+    schema: {
+      params: Params,
+      description:
+        'Body: JSON {id?, parameters?, inputs: [{name, shape, datatype, data | parameters.binary_data_size}], outputs?}, ' +
+        'or that JSON header (Inference-Header-Content-Length bytes) followed by binary tensor data.',
+      response: {
+        200: {
+          description:
+            'JSON {model_name, model_version, id?, outputs: [{name, datatype, shape, data}]}, or a JSON header and binary data',
+          content: {
+            'application/json': {
+              schema: Type.Object({
+                model_name: Type.String(),
+                model_version: Type.String(),
+                id: Type.Optional(Type.String()),
+                outputs: Type.Array(
+                  Type.Object({
+                    name: Type.String(),
+                    datatype: Type.String(),
+                    shape: Type.Array(Type.Integer()),
+                    data: Type.Optional(Type.Array(Type.Union([Type.Number(), Type.Boolean()]))),
+                    parameters: Type.Optional(Type.Object({ binary_data_size: Type.Integer() })),
+                  }),
+                ),
+              }),
+            },
+            'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+          },
+        },
+      },
+    },
+  };
+  app.post('/v2/models/:name/infer', inferSchema, infer);
+  app.post('/v2/models/:name/versions/:version/infer', inferSchema, infer);
 
   // Triton's model repository extension. Changes need `Authorization: Bearer $MUON_ADMIN_TOKEN`; without a token
   // configured they are disabled. Names are checked against the folder pattern, so no path leaves the repository.
@@ -127,8 +160,18 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
     if (!timingSafeEqual(a, b)) throw new Errors.UNAUTHORIZED('wrong token');
   };
   const NameOnly = Type.Object({ name: Type.String({ maxLength: 256 }) });
-  app.post('/v2/repository/index', async () => repository.index());
-  app.post('/v2/repository/models/:name/load', { schema: { params: NameOnly }, onRequest: admin }, async (req) => {
+  const Index = Type.Array(
+    Type.Object({
+      name: Type.String(),
+      version: Type.Optional(Type.String()),
+      state: Type.String({ description: 'READY, LOADING or UNAVAILABLE' }),
+      reason: Type.Optional(Type.String()),
+    }),
+  );
+  const Done = Type.Object({});
+  const change = { schema: { params: NameOnly, response: { 200: Done } }, onRequest: admin };
+  app.post('/v2/repository/index', { schema: { response: { 200: Index } } }, async () => repository.index());
+  app.post('/v2/repository/models/:name/load', change, async (req) => {
     try {
       await repository.loadModel(req.params.name);
     } catch (err) {
@@ -137,7 +180,7 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
     }
     return {};
   });
-  app.post('/v2/repository/models/:name/unload', { schema: { params: NameOnly }, onRequest: admin }, async (req) => {
+  app.post('/v2/repository/models/:name/unload', change, async (req) => {
     await repository.unloadModel(req.params.name);
     return {};
   });
