@@ -80,7 +80,15 @@ export class ServerProcess {
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUON_')));
     const child = spawn(process.execPath, [path.join(packageRoot, 'dist', 'main.js')], {
       cwd: packageRoot,
-      env: { ...inherited, HOST, PORT: String(port), MUON_LOG_LEVEL: 'warn', MUON_EXECUTION_PROVIDER: 'cpu', ...env },
+      env: {
+        ...inherited,
+        HOST,
+        PORT: String(port),
+        MUON_LOG_LEVEL: 'warn',
+        MUON_EXECUTION_PROVIDER: 'cpu',
+        MUON_SHUTDOWN_GRACE_MS: '0', // no load balancer to wait for
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     live.add(child);
