@@ -87,6 +87,7 @@ export class LoadedModel {
 
   #inFlight = 0;
   #idle: (() => void) | undefined;
+  #closed: Promise<void> | undefined;
 
   /**
    * Counts a request from the moment it is handed to this model (synchronously, so a swap that replaces the model
@@ -172,7 +173,7 @@ export class LoadedModel {
   /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
   #asClientError(err: unknown, opts: InferOptions): Error {
     // a stage model's refusal (queue full, deadline, ...) reached a multi-model pipeline already translated
-    if ((err as { code?: unknown }).code?.toString().startsWith('MUON_ERR_')) return err as Error;
+    if ((err as { code?: unknown } | undefined)?.code?.toString().startsWith('MUON_ERR_')) return err as Error;
     if (!(err instanceof BatcherError)) return new Errors.INFERENCE_FAILED(this.name, { cause: err });
     switch (err.reason) {
       case 'queue_full':
@@ -217,11 +218,14 @@ export class LoadedModel {
     };
   }
 
-  /** Waits for the requests handed to this model to be answered, drains the queue and frees the session. */
-  async close(): Promise<void> {
-    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-    await this.batcher.close();
-    await this.session.release();
+  /** Waits for the requests handed to this model to be answered, drains the queue and frees the session (once). */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+      await this.batcher.close();
+      await this.session.release();
+    })();
+    return this.#closed;
   }
 }
 

@@ -15,16 +15,18 @@ export interface RequestTracker {
 }
 
 /**
- * Counts and times every request of a route plugin by model (`muon_requests_total{model,code}`,
- * `muon_request_duration_seconds{model}`), whatever its outcome.
+ * Counts and times the requests of a route plugin by model (`muon_requests_total{model,code}`,
+ * `muon_request_duration_seconds{model}`), whatever their outcome. Requests no handler attributed to a model count
+ * as `_unknown` when `unattributed` is true (a predict call for a missing model), else not at all (metadata reads).
  */
-export function trackRequests(app: App, metrics: Metrics): RequestTracker {
+export function trackRequests(app: App, metrics: Metrics, unattributed = true): RequestTracker {
   const modelOf = new WeakMap<FastifyRequest, string>();
   const started = new WeakMap<FastifyRequest, number>();
   app.addHook('onRequest', async (req) => {
     started.set(req, performance.now());
   });
   app.addHook('onResponse', async (req, reply) => {
+    if (!unattributed && !modelOf.has(req)) return;
     const model = modelOf.get(req) ?? UNKNOWN_MODEL;
     metrics.requests.inc({ model, code: String(reply.statusCode) });
     const t0 = started.get(req);

@@ -47,7 +47,7 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
     else req.log.info({ code: body.code, reason: body.message }, 'request refused');
     return reply.code(body.statusCode).headers(headers).send({ error: body.message, code: body.code });
   });
-  const track = trackRequests(app, metrics);
+  const track = trackRequests(app, metrics, false); // infer requests only, not metadata and readiness reads
 
   /** The serving model of a name, in the version asked for when the path names one. */
   const model = (p: Params): LoadedModel => repository.readyModel(p.name, p.version);
