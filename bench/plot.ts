@@ -1,0 +1,82 @@
+/**
+ * Plots of bench/results/models.json (written by bench/models.ts), as SVG through Vega-Lite: server throughput
+ * against concurrency per model, batching on and off; and p99 latency against throughput (the usual serving
+ * trade-off curve). Usage: npx tsx bench/plot.ts [results.json]   (writes bench/results/*.svg)
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { packageRoot } from '../src/config.js';
+
+interface Row {
+  model: string;
+  batching: 'on' | 'off';
+  connections: number;
+  result: { rps: number; latency: { p99: number } };
+}
+
+const file = process.argv[2] ?? path.join(packageRoot, 'bench/results/models.json');
+const results = JSON.parse(await readFile(file, 'utf8')) as {
+  machine: { cpuModel: string; cores: number };
+  server: Row[];
+};
+const values = results.server
+  .filter((r) => r.result.rps > 0)
+  .map((r) => ({
+    model: r.model,
+    batching: `batching ${r.batching}`,
+    connections: r.connections,
+    rps: Math.round(r.result.rps * 10) / 10,
+    p99: Math.round(r.result.latency.p99 * 10) / 10,
+  }));
+const machine = `${results.machine.cpuModel}, ${results.machine.cores} cores`;
+
+async function svg(spec: TopLevelSpec, out: string): Promise<void> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  await writeFile(path.join(packageRoot, 'bench/results', out), await view.toSVG());
+  process.stderr.write(`wrote bench/results/${out}\n`);
+}
+
+const facet = { field: 'model', type: 'nominal' as const, columns: 5, title: null };
+await svg(
+  {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: 'Server throughput by concurrency', subtitle: machine },
+    data: { values },
+    facet,
+    spec: {
+      width: 150,
+      height: 110,
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 'connections', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'connections' },
+        y: { field: 'rps', type: 'quantitative', title: 'req/s' },
+        color: { field: 'batching', type: 'nominal', title: null },
+      },
+    },
+    resolve: { scale: { y: 'independent' } },
+  },
+  'throughput.svg',
+);
+await svg(
+  {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: 'p99 latency against throughput (points: 1, 4, 16, 64 connections)', subtitle: machine },
+    data: { values },
+    facet,
+    spec: {
+      width: 150,
+      height: 110,
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 'rps', type: 'quantitative', title: 'req/s' },
+        y: { field: 'p99', type: 'quantitative', scale: { type: 'log' }, title: 'p99 ms' },
+        color: { field: 'batching', type: 'nominal', title: null },
+        order: { field: 'connections', type: 'quantitative' },
+      },
+    },
+    resolve: { scale: { x: 'independent', y: 'independent' } },
+  },
+  'latency-vs-throughput.svg',
+);
