@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import { serverInfo, type Config } from '../config.js';
@@ -43,6 +43,13 @@ export function buildApp(deps: AppDeps): App {
     return503OnClosing: false,
     // one line per request (the onResponse hook below) instead of Fastify's two
     logController: new LogController({ disableRequestLogging: true }),
+    // errors the router raises before any route or error handler (a malformed URL, a 10 KB path parameter) get our
+    // error body and code too
+    frameworkErrors: (err, req, reply) => {
+      const { body, headers } = toClientError(err, req.id);
+      // the reply is not typed for a route yet at this point
+      (reply as FastifyReply).code(body.statusCode).headers(headers).send(body);
+    },
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();

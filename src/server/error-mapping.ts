@@ -25,6 +25,8 @@ const frameworkCodes: Record<string, (err: Error) => Error> = {
   FST_PROTO_VIOLATION: (e) => new Errors.BAD_REQUEST(e.message),
   FST_MP_PREMATURE_CLOSE: () => new Errors.BAD_REQUEST('the multipart body ended early'),
   FST_ERR_VALIDATION: (e) => new Errors.BAD_REQUEST(e.message),
+  FST_ERR_MAX_PARAM_LENGTH: () => new Errors.BAD_REQUEST('a path parameter is too long'),
+  FST_ERR_BAD_URL: () => new Errors.BAD_REQUEST('the URL is malformed'),
 };
 
 /**

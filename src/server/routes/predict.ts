@@ -179,7 +179,11 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
   let bytes: Buffer | undefined;
   try {
     for await (const part of req.parts()) {
-      if (part.type !== 'file') continue;
+      if (part.type !== 'file') {
+        // fields are ignored, but one over the field size limit is refused rather than silently cut
+        if (part.valueTruncated) throw new Errors.BAD_REQUEST(`multipart field '${part.fieldname}' is over 16 KiB`);
+        continue;
+      }
       if (bytes) throw new Errors.BAD_REQUEST('send exactly one file');
       bytes = await part.toBuffer();
     }
