@@ -15,6 +15,8 @@ declare module 'autocannon' {
       duration?: number;
       /** Seconds before a request counts as a timeout. */
       timeout?: number;
+      /** Requests per second over all connections (an open-loop offered load). */
+      overallRate?: number;
     }
 
     interface Result {
@@ -24,6 +26,9 @@ declare module 'autocannon' {
       errors: number;
       timeouts: number;
       non2xx: number;
+      '2xx': number;
+      /** Milliseconds, autocannon's own (whole-millisecond) histogram. */
+      latency: { p50: number; p99: number; max: number };
     }
 
     /** Emits `response` (client, statusCode, bytes, responseTimeMs) for every answer. */
