@@ -34,6 +34,14 @@ export class BatcherError extends Error {
   }
 }
 
+/**
+ * What a batch runner returns in place of one member's output to fail that member alone (the others still get
+ * theirs): for runners that retry a failed batch member by member.
+ */
+export class RowFailure {
+  constructor(readonly cause: unknown) {}
+}
+
 /** Per-request options of {@link Batcher.submit}. */
 export interface SubmitOptions {
   /** Absolute time on the batcher's clock after which the request is dropped if it has not started computing. */
@@ -291,7 +299,11 @@ export class Batcher<In, Out> {
       if (!Array.isArray(outputs) || outputs.length !== batch.length) {
         throw new Error(`batch runner returned ${outputs?.length} outputs for ${batch.length} inputs; this is a bug`);
       }
-      batch.forEach((e, i) => e.resolve(outputs[i]));
+      batch.forEach((e, i) => {
+        const out: unknown = outputs[i];
+        if (out instanceof RowFailure) e.reject(out.cause);
+        else e.resolve(outputs[i]);
+      });
     } catch (err) {
       error = err;
       for (const e of batch) e.reject(err);

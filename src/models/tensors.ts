@@ -1,3 +1,4 @@
+import { RowFailure } from '../batching/batcher.js';
 import { Errors } from '../errors.js';
 import type { HostTensor, SessionRunner, TensorInfo, TensorType } from './session.js';
 
@@ -69,6 +70,30 @@ export function checkFeeds(
   if (!stackable) return { key: solo(), batch: batches.size === 1 ? [...batches][0] : 1 };
   const shapes = inputs.map((i) => `${i.name}:${feeds[i.name].dims.slice(1).join('x')}`).join(';');
   return { key: `tensors|${shapes}`, batch: 1 };
+}
+
+/**
+ * Runs a batch of raw requests, and when the batch fails, each request alone: one bad request (an input the graph
+ * rejects at run time) fails by itself, its batch neighbours get their answers.
+ */
+export async function runTensorRowsIsolated(
+  session: SessionRunner,
+  rows: readonly TensorRow[],
+): Promise<(TensorOutputs | RowFailure)[]> {
+  try {
+    return await runTensorRows(session, rows);
+  } catch (err) {
+    if (rows.length === 1) throw err;
+    const alone: (TensorOutputs | RowFailure)[] = [];
+    for (const row of rows)
+      alone.push(
+        await runTensorRows(session, [row]).then(
+          (r) => r[0],
+          (e: unknown) => new RowFailure(e),
+        ),
+      );
+    return alone;
+  }
 }
 
 /** Runs a batch of raw requests: stacked along axis 0 when there are several, then split back per request. */
