@@ -94,6 +94,14 @@ export class LoadedModel {
    * after a lookup still sees it) until its answer, so {@link close} frees the session only once nobody uses it.
    */
   async #tracked<T>(work: () => Promise<T>): Promise<T> {
+    // admission control at the door, before any decoding: under overload the CPU must go to requests that can be
+    // served, not to preprocessing requests the queue would refuse anyway (that collapsed goodput to a third)
+    const { maxQueueSize, maxBatchSize, maxInFlightBatches } = this.batcher.options;
+    if (this.#inFlight >= maxQueueSize + maxBatchSize * maxInFlightBatches) {
+      throw Object.assign(new Errors.QUEUE_FULL(this.name, `${this.#inFlight} requests in progress`), {
+        retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
+      });
+    }
     this.#inFlight++;
     try {
       return await work();
