@@ -38,13 +38,14 @@ async function svg(spec: TopLevelSpec, out: string): Promise<void> {
   process.stderr.write(`wrote bench/results/${out}\n`);
 }
 
-const facet = { field: 'model', type: 'nominal' as const, columns: 5, title: null };
+const facet = { field: 'model', type: 'nominal' as const, title: null };
 await svg(
   {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: 'Server throughput by concurrency', subtitle: machine },
     data: { values },
     facet,
+    columns: 5,
     spec: {
       width: 150,
       height: 110,
@@ -65,6 +66,7 @@ await svg(
     title: { text: 'p99 latency against throughput (points: 1, 4, 16, 64 connections)', subtitle: machine },
     data: { values },
     facet,
+    columns: 5,
     spec: {
       width: 150,
       height: 110,
