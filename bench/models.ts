@@ -6,7 +6,8 @@
  * default settings throughout: every model loaded, the cores split between them (intra-op threads per model).
  * Compressed defaults sit next to their fp32 originals, with the fidelity from their compression report.
  *
- * Usage: npm run build && npx tsx bench/models.ts [--quick] [model ...]   (writes bench/results/models.{json,md})
+ * Usage: npm run build && npm run bench [-- --quick] [-- model ...]   (writes bench/results/models.{json,md} and the
+ * plots; --quick: the compressed defaults only, 2 connection levels, shorter runs, results in models.quick.*)
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -25,6 +26,7 @@ import { poolLoad, runLoad, type LoadResult } from './lib/load.js';
 import { describeMachine } from './lib/machine.js';
 import { batchingStats, diffTotals, waitIdle } from './lib/metrics.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
+import { writePlots } from './plot.js';
 import { median } from './lib/stats.js';
 import { repeatTimed, type Budget } from './lib/timing.js';
 
@@ -142,7 +144,9 @@ async function main(): Promise<void> {
   const repository = new ModelRepository(config, new Metrics(false), pino({ level: 'silent' }));
   const failures = await repository.loadAll();
   if (failures.length) throw new Error(`models failed to load: ${JSON.stringify(failures)}`);
-  const names = positionals.length ? positionals : repository.list().map((s) => s.name);
+  // a quick run skips the fp32 originals (the full run compares them with the compressed defaults)
+  const all = repository.list().map((s) => s.name);
+  const names = positionals.length ? positionals : quick ? all.filter((n) => !n.endsWith('-fp32')) : all;
   const threads = config.intraOpThreads ?? Math.max(1, Math.floor(config.cpuCount / repository.list().length));
   const body = (task: string) => readFileSync(path.join(packageRoot, inputs[task].file));
 
@@ -201,6 +205,7 @@ async function main(): Promise<void> {
   await writeFile(path.join(dir, `models${suffix}.json`), JSON.stringify(out, null, 2) + '\n');
   await writeFile(path.join(dir, `models${suffix}.md`), markdown(out));
   log(`wrote bench/results/models${suffix}.{json,md}`);
+  if (!quick) await writePlots(path.join(dir, 'models.json'));
 }
 
 function markdown(o: {

@@ -5,6 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { packageRoot } from '../src/config.js';
@@ -16,69 +17,76 @@ interface Row {
   result: { rps: number; latency: { p99: number } };
 }
 
-const file = process.argv[2] ?? path.join(packageRoot, 'bench/results/models.json');
-const results = JSON.parse(await readFile(file, 'utf8')) as {
-  machine: { cpuModel: string; cores: number };
-  server: Row[];
-};
-const values = results.server
-  .filter((r) => r.result.rps > 0)
-  .map((r) => ({
-    model: r.model,
-    batching: `batching ${r.batching}`,
-    connections: r.connections,
-    rps: Math.round(r.result.rps * 10) / 10,
-    p99: Math.round(r.result.latency.p99 * 10) / 10,
-  }));
-const machine = `${results.machine.cpuModel}, ${results.machine.cores} cores`;
+/** Writes the plots of one results file (bench/results/models.json) next to it. */
+export async function writePlots(file: string): Promise<void> {
+  const results = JSON.parse(await readFile(file, 'utf8')) as {
+    machine: { cpuModel: string; cores: number };
+    server: Row[];
+  };
+  const values = results.server
+    .filter((r) => r.result.rps > 0)
+    .map((r) => ({
+      model: r.model,
+      batching: `batching ${r.batching}`,
+      connections: r.connections,
+      rps: Math.round(r.result.rps * 10) / 10,
+      p99: Math.round(r.result.latency.p99 * 10) / 10,
+    }));
+  const machine = `${results.machine.cpuModel}, ${results.machine.cores} cores`;
 
-async function svg(spec: TopLevelSpec, out: string): Promise<void> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
-  await writeFile(path.join(packageRoot, 'bench/results', out), await view.toSVG());
-  process.stderr.write(`wrote bench/results/${out}\n`);
+  async function svg(spec: TopLevelSpec, out: string): Promise<void> {
+    const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+    await writeFile(path.join(path.dirname(file), out), await view.toSVG());
+    process.stderr.write(`wrote ${path.relative(packageRoot, path.join(path.dirname(file), out))}\n`);
+  }
+
+  const facet = { field: 'model', type: 'nominal' as const, title: null };
+  await svg(
+    {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: { text: 'Server throughput by concurrency', subtitle: machine },
+      data: { values },
+      facet,
+      columns: 5,
+      spec: {
+        width: 150,
+        height: 110,
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'connections', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'connections' },
+          y: { field: 'rps', type: 'quantitative', title: 'req/s' },
+          color: { field: 'batching', type: 'nominal', title: null },
+        },
+      },
+      resolve: { scale: { y: 'independent' } },
+    },
+    'throughput.svg',
+  );
+  await svg(
+    {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: { text: 'p99 latency against throughput (points: 1, 4, 16, 64 connections)', subtitle: machine },
+      data: { values },
+      facet,
+      columns: 5,
+      spec: {
+        width: 150,
+        height: 110,
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'rps', type: 'quantitative', title: 'req/s' },
+          y: { field: 'p99', type: 'quantitative', scale: { type: 'log' }, title: 'p99 ms' },
+          color: { field: 'batching', type: 'nominal', title: null },
+          order: { field: 'connections', type: 'quantitative' },
+        },
+      },
+      resolve: { scale: { x: 'independent', y: 'independent' } },
+    },
+    'latency-vs-throughput.svg',
+  );
 }
 
-const facet = { field: 'model', type: 'nominal' as const, title: null };
-await svg(
-  {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'Server throughput by concurrency', subtitle: machine },
-    data: { values },
-    facet,
-    columns: 5,
-    spec: {
-      width: 150,
-      height: 110,
-      mark: { type: 'line', point: true },
-      encoding: {
-        x: { field: 'connections', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'connections' },
-        y: { field: 'rps', type: 'quantitative', title: 'req/s' },
-        color: { field: 'batching', type: 'nominal', title: null },
-      },
-    },
-    resolve: { scale: { y: 'independent' } },
-  },
-  'throughput.svg',
-);
-await svg(
-  {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'p99 latency against throughput (points: 1, 4, 16, 64 connections)', subtitle: machine },
-    data: { values },
-    facet,
-    columns: 5,
-    spec: {
-      width: 150,
-      height: 110,
-      mark: { type: 'line', point: true },
-      encoding: {
-        x: { field: 'rps', type: 'quantitative', title: 'req/s' },
-        y: { field: 'p99', type: 'quantitative', scale: { type: 'log' }, title: 'p99 ms' },
-        color: { field: 'batching', type: 'nominal', title: null },
-        order: { field: 'connections', type: 'quantitative' },
-      },
-    },
-    resolve: { scale: { x: 'independent', y: 'independent' } },
-  },
-  'latency-vs-throughput.svg',
-);
+// run directly: npx tsx bench/plot.ts [results.json]
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await writePlots(process.argv[2] ?? path.join(packageRoot, 'bench/results/models.json'));
+}
