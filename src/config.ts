@@ -31,6 +31,8 @@ export interface Config {
   readonly maxImagePixels: number;
   /** Default per-request deadline when neither the request nor the manifest sets one. */
   readonly requestTimeoutMs: number;
+  /** A whole request (headers and body) must arrive within this, or the connection is closed (slow uploads). */
+  readonly uploadTimeoutMs: number;
   /** `false` forces every model's maxBatchSize to 1 (for comparisons); manifests decide otherwise. */
   readonly batching: boolean;
   /** Overrides every manifest's maxQueueDelayMs when set. */
@@ -95,6 +97,7 @@ export const defaults = Object.freeze({
   MUON_MAX_BODY_BYTES: 8 * 1024 * 1024,
   MUON_MAX_IMAGE_PIXELS: 40_000_000,
   MUON_REQUEST_TIMEOUT_MS: 10_000,
+  MUON_UPLOAD_TIMEOUT_MS: 60_000,
   MUON_BATCHING: true,
   MUON_PREPROCESS_THREADS: 1,
   MUON_WARMUP: true,
@@ -174,6 +177,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxBodyBytes: int(env, 'MUON_MAX_BODY_BYTES', d.MUON_MAX_BODY_BYTES, 1)!,
     maxImagePixels: int(env, 'MUON_MAX_IMAGE_PIXELS', d.MUON_MAX_IMAGE_PIXELS, 1)!,
     requestTimeoutMs: int(env, 'MUON_REQUEST_TIMEOUT_MS', d.MUON_REQUEST_TIMEOUT_MS, 1)!,
+    uploadTimeoutMs: int(env, 'MUON_UPLOAD_TIMEOUT_MS', d.MUON_UPLOAD_TIMEOUT_MS, 1)!,
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,

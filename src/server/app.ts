@@ -37,8 +37,11 @@ export function buildApp(deps: AppDeps): App {
     bodyLimit: deps.config.maxBodyBytes,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    // slow or stalled uploads cannot hold a connection for ever
-    requestTimeout: 60_000,
+    // slow or stalled uploads cannot hold a connection for ever: a socket idle that long is closed (Node checks
+    // requestTimeout only every 30 s, so a stalled upload would otherwise live about 90 s), and a trickling one is
+    // cut by requestTimeout
+    requestTimeout: deps.config.uploadTimeoutMs,
+    connectionTimeout: deps.config.uploadTimeoutMs,
     // requests that arrive once close() began get our 503 (MUON_ERR_SHUTTING_DOWN, below), not Fastify's own body
     return503OnClosing: false,
     // one line per request (the onResponse hook below) instead of Fastify's two
