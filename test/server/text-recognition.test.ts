@@ -57,7 +57,7 @@ t.test('the model loads and describes itself', async (t) => {
     },
     outputs: [{ name: 'softmax_11.tmp_0', type: 'float32' }],
     labels: 6623,
-    batching: { max_batch_size: 16, fixed_batch: false },
+    batching: { max_batch_size: 4, fixed_batch: false },
   });
 });
 
