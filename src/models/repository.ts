@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
 import { mediaInput, mediaKind } from './media.js';
 import { ModelSession, type HostTensor, type SessionRunner } from './session.js';
-import { checkFeeds, runTensorRowsIsolated, TensorRow, type TensorOutputs } from './tensors.js';
+import { checkFeeds, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
@@ -536,9 +536,15 @@ export class ModelRepository {
       });
       const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
       // one queue per model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ); a
-      // failed batch of raw rows is retried row by row (task rows are not: their buffers go back to a pool)
-      const run = (rows: unknown[]) =>
-        rows[0] instanceof TensorRow ? runTensorRowsIsolated(session, rows as TensorRow[]) : pipeline.runBatch(rows);
+      // failed batch is retried row by row, so one bad input fails alone; row buffers go back to their pool after
+      const run = async (rows: unknown[]) => {
+        if (rows[0] instanceof TensorRow) return isolated(rows as TensorRow[], (r) => runTensorRows(session, r));
+        try {
+          return await isolated(rows, (r) => pipeline.runBatch(r));
+        } finally {
+          pipeline.releaseRows?.(rows);
+        }
+      };
       const batcher = new Batcher<unknown, unknown>(run, batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
       const model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);

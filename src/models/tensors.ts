@@ -73,21 +73,21 @@ export function checkFeeds(
 }
 
 /**
- * Runs a batch of raw requests, and when the batch fails, each request alone: one bad request (an input the graph
- * rejects at run time) fails by itself, its batch neighbours get their answers.
+ * Runs a batch, and when it fails, each row alone: one bad row (an input the graph rejects at run time) fails by
+ * itself with its own error, its batch neighbours get their outputs. A batch of one fails as it is.
  */
-export async function runTensorRowsIsolated(
-  session: SessionRunner,
-  rows: readonly TensorRow[],
-): Promise<(TensorOutputs | RowFailure)[]> {
+export async function isolated<Row, Out>(
+  rows: readonly Row[],
+  run: (rows: Row[]) => Promise<Out[]>,
+): Promise<(Out | RowFailure)[]> {
   try {
-    return await runTensorRows(session, rows);
+    return await run([...rows]);
   } catch (err) {
     if (rows.length === 1) throw err;
-    const alone: (TensorOutputs | RowFailure)[] = [];
+    const alone: (Out | RowFailure)[] = [];
     for (const row of rows)
       alone.push(
-        await runTensorRows(session, [row]).then(
+        await run([row]).then(
           (r) => r[0],
           (e: unknown) => new RowFailure(e),
         ),

@@ -117,7 +117,8 @@ export async function pipelineFeeds(
   };
   const { pipeline } = await createPipeline(manifest, recorder, dir, where, Number.MAX_SAFE_INTEGER, stages);
   const submit: SubmitRows<unknown, unknown> = (rows) => {
-    const outs = pipeline.runBatch(rows.map((r) => r.row));
+    const batch = rows.map((r) => r.row);
+    const outs = pipeline.runBatch(batch).finally(() => pipeline.releaseRows?.(batch));
     return rows.map((_, i) => outs.then((o) => o[i]));
   };
   return async (input, file) => {
@@ -137,7 +138,9 @@ export async function pipelineFeeds(
       await pipeline.sequence(prepared.row, { deadline: Infinity }, submit).catch((err: unknown) => {
         if (err !== stop) throw err;
       });
-    } else await pipeline.runBatch([prepared.row]);
+    } else {
+      await pipeline.runBatch([prepared.row]).finally(() => pipeline.releaseRows?.([prepared.row]));
+    }
     return recorded;
   };
 }

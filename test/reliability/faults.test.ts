@@ -75,3 +75,33 @@ t.test('one bad request in a batch fails alone; its neighbours and the next batc
   t.equal(next.statusCode, 200, 'the next batch succeeds');
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200);
 });
+
+t.test('the same through /predict: a bad image fails alone, the good ones in its batch are answered', async (t) => {
+  const sharp = (await import('sharp')).default;
+  // the model reads max(pixel) as a table index: a black image is index 0, a white one 255 (out of bounds)
+  const image = (v: number) =>
+    sharp({ create: { width: 2, height: 2, channels: 3, background: { r: v, g: v, b: v } } })
+      .png()
+      .toBuffer();
+  const [black, white] = await Promise.all([image(0), image(255)]);
+  const before = await metricValue(metrics, 'muon_batch_size_count', { model: 'fragile' });
+  const bodies = [black, black, black, white, black, black, black, black];
+  const answers = await Promise.all(
+    bodies.map((payload) =>
+      app.inject({ method: 'POST', url: '/predict?model=fragile', headers: { 'content-type': 'image/png' }, payload }),
+    ),
+  );
+  const batches = (await metricValue(metrics, 'muon_batch_size_count', { model: 'fragile' })) - before;
+  t.ok(batches < bodies.length, `${bodies.length} requests in ${batches} batches`);
+  answers.forEach((res, i) => {
+    if (bodies[i] === white) t.same([res.statusCode, res.json().code], [500, 'MUON_ERR_INFERENCE_FAILED']);
+    else t.equal(res.statusCode, 200, `request ${i} answered`);
+  });
+  const again = await app.inject({
+    method: 'POST',
+    url: '/predict?model=fragile',
+    headers: { 'content-type': 'image/png' },
+    payload: black,
+  });
+  t.equal(again.statusCode, 200, 'the next batch succeeds');
+});

@@ -267,16 +267,15 @@ export function faceDetection(
     },
     async runBatch(batchRows) {
       const data = batchRows.map((r) => r.data);
-      try {
-        return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
-          const out = await session.run({ [input.name]: batch }, names);
-          const scores = gather(out, scoreOutputs, batchRows.length);
-          const boxes = gather(out, boxOutputs, batchRows.length);
-          return batchRows.map((r, i) => ({ scores: scores[i], boxes: boxes[i], original: r.original }));
-        });
-      } finally {
-        rows.release(data);
-      }
+      return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
+        const out = await session.run({ [input.name]: batch }, names);
+        const scores = gather(out, scoreOutputs, batchRows.length);
+        const boxes = gather(out, boxOutputs, batchRows.length);
+        return batchRows.map((r, i) => ({ scores: scores[i], boxes: boxes[i], original: r.original }));
+      });
+    },
+    releaseRows(batchRows) {
+      rows.release(batchRows.map((r) => r.data)); // after the run: a batch of one is computed straight from its row
     },
     finish(raw) {
       const found = weightedNms(

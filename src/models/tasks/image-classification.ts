@@ -54,14 +54,13 @@ export function imageClassification(
     },
     async runBatch(batchRows) {
       const data = batchRows.map((r) => r.data);
-      try {
-        return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
-          const out = await session.run({ [input.name]: batch }, [output.name]);
-          return splitRows(out[output.name], batchRows.length).map((r) => r.data);
-        });
-      } finally {
-        rows.release(data); // after the run: a batch of one is computed straight from its row
-      }
+      return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
+        const out = await session.run({ [input.name]: batch }, [output.name]);
+        return splitRows(out[output.name], batchRows.length).map((r) => r.data);
+      });
+    },
+    releaseRows(batchRows) {
+      rows.release(batchRows.map((r) => r.data)); // after the run: a batch of one is computed straight from its row
     },
     finish(scores, params) {
       const k = Math.min(params.topK ?? m.topK, labels.length);

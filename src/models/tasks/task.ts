@@ -102,6 +102,11 @@ export interface TaskPipeline<Row = unknown, Out = unknown, Answer = unknown, Re
   prepare(input: ModelInput): Promise<Prepared<Request>>;
   runBatch(rows: Row[]): Promise<Out[]>;
   /**
+   * Optional: gives rows' buffers back to their pool. Called once per batch, after `runBatch` and after any retry
+   * of its rows one by one (a failed batch is retried row by row, so rows must stay intact until then).
+   */
+  releaseRows?(rows: Row[]): void;
+  /**
    * Optional, for tasks whose request is a sequence of dependent rows (a stateful model run frame by frame): runs
    * the prepared request through as many `submit` steps as it needs and returns what `finish` takes. Without it, a
    * request is one row and one submit, and `finish` takes that row's output.

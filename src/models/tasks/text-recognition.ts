@@ -144,18 +144,18 @@ export async function textRecognition(
       const width = rows[0].width;
       if (rows.some((r) => r.width !== width)) throw new Error('rows of different widths in one batch; this is a bug');
       const dims = [fixedBatch ?? rows.length, channels, height, width];
-      try {
-        return await buffers.with(
-          rows.map((r) => r.data),
-          dims,
-          async (batch) => {
-            const out = await session.run({ [input.name]: batch }, [output.name]);
-            return splitRows(out[output.name], rows.length);
-          },
-        );
-      } finally {
-        poolOf(width).release(rows.map((r) => r.data)); // after the run: a batch of one is computed from its row
-      }
+      return buffers.with(
+        rows.map((r) => r.data),
+        dims,
+        async (batch) => {
+          const out = await session.run({ [input.name]: batch }, [output.name]);
+          return splitRows(out[output.name], rows.length);
+        },
+      );
+    },
+    releaseRows(rows) {
+      // after the run (and any retry): a batch of one is computed from its row
+      poolOf(rows[0].width).release(rows.map((r) => r.data));
     },
     finish(scores) {
       const [steps, n] = scores.dims;
