@@ -156,7 +156,7 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
 export function loadConfig(env: Env = process.env): Config {
   const d = defaults;
   const repo = env.MUON_MODEL_REPOSITORY?.trim() || d.MUON_MODEL_REPOSITORY;
-  return Object.freeze({
+  const config: Config = Object.freeze({
     host: env.HOST?.trim() || d.HOST,
     port: int(env, 'PORT', d.PORT, 0, 65535)!,
     tls: tls(env),
@@ -194,4 +194,10 @@ export function loadConfig(env: Env = process.env): Config {
         }
       : undefined,
   });
+  if (config.shutdownGraceMs >= config.shutdownTimeoutMs) {
+    throw new ConfigError(
+      'MUON_SHUTDOWN_GRACE_MS must be below MUON_SHUTDOWN_TIMEOUT_MS (the drain needs time after the grace)',
+    );
+  }
+  return config;
 }

@@ -52,6 +52,8 @@ export interface InferOptions extends PredictParams {
   /** The timeout the deadline came from, for the error message. */
   readonly timeoutMs: number;
   readonly signal?: AbortSignal;
+  /** Already admitted by a pipeline that calls this model as a stage (its page was counted at its own door). */
+  readonly admitted?: boolean;
 }
 
 /** A model loaded, warmed up and serving behind its own batcher. */
@@ -93,11 +95,12 @@ export class LoadedModel {
    * Counts a request from the moment it is handed to this model (synchronously, so a swap that replaces the model
    * after a lookup still sees it) until its answer, so {@link close} frees the session only once nobody uses it.
    */
-  async #tracked<T>(work: () => Promise<T>): Promise<T> {
+  async #tracked<T>(work: () => Promise<T>, admitted = false): Promise<T> {
+    if (this.#closed) throw new Errors.MODEL_NOT_READY(this.name, 'this version was replaced or unloaded');
     // admission control at the door, before any decoding: under overload the CPU must go to requests that can be
     // served, not to preprocessing requests the queue would refuse anyway (that collapsed goodput to a third)
     const { maxQueueSize, maxBatchSize, maxInFlightBatches } = this.batcher.options;
-    if (this.#inFlight >= maxQueueSize + maxBatchSize * maxInFlightBatches) {
+    if (!admitted && this.#inFlight >= maxQueueSize + maxBatchSize * maxInFlightBatches) {
       throw Object.assign(new Errors.QUEUE_FULL(this.name, `${this.#inFlight} requests in progress`), {
         retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
       });
@@ -112,7 +115,7 @@ export class LoadedModel {
 
   /** Preprocesses one request, queues it for batching, and turns its output row into the task's answer. */
   infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
-    return this.#tracked(() => this.#infer(input, opts));
+    return this.#tracked(() => this.#infer(input, opts), opts.admitted);
   }
 
   async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
@@ -275,7 +278,9 @@ export class ModelRepository {
 
   /** True once every model is loaded and warmed up, and none failed, until the server starts draining. */
   get ready(): boolean {
-    const models = [...this.#models.values()];
+    // models changed through the management API do not count: a failed load of a new model must not take every
+    // replica out of its load balancer (the failure is the load call's answer, and the index shows it)
+    const models = [...this.#models.values()].filter((s) => s.state === 'READY' || !this.#managed.has(s.name));
     return !this.#draining && this.#loaded && models.every((s) => s.state === 'READY' || s.state === 'UNAVAILABLE');
   }
 
@@ -395,6 +400,9 @@ export class ModelRepository {
     });
   }
 
+  /** Models loaded or unloaded through the management API since start. */
+  readonly #managed = new Set<string>();
+
   /** Loads and unloads of one model run one at a time, in order. */
   readonly #changes = new Map<string, Promise<unknown>>();
 
@@ -402,6 +410,11 @@ export class ModelRepository {
     const next = (this.#changes.get(name) ?? Promise.resolve()).catch(() => {}).then(change);
     this.#changes.set(name, next);
     return next;
+  }
+
+  /** Repository changes wait for the startup load to finish (it would race them). */
+  #checkStarted(name: string): void {
+    if (!this.#loaded) throw new Errors.MODEL_NOT_READY(name, 'the repository is still loading; retry once ready');
   }
 
   /** Checks a model name from a client: the folder pattern (no separators, no dots first), and that it exists. */
@@ -421,6 +434,8 @@ export class ModelRepository {
    */
   loadModel(name: string): Promise<LoadedModel> {
     this.#checkName(name);
+    this.#checkStarted(name);
+    this.#managed.add(name);
     return this.#serially(name, async () => {
       const before = this.#models.get(name);
       const serving = before?.state === 'READY' ? before : undefined;
@@ -438,6 +453,7 @@ export class ModelRepository {
         try {
           await checkSwap(serving.model, next.model);
         } catch (err) {
+          for (const m of fresh.values()) this.#forget(m, serving.versions.get(m.version));
           await Promise.all([...fresh.values()].map((m) => m.close()));
           throw new LoadError((err as Error).message, { cause: err });
         }
@@ -458,6 +474,8 @@ export class ModelRepository {
   /** Unloads a model: new requests get 503 at once, the ones already handed to it are answered, then it is freed. */
   unloadModel(name: string): Promise<void> {
     if (!this.#models.has(name)) throw new Errors.MODEL_NOT_FOUND(name);
+    this.#checkStarted(name);
+    this.#managed.add(name);
     return this.#serially(name, async () => {
       const s = this.#models.get(name);
       this.#models.set(name, { state: 'UNAVAILABLE', name });
@@ -490,6 +508,9 @@ export class ModelRepository {
         loaded.set(version ?? '', await this.load(name, threads, folder, version));
       }
     } catch (err) {
+      const serving = this.#models.get(name);
+      for (const m of loaded.values())
+        this.#forget(m, serving?.state === 'READY' ? serving.versions.get(m.version) : undefined);
       await Promise.all([...loaded.values()].map((m) => m.close()));
       throw err;
     }
@@ -723,6 +744,10 @@ async function servedVersions(dir: string): Promise<{ version?: string; folder: 
       `${where}: /policy must be {"policy": "latest", "count": n}, {"policy": "specific", "versions": [...]} or {"policy": "all"}`,
     );
   }
+  if (chosen.length === 0) throw new ManifestError(`${where}: the policy selects no version`);
+  const numbered = (await readdir(dir)).filter((n) => versionFolder.test(n));
+  const twice = numbered.filter((n, i) => numbered.findIndex((m) => Number(m) === Number(n)) !== i);
+  if (twice.length) throw new ManifestError(`${dir}: version folders ${twice.join(', ')} repeat a version`);
   // folder names like "007" are the version "7"
   const folderOf = new Map(
     (await readdir(dir)).filter((n) => versionFolder.test(n)).map((n) => [String(Number(n)), path.join(dir, n)]),

@@ -113,6 +113,11 @@ export async function runTensorRows(session: SessionRunner, rows: readonly Tenso
     feeds[name] = { type: first.type, data, dims: [rows.length, ...first.dims.slice(1)] };
   }
   const out = await session.run(feeds, names);
+  for (const [name, t] of Object.entries(out)) {
+    // an output whose axis 0 is not the batch (a list of detections) cannot be split: the caller runs rows alone
+    if (t.dims[0] !== rows.length)
+      throw new Error(`output '${name}' has ${t.dims[0]} rows for ${rows.length} requests`);
+  }
   return rows.map((_, r) => {
     const mine: TensorOutputs = {};
     for (const [name, t] of Object.entries(out)) {

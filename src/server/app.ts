@@ -66,6 +66,18 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onRequest', async (req) => {
     if (closing && !req.url.startsWith('/v2/health')) throw new Errors.SHUTTING_DOWN();
   });
+  // the idle-connection timeout is for uploads: once the body is in, a request may compute quietly until its
+  // deadline; it is armed again for the connection's next request
+  const socketOf = (req: { raw: { socket?: unknown } }) => {
+    const socket = req.raw.socket as { setTimeout?: (ms: number) => void; destroyed?: boolean } | undefined;
+    return typeof socket?.setTimeout === 'function' && !socket.destroyed ? socket : undefined; // (inject has none)
+  };
+  app.addHook('preHandler', async (req) => {
+    socketOf(req)?.setTimeout!(0);
+  });
+  app.addHook('onResponse', async (req) => {
+    socketOf(req)?.setTimeout!(deps.config.uploadTimeoutMs);
+  });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');

@@ -106,6 +106,19 @@ t.test('a bad new version is refused and the serving one stays', async (t) => {
   t.equal(after.statusCode, 200);
   t.equal(after.json().version, '3.0', 'still the serving version');
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200);
+  // a new folder that does not load: refused, shown in the index, and the server stays ready
+  mkdirSync(path.join(repo, 'broken'));
+  writeFileSync(path.join(repo, 'broken', 'manifest.json'), JSON.stringify({ task: 'image-classification' }));
+  t.teardown(() => rmSync(path.join(repo, 'broken'), { recursive: true, force: true }));
+  t.equal((await manage('load', 'broken')).statusCode, 422);
+  t.equal(
+    (await app.inject({ url: '/v2/health/ready' })).statusCode,
+    200,
+    'a failed admin load does not fail readiness',
+  );
+  const index = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json();
+  t.match(index, [{ name: 'broken', state: 'UNAVAILABLE', reason: /invalid manifest/ }, { name: 'text-orientation' }]);
+  rmSync(path.join(repo, 'broken'), { recursive: true, force: true });
 });
 
 t.test('unload, then load again', async (t) => {
@@ -115,9 +128,11 @@ t.test('unload, then load again', async (t) => {
   t.equal(gone.statusCode, 503);
   t.match(gone.json(), { code: 'MUON_ERR_MODEL_NOT_READY', message: /unloaded/ });
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200, 'an unloaded model does not fail readiness');
-  t.same((await app.inject({ method: 'POST', url: '/v2/repository/index' })).json(), [
-    { name: 'text-orientation', state: 'UNAVAILABLE', reason: 'unloaded' },
-  ]);
+  const index = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json();
+  t.same(
+    index.filter((e: { name: string }) => e.name === 'text-orientation'),
+    [{ name: 'text-orientation', state: 'UNAVAILABLE', reason: 'unloaded' }],
+  );
   t.equal((await manage('load')).statusCode, 200);
   t.equal((await predict()).json().version, '2.0');
   t.equal((await manage('unload', 'nope')).statusCode, 404);
@@ -179,6 +194,8 @@ t.test('numbered version folders and the version policy', async (t) => {
   const bad = await reload();
   t.equal(bad.statusCode, 422);
   t.match(bad.json().error, /versions.json: \/policy must be/);
+  policy({ policy: 'specific', versions: [] });
+  t.match((await reload()).json().error, /the policy selects no version/);
   policy({ policy: 'specific', versions: ['9'] });
   t.match((await reload()).json().error, /versions 9 have no folder/);
   policy({ policy: 'latest', count: 1 });

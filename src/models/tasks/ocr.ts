@@ -62,7 +62,12 @@ export function ocr(
     padValue: 0,
   });
 
-  const stepOpts = (opts: StepOptions) => ({ ...opts, timeoutMs: Math.max(0, opts.deadline - performance.now()) });
+  // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors
+  const stepOpts = (opts: StepOptions) => ({
+    ...opts,
+    timeoutMs: Math.max(0, opts.deadline - performance.now()),
+    admitted: true,
+  });
 
   return {
     accepts: ['image'],

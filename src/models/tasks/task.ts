@@ -49,7 +49,10 @@ export interface TaskContext<M extends Manifest = Manifest> {
 /** A model another pipeline calls as a stage: its request goes through that model's own queue and batcher. */
 export interface StageModel {
   readonly task: string;
-  infer(input: ModelInput, opts: StepOptions & PredictParams & { readonly timeoutMs: number }): Promise<unknown>;
+  infer(
+    input: ModelInput,
+    opts: StepOptions & PredictParams & { readonly timeoutMs: number; readonly admitted?: boolean },
+  ): Promise<unknown>;
 }
 
 /**

@@ -117,9 +117,10 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
     req: FastifyRequest,
     reply: FastifyReply,
   ): Promise<Static<typeof PredictResponse>> => {
-    const model = lookup(name);
-    track.model(req, model.name);
+    track.model(req, lookup(name).name); // refuses an unknown model before its body is read
     const input = await readInput(req);
+    // looked up again once the body is in (an upload can outlast a reload of the model), and handed to it at once
+    const model = lookup(name);
     if (!model.pipeline.accepts.includes(input.kind)) {
       throw new Errors.UNSUPPORTED_MEDIA_TYPE(
         `model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`,
