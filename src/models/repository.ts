@@ -184,7 +184,12 @@ export class LoadedModel {
   /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
   #asClientError(err: unknown, opts: InferOptions): Error {
     // a stage model's refusal (queue full, deadline, ...) reached a multi-model pipeline already translated
-    if ((err as { code?: unknown } | undefined)?.code?.toString().startsWith('MUON_ERR_')) return err as Error;
+    // a stage model's refusal reached a multi-model pipeline already translated: the ones about load and time pass
+    // through; anything else a stage says (its own 4xx about an internal crop, a missing stage) is this model's fault
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string' && passThrough.has(code)) return err as Error;
+    if (typeof code === 'string' && code.startsWith('MUON_ERR_'))
+      return new Errors.INFERENCE_FAILED(this.name, { cause: err });
     if (!(err instanceof BatcherError)) return new Errors.INFERENCE_FAILED(this.name, { cause: err });
     switch (err.reason) {
       case 'queue_full':
@@ -239,6 +244,11 @@ export class LoadedModel {
     return this.#closed;
   }
 }
+
+/** Errors of a stage model that a pipeline passes on unchanged (load, deadlines, shutdown, a stage not ready). */
+const passThrough = new Set(
+  ['QUEUE_FULL', 'DEADLINE_EXCEEDED', 'CLIENT_CLOSED', 'SHUTTING_DOWN', 'MODEL_NOT_READY'].map((k) => `MUON_ERR_${k}`),
+);
 
 /** Status of one model folder in the repository. */
 export type ModelStatus =
@@ -777,9 +787,12 @@ async function checkSwap(serving: LoadedModel, fresh: LoadedModel): Promise<void
   const files = (await readdir(dir)).filter((f) => mediaKind(f) !== undefined).sort();
   if (files.length === 0) throw new Error(`/rollout/samples: no media files in ${dir}`);
   let agree = 0;
+  const wrong = files.filter((f) => !(fresh.pipeline.accepts as readonly string[]).includes(mediaKind(f)!));
+  if (wrong.length) throw new Error(`/rollout/samples: ${wrong.join(', ')} cannot be sent to a ${fresh.task} model`);
   for (const file of files) {
     const input = mediaInput(mediaKind(file)!, await readFile(path.join(dir, file)), file);
-    const opts = { deadline: performance.now() + 60_000, timeoutMs: 60_000 };
+    // a check, not traffic: not refused at the doors of a busy serving model
+    const opts = { deadline: performance.now() + 60_000, timeoutMs: 60_000, admitted: true };
     const [a, b] = await Promise.all([serving.infer(input, opts), fresh.infer(input, opts)]);
     if (JSON.stringify(comparable(a)) === JSON.stringify(comparable(b))) agree++;
   }
