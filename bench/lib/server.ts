@@ -46,7 +46,7 @@ function tsFiles(dir: string): string[] {
 }
 
 /** A port nobody listens on right now (the OS picks it; another process could take it before we do). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const srv = createServer().listen(0, HOST);
   await once(srv, 'listening');
   const { port } = srv.address() as { port: number };
