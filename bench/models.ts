@@ -17,9 +17,9 @@ import { pino } from 'pino';
 import { loadConfig, packageRoot } from '../src/config.js';
 import { Metrics } from '../src/metrics.js';
 import { mediaInput, mediaKind } from '../src/models/media.js';
-import { ModelRepository, type LoadedModel } from '../src/models/repository.js';
+import { ModelRepository, threadsPerModel, type LoadedModel } from '../src/models/repository.js';
 import type { HostTensor } from '../src/models/session.js';
-import { runTensorRows, TensorRow } from '../src/models/tensors.js';
+import { batchesOnAxis0, runTensorRows, TensorRow } from '../src/models/tensors.js';
 import { configureImageDecoder } from '../src/preprocess/image.js';
 import { pipelineFeeds } from '../src/quantize/dataset.js';
 import { poolLoad, runLoad, type LoadResult } from './lib/load.js';
@@ -100,7 +100,7 @@ async function inProcess(model: LoadedModel, body: Buffer, threads: number): Pro
   // raw: the feeds of the request's first run, back to back (a recording is many runs: that is the VAD's frame)
   const raw1 = await timed(() => model.session.run(runs[0], outputs));
   let rawBest: InProcess['rawBest'] = null;
-  const stackable = model.session.inputs.every((i) => i.shape.length > 0 && typeof i.shape[0] !== 'number');
+  const stackable = model.session.inputs.every(batchesOnAxis0);
   const maxBatch = model.manifest.batching.maxBatchSize;
   if (stackable && maxBatch > 1 && runs[0] && Object.values(runs[0]).every((t) => t.dims[0] === 1)) {
     for (const batch of [...new Set([4, 16, maxBatch].filter((b) => b <= maxBatch))]) {
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
   // a quick run skips the fp32 originals (the full run compares them with the compressed defaults)
   const all = repository.list().map((s) => s.name);
   const names = positionals.length ? positionals : quick ? all.filter((n) => !n.endsWith('-fp32')) : all;
-  const threads = config.intraOpThreads ?? Math.max(1, Math.floor(config.cpuCount / repository.list().length));
+  const threads = threadsPerModel(config, repository.list().length);
   const body = (task: string) => readFileSync(path.join(packageRoot, inputs[task].file));
 
   const local: InProcess[] = [];

@@ -345,7 +345,7 @@ export class ModelRepository {
   async loadAll(): Promise<{ name: string; error: string }[]> {
     const names = await this.#folders();
     for (const name of names) this.#models.set(name, { state: 'LOADING', name });
-    const threads = this.#threads(names.length);
+    const threads = threadsPerModel(this.config, names.length);
     const failures: { name: string; error: string }[] = [];
     for (const name of names.sort()) {
       const started = performance.now();
@@ -382,7 +382,7 @@ export class ModelRepository {
     if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
     const names: string[] = [];
     for (const entry of await readdir(root, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !(await isModelFolder(path.join(root, entry.name)))) continue;
+      if (!entry.isDirectory() || !isModelFolder(path.join(root, entry.name))) continue;
       if (!new RegExp(modelNamePattern).test(entry.name)) {
         this.log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
         continue;
@@ -390,11 +390,6 @@ export class ModelRepository {
       names.push(entry.name);
     }
     return names.sort();
-  }
-
-  /** Intra-op threads per model: MUON_INTRA_OP_THREADS, else the cores split over the models. */
-  #threads(models: number): number {
-    return this.config.intraOpThreads ?? Math.max(1, Math.floor(this.config.cpuCount / Math.max(1, models)));
   }
 
   /** Triton's repository index: every model folder and every model known, with state, version and reason. */
@@ -430,7 +425,7 @@ export class ModelRepository {
   /** Checks a model name from a client: the folder pattern (no separators, no dots first), and that it exists. */
   #checkName(name: string): void {
     const dir = path.join(this.config.modelRepository, name);
-    if (!new RegExp(modelNamePattern).test(name) || !existsSync(dir) || !isModelFolderSync(dir)) {
+    if (!new RegExp(modelNamePattern).test(name) || !existsSync(dir) || !isModelFolder(dir)) {
       throw new Errors.MODEL_NOT_FOUND(name);
     }
   }
@@ -452,7 +447,7 @@ export class ModelRepository {
       if (!serving) this.#models.set(name, { state: 'LOADING', name });
       let fresh: Map<string, LoadedModel>;
       try {
-        fresh = await this.#loadVersions(name, this.#threads(this.#models.size));
+        fresh = await this.#loadVersions(name, threadsPerModel(this.config, this.#models.size));
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
         if (!serving) this.#models.set(name, { state: 'FAILED', name, error });
@@ -656,6 +651,11 @@ function effectiveBatching(
   };
 }
 
+/** Intra-op threads per model: MUON_INTRA_OP_THREADS, else the cores split over the models. */
+export function threadsPerModel(config: Config, models: number): number {
+  return config.intraOpThreads ?? Math.max(1, Math.floor(config.cpuCount / Math.max(1, models)));
+}
+
 /** Outside a repository (the compression CLI) there are no other models to call. */
 const noStages: StageModels = {
   names: () => undefined,
@@ -708,16 +708,8 @@ function compareVersions(a: string, b: string): number {
 
 const versionFolder = /^\d{1,9}$/;
 
-/** A model folder holds a manifest.json, or numbered version folders that do. */
-async function isModelFolder(dir: string): Promise<boolean> {
-  if (existsSync(path.join(dir, 'manifest.json'))) return true;
-  const entries = await readdir(dir, { withFileTypes: true });
-  return entries.some(
-    (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),
-  );
-}
-
-function isModelFolderSync(dir: string): boolean {
+/** A model folder holds a manifest.json, or numbered version folders that do (a small folder: read in place). */
+function isModelFolder(dir: string): boolean {
   if (existsSync(path.join(dir, 'manifest.json'))) return true;
   return readdirSync(dir, { withFileTypes: true }).some(
     (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),

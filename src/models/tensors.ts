@@ -32,6 +32,11 @@ export function isTensorType(t: string): t is TensorType {
   return Object.hasOwn(arrays, t);
 }
 
+/** A graph input or output whose axis 0 is free: the axis raw requests stack along. */
+export function batchesOnAxis0(info: TensorInfo): boolean {
+  return info.shape.length > 0 && typeof info.shape[0] !== 'number';
+}
+
 /**
  * Checks raw feeds against the graph: every input present and no other, element types equal, rank equal, fixed
  * dimensions equal, and a common size along axis 0 for graphs that batch there. Throws INVALID_TENSOR (400) naming
@@ -65,8 +70,8 @@ export function checkFeeds(
       throw new Errors.INVALID_TENSOR(`input '${info.name}': dimensions must be non-negative integers`);
     if (info.shape.length > 0 && typeof info.shape[0] !== 'number') batches.add(t.dims[0]);
   }
-  const free0 = (i: TensorInfo) => i.shape.length > 0 && typeof i.shape[0] !== 'number';
-  const stackable = inputs.every(free0) && outputs.every(free0) && batches.size === 1 && batches.has(1);
+  const stackable =
+    inputs.every(batchesOnAxis0) && outputs.every(batchesOnAxis0) && batches.size === 1 && batches.has(1);
   if (!stackable) return { key: solo(), batch: batches.size === 1 ? [...batches][0] : 1 };
   const shapes = inputs.map((i) => `${i.name}:${feeds[i.name].dims.slice(1).join('x')}`).join(';');
   return { key: `tensors|${shapes}`, batch: 1 };
