@@ -40,48 +40,43 @@ export async function writePlots(file: string): Promise<void> {
     process.stderr.write(`wrote ${path.relative(packageRoot, path.join(path.dirname(file), out))}\n`);
   }
 
-  const facet = { field: 'model', type: 'nominal' as const, title: null };
-  await svg(
-    {
+  /** Small multiples, one panel per model, batching on and off as two colours. */
+  const faceted = (title: string, encoding: object, resolve: object): TopLevelSpec =>
+    ({
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-      title: { text: 'Server throughput by concurrency', subtitle: machine },
+      title: { text: title, subtitle: machine },
       data: { values },
-      facet,
+      facet: { field: 'model', type: 'nominal', title: null },
       columns: 5,
       spec: {
         width: 150,
         height: 110,
         mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'connections', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'connections' },
-          y: { field: 'rps', type: 'quantitative', title: 'req/s' },
-          color: { field: 'batching', type: 'nominal', title: null },
-        },
+        encoding: { ...encoding, color: { field: 'batching', type: 'nominal', title: null } },
       },
-      resolve: { scale: { y: 'independent' } },
-    },
+      resolve: { scale: resolve },
+    }) as TopLevelSpec;
+  await svg(
+    faceted(
+      'Server throughput by concurrency',
+      {
+        x: { field: 'connections', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'connections' },
+        y: { field: 'rps', type: 'quantitative', title: 'req/s' },
+      },
+      { y: 'independent' },
+    ),
     'throughput.svg',
   );
   await svg(
-    {
-      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-      title: { text: 'p99 latency against throughput (points: 1, 4, 16, 64 connections)', subtitle: machine },
-      data: { values },
-      facet,
-      columns: 5,
-      spec: {
-        width: 150,
-        height: 110,
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'rps', type: 'quantitative', title: 'req/s' },
-          y: { field: 'p99', type: 'quantitative', scale: { type: 'log' }, title: 'p99 ms' },
-          color: { field: 'batching', type: 'nominal', title: null },
-          order: { field: 'connections', type: 'quantitative' },
-        },
+    faceted(
+      'p99 latency against throughput (points: 1, 4, 16, 64 connections)',
+      {
+        x: { field: 'rps', type: 'quantitative', title: 'req/s' },
+        y: { field: 'p99', type: 'quantitative', scale: { type: 'log' }, title: 'p99 ms' },
+        order: { field: 'connections', type: 'quantitative' },
       },
-      resolve: { scale: { x: 'independent', y: 'independent' } },
-    },
+      { x: 'independent', y: 'independent' },
+    ),
     'latency-vs-throughput.svg',
   );
 }
