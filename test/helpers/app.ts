@@ -38,8 +38,11 @@ export async function startApp(env: Record<string, string> = {}): Promise<TestAp
   };
 }
 
-/** A multipart/form-data body with the given parts, for `inject()`. */
-export function multipart(parts: { name: string; filename?: string; type?: string; data: Buffer | string }[]): {
+/** A multipart/form-data body with the given parts, for `inject()`; `close: false` leaves out the final boundary. */
+export function multipart(
+  parts: { name: string; filename?: string; type?: string; data: Buffer | string }[],
+  { close = true } = {},
+): {
   payload: Buffer;
   headers: Record<string, string>;
 } {
@@ -50,7 +53,7 @@ export function multipart(parts: { name: string; filename?: string; type?: strin
     const head = `--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.type ? `Content-Type: ${p.type}\r\n` : ''}\r\n`;
     chunks.push(Buffer.from(head), Buffer.from(p.data), Buffer.from('\r\n'));
   }
-  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  if (close) chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
 }
 

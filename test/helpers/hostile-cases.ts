@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
+import { multipart } from './app.js';
 
 // Hostile requests, built from the committed fixtures and sharp at test time (deterministic): every input kind, both
 // APIs. Each names the answer a production server owes: a status and a stable code, or a 200.
@@ -62,23 +63,6 @@ function crc32(bytes: Uint8Array): number {
     for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
   }
   return ~c >>> 0;
-}
-
-function multipart(parts: { name: string; filename?: string; type?: string; data: Buffer | string }[], end = true) {
-  const boundary = '----hostile';
-  const chunks: Buffer[] = [];
-  for (const p of parts) {
-    const disposition = `form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}`;
-    chunks.push(
-      Buffer.from(
-        `--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.type ? `Content-Type: ${p.type}\r\n` : ''}\r\n`,
-      ),
-      Buffer.from(p.data),
-      Buffer.from('\r\n'),
-    );
-  }
-  if (end) chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
 }
 
 const img = (type: string) => ({ 'content-type': type });
@@ -257,7 +241,7 @@ export async function hostileCases(maxBodyBytes: number): Promise<HostileCase[]>
     {
       name: 'multipart with an unterminated boundary',
       url: orient,
-      ...multipart([{ name: 'file', filename: 'a.png', type: 'image/png', data: png }], false),
+      ...multipart([{ name: 'file', filename: 'a.png', type: 'image/png', data: png }], { close: false }),
       status: 400,
       code: 'MUON_ERR_BAD_REQUEST',
     },
