@@ -157,6 +157,7 @@ export async function buildLangId(): Promise<LangIdFiles> {
     labels: { file: 'labels.txt' },
     topK: 3,
     batching: { maxBatchSize: 64, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 1024 },
+    runtime: { thread: 'event-loop' },
   };
   const text = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
   return {

@@ -37,11 +37,30 @@ const ModelFile = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const MaxBatchSize = Type.Integer({ minimum: 1, maximum: 4096 });
+const PreferredBatchSizes = Type.Array(Type.Integer({ minimum: 1 }));
+const MaxQueueDelayMs = Type.Number({ minimum: 0, maximum: 60_000 });
+
 const Batching = Type.Object(
   {
-    maxBatchSize: Type.Integer({ minimum: 1, maximum: 4096, default: 16 }),
+    maxBatchSize: Type.Integer({ ...MaxBatchSize, default: 16 }),
     preferredBatchSizes: Type.Array(Type.Integer({ minimum: 1 }), { default: [] }),
-    maxQueueDelayMs: Type.Number({ minimum: 0, maximum: 60_000, default: 0 }),
+    maxQueueDelayMs: Type.Number({ ...MaxQueueDelayMs, default: 0 }),
+    cuda: Type.Optional(
+      Type.Object(
+        {
+          maxBatchSize: Type.Optional(MaxBatchSize),
+          preferredBatchSizes: Type.Optional(PreferredBatchSizes),
+          maxQueueDelayMs: Type.Optional(MaxQueueDelayMs),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Replace these settings when the model runs on CUDA: a batch that pays off on a GPU can cost ' +
+            'throughput on a CPU core, so the settings above are the CPU ones.',
+        },
+      ),
+    ),
     maxQueueSize: Type.Integer({ minimum: 1, default: 256 }),
     maxInFlightBatches: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
     defaultTimeoutMs: Type.Optional(
@@ -51,6 +70,20 @@ const Batching = Type.Object(
       minimum: 1,
       default: 60_000,
       description: 'Longest deadline a client may ask for (x-muon-timeout-ms or timeout_ms); longer asks are capped.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const Runtime = Type.Object(
+  {
+    thread: Type.Enum(['worker', 'event-loop'], {
+      default: 'worker',
+      description:
+        "Where `session.run` executes (onnxruntime-node runs it synchronously on the calling thread). 'worker': on " +
+        'worker threads, one session per in-flight batch (batching.maxInFlightBatches), so a run never stalls HTTP ' +
+        "and a busy model can use that many cores. 'event-loop': on the main thread, for graphs whose run is " +
+        'shorter than the worker round trip (about 0.15 ms), such as one VAD frame or a small MLP.',
     }),
   },
   { additionalProperties: false, default: {} },
@@ -167,6 +200,7 @@ const common = {
   labels: Labels,
   topK: Type.Integer({ minimum: 1, default: 5 }),
   batching: Batching,
+  runtime: Runtime,
   compression: Type.Optional(Compression),
   rollout: Type.Optional(
     Type.Object(

@@ -12,7 +12,14 @@ import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
 import { mediaInput, mediaKind } from './media.js';
-import { ModelSession, type HostTensor, type SessionRunner } from './session.js';
+import { WorkerSessionPool } from './session-pool.js';
+import {
+  ModelSession,
+  type HostTensor,
+  type ServingSession,
+  type SessionOptions,
+  type SessionRunner,
+} from './session.js';
 import { checkFeeds, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
@@ -66,7 +73,7 @@ export class LoadedModel {
     readonly name: string,
     readonly dir: string,
     readonly manifest: Manifest,
-    readonly session: ModelSession,
+    readonly session: ServingSession,
     readonly pipeline: TaskPipeline,
     readonly batcher: Batcher<unknown, unknown>,
     readonly timeoutMs: number,
@@ -216,6 +223,7 @@ export class LoadedModel {
       description: this.manifest.description,
       state: 'READY',
       execution_provider: this.session.provider,
+      thread: this.manifest.runtime.thread,
       ...(this.session.fallbackReason ? { fallback_reason: this.session.fallbackReason } : {}),
       input: this.pipeline.inputSpec,
       outputs: this.session.outputs,
@@ -359,6 +367,7 @@ export class ModelRepository {
               version: model.version,
               task: model.task,
               provider: model.session.provider,
+              thread: model.manifest.runtime.thread,
               intraOpThreads: threads,
               ms: Math.round(performance.now() - started),
             },
@@ -547,20 +556,25 @@ export class ModelRepository {
       throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${name}'`);
     }
     const { path: modelPath, bytes, external } = await this.readModelFile(name, dir, manifest, where);
-    const session = await ModelSession.create(external ? modelPath : bytes, {
+    const options: SessionOptions = {
       provider: this.config.executionProvider,
       intraOpThreads,
       onFallback: (reason) => {
         this.metrics.providerFallbacks.inc({ model: name });
         this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
       },
-    });
+    };
+    const source = external ? modelPath : bytes;
+    const session: ServingSession =
+      manifest.runtime.thread === 'worker'
+        ? await WorkerSessionPool.create(source, options, manifest.batching.maxInFlightBatches)
+        : await ModelSession.create(source, options);
     try {
       const { pipeline, labels } = await createPipeline(manifest, session, dir, where, this.config.maxImagePixels, {
         names: () => [...this.#models.keys()],
         model: (stage) => this.readyModel(stage),
       });
-      const batching = effectiveBatching(manifest.batching, pipeline.graphMaxBatch, this.config);
+      const batching = effectiveBatching(manifest.batching, session.provider, pipeline.graphMaxBatch, this.config);
       // one queue per model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ); a
       // failed batch is retried row by row, so one bad input fails alone; row buffers go back to their pool after
       const run = async (rows: unknown[]) => {
@@ -634,12 +648,17 @@ export class ModelRepository {
   }
 }
 
-/** The manifest's batching limits, narrowed by the graph (a fixed batch axis) and by server-wide overrides. */
+/**
+ * The manifest's batching limits (with its `cuda` settings on CUDA), narrowed by the graph (a fixed batch axis) and
+ * by server-wide overrides.
+ */
 function effectiveBatching(
-  b: Manifest['batching'],
+  manifest: Manifest['batching'],
+  provider: 'cuda' | 'cpu',
   graphMaxBatch: number | undefined,
   config: Config,
 ): BatchingOptions {
+  const b = provider === 'cuda' ? { ...manifest, ...manifest.cuda } : manifest;
   let maxBatchSize = Math.min(b.maxBatchSize, graphMaxBatch ?? Infinity);
   if (!config.batching) maxBatchSize = 1;
   return {

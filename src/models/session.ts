@@ -45,6 +45,12 @@ export function cudaProviderPath(): string {
 /** What a task pipeline needs of a session: its signature and `run` (the compression CLI wraps it to record feeds). */
 export type SessionRunner = Pick<ModelSession, 'inputs' | 'outputs' | 'run'>;
 
+/** A session as the repository holds it: on the event loop ({@link ModelSession}) or on worker threads. */
+export type ServingSession = Pick<
+  ModelSession,
+  'inputs' | 'outputs' | 'run' | 'provider' | 'fallbackReason' | 'release'
+>;
+
 /** One loaded ONNX model on one execution provider. */
 export class ModelSession {
   private constructor(

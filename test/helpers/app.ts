@@ -1,5 +1,8 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, packageRoot } from '../../src/config.js';
 import { Metrics } from '../../src/metrics.js';
 import { ModelRepository } from '../../src/models/repository.js';
 import { buildApp, type App } from '../../src/server/app.js';
@@ -70,4 +73,22 @@ export async function metricValue(
     if (want.every((w) => line.includes(w))) return Number(line.split(' ').at(-1));
   }
   return 0;
+}
+
+/**
+ * Copies shipped model folders into a temporary repository (removed at exit) with the batch settings their
+ * manifests give for CUDA: on a CPU some models batch no rows (measured best there), and the tests of batching
+ * behaviour need them to.
+ */
+export function cudaBatchingCopy(names: readonly string[]): string {
+  const repo = mkdtempSync(path.join(tmpdir(), 'muon-cuda-batching-'));
+  process.once('exit', () => rmSync(repo, { recursive: true, force: true }));
+  for (const name of names) {
+    cpSync(path.join(packageRoot, 'models', name), path.join(repo, name), { recursive: true });
+    const file = path.join(repo, name, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(file, 'utf8'));
+    manifest.batching = { ...manifest.batching, ...manifest.batching.cuda, maxInFlightBatches: 1 };
+    writeFileSync(file, JSON.stringify(manifest));
+  }
+  return repo;
 }

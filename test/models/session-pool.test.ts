@@ -1,0 +1,113 @@
+import { existsSync } from 'node:fs';
+import t from 'tap';
+import { attr, DataType, encodeModel, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
+import { WorkerSessionPool } from '../../src/models/session-pool.js';
+import { cudaProviderPath, ModelSession, type HostTensor, type SessionOptions } from '../../src/models/session.js';
+
+// Sessions on worker threads against the same model on the event loop. The model: y = table[max(x)] per row, so
+// an x above 9 is an index out of bounds that onnxruntime refuses at run time.
+const bytes = encodeModel(
+  makeModel({
+    opset: 13,
+    graph: makeGraph({
+      name: 'lookup',
+      nodes: [
+        node('ReduceMax', ['x'], ['m'], { axes: [1], keepdims: 0 }),
+        node('Cast', ['m'], ['i'], { to: attr.int(DataType.INT64) }),
+        node('Gather', ['table', 'i'], ['y']),
+      ],
+      inputs: [valueInfo('x', DataType.FLOAT, ['n', 4])],
+      outputs: [valueInfo('y', DataType.FLOAT, ['n'])],
+      initializers: [
+        tensor(
+          'table',
+          [10],
+          Float32Array.from({ length: 10 }, (_, k) => k * k),
+        ),
+      ],
+    }),
+  }),
+);
+const options: SessionOptions = { provider: 'cpu', intraOpThreads: 1 };
+const feeds = (...rows: number[][]): Record<string, HostTensor> => ({
+  x: { type: 'float32', data: Float32Array.from(rows.flat()), dims: [rows.length, 4] },
+});
+
+t.test('a pool of two answers as the session on the event loop does, runs queued in order of arrival', async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, 2);
+  t.teardown(() => pool.release());
+  const inline = await ModelSession.create(bytes, options);
+  t.teardown(() => inline.release());
+  t.equal(pool.instances, 2);
+  t.same(pool.inputs, inline.inputs);
+  t.same(pool.outputs, inline.outputs);
+  t.equal(pool.provider, 'cpu');
+  const asks = Array.from({ length: 20 }, (_, k) => feeds([k % 10, 0, 1, 2], [0, 0, 0, (k * 7) % 10]));
+  const answers = await Promise.all(asks.map((f) => pool.run(f, ['y'])));
+  for (const [k, f] of asks.entries()) t.same(answers[k], await inline.run(f, ['y']), `request ${k}`);
+});
+
+t.test('a run that fails in a worker rejects with the runtime message; the next run is answered', async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, 1);
+  t.teardown(() => pool.release());
+  await t.rejects(pool.run(feeds([42, 0, 0, 0]), ['y']), /indices|out of bounds|idx/i);
+  t.same([...(await pool.run(feeds([3, 0, 0, 0]), ['y'])).y.data], [9]);
+});
+
+t.test(
+  "feeds that view part of a larger buffer: only the view travels, and the caller's buffer stays usable",
+  async (t) => {
+    const pool = await WorkerSessionPool.create(bytes, options, 1);
+    t.teardown(() => pool.release());
+    const arena = new Float32Array(64).fill(9);
+    const view = arena.subarray(8, 16).fill(2);
+    const out = await pool.run({ x: { type: 'float32', data: view, dims: [2, 4] } }, ['y']);
+    t.same([...out.y.data], [4, 4]);
+    t.equal(arena.length, 64, 'not detached');
+    t.equal(arena[0], 9);
+  },
+);
+
+t.test('release lets a queued run finish, then refuses new runs', async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, 1);
+  const pending = pool.run(feeds([5, 0, 0, 0]), ['y']);
+  const released = pool.release();
+  t.same([...(await pending).y.data], [25]);
+  await released;
+  await t.rejects(pool.run(feeds([1, 0, 0, 0]), ['y']), /released/);
+});
+
+t.test('a model the runtime cannot load fails creation with its message, and no worker stays behind', async (t) => {
+  await t.rejects(WorkerSessionPool.create(new Uint8Array([1, 2, 3]), options, 2), /protobuf|parse|model/i);
+});
+
+t.test(
+  'cuda without the CUDA provider fails creation and says so',
+  { skip: existsSync(cudaProviderPath()) },
+  async (t) => {
+    await t.rejects(
+      WorkerSessionPool.create(bytes, { ...options, provider: 'cuda' }, 1),
+      /MUON_EXECUTION_PROVIDER=cuda/,
+    );
+    let fellBack: string | undefined;
+    const pool = await WorkerSessionPool.create(
+      bytes,
+      { ...options, provider: 'auto', onFallback: (r) => (fellBack = r) },
+      2,
+    );
+    t.teardown(() => pool.release());
+    t.equal(pool.provider, 'cpu');
+    t.match(fellBack, /CUDA provider/, 'auto fell back to CPU and said why, once');
+    t.equal(pool.fallbackReason, fellBack);
+  },
+);
+
+t.test('release waits for runs still queued behind busy instances', async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, 1);
+  const pending = Array.from({ length: 5 }, (_, k) => pool.run(feeds([k, 0, 0, 0]), ['y']));
+  await pool.release();
+  t.same(
+    (await Promise.all(pending)).map((o) => o.y.data[0]),
+    [0, 1, 4, 9, 16],
+  );
+});
