@@ -634,8 +634,14 @@ export class ModelRepository {
     await Promise.all(serving.map((m) => m.close()));
   }
 
+  /** Queue depth of each batcher of a model (its versions, and the old one during a reload), by model. */
+  readonly #depths = new Map<string, Map<object, number>>();
+
   private observer(model: string) {
     const m = this.metrics;
+    const self = {};
+    const depths = this.#depths.get(model) ?? new Map<object, number>();
+    this.#depths.set(model, depths);
     return {
       batchStarted: (size: number, waits: readonly number[]) => {
         m.batchSize.observe({ model }, size);
@@ -643,7 +649,14 @@ export class ModelRepository {
       },
       batchFinished: (_size: number, ms: number) => m.inferenceDuration.observe({ model }, ms / 1000),
       dropped: (reason: string, count: number) => m.dropped.inc({ model, reason }, count),
-      depthChanged: (depth: number) => m.queueDepth.set({ model }, depth),
+      // muon_queue_depth{model} is the sum over the model's batchers, which each report only their own queue
+      depthChanged: (depth: number) => {
+        if (depth > 0) depths.set(self, depth);
+        else depths.delete(self);
+        let total = 0;
+        for (const d of depths.values()) total += d;
+        m.queueDepth.set({ model }, total);
+      },
     };
   }
 }

@@ -203,3 +203,23 @@ t.test('numbered version folders and the version policy', async (t) => {
   t.match((await reload()).json().error, /\/version is '7' but the version folder is '3'/);
   t.same(await versions(), ['1', '2', '3'], 'refused loads leave the serving versions');
 });
+
+t.test(
+  'muon_queue_depth{model} is the sum of the queues of all of a model’s batchers (versions, a reload)',
+  async (t) => {
+    type Observer = { depthChanged(depth: number): void };
+    const observer = (ctx.repository as unknown as { observer(model: string): Observer }).observer.bind(ctx.repository);
+    const depth = async () => {
+      const text = await ctx.metrics.registry.getSingleMetricAsString('muon_queue_depth');
+      return Number(/muon_queue_depth\{model="depth-probe"\} (\d+)/.exec(text)?.[1]);
+    };
+    const [serving, fresh] = [observer('depth-probe'), observer('depth-probe')];
+    serving.depthChanged(3);
+    fresh.depthChanged(2);
+    t.equal(await depth(), 5);
+    serving.depthChanged(0);
+    t.equal(await depth(), 2, 'the drained old version no longer hides the new one’s queue');
+    fresh.depthChanged(0);
+    t.equal(await depth(), 0);
+  },
+);
