@@ -221,6 +221,8 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
     if (n.attribute.some((a) => a.g || a.graphs.length > 0)) refused.add(`${n.opType} (has subgraphs)`);
     else if (!UNCHANGED.has(n.opType) && !CONVERSIONS[n.opType] && !(from >= (UNCHANGED_SINCE[n.opType] ?? Infinity)))
       refused.add(n.opType);
+    else if (n.opType === 'Resize' && target >= 13 && resizeMode(n) === 'tf_half_pixel_for_nn')
+      refused.add('Resize (coordinate_transformation_mode tf_half_pixel_for_nn, which opset 13 removed)');
   }
   if (refused.size > 0) {
     throw new Error(
@@ -242,6 +244,12 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
   else out.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(target) }));
   out.irVersion = BigInt(Math.max(Number(out.irVersion), IR_FOR_OPSET[target] ?? 8));
   return out;
+}
+
+/** A Resize node's coordinate transformation mode (`half_pixel` when absent). */
+function resizeMode(n: NodeProto): string {
+  const a = n.attribute.find((x) => x.name === 'coordinate_transformation_mode');
+  return a ? new TextDecoder().decode(a.s) : 'half_pixel';
 }
 
 function isDefaultDomain(domain: string | undefined): boolean {

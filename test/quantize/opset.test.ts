@@ -92,6 +92,13 @@ t.test('refuses what it cannot convert, naming the op', async (t) => {
   const resize11 = g('Resize');
   resize11.opsetImport[0].version = 11n;
   t.equal(new GraphIndex(upgradeOpset(resize11, 13)).opset, 13, 'Resize-11 is what 13 runs');
+  const nn = g('Resize', { coordinate_transformation_mode: 'tf_half_pixel_for_nn', mode: 'nearest' });
+  nn.opsetImport[0].version = 11n;
+  t.throws(
+    () => upgradeOpset(nn, 13),
+    /tf_half_pixel_for_nn, which opset 13 removed/,
+    'but not its tf_half_pixel_for_nn',
+  );
   t.throws(() => upgradeOpset(g('Relu'), 18), /up to 17/);
   t.throws(() => upgradeOpset(makeModel({ ...{ opset: 6 }, graph: g('Relu').graph! }), 13), /older than opset 7/);
   const same = upgradeOpset(opset9(), 9);
