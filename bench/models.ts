@@ -17,8 +17,8 @@ import { pino } from 'pino';
 import { loadConfig, packageRoot } from '../src/config.js';
 import { Metrics } from '../src/metrics.js';
 import { mediaInput, mediaKind } from '../src/models/media.js';
-import { ModelRepository, threadsPerModel, type LoadedModel } from '../src/models/repository.js';
-import type { HostTensor } from '../src/models/session.js';
+import { ModelRepository, resolveFile, threadsPerModel, type LoadedModel } from '../src/models/repository.js';
+import { ModelSession, type HostTensor } from '../src/models/session.js';
 import { batchesOnAxis0, runTensorRows, TensorRow } from '../src/models/tensors.js';
 import { configureImageDecoder } from '../src/preprocess/image.js';
 import { pipelineFeeds } from '../src/quantize/dataset.js';
@@ -90,22 +90,45 @@ async function timed(step: () => Promise<unknown>): Promise<{ ms: number; perSec
   return { ms: median(r.phases[0]), perSec: (r.iterations * 1000) / r.elapsedMs };
 }
 
-/** Parts 1 and 2 for one model, in process, on the repository's own session and pipeline. */
+/**
+ * Parts 1 and 2 for one model, in process: raw runs on a plain onnxruntime session of the same file on this thread
+ * (the baseline: no worker round trip), the pipeline through the repository's own model.
+ */
 async function inProcess(model: LoadedModel, body: Buffer, threads: number): Promise<InProcess> {
   const where = path.join(model.dir, 'manifest.json');
-  const feeds = await pipelineFeeds(model.manifest, model.session, model.dir, where);
+  const { path: file, package: pkg } = model.manifest.model;
+  const session = await ModelSession.create(resolveFile(model.dir, file, pkg, '/model', where), {
+    provider: 'cpu',
+    intraOpThreads: threads,
+  });
+  try {
+    return await measure(model, session, body, threads, where);
+  } finally {
+    await session.release();
+  }
+}
+
+async function measure(
+  model: LoadedModel,
+  session: ModelSession,
+  body: Buffer,
+  threads: number,
+  where: string,
+): Promise<InProcess> {
+  const feeds = await pipelineFeeds(model.manifest, session, model.dir, where);
   const input = mediaInput(mediaKind(path.basename(inputs[model.task].file))!, body, inputs[model.task].file);
   const runs: Record<string, HostTensor>[] = await feeds(input, inputs[model.task].file);
-  const outputs = model.session.outputs.map((o) => o.name);
+  const outputs = session.outputs.map((o) => o.name);
   // raw: the feeds of the request's first run, back to back (a recording is many runs: that is the VAD's frame)
-  const raw1 = await timed(() => model.session.run(runs[0], outputs));
-  let rawBest: InProcess['rawBest'] = null;
-  const stackable = model.session.inputs.every(batchesOnAxis0);
-  const maxBatch = model.manifest.batching.maxBatchSize;
-  if (stackable && maxBatch > 1 && runs[0] && Object.values(runs[0]).every((t) => t.dims[0] === 1)) {
-    for (const batch of [...new Set([4, 16, maxBatch].filter((b) => b <= maxBatch))]) {
+  const raw1 = await timed(() => session.run(runs[0], outputs));
+  let rawBest: InProcess['rawBest'] = { batch: 1, itemsPerSec: raw1.perSec };
+  // batches of 4 and 16 (and the manifest's largest) wherever the graph stacks, also where the manifest batches
+  // no rows on a CPU: the table then shows why
+  const stackable = session.inputs.every(batchesOnAxis0);
+  if (stackable && runs[0] && Object.values(runs[0]).every((t) => t.dims[0] === 1)) {
+    for (const batch of [...new Set([4, 16, model.manifest.batching.maxBatchSize].filter((b) => b > 1))]) {
       const rows = Array.from({ length: batch }, () => new TensorRow(runs[0], 1));
-      const r = await timed(() => runTensorRows(model.session, rows));
+      const r = await timed(() => runTensorRows(session, rows));
       const itemsPerSec = r.perSec * batch;
       if (!rawBest || itemsPerSec > rawBest.itemsPerSec) rawBest = { batch, itemsPerSec };
     }
