@@ -64,6 +64,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sessionRestarts = new Counter({
+    name: 'muon_session_restarts_total',
+    help: 'Session worker threads that died and were replaced (their run failed with a 500).',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+
   #perModelHistogram(name: string, help: string, buckets = latencyBuckets): Histogram<'model'> {
     return new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers: [this.registry] });
   }

@@ -556,19 +556,33 @@ export class ModelRepository {
       throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${name}'`);
     }
     const { path: modelPath, bytes, external } = await this.readModelFile(name, dir, manifest, where);
+    const onWorkers = manifest.runtime.thread === 'worker';
+    const instances = onWorkers ? manifest.batching.maxInFlightBatches : 1;
     const options: SessionOptions = {
       provider: this.config.executionProvider,
-      intraOpThreads,
+      // sessions on workers compute at the same time: together they get the model's share of the cores
+      intraOpThreads: Math.max(1, Math.floor(intraOpThreads / instances)),
       onFallback: (reason) => {
         this.metrics.providerFallbacks.inc({ model: name });
         this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
       },
     };
     const source = external ? modelPath : bytes;
-    const session: ServingSession =
-      manifest.runtime.thread === 'worker'
-        ? await WorkerSessionPool.create(source, options, manifest.batching.maxInFlightBatches)
-        : await ModelSession.create(source, options);
+    let model: LoadedModel | undefined;
+    const session: ServingSession = onWorkers
+      ? await WorkerSessionPool.create(source, options, instances, {
+          onRestart: (reason) => {
+            this.metrics.sessionRestarts.inc({ model: name });
+            this.log.error({ model: name, version: manifest.version, reason }, 'session worker died; replacing it');
+          },
+          onBroken: (reason) => {
+            this.log.error({ model: name, version: manifest.version, reason }, 'model cannot run any more');
+            const s = this.#models.get(name);
+            if (model && s?.state === 'READY' && [...s.versions.values()].includes(model))
+              this.#models.set(name, { state: 'FAILED', name, error: reason });
+          },
+        })
+      : await ModelSession.create(source, options);
     try {
       const { pipeline, labels } = await createPipeline(manifest, session, dir, where, this.config.maxImagePixels, {
         names: () => [...this.#models.keys()],
@@ -587,8 +601,8 @@ export class ModelRepository {
       };
       const batcher = new Batcher<unknown, unknown>(run, batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
-      const model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
-      if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize);
+      model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
+      if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize, instances);
       this.metrics.modelInfo.set({ model: name, version: manifest.version, provider: session.provider }, 1);
       return model;
     } catch (err) {
@@ -841,10 +855,15 @@ function comparable(v: unknown, key = ''): unknown {
   return v;
 }
 
-/** Runs one full-size batch of zeros, so the first real request does not pay for arena growth and kernel setup. */
-async function warmUp(pipeline: TaskPipeline, size: number): Promise<void> {
+/**
+ * Runs one full-size batch of zeros on each session at once, so the first real request does not pay for arena
+ * growth and kernel setup (on CUDA: the convolution algorithm search) on any of them.
+ */
+async function warmUp(pipeline: TaskPipeline, size: number, sessions: number): Promise<void> {
   const row: Prepared<unknown> = pipeline.warmupRow();
-  await pipeline.runBatch(Array.from({ length: size }, () => row.row));
+  await Promise.all(
+    Array.from({ length: sessions }, () => pipeline.runBatch(Array.from({ length: size }, () => row.row))),
+  );
 }
 
 /** Label files: one label per line; a final newline does not make an extra label. */

@@ -27,6 +27,20 @@ export type WorkerReply =
   | { kind: 'result'; outputs: Record<string, HostTensor> }
   | { kind: 'error'; message: string };
 
+type Ready = Extract<WorkerReply, { kind: 'ready' }>;
+
+/** What the pool tells its owner about workers that die (the owner logs and counts it). */
+export interface PoolEvents {
+  /** Receives one line when `auto` falls back to CPU. */
+  readonly onFallback?: (reason: string) => void;
+  /** A worker died; its run (if any) failed, and a replacement is starting. */
+  readonly onRestart?: (reason: string) => void;
+  /** Replacements kept dying: the pool refuses every run from now on. */
+  readonly onBroken?: (reason: string) => void;
+  /** The worker's entry module instead of session-worker: fault-injection tests wrap it. */
+  readonly workerEntry?: URL;
+}
+
 interface Job {
   readonly feeds: Record<string, HostTensor>;
   readonly outputNames: readonly string[];
@@ -36,73 +50,100 @@ interface Job {
 
 interface Instance {
   readonly worker: Worker;
+  /** Settles the start: the first reply, or the worker's death before it. */
+  started?: { resolve: (r: Ready) => void; reject: (err: Error) => void };
   job?: Job;
-  exited?: boolean;
+  gone?: boolean;
+  /** The last error the worker threw, for the message when it exits. */
+  error?: string;
 }
+
+/** Replacements in a row that may die before one answers a run; then the pool gives up. */
+const MAX_RESTARTS = 3;
+/** How long a released worker may take to free its session and exit before it is terminated. */
+const RELEASE_TIMEOUT_MS = 10_000;
 
 /**
  * `instances` copies of one model, each on its own worker thread. `run` goes to an idle instance, or waits for one
- * in arrival order; one run at a time per instance, as onnxruntime-node runs them anyway.
+ * in arrival order; one run at a time per instance, as onnxruntime-node runs them anyway. A worker that dies fails
+ * only its own run and is replaced.
  */
 export class WorkerSessionPool implements ServingSession {
-  readonly #instances: Instance[];
-  readonly #idle: Instance[];
+  readonly #init: WorkerInit;
+  readonly #events: PoolEvents;
+  readonly #instances = new Set<Instance>();
+  readonly #idle: Instance[] = [];
   readonly #waiting: Job[] = [];
-  /** Why the pool cannot run any more (a worker died), once it cannot. */
+  /** Why the pool cannot run any more, once it cannot. */
   #broken: string | undefined;
+  #restartsInARow = 0;
   #released: Promise<void> | undefined;
   /** Called once nothing waits and no instance computes, while a release waits for that. */
   #onQuiet: (() => void) | undefined;
+  #signature!: Ready;
 
-  private constructor(
-    workers: Worker[],
-    readonly inputs: TensorInfo[],
-    readonly outputs: TensorInfo[],
-    readonly provider: 'cuda' | 'cpu',
-    readonly fallbackReason: string | undefined,
-  ) {
-    this.#instances = workers.map((worker) => ({ worker }));
-    this.#idle = [...this.#instances];
-    for (const instance of this.#instances) {
-      instance.worker.on('message', (reply: WorkerReply) => this.#answer(instance, reply));
-      instance.worker.on('error', (err) => this.#fail(`session worker failed: ${err.message}`));
-      instance.worker.on('exit', (code) => {
-        instance.exited = true;
-        if (!this.#released) this.#fail(`session worker exited (code ${code})`);
-      });
-      instance.worker.unref();
-    }
+  private constructor(init: WorkerInit, events: PoolEvents) {
+    this.#init = init;
+    this.#events = events;
   }
 
   /**
-   * Starts `instances` workers, each loading the model, and resolves once all of them are ready. `auto` falls back to
-   * CPU in each worker alike; `onFallback` hears about it once.
+   * Starts `instances` workers, each loading the model, and resolves once all of them are ready. Fails when one
+   * cannot load, or when `auto` put some instances on CUDA and others on the CPU (a GPU short of memory).
    */
-  static async create(model: Uint8Array | string, opts: SessionOptions, instances: number): Promise<WorkerSessionPool> {
+  static async create(
+    model: Uint8Array | string,
+    opts: SessionOptions,
+    instances: number,
+    events: Omit<PoolEvents, 'onFallback'> = {},
+  ): Promise<WorkerSessionPool> {
     if (!Number.isInteger(instances) || instances < 1) throw new RangeError(`instances must be >= 1, got ${instances}`);
     const { onFallback, ...options } = opts;
-    const init: WorkerInit = { model, options };
-    const workers: Worker[] = [];
-    try {
-      const ready = await Promise.all(
-        Array.from({ length: instances }, () => {
-          const worker = startWorker(init);
-          workers.push(worker);
-          return firstReply(worker);
-        }),
+    const pool = new WorkerSessionPool({ model, options }, { ...events, onFallback });
+    const starts = Array.from({ length: instances }, () => pool.#start());
+    const settled = await Promise.allSettled(starts.map((s) => s.ready));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    const ready = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const providers = new Set(ready.map((r) => r.provider));
+    if (failed || providers.size > 1) {
+      await Promise.all(starts.map((s) => s.instance.worker.terminate()));
+      if (failed) throw failed.reason;
+      const reason = ready.find((r) => r.fallbackReason)?.fallbackReason;
+      throw new Error(
+        `${instances} sessions of this model did not all get CUDA (one fell back to the CPU: ${reason}); ` +
+          'lower batching.maxInFlightBatches or free GPU memory',
       );
-      const first = ready[0];
-      if (first.fallbackReason !== undefined) onFallback?.(first.fallbackReason);
-      return new WorkerSessionPool(workers, first.inputs, first.outputs, first.provider, first.fallbackReason);
-    } catch (err) {
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw err;
     }
+    pool.#signature = ready[0];
+    if (ready[0].fallbackReason !== undefined) onFallback?.(ready[0].fallbackReason);
+    for (const { instance } of starts) pool.#idle.push(instance);
+    return pool;
   }
 
-  /** Number of sessions, i.e. runs that can compute at once. */
+  get inputs(): TensorInfo[] {
+    return this.#signature.inputs;
+  }
+
+  get outputs(): TensorInfo[] {
+    return this.#signature.outputs;
+  }
+
+  get provider(): 'cuda' | 'cpu' {
+    return this.#signature.provider;
+  }
+
+  get fallbackReason(): string | undefined {
+    return this.#signature.fallbackReason;
+  }
+
+  /** Why the pool refuses to run, once replacements for dead workers kept dying. */
+  get broken(): string | undefined {
+    return this.#broken;
+  }
+
+  /** Sessions alive now (runs that can compute at once). */
   get instances(): number {
-    return this.#instances.length;
+    return [...this.#instances].filter((i) => !i.started).length;
   }
 
   /** Runs the graph on an idle instance (feeds are copied to it; outputs come back without a copy). */
@@ -119,24 +160,84 @@ export class WorkerSessionPool implements ServingSession {
   release(): Promise<void> {
     this.#released ??= this.#quiet().then(async () => {
       await Promise.all(
-        this.#instances
-          .filter((instance) => !instance.exited)
-          .map(({ worker }) => {
-            const exited = new Promise((resolve) => worker.once('exit', resolve));
-            worker.ref();
-            worker.postMessage({ kind: 'release' } satisfies WorkerRequest);
-            return exited;
-          }),
+        [...this.#instances].map(({ worker, gone }) => {
+          if (gone) return;
+          const exited = new Promise((resolve) => worker.once('exit', resolve));
+          worker.ref();
+          worker.postMessage({ kind: 'release' } satisfies WorkerRequest);
+          const timer = setTimeout(() => void worker.terminate(), RELEASE_TIMEOUT_MS);
+          return exited.finally(() => clearTimeout(timer));
+        }),
       );
     });
     return this.#released;
   }
 
-  /** Resolves once nothing waits and no instance computes. */
-  #quiet(): Promise<void> {
-    if (this.#broken || (this.#waiting.length === 0 && this.#idle.length === this.#instances.length))
-      return Promise.resolve();
-    return new Promise((resolve) => (this.#onQuiet = resolve));
+  /** Starts one worker with its listeners in place from the first moment; `ready` settles with its first reply. */
+  #start(): { instance: Instance; ready: Promise<Ready> } {
+    const instance: Instance = { worker: startWorker(this.#init, this.#events.workerEntry) };
+    const ready = new Promise<Ready>((resolve, reject) => (instance.started = { resolve, reject }));
+    this.#instances.add(instance);
+    instance.worker.on('message', (reply: WorkerReply) => this.#onMessage(instance, reply));
+    instance.worker.on('error', (err: unknown) => (instance.error = err instanceof Error ? err.message : String(err)));
+    instance.worker.on('exit', (code) => this.#onExit(instance, code));
+    return { instance, ready };
+  }
+
+  #onMessage(instance: Instance, reply: WorkerReply): void {
+    const started = instance.started;
+    if (started) {
+      instance.started = undefined;
+      // loading kept the process alive; from now on only a run does
+      instance.worker.unref();
+      if (reply.kind === 'ready') started.resolve(reply);
+      else started.reject(new Error(reply.kind === 'failed' ? reply.message : `unexpected reply '${reply.kind}'`));
+      return;
+    }
+    const job = instance.job;
+    if (!job) return;
+    instance.job = undefined;
+    if (!this.#released) instance.worker.unref();
+    this.#idle.push(instance);
+    if (reply.kind === 'result') {
+      this.#restartsInARow = 0;
+      job.resolve(reply.outputs);
+    } else job.reject(new Error(reply.kind === 'error' ? reply.message : `unexpected reply '${reply.kind}'`));
+    this.#dispatch();
+    this.#checkQuiet();
+  }
+
+  #onExit(instance: Instance, code: number): void {
+    instance.gone = true;
+    this.#instances.delete(instance);
+    const at = this.#idle.indexOf(instance);
+    if (at >= 0) this.#idle.splice(at, 1);
+    const reason = `session worker exited (code ${code}${instance.error ? `: ${instance.error}` : ''})`;
+    instance.started?.reject(new Error(reason));
+    instance.job?.reject(new Error(reason));
+    instance.job = undefined;
+    if (!this.#signature || this.#released || this.#broken) {
+      // still starting (create fails), or shutting down: nothing to replace
+      if (this.#instances.size === 0) this.#rejectWaiting(reason);
+      this.#checkQuiet();
+      return;
+    }
+    if (++this.#restartsInARow > MAX_RESTARTS) {
+      this.#fail(`${reason}; ${MAX_RESTARTS} replacements in a row died too`);
+      return;
+    }
+    this.#events.onRestart?.(reason);
+    const replacement = this.#start();
+    replacement.ready.then(
+      () => {
+        if (this.#released) return void replacement.instance.worker.terminate();
+        this.#idle.push(replacement.instance);
+        this.#dispatch();
+      },
+      // a replacement that cannot load exits, and its exit counts towards MAX_RESTARTS like any other
+      () => {},
+    );
+    this.#checkQuiet();
   }
 
   #dispatch(): void {
@@ -148,7 +249,7 @@ export class WorkerSessionPool implements ServingSession {
       instance.worker.ref();
       // one copy of each feed's own elements (a feed may view a larger pooled buffer, which stays here), handed over
       const feeds: Record<string, HostTensor> = {};
-      for (const [name, t] of Object.entries(job.feeds)) feeds[name] = { ...t, data: t.data.slice() };
+      for (const [name, t] of Object.entries(job.feeds)) feeds[name] = { ...t, data: copyOf(t.data) };
       instance.worker.postMessage(
         { kind: 'run', feeds, outputNames: job.outputNames } satisfies WorkerRequest,
         Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer),
@@ -156,51 +257,51 @@ export class WorkerSessionPool implements ServingSession {
     }
   }
 
-  #answer(instance: Instance, reply: WorkerReply): void {
-    const job = instance.job;
-    if (!job) return;
-    instance.job = undefined;
-    if (!this.#released) instance.worker.unref();
-    this.#idle.push(instance);
-    if (reply.kind === 'result') job.resolve(reply.outputs);
-    else job.reject(new Error(reply.kind === 'error' ? reply.message : `unexpected reply '${reply.kind}'`));
-    this.#dispatch();
-    if (this.#idle.length === this.#instances.length) this.#onQuiet?.();
+  /** Resolves once nothing waits and no instance computes. */
+  #quiet(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#onQuiet = resolve;
+      this.#checkQuiet();
+    });
   }
 
-  /** A worker died (out of memory, a crash in JS): nothing more runs here; the model's requests fail with 500. */
+  #checkQuiet(): void {
+    const computing = [...this.#instances].some((i) => i.job);
+    if (this.#onQuiet && !computing && this.#waiting.length === 0) this.#onQuiet();
+  }
+
+  #rejectWaiting(reason: string): void {
+    for (const job of this.#waiting.splice(0)) job.reject(new Error(reason));
+  }
+
+  /** Gives up: every run asked for and every later one fails with `reason`; the live workers are stopped. */
   #fail(reason: string): void {
-    this.#broken ??= reason;
+    this.#broken = reason;
+    this.#events.onBroken?.(reason);
     for (const instance of this.#instances) {
       instance.job?.reject(new Error(reason));
       instance.job = undefined;
+      void instance.worker.terminate();
     }
-    for (const job of this.#waiting.splice(0)) job.reject(new Error(reason));
-    this.#onQuiet?.();
+    this.#rejectWaiting(reason);
+    this.#checkQuiet();
   }
 }
 
-/** Starts one worker on the compiled entry, or on the TypeScript source through tsx when running from `src/`. */
-function startWorker(init: WorkerInit): Worker {
-  const fromSource = import.meta.url.endsWith('.ts');
-  if (!fromSource) return new Worker(new URL('./session-worker.js', import.meta.url), { workerData: init });
-  // tests and bench scripts run the sources through tsx, whose loader a worker does not inherit on Node 20
-  const entry = JSON.stringify(new URL('./session-worker.ts', import.meta.url).href);
-  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`;
-  return new Worker(code, { eval: true, workerData: init });
+/** A copy of a feed's elements in a buffer of its own (a Node Buffer's `slice` would be a view of its slab). */
+function copyOf(data: HostTensor['data']): HostTensor['data'] {
+  return Buffer.isBuffer(data) ? new Uint8Array(data) : data.slice();
 }
 
-/** Waits for a new worker's first word: its session's signature, or why it could not load. */
-function firstReply(worker: Worker): Promise<Extract<WorkerReply, { kind: 'ready' }>> {
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number) => reject(new Error(`session worker exited while loading (code ${code})`));
-    worker.once('error', reject);
-    worker.once('exit', onExit);
-    worker.once('message', (reply: WorkerReply) => {
-      worker.off('error', reject);
-      worker.off('exit', onExit);
-      if (reply.kind === 'ready') resolve(reply);
-      else reject(new Error(reply.kind === 'failed' ? reply.message : `unexpected reply '${reply.kind}'`));
-    });
-  });
+/**
+ * Starts one worker on `entry` (the compiled worker, or its TypeScript source through tsx when running from `src/`).
+ */
+function startWorker(init: WorkerInit, entry: URL | undefined): Worker {
+  const file =
+    entry ?? new URL(import.meta.url.endsWith('.ts') ? './session-worker.ts' : './session-worker.js', import.meta.url);
+  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData: init });
+  // tests and bench scripts run the sources through tsx, whose loader a worker does not inherit on Node 20
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const code = `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file.href)}); });`;
+  return new Worker(code, { eval: true, workerData: init });
 }

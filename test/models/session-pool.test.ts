@@ -111,3 +111,38 @@ t.test('release waits for runs still queued behind busy instances', async (t) =>
     [0, 1, 4, 9, 16],
   );
 });
+
+const crashing = new URL('../helpers/crashing-session-worker.ts', import.meta.url);
+
+t.test('a worker that dies fails only its run; a replacement takes over', async (t) => {
+  const restarts: string[] = [];
+  const pool = await WorkerSessionPool.create(bytes, options, 2, {
+    workerEntry: crashing,
+    onRestart: (r) => restarts.push(r),
+  });
+  t.teardown(() => pool.release());
+  const neighbours = Array.from({ length: 6 }, (_, k) => pool.run(feeds([k, 0, 0, 0]), ['y']));
+  await t.rejects(pool.run(feeds([666, 0, 0, 0]), ['y']), /session worker exited \(code 7\)/);
+  t.same(
+    (await Promise.all(neighbours)).map((o) => o.y.data[0]),
+    [0, 1, 4, 9, 16, 25],
+    'the runs around it are answered',
+  );
+  t.equal(restarts.length, 1);
+  t.same([...(await pool.run(feeds([2, 0, 0, 0]), ['y'])).y.data], [4], 'later runs are answered');
+  while (pool.instances < 2) await new Promise((r) => setTimeout(r, 10)); // the replacement loads meanwhile
+  t.equal(pool.instances, 2, 'back to two sessions');
+  t.equal(pool.broken, undefined);
+});
+
+t.test('when replacements keep dying the pool gives up and says why', async (t) => {
+  let broken: string | undefined;
+  const pool = await WorkerSessionPool.create(bytes, options, 1, {
+    workerEntry: crashing,
+    onBroken: (r) => (broken = r),
+  });
+  t.teardown(() => pool.release());
+  for (let k = 0; k < 4; k++) await t.rejects(pool.run(feeds([666, 0, 0, 0]), ['y']), /exited/);
+  t.match(broken, /3 replacements in a row died too/);
+  await t.rejects(pool.run(feeds([1, 0, 0, 0]), ['y']), /replacements in a row/);
+});
