@@ -52,8 +52,9 @@ logger.info(
 const failures = await repository.loadAll();
 if (failures.length > 0) {
   logger.fatal({ failures }, 'some models failed to load; not ready');
-  process.exitCode = 1;
   await drain();
+  // exit now: with the event loop empty, close-with-grace would take beforeExit as a signal and exit 0
+  process.exit(1);
 } else {
   const models = repository
     .list()

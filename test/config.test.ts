@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ConfigError, defaults, loadConfig } from '../src/config.js';
@@ -38,4 +39,18 @@ t.test('capture is off unless a folder is given; its rate is a fraction', async 
   t.equal(loadConfig({}).capture, undefined);
   t.match(loadConfig({ MUON_CAPTURE_DIR: '/tmp/c', MUON_CAPTURE_RATE: '0.5' }).capture, { dir: '/tmp/c', rate: 0.5 });
   t.throws(() => loadConfig({ MUON_CAPTURE_DIR: '/tmp/c', MUON_CAPTURE_RATE: '2' }), { message: /MUON_CAPTURE_RATE/ });
+});
+
+t.test('the README configuration table lists exactly the variables config.ts reads', async (t) => {
+  const root = path.resolve(import.meta.dirname, '..');
+  const source = readFileSync(path.join(root, 'src/config.ts'), 'utf8');
+  const read = [...new Set([...source.matchAll(/\b(MUON_[A-Z0-9_]+|PORT|HOST)\b/g)].map((m) => m[1]))].sort();
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  // a row's first cell names one variable or several (`MUON_TLS_CERT_FILE`, `MUON_TLS_KEY_FILE`)
+  const documented = [...readme.matchAll(/^\| (`(?:MUON_|PORT|HOST)[^|]*) \|/gm)]
+    .flatMap((row) => [...row[1].matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1]))
+    .filter((name) => !name.startsWith('MUON_ERR_')) // the error-code table
+    .sort();
+  t.ok(read.length > 20, `${read.length} variables found in src/config.ts`);
+  t.same(documented, read);
 });
