@@ -229,8 +229,9 @@ export class WorkerSessionPool implements ServingSession {
     this.#events.onRestart?.(reason);
     const replacement = this.#start();
     replacement.ready.then(
-      () => {
-        if (this.#released) return void replacement.instance.worker.terminate();
+      (r) => {
+        // under `auto` a replacement may land on the other provider (a GPU now short of memory): that counts as dying
+        if (this.#released || r.provider !== this.provider) return void replacement.instance.worker.terminate();
         this.#idle.push(replacement.instance);
         this.#dispatch();
       },
