@@ -40,6 +40,7 @@ const ModelFile = Type.Object(
 const MaxBatchSize = Type.Integer({ minimum: 1, maximum: 4096 });
 const PreferredBatchSizes = Type.Array(Type.Integer({ minimum: 1 }));
 const MaxQueueDelayMs = Type.Number({ minimum: 0, maximum: 60_000 });
+const MaxInFlightBatches = Type.Integer({ minimum: 1, maximum: 64 });
 
 const Batching = Type.Object(
   {
@@ -52,17 +53,19 @@ const Batching = Type.Object(
           maxBatchSize: Type.Optional(MaxBatchSize),
           preferredBatchSizes: Type.Optional(PreferredBatchSizes),
           maxQueueDelayMs: Type.Optional(MaxQueueDelayMs),
+          maxInFlightBatches: Type.Optional(MaxInFlightBatches),
         },
         {
           additionalProperties: false,
           description:
             'Replace these settings when the model runs on CUDA: a batch that pays off on a GPU can cost ' +
-            'throughput on a CPU core, so the settings above are the CPU ones.',
+            'throughput on a CPU core, and sessions that use one core each on a CPU share one GPU, so the ' +
+            'settings above are the CPU ones.',
         },
       ),
     ),
     maxQueueSize: Type.Integer({ minimum: 1, default: 256 }),
-    maxInFlightBatches: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+    maxInFlightBatches: Type.Integer({ ...MaxInFlightBatches, default: 1 }),
     defaultTimeoutMs: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Per-request deadline; MUON_REQUEST_TIMEOUT_MS when absent.' }),
     ),

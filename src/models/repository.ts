@@ -557,11 +557,13 @@ export class ModelRepository {
     }
     const { path: modelPath, bytes, external } = await this.readModelFile(name, dir, manifest, where);
     const onWorkers = manifest.runtime.thread === 'worker';
-    const instances = onWorkers ? manifest.batching.maxInFlightBatches : 1;
+    // one session per in-flight batch on workers; how many can depend on the provider the first one gets
+    const { maxInFlightBatches: onCpu, cuda } = manifest.batching;
+    const instances = { cpu: onCpu, cuda: cuda?.maxInFlightBatches ?? onCpu };
     const options: SessionOptions = {
       provider: this.config.executionProvider,
       // sessions on workers compute at the same time: together they get the model's share of the cores
-      intraOpThreads: Math.max(1, Math.floor(intraOpThreads / instances)),
+      intraOpThreads: Math.max(1, Math.floor(intraOpThreads / (onWorkers ? onCpu : 1))),
       onFallback: (reason) => {
         this.metrics.providerFallbacks.inc({ model: name });
         this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
@@ -602,7 +604,8 @@ export class ModelRepository {
       const batcher = new Batcher<unknown, unknown>(run, batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
       model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
-      if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize, instances);
+      const sessions = onWorkers ? batching.maxInFlightBatches : 1;
+      if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize, sessions);
       this.metrics.modelInfo.set({ model: name, version: manifest.version, provider: session.provider }, 1);
       return model;
     } catch (err) {

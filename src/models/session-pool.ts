@@ -88,36 +88,40 @@ export class WorkerSessionPool implements ServingSession {
   }
 
   /**
-   * Starts `instances` workers, each loading the model, and resolves once all of them are ready. Fails when one
-   * cannot load, or when `auto` put some instances on CUDA and others on the CPU (a GPU short of memory).
+   * Starts the model's workers and resolves once all of them are ready: one first, to learn the provider it got,
+   * then the rest of `instances` for that provider. Fails when one cannot load, or when `auto` put some on CUDA and
+   * others on the CPU (a GPU short of memory).
    */
   static async create(
     model: Uint8Array | string,
     opts: SessionOptions,
-    instances: number,
+    instances: Readonly<Record<'cpu' | 'cuda', number>>,
     events: Omit<PoolEvents, 'onFallback'> = {},
   ): Promise<WorkerSessionPool> {
-    if (!Number.isInteger(instances) || instances < 1) throw new RangeError(`instances must be >= 1, got ${instances}`);
+    for (const n of Object.values(instances))
+      if (!Number.isInteger(n) || n < 1) throw new RangeError(`instances must be >= 1, got ${n}`);
     const { onFallback, ...options } = opts;
     const pool = new WorkerSessionPool({ model, options }, { ...events, onFallback });
-    const starts = Array.from({ length: instances }, () => pool.#start());
-    const settled = await Promise.allSettled(starts.map((s) => s.ready));
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    const ready = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-    const providers = new Set(ready.map((r) => r.provider));
-    if (failed || providers.size > 1) {
+    const starts = [pool.#start()];
+    try {
+      const first = await starts[0].ready;
+      const more = Array.from({ length: instances[first.provider] - 1 }, () => pool.#start());
+      starts.push(...more);
+      const elsewhere = (await Promise.all(more.map((s) => s.ready))).find((r) => r.provider !== first.provider);
+      if (elsewhere) {
+        throw new Error(
+          `${starts.length} sessions of this model did not all get CUDA (one fell back to the CPU: ` +
+            `${elsewhere.fallbackReason ?? first.fallbackReason}); lower maxInFlightBatches or free GPU memory`,
+        );
+      }
+      pool.#signature = first;
+      if (first.fallbackReason !== undefined) onFallback?.(first.fallbackReason);
+      for (const { instance } of starts) pool.#idle.push(instance);
+      return pool;
+    } catch (err) {
       await Promise.all(starts.map((s) => s.instance.worker.terminate()));
-      if (failed) throw failed.reason;
-      const reason = ready.find((r) => r.fallbackReason)?.fallbackReason;
-      throw new Error(
-        `${instances} sessions of this model did not all get CUDA (one fell back to the CPU: ${reason}); ` +
-          'lower batching.maxInFlightBatches or free GPU memory',
-      );
+      throw err;
     }
-    pool.#signature = ready[0];
-    if (ready[0].fallbackReason !== undefined) onFallback?.(ready[0].fallbackReason);
-    for (const { instance } of starts) pool.#idle.push(instance);
-    return pool;
   }
 
   get inputs(): TensorInfo[] {

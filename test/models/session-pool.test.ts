@@ -29,12 +29,14 @@ const bytes = encodeModel(
   }),
 );
 const options: SessionOptions = { provider: 'cpu', intraOpThreads: 1 };
+/** The same number of sessions whichever provider the first one gets. */
+const each = (n: number) => ({ cpu: n, cuda: n });
 const feeds = (...rows: number[][]): Record<string, HostTensor> => ({
   x: { type: 'float32', data: Float32Array.from(rows.flat()), dims: [rows.length, 4] },
 });
 
 t.test('a pool of two answers as the session on the event loop does, runs queued in order of arrival', async (t) => {
-  const pool = await WorkerSessionPool.create(bytes, options, 2);
+  const pool = await WorkerSessionPool.create(bytes, options, each(2));
   t.teardown(() => pool.release());
   const inline = await ModelSession.create(bytes, options);
   t.teardown(() => inline.release());
@@ -48,7 +50,7 @@ t.test('a pool of two answers as the session on the event loop does, runs queued
 });
 
 t.test('a run that fails in a worker rejects with the runtime message; the next run is answered', async (t) => {
-  const pool = await WorkerSessionPool.create(bytes, options, 1);
+  const pool = await WorkerSessionPool.create(bytes, options, each(1));
   t.teardown(() => pool.release());
   await t.rejects(pool.run(feeds([42, 0, 0, 0]), ['y']), /indices|out of bounds|idx/i);
   t.same([...(await pool.run(feeds([3, 0, 0, 0]), ['y'])).y.data], [9]);
@@ -57,7 +59,7 @@ t.test('a run that fails in a worker rejects with the runtime message; the next 
 t.test(
   "feeds that view part of a larger buffer: only the view travels, and the caller's buffer stays usable",
   async (t) => {
-    const pool = await WorkerSessionPool.create(bytes, options, 1);
+    const pool = await WorkerSessionPool.create(bytes, options, each(1));
     t.teardown(() => pool.release());
     const arena = new Float32Array(64).fill(9);
     const view = arena.subarray(8, 16).fill(2);
@@ -69,7 +71,7 @@ t.test(
 );
 
 t.test('release lets a queued run finish, then refuses new runs', async (t) => {
-  const pool = await WorkerSessionPool.create(bytes, options, 1);
+  const pool = await WorkerSessionPool.create(bytes, options, each(1));
   const pending = pool.run(feeds([5, 0, 0, 0]), ['y']);
   const released = pool.release();
   t.same([...(await pending).y.data], [25]);
@@ -78,7 +80,7 @@ t.test('release lets a queued run finish, then refuses new runs', async (t) => {
 });
 
 t.test('a model the runtime cannot load fails creation with its message, and no worker stays behind', async (t) => {
-  await t.rejects(WorkerSessionPool.create(new Uint8Array([1, 2, 3]), options, 2), /protobuf|parse|model/i);
+  await t.rejects(WorkerSessionPool.create(new Uint8Array([1, 2, 3]), options, each(2)), /protobuf|parse|model/i);
 });
 
 t.test(
@@ -86,14 +88,14 @@ t.test(
   { skip: existsSync(cudaProviderPath()) },
   async (t) => {
     await t.rejects(
-      WorkerSessionPool.create(bytes, { ...options, provider: 'cuda' }, 1),
+      WorkerSessionPool.create(bytes, { ...options, provider: 'cuda' }, each(1)),
       /MUON_EXECUTION_PROVIDER=cuda/,
     );
     let fellBack: string | undefined;
     const pool = await WorkerSessionPool.create(
       bytes,
       { ...options, provider: 'auto', onFallback: (r) => (fellBack = r) },
-      2,
+      each(2),
     );
     t.teardown(() => pool.release());
     t.equal(pool.provider, 'cpu');
@@ -103,7 +105,7 @@ t.test(
 );
 
 t.test('release waits for runs still queued behind busy instances', async (t) => {
-  const pool = await WorkerSessionPool.create(bytes, options, 1);
+  const pool = await WorkerSessionPool.create(bytes, options, each(1));
   const pending = Array.from({ length: 5 }, (_, k) => pool.run(feeds([k, 0, 0, 0]), ['y']));
   await pool.release();
   t.same(
@@ -116,7 +118,7 @@ const crashing = new URL('../helpers/crashing-session-worker.ts', import.meta.ur
 
 t.test('a worker that dies fails only its run; a replacement takes over', async (t) => {
   const restarts: string[] = [];
-  const pool = await WorkerSessionPool.create(bytes, options, 2, {
+  const pool = await WorkerSessionPool.create(bytes, options, each(2), {
     workerEntry: crashing,
     onRestart: (r) => restarts.push(r),
   });
@@ -137,7 +139,7 @@ t.test('a worker that dies fails only its run; a replacement takes over', async 
 
 t.test('when replacements keep dying the pool gives up and says why', async (t) => {
   let broken: string | undefined;
-  const pool = await WorkerSessionPool.create(bytes, options, 1, {
+  const pool = await WorkerSessionPool.create(bytes, options, each(1), {
     workerEntry: crashing,
     onBroken: (r) => (broken = r),
   });
@@ -145,4 +147,11 @@ t.test('when replacements keep dying the pool gives up and says why', async (t) 
   for (let k = 0; k < 4; k++) await t.rejects(pool.run(feeds([666, 0, 0, 0]), ['y']), /exited/);
   t.match(broken, /3 replacements in a row died too/);
   await t.rejects(pool.run(feeds([1, 0, 0, 0]), ['y']), /replacements in a row/);
+});
+
+t.test('the number of sessions follows the provider the first one got', async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, { cpu: 2, cuda: 1 });
+  t.teardown(() => pool.release());
+  t.equal(pool.instances, 2, 'two on the CPU');
+  await t.rejects(WorkerSessionPool.create(bytes, options, { cpu: 0, cuda: 1 }), RangeError);
 });
