@@ -1,5 +1,12 @@
 import { Worker } from 'node:worker_threads';
-import type { HostTensor, ServingSession, SessionOptions, TensorInfo } from './session.js';
+import { existsSync } from 'node:fs';
+import {
+  cudaProviderPath,
+  type HostTensor,
+  type ServingSession,
+  type SessionOptions,
+  type TensorInfo,
+} from './session.js';
 
 // A model's sessions on worker threads: the event loop only posts feeds and receives outputs, so HTTP, decoding
 // and the other models go on while a graph runs, and `instances` sessions of one model use that many cores.
@@ -88,8 +95,8 @@ export class WorkerSessionPool implements ServingSession {
   }
 
   /**
-   * Starts the model's workers and resolves once all of them are ready: one first, to learn the provider it got,
-   * then the rest of `instances` for that provider. Fails when one cannot load, or when `auto` put some on CUDA and
+   * Starts the model's workers and resolves once all of them are ready: where CUDA is possible, one first, to learn
+   * the provider it got, then the rest of `instances` for that provider. Fails when one cannot load, or when `auto` put some on CUDA and
    * others on the CPU (a GPU short of memory).
    */
   static async create(
@@ -102,12 +109,14 @@ export class WorkerSessionPool implements ServingSession {
       if (!Number.isInteger(n) || n < 1) throw new RangeError(`instances must be >= 1, got ${n}`);
     const { onFallback, ...options } = opts;
     const pool = new WorkerSessionPool({ model, options }, { ...events, onFallback });
-    const starts = [pool.#start()];
+    // on a machine without the CUDA provider the answer is known: start them all at once
+    const surelyCpu = options.provider === 'cpu' || !existsSync(cudaProviderPath());
+    const starts = Array.from({ length: surelyCpu ? instances.cpu : 1 }, () => pool.#start());
     try {
       const first = await starts[0].ready;
-      const more = Array.from({ length: instances[first.provider] - 1 }, () => pool.#start());
-      starts.push(...more);
-      const elsewhere = (await Promise.all(more.map((s) => s.ready))).find((r) => r.provider !== first.provider);
+      while (starts.length < instances[first.provider]) starts.push(pool.#start());
+      const rest = await Promise.all(starts.slice(1).map((s) => s.ready));
+      const elsewhere = rest.find((r) => r.provider !== first.provider);
       if (elsewhere) {
         throw new Error(
           `${starts.length} sessions of this model did not all get CUDA (one fell back to the CPU: ` +
@@ -181,6 +190,8 @@ export class WorkerSessionPool implements ServingSession {
   #start(): { instance: Instance; ready: Promise<Ready> } {
     const instance: Instance = { worker: startWorker(this.#init, this.#events.workerEntry) };
     const ready = new Promise<Ready>((resolve, reject) => (instance.started = { resolve, reject }));
+    // whoever starts it may stop waiting (create gives up at the first failure): never an unhandled rejection
+    ready.catch(() => {});
     this.#instances.add(instance);
     instance.worker.on('message', (reply: WorkerReply) => this.#onMessage(instance, reply));
     instance.worker.on('error', (err: unknown) => (instance.error = err instanceof Error ? err.message : String(err)));
