@@ -58,6 +58,34 @@ t.test('upright and rotated real text lines are told apart (multipart and raw bo
   }
 });
 
+t.test(
+  'the fp32 original tells them apart too, and agrees with the compressed default on every fixture line',
+  async (t) => {
+    const label = async (model: string, file: string) =>
+      (
+        await app.inject({
+          method: 'POST',
+          url: `/v1/models/${model}/predict`,
+          headers: { 'content-type': 'image/png' },
+          payload: png(file),
+        })
+      ).json().predictions[0].label;
+    for (const line of robust) {
+      t.equal(await label('text-orientation-fp32', `${line.id}.png`), '0', `${line.id} upright`);
+      t.equal(await label('text-orientation-fp32', `${line.id}-rot180.png`), '180', `${line.id} rotated`);
+    }
+    for (const line of lines) {
+      for (const file of [`${line.id}.png`, `${line.id}-rot180.png`]) {
+        t.equal(
+          await label('text-orientation', file),
+          await label('text-orientation-fp32', file),
+          `${file}: same label`,
+        );
+      }
+    }
+  },
+);
+
 t.test('response shape: model, version, task, predictions sorted by score, top_k', async (t) => {
   const res = await app.inject({
     method: 'POST',
