@@ -123,6 +123,12 @@ export class WorkerSessionPool implements ServingSession {
             `${elsewhere.fallbackReason ?? first.fallbackReason}); lower maxInFlightBatches or free GPU memory`,
         );
       }
+      // a worker that loaded and then died while the others loaded must not be handed runs
+      const died = starts.find((s) => s.instance.gone);
+      if (died)
+        throw new Error(
+          `a session worker exited while the others loaded${died.instance.error ? `: ${died.instance.error}` : ''}`,
+        );
       pool.#signature = first;
       if (first.fallbackReason !== undefined) onFallback?.(first.fallbackReason);
       for (const { instance } of starts) pool.#idle.push(instance);
@@ -246,7 +252,8 @@ export class WorkerSessionPool implements ServingSession {
     replacement.ready.then(
       (r) => {
         // under `auto` a replacement may land on the other provider (a GPU now short of memory): that counts as dying
-        if (this.#released || r.provider !== this.provider) return void replacement.instance.worker.terminate();
+        if (this.#released || this.#broken || r.provider !== this.provider)
+          return void replacement.instance.worker.terminate();
         this.#idle.push(replacement.instance);
         this.#dispatch();
       },
