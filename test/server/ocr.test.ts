@@ -18,8 +18,8 @@ interface Line {
   score: number;
   box: [number, number][];
 }
-const ocr = async (payload: Buffer, type = 'image/png', url = '/predict') => {
-  const res = await app.inject({ method: 'POST', url, headers: { 'content-type': type }, payload });
+const ocr = async (payload: Buffer, type = 'image/png', url = '/predict', on = app) => {
+  const res = await on.inject({ method: 'POST', url, headers: { 'content-type': type }, payload });
   return { status: res.statusCode, body: res.json() };
 };
 
@@ -121,16 +121,15 @@ t.test('concurrent pages: line crops of different pages share recognizer batches
   const repo = cudaBatchingCopy(['ocr', 'text-orientation', 'text-recognition']);
   const batched = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'ocr' });
   t.teardown(() => batched.close());
-  const read = (app: typeof batched.app) =>
-    app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/png' }, payload: page });
+  const read = () => ocr(page, 'image/png', '/predict', batched.app);
 
-  const alone = (await read(batched.app)).json().lines;
+  const alone = (await read()).body.lines;
   t.same(alone, (await ocr(page)).body.lines, 'the copy reads the page as the shipped models do');
   const recognizer = { model: 'text-recognition' };
   const before = await metricValue(batched.metrics, 'muon_batch_size_count', recognizer);
   const items = await metricValue(batched.metrics, 'muon_batch_size_sum', recognizer);
-  const together = await Promise.all(Array.from({ length: 4 }, () => read(batched.app)));
-  for (const r of together) t.same(r.json().lines, alone, 'same lines, boxes and scores batched or alone');
+  const together = await Promise.all(Array.from({ length: 4 }, read));
+  for (const r of together) t.same(r.body.lines, alone, 'same lines, boxes and scores batched or alone');
   const batches = (await metricValue(batched.metrics, 'muon_batch_size_count', recognizer)) - before;
   const rows = (await metricValue(batched.metrics, 'muon_batch_size_sum', recognizer)) - items;
   t.equal(rows, 4 * alone.length, 'every line went through the recognizer queue');
@@ -138,14 +137,9 @@ t.test('concurrent pages: line crops of different pages share recognizer batches
 });
 
 t.test('text and audio are refused; /v1/models describes the stages', async (t) => {
-  const r = await app.inject({
-    method: 'POST',
-    url: '/v1/models/ocr/predict',
-    headers: { 'content-type': 'text/plain' },
-    payload: 'hello',
-  });
-  t.equal(r.statusCode, 415);
-  t.equal(r.json().code, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
+  const r = await ocr(Buffer.from('hello'), 'text/plain', '/v1/models/ocr/predict');
+  t.equal(r.status, 415);
+  t.equal(r.body.code, 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE');
   const m = (await app.inject({ url: '/v1/models/ocr' })).json();
   t.match(m, {
     task: 'ocr',

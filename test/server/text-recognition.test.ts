@@ -33,8 +33,8 @@ function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-const recognize = (bytes: Buffer, url = '/v1/models/text-recognition/predict') =>
-  app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: bytes });
+const recognize = (bytes: Buffer, url = '/v1/models/text-recognition/predict', on = app) =>
+  on.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: bytes });
 
 t.test('the model loads and describes itself', async (t) => {
   t.same(ctx.failures, []);
@@ -103,14 +103,7 @@ t.test('concurrent lines of different widths batch by width bucket, same answers
   const sumBefore = await metricValue(batched.metrics, 'muon_batch_size_sum', labels);
   const all = [...ids, ...ids, ...ids];
   const together = await Promise.all(
-    all.map((id) =>
-      batched.app.inject({
-        method: 'POST',
-        url: '/v1/models/text-recognition/predict',
-        headers: { 'content-type': 'image/png' },
-        payload: png(id),
-      }),
-    ),
+    all.map((id) => recognize(png(id), '/v1/models/text-recognition/predict', batched.app)),
   );
   const batches = (await metricValue(batched.metrics, 'muon_batch_size_count', labels)) - countBefore;
   const items = (await metricValue(batched.metrics, 'muon_batch_size_sum', labels)) - sumBefore;
