@@ -20,7 +20,7 @@ import {
   type SessionOptions,
   type SessionRunner,
 } from './session.js';
-import { checkFeeds, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
+import { checkFeeds, graphRejection, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import { faceDetection } from './tasks/face-detection.js';
 import { imageClassification } from './tasks/image-classification.js';
 import { languageId } from './tasks/language-id.js';
@@ -157,6 +157,9 @@ export class LoadedModel {
       const step = { deadline: opts.deadline, signal: opts.signal, key };
       return (await this.batcher.submit(new TensorRow(feeds, 1), step)) as TensorOutputs;
     } catch (err) {
+      // the client chose every value of a raw request: a graph that refuses them answers 400, not 500
+      const rejection = graphRejection(err);
+      if (rejection !== undefined) throw new Errors.INVALID_TENSOR(`the model refused these inputs: ${rejection}`);
       throw this.#asClientError(err, opts);
     }
   }

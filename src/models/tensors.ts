@@ -55,6 +55,7 @@ export function checkFeeds(
     }
   }
   const batches = new Set<number>();
+  const named = new Map<string, { size: number; input: string }>();
   for (const info of inputs) {
     const t = feeds[info.name];
     if (!t) throw new Errors.INVALID_TENSOR(`missing input '${info.name}'`);
@@ -68,6 +69,18 @@ export function checkFeeds(
     }
     if (t.dims.some((d) => !Number.isInteger(d) || d < 0))
       throw new Errors.INVALID_TENSOR(`input '${info.name}': dimensions must be non-negative integers`);
+    const empty = t.dims.findIndex((d, i) => d === 0 && typeof info.shape[i] !== 'number');
+    if (empty >= 0) throw new Errors.INVALID_TENSOR(`input '${info.name}' is empty (axis ${empty} has size 0)`);
+    // a dimension the graph names (`batch`) is one size wherever it appears
+    info.shape.forEach((d, i) => {
+      if (typeof d !== 'string' || d === '') return;
+      const seen = named.get(d);
+      if (seen && seen.size !== t.dims[i])
+        throw new Errors.INVALID_TENSOR(
+          `input '${info.name}' axis ${i} ('${d}') is ${t.dims[i]}, but ${seen.size} in input '${seen.input}'`,
+        );
+      named.set(d, { size: t.dims[i], input: info.name });
+    });
     if (info.shape.length > 0 && typeof info.shape[0] !== 'number') batches.add(t.dims[0]);
   }
   const stackable =
@@ -75,6 +88,24 @@ export function checkFeeds(
   if (!stackable) return { key: solo(), batch: batches.size === 1 ? [...batches][0] : 1 };
   const shapes = inputs.map((i) => `${i.name}:${feeds[i.name].dims.slice(1).join('x')}`).join(';');
   return { key: `tensors|${shapes}`, batch: 1 };
+}
+
+/**
+ * The runtime's own refusal of inputs, when a graph fails on what a raw request fed it (a Conv on a 1x1 image, a
+ * recurrent state of the wrong batch size): the message onnxruntime gives for a node that failed, except failures
+ * of the machine itself (memory, the GPU). Returns that message, or undefined for any other error.
+ */
+export function graphRejection(err: unknown): string | undefined {
+  const message = err instanceof Error ? err.message : typeof err === 'string' ? err : '';
+  // nested graphs (If, Loop) repeat the header for each level: the innermost node says what failed
+  const nodes = [
+    ...message.matchAll(/Non-zero status code returned while running (\S+) node\. Name:'[^']*' Status Message: /g),
+  ];
+  const last = nodes.at(-1);
+  if (!last) return undefined;
+  const status = message.slice(last.index + last[0].length).split('\n')[0];
+  if (/alloc|out of memory|CUDA|cuDNN|cuBLAS/i.test(status)) return undefined;
+  return `${last[1]}: ${status}`.slice(0, 300);
 }
 
 /**

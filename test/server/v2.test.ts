@@ -77,11 +77,9 @@ t.test('infer with JSON tensors gives the scores /predict gives for the same ima
       {
         ...x,
         data: [
-          [
-            Array.from({ length: 3 }, (_, c) =>
-              Array.from({ length: 48 }, (_, y) => x.data.slice((c * 48 + y) * 192, (c * 48 + y + 1) * 192)),
-            ),
-          ],
+          Array.from({ length: 3 }, (_, c) =>
+            Array.from({ length: 48 }, (_, y) => x.data.slice((c * 48 + y) * 192, (c * 48 + y + 1) * 192)),
+          ),
         ],
       },
     ],
@@ -136,7 +134,7 @@ t.test('requests that do not match the graph are 400s with the spec error body',
     [{ inputs: [{ ...x, datatype: 'INT64', data: x.data.map(() => 0) }] }, /input 'x' is float32, got int64/],
     [{ inputs: [{ ...x, datatype: 'INT64' }] }, /value 0 \(-0.0\d+\) is not an integer/],
     [{ inputs: [{ ...x, datatype: 'COMPLEX' }] }, /datatype COMPLEX is not supported/],
-    [{ inputs: [{ ...x, shape: [1, 3, 48] }] }, /input 'x' has 27648 values, its shape holds 144/],
+    [{ inputs: [{ ...x, shape: [1, 3, 48] }] }, /input 'x' has more values than its shape holds \(144\)/],
     [
       { inputs: [{ ...x, shape: [3, 48, 192], data: x.data }] },
       /input 'x' has shape \[-1, 3, -1, -1\], got \[3, 48, 192\]/,

@@ -7,7 +7,7 @@ import { LoadError, type LoadedModel } from '../../models/repository.js';
 import type { AppDeps, App } from '../app.js';
 import { toClientError } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
-import { datatypeOfGraphType, decodeInferRequest, encodeInferResponse } from '../v2/codec.js';
+import { checkRequestedOutputs, datatypeOfGraphType, decodeInferRequest, encodeInferResponse } from '../v2/codec.js';
 
 const Params = Type.Object({
   name: Type.String({ maxLength: 256 }),
@@ -99,6 +99,7 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
       throw new Errors.MISSING_INPUT('the request body is empty');
     const raw = req.headers[HEADER_LENGTH];
     const request = decodeInferRequest(req.body, raw === undefined ? undefined : Number(raw));
+    checkRequestedOutputs(request, m.session.outputs);
     const timeoutMs = requestTimeoutMs(req, m);
     const outputs = await m.inferTensors(request.feeds, {
       deadline: track.arrival(req) + timeoutMs,

@@ -90,10 +90,12 @@ export function decodeInferRequest(body: Buffer, headerLength: number | undefine
       if (offset + n > binary.length)
         throw bad(`input '${name}': ${n} bytes of binary data asked for, ${binary.length - offset} left in the body`);
       data = fromBytes(type, binary.subarray(offset, offset + n), count);
+      const i = firstNonFinite(type, data);
+      if (i >= 0) throw bad(`input '${name}': value ${i} is not finite (NaN or Infinity)`);
       offset += n;
     } else {
       if (input.data === undefined) throw bad(`input '${name}' has no "data" (nor binary_data_size)`);
-      data = fromJson(type, input.data, name, count);
+      data = fromJson(type, input.data, name, count, shape.length);
     }
     feeds[name] = { type, data, dims: shape as number[] };
   }
@@ -111,8 +113,22 @@ export function decodeInferRequest(body: Buffer, headerLength: number | undefine
       };
     });
   }
+  if (outputs) {
+    const seen = new Set<string>();
+    for (const o of outputs) {
+      if (seen.has(o.name)) throw bad(`output '${o.name}' is asked for twice`);
+      seen.add(o.name);
+    }
+  }
   const id = typeof json.id === 'string' ? json.id : undefined;
   return { id, feeds, outputs, binaryOutput: params.binary_data_output === true };
+}
+
+/** Index of the first NaN or infinite value of float data, else -1 (other types: -1). */
+function firstNonFinite(type: TensorType, data: HostTensor['data']): number {
+  if (type === 'float32') return (data as Float32Array).findIndex((v) => !Number.isFinite(v));
+  if (type === 'float16') return (data as Uint16Array).findIndex((h) => (h & 0x7c00) === 0x7c00); // exponent all ones
+  return -1;
 }
 
 /** Reads little-endian element data from a (possibly unaligned) slice of the body. */
@@ -134,10 +150,42 @@ function fromBytes(type: TensorType, bytes: Buffer, count: number): HostTensor['
   }
 }
 
+const FP32_MAX = 3.4028234663852886e38;
+const FP16_MAX = 65504;
+
+/**
+ * JSON tensor data as one flat list: a scalar, a flat (row-major) list, or lists nested at most as deep as the shape
+ * has axes. Walked without recursion and stopped as soon as it holds more values than the shape, so neither a body
+ * nested 10,000 deep nor a huge list costs more than the shape allows.
+ */
+function flatten(data: unknown, name: string, count: number, rank: number): unknown[] {
+  if (!Array.isArray(data)) {
+    if (count !== 1) throw bad(`input '${name}' has 1 value, its shape holds ${count}`);
+    return [data];
+  }
+  const out: unknown[] = [];
+  const stack: { list: unknown[]; at: number }[] = [{ list: data, at: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top.at === top.list.length) {
+      stack.pop();
+      continue;
+    }
+    const v = top.list[top.at++];
+    if (Array.isArray(v)) {
+      if (stack.length >= Math.max(rank, 1)) throw bad(`input '${name}': data is nested deeper than its ${rank} axes`);
+      stack.push({ list: v, at: 0 });
+    } else if (out.push(v) > count) {
+      throw bad(`input '${name}' has more values than its shape holds (${count})`);
+    }
+  }
+  if (out.length !== count) throw bad(`input '${name}' has ${out.length} values, its shape holds ${count}`);
+  return out;
+}
+
 /** Reads JSON element data, flat (row-major) or nested, checking every value against the datatype. */
-function fromJson(type: TensorType, data: unknown, name: string, count: number): HostTensor['data'] {
-  const flat = Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data];
-  if (flat.length !== count) throw bad(`input '${name}' has ${flat.length} values, its shape holds ${count}`);
+function fromJson(type: TensorType, data: unknown, name: string, count: number, rank: number): HostTensor['data'] {
+  const flat = flatten(data, name, count, rank);
   const check = (ok: (v: unknown) => boolean, what: string) => {
     const i = flat.findIndex((v) => !ok(v));
     if (i >= 0) throw bad(`input '${name}': value ${i} (${JSON.stringify(flat[i])}) is not ${what}`);
@@ -147,7 +195,11 @@ function fromJson(type: TensorType, data: unknown, name: string, count: number):
   switch (type) {
     case 'float32':
     case 'float16':
-      check((v) => typeof v === 'number', 'a number');
+      // finite, and within the datatype's range (1e39 would become Infinity in FP32): the graph's outputs stay finite
+      check(
+        (v) => typeof v === 'number' && Math.abs(v) <= (type === 'float32' ? FP32_MAX : FP16_MAX),
+        `a number (finite, within ${type} range)`,
+      );
       return type === 'float32'
         ? Float32Array.from(flat as number[])
         : Uint16Array.from(flat as number[], (v) => floatToHalf(v));
@@ -163,6 +215,18 @@ function fromJson(type: TensorType, data: unknown, name: string, count: number):
     case 'bool':
       check((v) => typeof v === 'boolean', 'true or false');
       return Uint8Array.from(flat as boolean[], (v) => (v ? 1 : 0));
+  }
+}
+
+/**
+ * Refuses requested outputs the graph does not have, before anything runs (names are compared as strings, so
+ * `__proto__` or `toString` are unknown outputs like any other). Each output is asked for at most once (checked by
+ * the decoder), so a response is never larger than the graph's outputs.
+ */
+export function checkRequestedOutputs(request: InferRequest, graphOutputs: readonly { name: string }[]): void {
+  for (const { name } of request.outputs ?? []) {
+    if (!graphOutputs.some((o) => o.name === name))
+      throw bad(`unknown output '${name}' (outputs: ${graphOutputs.map((o) => o.name).join(', ')})`);
   }
 }
 
@@ -183,9 +247,13 @@ export function encodeInferResponse(
   const wanted = request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
   const binary: Buffer[] = [];
   const list = wanted.map(({ name, binary: asBinary }) => {
-    const t = outputs[name];
+    const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw bad(`unknown output '${name}' (outputs: ${Object.keys(outputs).join(', ')})`);
     const head = { name, datatype: datatypeOf[t.type], shape: [...t.dims] };
+    if (!asBinary && firstNonFinite(t.type, t.data) >= 0)
+      throw bad(
+        `output '${name}' holds NaN or infinite values, which JSON cannot carry: ask for it as binary data ("parameters": {"binary_data": true})`,
+      );
     if (asBinary) {
       const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
       binary.push(bytes);
