@@ -33,6 +33,8 @@ export interface Config {
   readonly requestTimeoutMs: number;
   /** A whole request (headers and body) must arrive within this, or the connection is closed (slow uploads). */
   readonly uploadTimeoutMs: number;
+  /** Once its body is in, a request not answered within this gets a 503 (a safety net behind the deadlines). */
+  readonly handlerTimeoutMs: number;
   /** `false` forces every model's maxBatchSize to 1 (for comparisons); manifests decide otherwise. */
   readonly batching: boolean;
   /** Overrides every manifest's maxQueueDelayMs when set. */
@@ -98,6 +100,7 @@ export const defaults = Object.freeze({
   MUON_MAX_IMAGE_PIXELS: 40_000_000,
   MUON_REQUEST_TIMEOUT_MS: 10_000,
   MUON_UPLOAD_TIMEOUT_MS: 60_000,
+  MUON_HANDLER_TIMEOUT_MS: 120_000,
   MUON_BATCHING: true,
   MUON_PREPROCESS_THREADS: 1,
   MUON_WARMUP: true,
@@ -178,6 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxImagePixels: int(env, 'MUON_MAX_IMAGE_PIXELS', d.MUON_MAX_IMAGE_PIXELS, 1)!,
     requestTimeoutMs: int(env, 'MUON_REQUEST_TIMEOUT_MS', d.MUON_REQUEST_TIMEOUT_MS, 1)!,
     uploadTimeoutMs: int(env, 'MUON_UPLOAD_TIMEOUT_MS', d.MUON_UPLOAD_TIMEOUT_MS, 1)!,
+    handlerTimeoutMs: int(env, 'MUON_HANDLER_TIMEOUT_MS', d.MUON_HANDLER_TIMEOUT_MS, 1)!,
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,

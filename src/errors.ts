@@ -59,6 +59,8 @@ export const Errors = {
     'The client closed the connection before the answer was ready',
     499,
   ),
+  /** A request its handler did not answer within `MUON_HANDLER_TIMEOUT_MS` after its body arrived (a safety net). */
+  HANDLER_TIMEOUT: createError('MUON_ERR_HANDLER_TIMEOUT', 'The request was not answered within %s ms', 503),
   /** The server is draining for shutdown. */
   SHUTTING_DOWN: createError('MUON_ERR_SHUTTING_DOWN', 'The server is shutting down', 503),
   /** The runtime failed while computing the batch this request was in. */

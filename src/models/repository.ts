@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { checkExternalData, hasExternalData } from '../onnx/external-data.js';
 import { decodeModel, type ModelProto } from '../onnx/model.js';
 import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
+import { ManifestError, modelNamePattern, npmPackagePattern, parseManifest, type Manifest } from './manifest.js';
 import { mediaInput, mediaKind } from './media.js';
 import { WorkerSessionPool } from './session-pool.js';
 import {
@@ -379,7 +379,7 @@ export class ModelRepository {
         }
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
-        this.#models.set(name, { state: 'FAILED', name, error });
+        this.#models.set(name, { state: 'FAILED', name, error: this.#redact(error) });
         failures.push({ name, error });
         this.log.error({ model: name, err }, 'model failed to load');
       }
@@ -402,6 +402,26 @@ export class ModelRepository {
       names.push(entry.name);
     }
     return names.sort();
+  }
+
+  /**
+   * A failure reason as clients may read it (readiness, the index and `/v1/models` need no token): the server's
+   * folders are named relative to the repository or the package, other absolute paths by their last component.
+   * The log keeps the whole message.
+   */
+  #redact(message: string): string {
+    const roots: [string, string][] = [
+      [this.config.modelRepository, '<repository>'],
+      [packageRoot, '<package>'],
+    ];
+    let out = message;
+    for (const [root, name] of roots)
+      out = out
+        .split(root + path.sep)
+        .join(name + '/')
+        .split(root)
+        .join(name);
+    return out.replace(/(?<![\w<>.])\/(?:[^\s'"`:,()]+\/)+([^\s'"`:,()/]+)/g, '…/$1');
   }
 
   /** Triton's repository index: every model folder and every model known, with state, version and reason. */
@@ -461,8 +481,9 @@ export class ModelRepository {
       try {
         fresh = await this.#loadVersions(name, threadsPerModel(this.config, this.#models.size));
       } catch (err) {
-        const error = err instanceof Error ? err.message : String(err);
+        const error = this.#redact(err instanceof Error ? err.message : String(err));
         if (!serving) this.#models.set(name, { state: 'FAILED', name, error });
+        this.log.warn({ model: name, err }, 'model load failed');
         throw new LoadError(error, { cause: err });
       }
       const next = ready(name, fresh);
@@ -584,7 +605,7 @@ export class ModelRepository {
             this.log.error({ model: name, version: manifest.version, reason }, 'model cannot run any more');
             const s = this.#models.get(name);
             if (model && s?.state === 'READY' && [...s.versions.values()].includes(model))
-              this.#models.set(name, { state: 'FAILED', name, error: reason });
+              this.#models.set(name, { state: 'FAILED', name, error: this.#redact(reason) });
           },
         })
       : await ModelSession.create(source, options);
@@ -886,6 +907,8 @@ function parseLabels(text: string): string[] {
 export function resolveFile(dir: string, file: string, pkg: string | undefined, field: string, where: string): string {
   let base = dir;
   if (pkg !== undefined) {
+    if (!new RegExp(npmPackagePattern).test(pkg))
+      throw new ManifestError(`${where}: ${field}: '${pkg}' is not an npm package name`);
     // look next to the model folder first, then in the server's own node_modules
     const searched = [dir, packageRoot].flatMap(
       (from) => createRequire(path.resolve(from, 'x.js')).resolve.paths(pkg) ?? [],
@@ -894,12 +917,18 @@ export function resolveFile(dir: string, file: string, pkg: string | undefined, 
     if (!found) throw new ManifestError(`${where}: ${field}: npm package '${pkg}' is not installed (run npm ci)`);
     base = found;
   }
+  const outside = () =>
+    new ManifestError(`${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`);
   const full = path.resolve(base, file);
-  if (path.relative(base, full).startsWith('..') || path.isAbsolute(path.relative(base, full))) {
-    throw new ManifestError(
-      `${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`,
-    );
-  }
+  if (!isInside(base, full)) throw outside();
   if (!existsSync(full)) throw new ManifestError(`${where}: ${field}: ${full} does not exist`);
+  // and where it really is: a symlink (the file or a folder on the way) must not lead out of the base folder
+  if (!isInside(realpathSync(base), realpathSync(full))) throw outside();
   return full;
+}
+
+/** True when `file` is `base` or below it. */
+function isInside(base: string, file: string): boolean {
+  const rel = path.relative(base, file);
+  return !rel.startsWith('..') && !path.isAbsolute(rel);
 }

@@ -9,6 +9,7 @@ import { serverInfo, type Config } from '../config.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
+import { bodyReceived, isStreamedBody, socketOf } from './connection.js';
 import { toClientError } from './error-mapping.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -67,16 +68,20 @@ export function buildApp(deps: AppDeps): App {
     if (closing && !req.url.startsWith('/v2/health')) throw new Errors.SHUTTING_DOWN();
   });
   // the idle-connection timeout is for uploads: once the body is in, a request may compute quietly until its
-  // deadline; it is armed again for the connection's next request
-  const socketOf = (req: { raw: { socket?: unknown } }) => {
-    const socket = req.raw.socket as { setTimeout?: (ms: number) => void; destroyed?: boolean } | undefined;
-    return typeof socket?.setTimeout === 'function' && !socket.destroyed ? socket : undefined; // (inject has none)
-  };
-  app.addHook('preHandler', async (req) => {
-    socketOf(req)?.setTimeout!(0);
+  // deadline; it is armed again for the connection's next request. A multipart body is read by the handler, which
+  // says when it is in. Whatever a handler waits for, the watchdog answers a request it has not answered in time.
+  app.addHook('preHandler', async (req, reply) => {
+    if (!isStreamedBody(req)) bodyReceived(req);
+    const watchdog = setTimeout(() => {
+      if (reply.sent || reply.raw.headersSent || reply.raw.destroyed) return;
+      req.log.warn({ url: req.url, ms: deps.config.handlerTimeoutMs }, 'request not answered in time');
+      const { body, headers } = toClientError(new Errors.HANDLER_TIMEOUT(deps.config.handlerTimeoutMs), req.id);
+      void reply.code(body.statusCode).headers(headers).header('connection', 'close').send(body);
+    }, deps.config.handlerTimeoutMs);
+    reply.raw.once('close', () => clearTimeout(watchdog));
   });
   app.addHook('onResponse', async (req) => {
-    socketOf(req)?.setTimeout!(deps.config.uploadTimeoutMs);
+    socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
   });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);

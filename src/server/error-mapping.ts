@@ -5,7 +5,10 @@ import { Errors, type ErrorBody } from '../errors.js';
 export interface ClientError {
   readonly body: ErrorBody;
   readonly headers: Record<string, string>;
-  /** True for server faults: logged with the stack, answered without it. */
+  /**
+   * True for server faults (500): logged at error level with the stack, answered without it. The 503s and 504s of
+   * load, readiness and deadlines are expected under overload and are logged like refusals, at info, without one.
+   */
   readonly serverFault: boolean;
 }
 
@@ -51,6 +54,6 @@ export function toClientError(err: unknown, requestId: string): ClientError {
   return {
     body: { statusCode, code: e.code!, error: STATUS_CODES[statusCode] ?? 'Error', message: e.message },
     headers,
-    serverFault: statusCode >= 500,
+    serverFault: statusCode >= 500 && statusCode !== 503 && statusCode !== 504,
   };
 }

@@ -10,6 +10,7 @@ import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, AppDeps } from '../app.js';
 import { RequestCapture } from '../capture.js';
+import { bodyReceived } from '../connection.js';
 
 const Query = Type.Object(
   {
@@ -194,6 +195,7 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
     throw new Errors.BAD_REQUEST(`malformed multipart body: ${(err as Error).message}`);
   }
   if (!bytes) throw new Errors.MISSING_INPUT('the multipart body has no file part (curl -F file=@image.jpg)');
+  bodyReceived(req);
   return bytes;
 }
 
