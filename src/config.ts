@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { defaultBudget, type BudgetSource } from './server/memory-budget.js';
 
 /** Where the runtime executes models. `auto` tries CUDA and falls back to CPU, saying why. */
 export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
@@ -35,6 +36,10 @@ export interface Config {
   readonly uploadTimeoutMs: number;
   /** Once its body is in, a request not answered within this gets a 503 (a safety net behind the deadlines). */
   readonly handlerTimeoutMs: number;
+  /** Bytes requests may hold at once (bodies, decoded media, tensors, responses), and where the number came from. */
+  readonly memoryBudget: { readonly bytes: number; readonly source: BudgetSource };
+  /** How long a request may wait for room in the memory budget before it is refused with 429. */
+  readonly memoryWaitMs: number;
   /** `false` forces every model's maxBatchSize to 1 (for comparisons); manifests decide otherwise. */
   readonly batching: boolean;
   /** Overrides every manifest's maxQueueDelayMs when set. */
@@ -74,6 +79,12 @@ function tls(env: NodeJS.ProcessEnv): Config['tls'] {
   return { cert: read('MUON_TLS_CERT_FILE', certFile), key: read('MUON_TLS_KEY_FILE', keyFile) };
 }
 
+/** MUON_MEMORY_BUDGET_BYTES (at least 16 MiB), else derived from the cgroup limit or the machine's RAM. */
+function memoryBudget(env: Env): Config['memoryBudget'] {
+  const bytes = int(env, 'MUON_MEMORY_BUDGET_BYTES', undefined, 16 * 2 ** 20);
+  return bytes === undefined ? defaultBudget() : { bytes, source: 'MUON_MEMORY_BUDGET_BYTES' };
+}
+
 /** MUON_ADMIN_TOKEN: at least 16 characters when set, so a guessable token is refused at start. */
 function adminToken(env: NodeJS.ProcessEnv): string | undefined {
   const token = env.MUON_ADMIN_TOKEN?.trim();
@@ -101,6 +112,7 @@ export const defaults = Object.freeze({
   MUON_REQUEST_TIMEOUT_MS: 10_000,
   MUON_UPLOAD_TIMEOUT_MS: 60_000,
   MUON_HANDLER_TIMEOUT_MS: 120_000,
+  MUON_MEMORY_WAIT_MS: 1_000,
   MUON_BATCHING: true,
   MUON_PREPROCESS_THREADS: 1,
   MUON_WARMUP: true,
@@ -182,6 +194,8 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs: int(env, 'MUON_REQUEST_TIMEOUT_MS', d.MUON_REQUEST_TIMEOUT_MS, 1)!,
     uploadTimeoutMs: int(env, 'MUON_UPLOAD_TIMEOUT_MS', d.MUON_UPLOAD_TIMEOUT_MS, 1)!,
     handlerTimeoutMs: int(env, 'MUON_HANDLER_TIMEOUT_MS', d.MUON_HANDLER_TIMEOUT_MS, 1)!,
+    memoryBudget: memoryBudget(env),
+    memoryWaitMs: int(env, 'MUON_MEMORY_WAIT_MS', d.MUON_MEMORY_WAIT_MS, 0, 600_000)!,
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,

@@ -43,6 +43,10 @@ export const Errors = {
   INVALID_AUDIO: createError('MUON_ERR_INVALID_AUDIO', 'The audio cannot be decoded: %s', 400),
   /** Audio longer than the model's `input.maxSeconds`. */
   AUDIO_TOO_LONG: createError('MUON_ERR_AUDIO_TOO_LONG', 'Audio too long: %s', 413),
+  /** The request would need more memory than the server's whole budget (`MUON_MEMORY_BUDGET_BYTES`); never fits. */
+  OVER_MEMORY_BUDGET: createError('MUON_ERR_OVER_MEMORY_BUDGET', 'Request too large for the memory budget: %s', 413),
+  /** Requests in progress hold the memory budget; retry after the `Retry-After` header's seconds. */
+  MEMORY_BUSY: createError('MUON_ERR_MEMORY_BUSY', 'Server memory busy: %s', 429),
   /** The model's queue is full; retry after the `Retry-After` header's seconds. */
   QUEUE_FULL: createError('MUON_ERR_QUEUE_FULL', "Model '%s' is overloaded: %s", 429),
   /** The request's deadline passed before it could be computed. */

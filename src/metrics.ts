@@ -71,6 +71,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly memoryBudget = new Gauge({
+    name: 'muon_memory_budget_bytes',
+    help: 'The memory budget requests are admitted against (MUON_MEMORY_BUDGET_BYTES), and the bytes they hold now.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly memoryAdmissions = new Counter({
+    name: 'muon_memory_admissions_total',
+    help: 'Memory budget admissions: admitted at once, after waiting, or refused (busy: 429, too_large: 413).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   #perModelHistogram(name: string, help: string, buckets = latencyBuckets): Histogram<'model'> {
     return new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers: [this.registry] });
   }

@@ -102,12 +102,45 @@ function parseFmt(
   return { format, channels, sampleRate, bitsPerSample };
 }
 
+/** Samples decoded or resampled between two yields to the event loop (a few milliseconds of work). */
+const SLICE = 1 << 16;
+
+/**
+ * Long computations are generators that yield between slices of about SLICE samples: {@link runNow} runs one to its
+ * end at once, {@link runSliced} lets the event loop answer other requests (health checks first) between slices.
+ */
+type Sliced<T> = Generator<void, T, void>;
+
+function runNow<T>(work: Sliced<T>): T {
+  for (;;) {
+    const step = work.next();
+    if (step.done) return step.value;
+  }
+}
+
+async function runSliced<T>(work: Sliced<T>): Promise<T> {
+  for (;;) {
+    const step = work.next();
+    if (step.done) return step.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
 /**
  * Decodes a WAV file to mono float samples at its own rate, mixing channels down by averaging.
  * @param maxSeconds longest duration accepted (checked from the header, before decoding)
  * @throws MUON_ERR_INVALID_AUDIO, MUON_ERR_MISSING_INPUT (no samples), MUON_ERR_AUDIO_TOO_LONG
  */
 export function decodeWav(bytes: Uint8Array, maxSeconds: number): MonoAudio {
+  return runNow(decodeSlices(bytes, maxSeconds));
+}
+
+/** {@link decodeWav} in slices with the event loop free in between: a 10-minute recording stalls nobody. */
+export function decodeWavSliced(bytes: Uint8Array, maxSeconds: number): Promise<MonoAudio> {
+  return runSliced(decodeSlices(bytes, maxSeconds));
+}
+
+function* decodeSlices(bytes: Uint8Array, maxSeconds: number): Sliced<MonoAudio> {
   const info = readWavHeader(bytes);
   const { channels, frames, sampleRate, bitsPerSample, format, dataOffset } = info;
   if (frames === 0) throw new Errors.MISSING_INPUT('the WAV file has no samples');
@@ -131,14 +164,25 @@ export function decodeWav(bytes: Uint8Array, maxSeconds: number): MonoAudio {
             : (at) => view.getInt32(at, true) / 2147483648;
   const samples = new Float32Array(frames);
   const frameBytes = width * channels;
-  for (let i = 0; i < frames; i++) {
-    let sum = 0;
-    for (let c = 0; c < channels; c++) sum += read(i * frameBytes + c * width);
-    const v = sum / channels;
-    // NaN or inf in a float file would poison the model's recurrent state for the rest of the request
-    samples[i] = Number.isFinite(v) ? v : 0;
+  // slices of about SLICE values read, whatever the channel count
+  const slice = Math.max(1, Math.floor(SLICE / channels));
+  for (let start = 0; start < frames; start += slice) {
+    if (start > 0) yield;
+    const end = Math.min(frames, start + slice);
+    for (let i = start; i < end; i++) {
+      let sum = 0;
+      for (let c = 0; c < channels; c++) sum += read(i * frameBytes + c * width);
+      const v = sum / channels;
+      // NaN or inf in a float file would poison the model's recurrent state for the rest of the request
+      samples[i] = Number.isFinite(v) ? v : 0;
+    }
   }
   return { samples, sampleRate, durationMs: seconds * 1000 };
+}
+
+/** Samples a recording of `frames` at `from` Hz has once resampled to `to` Hz. */
+export function resampledLength(frames: number, from: number, to: number): number {
+  return from === to ? frames : Math.ceil((frames * to) / from);
 }
 
 /** Largest interpolation factor accepted: every common rate (8 k to 192 k, 11.025 k family) needs at most 640. */
@@ -194,27 +238,42 @@ function resamplingFilter(from: number, to: number) {
  * works on whole WAV files. Rate pairs whose reduced interpolation factor exceeds 1024 are refused (400).
  */
 export function resample(input: Float32Array, from: number, to: number): Float32Array {
+  return runNow(resampleSlices(input, from, to));
+}
+
+/** {@link resample} in slices with the event loop free in between. */
+export function resampleSliced(input: Float32Array, from: number, to: number): Promise<Float32Array> {
+  return runSliced(resampleSlices(input, from, to));
+}
+
+function* resampleSlices(input: Float32Array, from: number, to: number): Sliced<Float32Array> {
   if (from === to) return input;
   const { up, down, half, taps, table } = resamplingFilter(from, to);
   const outLength = Math.ceil((input.length * up) / down);
   const out = new Float32Array(outLength);
   const last = input.length - 1;
-  for (let n = 0; n < outLength; n++) {
-    const pos = n * down;
-    const base = Math.floor(pos / up);
-    const p = pos - base * up;
-    const first = base - half + 1;
-    let acc = 0;
-    const t = p * taps;
-    if (first >= 0 && first + taps - 1 <= last) {
-      for (let j = 0; j < taps; j++) acc += input[first + j] * table[t + j];
-    } else {
-      for (let j = 0; j < taps; j++) {
-        const k = first + j;
-        if (k >= 0 && k <= last) acc += input[k] * table[t + j];
+  // each slice's cost is its output samples x taps: sized so a slice is a few milliseconds
+  const slice = Math.max(256, Math.floor((SLICE * 32) / taps));
+  for (let start = 0; start < outLength; start += slice) {
+    if (start > 0) yield;
+    const end = Math.min(outLength, start + slice);
+    for (let n = start; n < end; n++) {
+      const pos = n * down;
+      const base = Math.floor(pos / up);
+      const p = pos - base * up;
+      const first = base - half + 1;
+      let acc = 0;
+      const t = p * taps;
+      if (first >= 0 && first + taps - 1 <= last) {
+        for (let j = 0; j < taps; j++) acc += input[first + j] * table[t + j];
+      } else {
+        for (let j = 0; j < taps; j++) {
+          const k = first + j;
+          if (k >= 0 && k <= last) acc += input[k] * table[t + j];
+        }
       }
+      out[n] = acc;
     }
-    out[n] = acc;
   }
   return out;
 }

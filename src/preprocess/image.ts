@@ -143,12 +143,22 @@ async function open(source: ImageSource, maxPixels: number): Promise<Opened> {
   };
 }
 
-/** Decodes an image to upright sRGB pixels, with the same checks and client errors as {@link imageToTensor}. */
-export async function decodeImage(bytes: Uint8Array, maxPixels: number): Promise<RawImage> {
+/**
+ * Decodes an image to upright sRGB pixels, with the same checks and client errors as {@link imageToTensor}. With
+ * `maxSide`, a larger image is shrunk by libvips while it decodes (its full-size pixels are never held) so that
+ * neither side exceeds it; `scale` is then the factor from these pixels back to the image as sent.
+ */
+export async function decodeImage(
+  bytes: Uint8Array,
+  maxPixels: number,
+  maxSide = Infinity,
+): Promise<RawImage & { readonly scale: number }> {
   const img = await open(bytes, maxPixels);
-  const out = img.pipeline().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-  const { data, info } = await img.decoding(out);
-  return { data, width: info.width, height: info.height };
+  let pipe = img.pipeline().toColourspace('srgb');
+  const shrink = Math.max(img.width, img.height) > maxSide;
+  if (shrink) pipe = pipe.resize(maxSide, maxSide, { fit: 'inside', kernel: 'lanczos3' });
+  const { data, info } = await img.decoding(pipe.raw().toBuffer({ resolveWithObject: true }));
+  return { data, width: info.width, height: info.height, scale: shrink ? img.width / info.width : 1 };
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, isStreamedBody, socketOf } from './connection.js';
 import { toClientError } from './error-mapping.js';
+import { holdUntilAnswered, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
@@ -23,6 +24,11 @@ export interface AppDeps {
   readonly metrics: Metrics;
   readonly repository: ModelRepository;
   readonly logger: Logger;
+}
+
+/** What route plugins get: the app's dependencies and the memory budget the app admits requests against. */
+export interface RouteDeps extends AppDeps {
+  readonly budget: MemoryBudget;
 }
 
 /** The app type routes are written against. */
@@ -57,6 +63,29 @@ export function buildApp(deps: AppDeps): App {
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Memory: a request body is admitted against the budget before it is read (its declared length; a chunked body
+  // counts as the largest allowed), and held until the answer is sent.
+  const { metrics } = deps;
+  metrics.memoryBudget.set({ kind: 'limit' }, deps.config.memoryBudget.bytes);
+  metrics.memoryBudget.set({ kind: 'used' }, 0);
+  const budget = new MemoryBudget(
+    deps.config.memoryBudget.bytes,
+    deps.config.memoryBudget.source,
+    deps.config.memoryWaitMs,
+    {
+      onUsed: (bytes) => metrics.memoryBudget.set({ kind: 'used' }, bytes),
+      onOutcome: (outcome) => metrics.memoryAdmissions.inc({ outcome }),
+    },
+  );
+  app.addHook('onRequest', async (req, reply) => {
+    const declared = req.headers['content-length'];
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    if (declared === undefined && !chunked) return;
+    const bytes = Math.min(chunked ? Infinity : Number(declared) || 0, deps.config.maxBodyBytes);
+    if (bytes === 0) return;
+    holdUntilAnswered(reply, await budget.acquire(bytes, 'the request body'));
+  });
 
   // While draining, answers to requests admitted before close() end their keep-alive connection, so the server
   // can close without waiting for idle sockets to time out.
@@ -124,10 +153,11 @@ export function buildApp(deps: AppDeps): App {
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
-  app.register(healthRoutes, deps);
-  app.register(metricsRoutes, deps);
-  app.register(modelRoutes, deps);
-  app.register(predictRoutes, deps);
-  app.register(v2Routes, deps);
+  const routeDeps: RouteDeps = { ...deps, budget };
+  app.register(healthRoutes, routeDeps);
+  app.register(metricsRoutes, routeDeps);
+  app.register(modelRoutes, routeDeps);
+  app.register(predictRoutes, routeDeps);
+  app.register(v2Routes, routeDeps);
   return app as unknown as App;
 }

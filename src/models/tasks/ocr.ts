@@ -15,7 +15,12 @@ interface PageRow {
   readonly w: number;
   readonly h: number;
   readonly image: RawImage;
+  /** From `image` pixels to the page as sent (above 1 when a huge page was shrunk as it was decoded). */
+  readonly scale: number;
 }
+
+/** The longest side of a page the OCR pipeline holds decoded (27 MiB of RGB at most). */
+export const MAX_PAGE_SIDE = 3072;
 
 /** One recognized line: text, recognizer score, and its box in page pixels (reading order). */
 export interface OcrLine extends TextLine {
@@ -87,10 +92,15 @@ export function ocr(
     graphMaxBatch: fixedBatch,
     async prepare(req) {
       const source = imageOf(req, 'ocr');
-      const image = source instanceof Uint8Array ? await decodeImage(source, ctx.maxImagePixels) : source;
+      // a page larger than MAX_PAGE_SIDE is shrunk while it decodes: the detector never looks at more than its
+      // limit, and the crops keep plenty of resolution, so a huge page costs no more memory than a large photo
+      const { scale, ...image } =
+        source instanceof Uint8Array
+          ? await decodeImage(source, ctx.maxImagePixels, MAX_PAGE_SIDE)
+          : { ...source, scale: 1 };
       const [w, h] = detectorSize(image.width, image.height, limitSideLen, limitType, sizeMultiple);
       const t = await imageToTensorSized(image, ctx.maxImagePixels, () => ({ spec: specOf(w, h) }));
-      return { row: { data: t.data, w, h, image }, key: `${w}x${h}` };
+      return { row: { data: t.data, w, h, image, scale }, key: `${w}x${h}` };
     },
     async runBatch(rows) {
       const { w, h } = rows[0];
@@ -130,7 +140,9 @@ export function ocr(
       const lines: OcrLine[] = [];
       read.forEach((answer, i) => {
         const [line] = (answer as { lines: TextLine[] }).lines;
-        if (line && line.score >= m.stages.dropScore) lines.push({ ...line, box: boxes[i].box });
+        const box =
+          page.scale === 1 ? boxes[i].box : (boxes[i].box.map(([x, y]) => [x * page.scale, y * page.scale]) as Quad);
+        if (line && line.score >= m.stages.dropScore) lines.push({ ...line, box });
       });
       return lines;
     },
@@ -140,7 +152,7 @@ export function ocr(
     warmupRow() {
       const [w, h] = detectorSize(320, 320, limitSideLen, limitType, sizeMultiple);
       const image = { data: new Uint8Array(w * h * 3), width: w, height: h };
-      return { row: { data: new Float32Array(3 * w * h), w, h, image }, key: `${w}x${h}` };
+      return { row: { data: new Float32Array(3 * w * h), w, h, image, scale: 1 }, key: `${w}x${h}` };
     },
   };
 }

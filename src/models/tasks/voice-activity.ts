@@ -1,6 +1,6 @@
 import { SequenceScheduler } from '../../batching/sequence.js';
 import { Errors } from '../../errors.js';
-import { decodeWav, resample } from '../../preprocess/audio.js';
+import { decodeWavSliced, resampleSliced } from '../../preprocess/audio.js';
 import { ManifestError, type VoiceActivityManifest } from '../manifest.js';
 import type { TensorInfo } from '../session.js';
 import type { TaskContext, TaskPipeline } from './task.js';
@@ -133,8 +133,8 @@ export async function voiceActivity(
     graphMaxBatch: undefined,
     async prepare(req) {
       if (req.kind !== 'audio') throw new Error(`voice-activity got ${req.kind} input; this is a bug`);
-      const audio = decodeWav(req.bytes, maxSeconds);
-      const samples = resample(audio.samples, audio.sampleRate, rate);
+      const audio = await decodeWavSliced(req.bytes, maxSeconds);
+      const samples = await resampleSliced(audio.samples, audio.sampleRate, rate);
       const frames = Math.ceil(samples.length / window);
       if (frames === 0) throw new Errors.MISSING_INPUT('the audio is too short to hold one sample at the model rate');
       const padded = new Float32Array(context + frames * window); // zeros: the first context, the last frame's tail

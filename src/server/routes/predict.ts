@@ -8,7 +8,9 @@ import type { WireInput } from '../../models/tasks/task.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
-import type { App, AppDeps } from '../app.js';
+import type { App, RouteDeps } from '../app.js';
+import { holdUntilAnswered } from '../memory-budget.js';
+import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
 import { bodyReceived } from '../connection.js';
 
@@ -88,7 +90,7 @@ type Answer = Omit<Static<typeof PredictResponse>, 'model' | 'version' | 'task'>
  * the bytes); text comes as a raw `text/plain` body (strict UTF-8) or as JSON `{"text": "..."}`; audio comes as a WAV
  * file, multipart or a raw `audio/wav` (`audio/x-wav`, `audio/wave`, `audio/vnd.wave`) body.
  */
-export async function predictRoutes(app: App, { config, repository, metrics }: AppDeps): Promise<void> {
+export async function predictRoutes(app: App, { config, repository, metrics, budget }: RouteDeps): Promise<void> {
   await app.register(multipart, {
     limits: { fileSize: config.maxBodyBytes, files: 1, fields: 16, fieldSize: 16 * 1024, parts: 32, headerPairs: 64 },
   });
@@ -120,7 +122,11 @@ export async function predictRoutes(app: App, { config, repository, metrics }: A
   ): Promise<Static<typeof PredictResponse>> => {
     track.model(req, lookup(name).name); // refuses an unknown model before its body is read
     const input = await readInput(req);
-    // looked up again once the body is in (an upload can outlast a reload of the model), and handed to it at once
+    // what decoding will hold, admitted before it happens (from the image or WAV header)
+    const cost = await inputCost(input, lookup(name).manifest);
+    holdUntilAnswered(reply, await budget.acquire(cost, `this ${input.kind} input`));
+    // looked up again once the body is in and admitted (an upload can outlast a reload of the model), and handed
+    // to it at once
     const model = lookup(name);
     if (!model.pipeline.accepts.includes(input.kind)) {
       throw new Errors.UNSUPPORTED_MEDIA_TYPE(

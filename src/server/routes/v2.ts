@@ -4,10 +4,18 @@ import { Type, type Static } from 'typebox';
 import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
 import { LoadError, type LoadedModel } from '../../models/repository.js';
-import type { AppDeps, App } from '../app.js';
+import type { App, RouteDeps } from '../app.js';
 import { toClientError } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
-import { checkRequestedOutputs, datatypeOfGraphType, decodeInferRequest, encodeInferResponse } from '../v2/codec.js';
+import { holdUntilAnswered } from '../memory-budget.js';
+import {
+  checkRequestedOutputs,
+  datatypeOfGraphType,
+  declaredTensorBytes,
+  decodeInferRequest,
+  encodeInferResponse,
+  parseInferBody,
+} from '../v2/codec.js';
 
 const Params = Type.Object({
   name: Type.String({ maxLength: 256 }),
@@ -37,7 +45,7 @@ const HEADER_LENGTH = 'inference-header-content-length';
  * model's own batcher, next to `/predict` requests. Errors use the protocol's body, `{"error": "..."}`, plus our
  * stable `code`. (`/v2/health/live|ready` are in health.ts.)
  */
-export async function v2Routes(app: App, { repository, metrics, config }: AppDeps): Promise<void> {
+export async function v2Routes(app: App, { repository, metrics, config, budget }: RouteDeps): Promise<void> {
   // infer bodies are JSON, or a JSON header followed by binary data: read them whole, decode in the handler
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -57,11 +65,24 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
     {
       schema: {
         response: {
-          200: Type.Object({ name: Type.String(), version: Type.String(), extensions: Type.Array(Type.String()) }),
+          200: Type.Object({
+            name: Type.String(),
+            version: Type.String(),
+            extensions: Type.Array(Type.String()),
+            memory_budget: Type.Object({
+              limit_bytes: Type.Integer(),
+              used_bytes: Type.Integer(),
+              source: Type.String({ description: 'MUON_MEMORY_BUDGET_BYTES, cgroup or ram' }),
+            }),
+          }),
         },
       },
     },
-    async () => ({ ...serverInfo, extensions: ['binary_tensor_data'] }),
+    async () => ({
+      ...serverInfo,
+      extensions: ['binary_tensor_data'],
+      memory_budget: { limit_bytes: budget.limitBytes, used_bytes: budget.usedBytes, source: budget.source },
+    }),
   );
 
   const metadata = async (req: FastifyRequest<{ Params: Params }>) => {
@@ -98,15 +119,24 @@ export async function v2Routes(app: App, { repository, metrics, config }: AppDep
     if (!Buffer.isBuffer(req.body) || req.body.length === 0)
       throw new Errors.MISSING_INPUT('the request body is empty');
     const raw = req.headers[HEADER_LENGTH];
-    const request = decodeInferRequest(req.body, raw === undefined ? undefined : Number(raw));
-    checkRequestedOutputs(request, m.session.outputs);
-    const timeoutMs = requestTimeoutMs(req, m);
-    const outputs = await m.inferTensors(request.feeds, {
+    const body = parseInferBody(req.body, raw === undefined ? undefined : Number(raw));
+    // the tensors, admitted from their declared shapes before their data is walked (twice: the decoded arrays,
+    // and the batch they are stacked into or the runtime's copy)
+    holdUntilAnswered(reply, await budget.acquire(2 * declaredTensorBytes(body), 'the input tensors'));
+    const request = decodeInferRequest(body);
+    // looked up again after the wait for memory (a reload may have swapped the model), and handed to it at once
+    const serving = model(req.params);
+    checkRequestedOutputs(request, serving.session.outputs);
+    const timeoutMs = requestTimeoutMs(req, serving);
+    const outputs = await serving.inferTensors(request.feeds, {
       deadline: track.arrival(req) + timeoutMs,
       timeoutMs,
       signal: abortOnClose(reply),
     });
-    const { json, binary } = encodeInferResponse(m, request, outputs);
+    // the answer is in memory already: counted (without waiting) until it is sent; JSON numbers take about 20 bytes
+    const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
+    holdUntilAnswered(reply, budget.charge(outBytes));
+    const { json, binary } = encodeInferResponse(serving, request, outputs);
     if (binary.length === 0) return reply.send(json);
     const head = Buffer.from(JSON.stringify(json));
     return reply

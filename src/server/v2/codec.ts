@@ -43,11 +43,17 @@ export interface InferRequest {
 const bad = (message: string) => new Errors.INVALID_TENSOR(message);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** An infer request body split into its JSON header (parsed, not yet checked) and its binary tensor data. */
+export interface InferBody {
+  readonly json: Record<string, unknown> & { inputs: unknown[] };
+  readonly binary: Buffer;
+}
+
 /**
- * Decodes an infer request body. `headerLength` is the `Inference-Header-Content-Length` header: the JSON header's
- * size when the body carries binary tensor data after it; absent, the whole body is JSON.
+ * Splits and parses an infer request body. `headerLength` is the `Inference-Header-Content-Length` header: the JSON
+ * header's size when the body carries binary tensor data after it; absent, the whole body is JSON.
  */
-export function decodeInferRequest(body: Buffer, headerLength: number | undefined): InferRequest {
+export function parseInferBody(body: Buffer, headerLength: number | undefined): InferBody {
   if (headerLength !== undefined && (!Number.isInteger(headerLength) || headerLength < 0 || headerLength > body.length))
     throw new Errors.BAD_REQUEST(
       `Inference-Header-Content-Length ${headerLength} is not within the body's ${body.length} bytes`,
@@ -62,6 +68,27 @@ export function decodeInferRequest(body: Buffer, headerLength: number | undefine
   if (!isObject(json) || !Array.isArray(json.inputs) || json.inputs.length === 0)
     throw new Errors.BAD_REQUEST('the inference request needs "inputs": [{name, shape, datatype, data}]');
   const binary = headerLength === undefined ? Buffer.alloc(0) : body.subarray(headerLength);
+  return { json: json as InferBody['json'], binary };
+}
+
+/**
+ * Bytes the request's tensors will take once decoded, from their declared shapes and datatypes alone (before any
+ * data is walked); inputs too malformed to count are left to the decoder, which refuses them.
+ */
+export function declaredTensorBytes({ json }: InferBody): number {
+  let total = 0;
+  for (const input of json.inputs) {
+    if (!isObject(input) || !Array.isArray(input.shape) || typeof input.datatype !== 'string') continue;
+    const type = typeOfDatatype.get(input.datatype);
+    const shape = input.shape as unknown[];
+    if (!type || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) continue;
+    total += (shape as number[]).reduce((a, b) => a * b, 1) * bytesPer[type];
+  }
+  return total;
+}
+
+/** Decodes an infer request's tensors, checking each against its declared datatype and shape. */
+export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
   let offset = 0;
   const feeds: Record<string, HostTensor> = {};
   for (const input of json.inputs as unknown[]) {

@@ -1,0 +1,229 @@
+/**
+ * Hostile load (issue 11): ordinary traffic alone, then the same traffic next to the attack mix a review used to
+ * take the server down: one output asked for 60 times, 12 pages of 6300x6300, 12 ten-minute WAVs at 1 kHz, 40
+ * connections each sending most of an 8 MiB body and stalling, data nested 10,000 deep. Records the server's RSS
+ * peak, event-loop lag (p99, max), the worst /v2/health/live latency, the ordinary requests' goodput against their
+ * goodput alone, and every status code. Usage: npm run build && npx tsx bench/hostile-load.ts [--seconds 30]
+ * [--budget-mib 1024] (writes bench/results/hostile-load.md and .json).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { packageRoot } from '../src/config.js';
+import { describeMachine } from './lib/machine.js';
+import { assertBuildFresh, ServerProcess } from './lib/server.js';
+
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '30' }, 'budget-mib': { type: 'string', default: '1024' } },
+});
+const seconds = Number(values.seconds);
+const budgetMib = Number(values['budget-mib']);
+
+assertBuildFresh();
+const machine = describeMachine();
+const rssMib = (pid: number) =>
+  Number(
+    execFileSync('ps', ['-o', 'rss=', '-p', String(pid)])
+      .toString()
+      .trim(),
+  ) / 1024;
+
+// --- the requests ---
+const line = readFileSync(path.join(packageRoot, 'test/fixtures/text-lines/line-03.png'));
+const page = await sharp({ create: { width: 6300, height: 6300, channels: 3, background: '#f4f4f4' } })
+  .png({ compressionLevel: 9 })
+  .toBuffer();
+function wav1kHz8bit(seconds: number): Buffer {
+  const frames = Math.floor(seconds * 1000);
+  const head = Buffer.alloc(44);
+  head.write('RIFF', 0);
+  head.writeUInt32LE(36 + frames, 4);
+  head.write('WAVEfmt ', 8);
+  head.writeUInt32LE(16, 16);
+  head.writeUInt16LE(1, 20);
+  head.writeUInt16LE(1, 22);
+  head.writeUInt32LE(1000, 24);
+  head.writeUInt32LE(1000, 28);
+  head.writeUInt16LE(1, 32);
+  head.writeUInt16LE(8, 34);
+  head.write('data', 36);
+  head.writeUInt32LE(frames, 40);
+  return Buffer.concat([head, Buffer.alloc(frames, 128)]);
+}
+const longWav = wav1kHz8bit(599.9);
+const dupOutputs = JSON.stringify({
+  inputs: [{ name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', data: new Array(3 * 48 * 320).fill(0) }],
+  outputs: Array.from({ length: 60 }, () => ({ name: 'softmax_11.tmp_0' })),
+});
+const deep = `{"inputs":[{"name":"x","shape":[1,3,48,320],"datatype":"FP32","data":${'['.repeat(10_000)}0${']'.repeat(10_000)}}]}`;
+
+type Kind = 'ordinary' | 'dup-outputs' | 'large-page' | 'long-wav' | 'deep-json' | 'stalled-body';
+const status = new Map<Kind, Map<number, number>>();
+const count = (kind: Kind, code: number) => {
+  const m = status.get(kind) ?? new Map<number, number>();
+  m.set(code, (m.get(code) ?? 0) + 1);
+  status.set(kind, m);
+};
+
+/** Clients that send one request after another until `until`. */
+async function loop(kind: Kind, clients: number, until: () => boolean, send: () => Promise<Response>) {
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (!until()) {
+        const code = await send().then(
+          async (r) => (await r.arrayBuffer(), r.status),
+          () => 0,
+        );
+        count(kind, code);
+      }
+    }),
+  );
+}
+
+/** A connection that sends most of an 8 MiB body and stalls until the server closes it; then another. */
+async function stalled(port: number, until: () => boolean) {
+  while (!until()) {
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(
+          `POST /predict?model=text-orientation HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: ${8 * 2 ** 20}\r\n\r\n`,
+        );
+        socket.write(Buffer.alloc(8 * 2 ** 20 - 1024));
+      });
+      let answer = '';
+      socket.on('data', (d) => (answer += d.toString()));
+      const stop = setInterval(() => until() && socket.destroy(), 200);
+      socket.on('close', () => {
+        clearInterval(stop);
+        count('stalled-body', Number(/^HTTP\/1\.1 (\d+)/.exec(answer)?.[1] ?? 0));
+        resolve();
+      });
+      socket.on('error', () => {});
+    });
+  }
+}
+
+const server = await ServerProcess.start({ MUON_MEMORY_BUDGET_BYTES: String(budgetMib * 2 ** 20) });
+const base = server.baseUrl;
+const port = Number(new URL(base).port);
+const post = (url: string, type: string, body: Buffer | string) =>
+  fetch(`${base}${url}`, { method: 'POST', headers: { 'content-type': type }, body });
+const ordinary = () => post('/predict?model=text-orientation', 'image/png', line);
+
+async function lag(): Promise<{ p99: number; max: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const v = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) * 1000;
+  return { p99: v('nodejs_eventloop_lag_p99_seconds'), max: v('nodejs_eventloop_lag_max_seconds') };
+}
+
+/** One phase: ordinary traffic (8 clients), plus the attack when asked; RSS, liveness and lag measured. */
+async function phase(attack: boolean) {
+  const end = performance.now() + seconds * 1000;
+  const until = () => performance.now() > end;
+  const rss: number[] = [];
+  const sampler = setInterval(() => rss.push(rssMib(server.pid)), 250);
+  let liveWorst = 0;
+  let liveFailed = 0;
+  const prober = (async () => {
+    while (!until()) {
+      const t0 = performance.now();
+      const ok = await fetch(`${base}/v2/health/live`, { signal: AbortSignal.timeout(10_000) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      liveWorst = Math.max(liveWorst, performance.now() - t0);
+      if (!ok) liveFailed++;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  await lag(); // prom-client resets the lag histogram at each scrape: this phase's figures start here
+  const before = new Map(status.get('ordinary') ?? []);
+  const work = [loop('ordinary', 8, until, ordinary)];
+  if (attack) {
+    work.push(
+      loop('dup-outputs', 2, until, () => post('/v2/models/text-recognition/infer', 'application/json', dupOutputs)),
+      loop('large-page', 12, until, () => post('/predict?model=ocr', 'image/png', page)),
+      loop('long-wav', 12, until, () => post('/predict?model=voice-activity', 'audio/wav', longWav)),
+      loop('deep-json', 1, until, () => post('/v2/models/text-recognition/infer', 'application/json', deep)),
+      ...Array.from({ length: 40 }, () => stalled(port, until)),
+    );
+  }
+  await Promise.all([...work, prober]);
+  clearInterval(sampler);
+  const l = await lag();
+  const ok = (status.get('ordinary')?.get(200) ?? 0) - (before.get(200) ?? 0);
+  return { goodput: ok / seconds, rssPeak: Math.max(...rss), liveWorst, liveFailed, lagP99: l.p99, lagMax: l.max };
+}
+
+const idleRss = rssMib(server.pid);
+process.stderr.write(`ordinary traffic alone for ${seconds} s\n`);
+const alone = await phase(false);
+status.clear();
+process.stderr.write(`ordinary traffic with the attack mix for ${seconds} s\n`);
+const attacked = await phase(true);
+const alive = await fetch(`${base}/v2/health/ready`).then(
+  (r) => r.status,
+  () => 0,
+);
+await server.stop();
+
+const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : 'n/a');
+const codes = [...status].map(
+  ([kind, m]) =>
+    `| ${kind} | ${[...m]
+      .sort(([a], [b]) => a - b)
+      .map(([c, n]) => `${c === 0 ? 'no answer' : c}: ${n}`)
+      .join(', ')} |`,
+);
+const fiveXX = [...status.values()].reduce(
+  (n, m) => n + [...m].filter(([c]) => c >= 500).reduce((a, [, k]) => a + k, 0),
+  0,
+);
+const md = [
+  '# Hostile load: ordinary traffic next to the attack mix of issue 11',
+  '',
+  `${new Date().toISOString()}, ${machine.cpuModel} x ${machine.cores}, Node ${machine.node}. ` +
+    `\`npx tsx bench/hostile-load.ts --seconds ${seconds} --budget-mib ${budgetMib}\`. Ordinary traffic: 8 clients ` +
+    'sending a text line to `text-orientation`, one request after another. Attack: 2 clients asking one output 60 ' +
+    'times, 12 clients sending 6300x6300 PNG pages (131 KB) to `ocr`, 12 sending 600 s WAVs at 1 kHz to ' +
+    '`voice-activity`, 1 sending data nested 10,000 deep, 40 connections sending 8 MiB - 1 KiB of an 8 MiB body ' +
+    'and stalling (reconnecting when cut).',
+  '',
+  '| | alone | with the attack |',
+  '|---|---|---|',
+  `| ordinary goodput (req/s) | ${alone.goodput.toFixed(1)} | ${attacked.goodput.toFixed(1)} (${((100 * attacked.goodput) / alone.goodput).toFixed(0)} %) |`,
+  `| server RSS peak (MiB; idle ${fmt(idleRss)}, budget ${budgetMib}) | ${fmt(alone.rssPeak)} | ${fmt(attacked.rssPeak)} |`,
+  `| event-loop lag p99 / max (ms) | ${fmt(alone.lagP99)} / ${fmt(alone.lagMax)} | ${fmt(attacked.lagP99)} / ${fmt(attacked.lagMax)} |`,
+  `| worst /v2/health/live (ms) | ${fmt(alone.liveWorst)} | ${fmt(attacked.liveWorst)} |`,
+  `| failed liveness probes (10 s limit) | ${alone.liveFailed} | ${attacked.liveFailed} |`,
+  '',
+  'Status codes during the attack phase (0 = no HTTP answer: the connection was cut, as it must be for a stalled upload):',
+  '',
+  '| traffic | codes |',
+  '|---|---|',
+  ...codes,
+  '',
+  `5xx answers: ${fiveXX}. Server ready after the run: ${alive === 200 ? 'yes' : `no (${alive})`}.`,
+  '',
+].join('\n');
+writeFileSync(path.join(packageRoot, 'bench/results/hostile-load.md'), md);
+writeFileSync(
+  path.join(packageRoot, 'bench/results/hostile-load.json'),
+  JSON.stringify(
+    {
+      seconds,
+      budgetMib,
+      idleRss,
+      alone,
+      attacked,
+      status: Object.fromEntries([...status].map(([k, m]) => [k, Object.fromEntries(m)])),
+      alive,
+    },
+    null,
+    2,
+  ) + '\n',
+);
+process.stdout.write(md);

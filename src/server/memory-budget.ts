@@ -1,0 +1,171 @@
+import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import type { FastifyReply } from 'fastify';
+import { Errors } from '../errors.js';
+
+// What requests hold in memory, admitted against one budget: bodies being received, decoded pixels and samples,
+// tensors and responses. A request states its cost before the expensive step; it is admitted at once, waits briefly
+// for room, or is refused (429 with Retry-After when it could fit later, 413 when it never could).
+
+/** Where the default budget came from, for `/v1/models` and the log. */
+export type BudgetSource = 'MUON_MEMORY_BUDGET_BYTES' | 'cgroup' | 'ram';
+
+/** Share of the container's memory limit (or of the machine's RAM) requests may hold: the rest is the models'. */
+const CGROUP_SHARE = 0.5;
+const RAM_SHARE = 0.25;
+
+/**
+ * The default budget: half the cgroup (v2 or v1) memory limit when the process runs under one, else a quarter of
+ * the machine's RAM. Models, the runtime and the heap live in the rest.
+ */
+export function defaultBudget(read: (file: string) => string | undefined = readText): {
+  bytes: number;
+  source: BudgetSource;
+} {
+  const limit = cgroupLimit(read);
+  if (limit !== undefined) return { bytes: Math.floor(limit * CGROUP_SHARE), source: 'cgroup' };
+  return { bytes: Math.floor(totalmem() * RAM_SHARE), source: 'ram' };
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The cgroup memory limit in bytes, or undefined where there is none ("max", or v1's "unlimited" sentinel). */
+export function cgroupLimit(read: (file: string) => string | undefined): number | undefined {
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    const text = read(file);
+    if (text === undefined || text === 'max') continue;
+    const v = Number(text);
+    // cgroup v1 says "no limit" with a huge page-rounded number (2^63 - 4096)
+    if (Number.isSafeInteger(v) && v > 0 && v < 2 ** 60) return Math.min(v, totalmem());
+  }
+  return undefined;
+}
+
+/** One admitted cost; `release` gives it back (idempotent). */
+export interface Grant {
+  readonly bytes: number;
+  release(): void;
+}
+
+/** What the budget tells the metrics. */
+export interface BudgetEvents {
+  /** Bytes held changed. */
+  readonly onUsed?: (bytes: number) => void;
+  /** An admission ended: admitted at once, after waiting, or refused (429 or 413). */
+  readonly onOutcome?: (outcome: 'admitted' | 'waited' | 'refused_busy' | 'refused_too_large') => void;
+}
+
+interface Waiter {
+  readonly bytes: number;
+  readonly grant: (g: Grant) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * A byte budget shared by all requests. Admission is first come, first served: a cost that does not fit waits in
+ * line (at most `waitMs`) and nobody behind it jumps ahead, so large requests are not starved by small ones.
+ */
+export class MemoryBudget {
+  #used = 0;
+  readonly #line: Waiter[] = [];
+
+  constructor(
+    readonly limitBytes: number,
+    readonly source: BudgetSource,
+    /** How long a cost may wait for room before it is refused with 429. */
+    readonly waitMs: number,
+    private readonly events: BudgetEvents = {},
+  ) {}
+
+  /** Bytes held by admitted requests now. */
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  /**
+   * Admits `bytes` for `what` (named in the refusal), waiting up to `waitMs` for room.
+   * @throws MUON_ERR_OVER_MEMORY_BUDGET (413) when it exceeds the whole budget, MUON_ERR_MEMORY_BUSY (429) when
+   * no room was made in time
+   */
+  acquire(bytes: number, what: string): Promise<Grant> {
+    const cost = Math.max(0, Math.ceil(bytes));
+    if (cost > this.limitBytes) {
+      this.events.onOutcome?.('refused_too_large');
+      return Promise.reject(
+        new Errors.OVER_MEMORY_BUDGET(
+          `${what} needs about ${mib(cost)} MiB, more than the server's whole memory budget of ${mib(this.limitBytes)} MiB (MUON_MEMORY_BUDGET_BYTES)`,
+        ),
+      );
+    }
+    if (this.#line.length === 0 && this.#used + cost <= this.limitBytes) {
+      this.events.onOutcome?.('admitted');
+      return Promise.resolve(this.#take(cost));
+    }
+    return new Promise<Grant>((resolve, reject) => {
+      const waiter: Waiter = {
+        bytes: cost,
+        grant: (g) => {
+          clearTimeout(waiter.timer);
+          this.events.onOutcome?.('waited');
+          resolve(g);
+        },
+        timer: setTimeout(() => {
+          this.#line.splice(this.#line.indexOf(waiter), 1);
+          this.events.onOutcome?.('refused_busy');
+          reject(
+            Object.assign(
+              new Errors.MEMORY_BUSY(
+                `${what} needs about ${mib(cost)} MiB; ${mib(this.#used)} of ${mib(this.limitBytes)} MiB are held by requests in progress`,
+              ),
+              { retryAfterSeconds: 1 },
+            ),
+          );
+          this.#admitWaiting(); // the line may move now that its head left
+        }, this.waitMs),
+      };
+      this.#line.push(waiter);
+    });
+  }
+
+  /** Admits `bytes` without waiting, even past the limit (what is already in memory: a response being sent). */
+  charge(bytes: number): Grant {
+    return this.#take(Math.max(0, Math.ceil(bytes)));
+  }
+
+  #take(bytes: number): Grant {
+    this.#used += bytes;
+    this.events.onUsed?.(this.#used);
+    let held = true;
+    return {
+      bytes,
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#used -= bytes;
+        this.events.onUsed?.(this.#used);
+        this.#admitWaiting();
+      },
+    };
+  }
+
+  #admitWaiting(): void {
+    while (this.#line.length > 0 && this.#used + this.#line[0].bytes <= this.limitBytes) {
+      const next = this.#line.shift()!;
+      next.grant(this.#take(next.bytes));
+    }
+  }
+}
+
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+
+/** Keeps a grant until the request's connection is done with its answer (sent, or the client gone). */
+export function holdUntilAnswered(reply: FastifyReply, grant: Grant): void {
+  if (reply.raw.destroyed) grant.release();
+  else reply.raw.once('close', () => grant.release());
+}

@@ -1,0 +1,161 @@
+import { readFileSync } from 'node:fs';
+import sharp from 'sharp';
+import t from 'tap';
+import { cgroupLimit, MemoryBudget } from '../../src/server/memory-budget.js';
+import { metricValue, startApp } from '../helpers/app.js';
+import { wavFile } from '../helpers/wav.js';
+
+// The memory budget: what requests hold (bodies, decoded pixels and samples, tensors, answers) is admitted against
+// MUON_MEMORY_BUDGET_BYTES before the expensive step; what never fits is a 413, what does not fit now waits, then
+// is a 429. The requests a review used to exhaust memory (issue 11) are each sent here.
+
+t.test('MemoryBudget: first come first served, brief waits, 429 and 413', async (t) => {
+  const outcomes: string[] = [];
+  const budget = new MemoryBudget(100, 'MUON_MEMORY_BUDGET_BYTES', 50, { onOutcome: (o) => outcomes.push(o) });
+  const a = await budget.acquire(60, 'a');
+  t.equal(budget.usedBytes, 60);
+  const waiting = budget.acquire(50, 'b'); // waits for a
+  const refused = budget.acquire(10, 'c').catch((e: { code: string; retryAfterSeconds: number }) => e);
+  await t.rejects(budget.acquire(101, 'd'), { code: 'MUON_ERR_OVER_MEMORY_BUDGET', statusCode: 413 });
+  a.release();
+  a.release(); // idempotent
+  const b = await waiting;
+  t.equal(budget.usedBytes, 60, 'b and c got in together once a left');
+  // c was behind b in line and got in once a left
+  const c = await refused;
+  t.equal((c as { bytes: number }).bytes, 10);
+  const d = await budget.acquire(41, 'e').catch((e: { code: string; retryAfterSeconds: number }) => e);
+  t.match(d, { code: 'MUON_ERR_MEMORY_BUSY', statusCode: 429, retryAfterSeconds: 1 });
+  b.release();
+  (c as { release(): void }).release();
+  t.equal(budget.usedBytes, 0);
+  t.same(outcomes, ['admitted', 'refused_too_large', 'waited', 'waited', 'refused_busy']);
+});
+
+t.test('the default budget comes from the cgroup limit (v2, then v1), else RAM', async (t) => {
+  const files = (m: Record<string, string>) => (f: string) => m[f];
+  t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory.max': '2147483648' })), 2147483648);
+  t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory.max': 'max' })), undefined);
+  t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory/memory.limit_in_bytes': '1073741824' })), 1073741824);
+  t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory/memory.limit_in_bytes': '9223372036854771712' })), undefined);
+  t.equal(cgroupLimit(files({})), undefined);
+});
+
+const ctx = await startApp({ MUON_MEMORY_BUDGET_BYTES: String(160 * 2 ** 20), MUON_MEMORY_WAIT_MS: '200' });
+t.teardown(() => ctx.close());
+const { app, metrics } = ctx;
+const used = () => metricValue(metrics, 'muon_memory_budget_bytes', { kind: 'used' });
+
+t.test('the budget is in /metrics and /v2, and nothing is held between requests', async (t) => {
+  t.equal(await metricValue(metrics, 'muon_memory_budget_bytes', { kind: 'limit' }), 160 * 2 ** 20);
+  t.match((await app.inject({ url: '/v2' })).json(), {
+    memory_budget: { limit_bytes: 160 * 2 ** 20, source: 'MUON_MEMORY_BUDGET_BYTES' },
+  });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/predict?model=text-orientation',
+    headers: { 'content-type': 'image/png' },
+    payload: readFileSync(new URL('../fixtures/text-lines/line-03.png', import.meta.url)),
+  });
+  t.equal(res.statusCode, 200);
+  t.equal(await used(), 0);
+});
+
+t.test('a 600 s WAV at 1 kHz, 8-bit (600 KB) needing 41 MB decoded fits; past the budget it is a 413', async (t) => {
+  const long = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
+  const res = await app.inject({
+    method: 'POST',
+    url: '/predict?model=voice-activity',
+    headers: { 'content-type': 'audio/wav' },
+    payload: long,
+  });
+  t.equal(res.statusCode, 200, res.body.slice(0, 200));
+  t.same(res.json().segments, []);
+  const small = await startApp({ MUON_MEMORY_BUDGET_BYTES: String(32 * 2 ** 20) });
+  t.teardown(() => small.close());
+  const refused = await small.app.inject({
+    method: 'POST',
+    url: '/predict?model=voice-activity',
+    headers: { 'content-type': 'audio/wav' },
+    payload: long,
+  });
+  t.equal(refused.statusCode, 413);
+  t.equal(refused.json().code, 'MUON_ERR_OVER_MEMORY_BUDGET');
+  t.match(
+    refused.json().message,
+    /this audio input needs about 3\d\.\d MiB, more than the server's whole memory budget of 32\.0 MiB/,
+  );
+});
+
+t.test('liveness is answered while long recordings decode (they yield to the event loop)', async (t) => {
+  const long = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
+  const order: string[] = [];
+  const vad = Array.from({ length: 2 }, () =>
+    app
+      .inject({
+        method: 'POST',
+        url: '/predict?model=voice-activity',
+        headers: { 'content-type': 'audio/wav' },
+        payload: long,
+      })
+      .then((r) => order.push(`vad ${r.statusCode}`)),
+  );
+  await new Promise((r) => setImmediate(r));
+  const live = app.inject({ url: '/v2/health/live' }).then((r) => order.push(`live ${r.statusCode}`));
+  await Promise.all([...vad, live]);
+  t.equal(order[0], 'live 200', order.join(', '));
+  t.equal(await used(), 0);
+});
+
+t.test('12 pages of 6300x6300 (131 KB PNGs): each held shrunk, admitted in turn, no 5xx', async (t) => {
+  const page = await sharp({ create: { width: 6300, height: 6300, channels: 3, background: '#f4f4f4' } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
+  t.ok(page.length < 200_000, `${page.length} bytes`);
+  const answers = await Promise.all(
+    Array.from({ length: 12 }, () =>
+      app.inject({
+        method: 'POST',
+        url: '/predict?model=ocr',
+        headers: { 'content-type': 'image/png' },
+        payload: page,
+      }),
+    ),
+  );
+  const codes = answers.map((r) => r.statusCode);
+  t.ok(
+    codes.every((c) => c === 200 || c === 429),
+    codes.join(' '),
+  );
+  t.ok(codes.includes(200));
+  for (const r of answers.filter((r) => r.statusCode === 429)) {
+    t.equal(r.json().code, 'MUON_ERR_MEMORY_BUSY');
+    t.equal(r.headers['retry-after'], '1');
+  }
+  const outcomes = await Promise.all(
+    ['admitted', 'waited', 'refused_busy'].map((o) =>
+      metricValue(metrics, 'muon_memory_admissions_total', { outcome: o }),
+    ),
+  );
+  t.ok(outcomes[1] + outcomes[2] > 0, `some waited or were refused: ${outcomes} (${codes})`);
+  t.equal(await used(), 0);
+});
+
+t.test('a page shrunk as it decodes answers boxes in the page as sent', async (t) => {
+  const original = readFileSync(new URL('../fixtures/photos/page.png', import.meta.url));
+  const { width } = await sharp(original).metadata();
+  const factor = 6000 / width!;
+  const big = await sharp(original).resize(6000).png().toBuffer();
+  const ask = (payload: Buffer) =>
+    app.inject({ method: 'POST', url: '/predict?model=ocr', headers: { 'content-type': 'image/png' }, payload });
+  const [small, large] = [(await ask(original)).json().lines, (await ask(big)).json().lines];
+  const first = small.find((l: { text: string }) => /Region-based/.test(l.text));
+  const same = large.find((l: { text: string }) => /Region-based/.test(l.text));
+  t.ok(first && same, 'the first line is read on both');
+  for (let i = 0; i < 4; i++)
+    for (let k = 0; k < 2; k++)
+      t.ok(
+        Math.abs(same.box[i][k] - first.box[i][k] * factor) < 8 * factor,
+        `corner ${i}: ${same.box[i]} ~ ${first.box[i]} x ${factor.toFixed(2)}`,
+      );
+});
