@@ -17,10 +17,17 @@ import { describeMachine } from './lib/machine.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '30' }, 'budget-mib': { type: 'string', default: '1024' } },
+  options: {
+    seconds: { type: 'string', default: '30' },
+    'budget-mib': { type: 'string', default: '1024' },
+    // a comma-separated subset of the attack, to see what each part costs (the committed results use all of it)
+    only: { type: 'string' },
+  },
 });
 const seconds = Number(values.seconds);
 const budgetMib = Number(values['budget-mib']);
+const only = values.only?.split(',');
+const on = (kind: string) => only === undefined || only.includes(kind);
 
 assertBuildFresh();
 const machine = describeMachine();
@@ -143,13 +150,16 @@ async function phase(attack: boolean) {
   const before = new Map(status.get('ordinary') ?? []);
   const work = [loop('ordinary', 8, until, ordinary)];
   if (attack) {
-    work.push(
-      loop('dup-outputs', 2, until, () => post('/v2/models/text-recognition/infer', 'application/json', dupOutputs)),
-      loop('large-page', 12, until, () => post('/predict?model=ocr', 'image/png', page)),
-      loop('long-wav', 12, until, () => post('/predict?model=voice-activity', 'audio/wav', longWav)),
-      loop('deep-json', 1, until, () => post('/v2/models/text-recognition/infer', 'application/json', deep)),
-      ...Array.from({ length: 40 }, () => stalled(port, until)),
-    );
+    if (on('dup-outputs'))
+      work.push(
+        loop('dup-outputs', 2, until, () => post('/v2/models/text-recognition/infer', 'application/json', dupOutputs)),
+      );
+    if (on('large-page')) work.push(loop('large-page', 12, until, () => post('/predict?model=ocr', 'image/png', page)));
+    if (on('long-wav'))
+      work.push(loop('long-wav', 12, until, () => post('/predict?model=voice-activity', 'audio/wav', longWav)));
+    if (on('deep-json'))
+      work.push(loop('deep-json', 1, until, () => post('/v2/models/text-recognition/infer', 'application/json', deep)));
+    if (on('stalled-body')) work.push(...Array.from({ length: 40 }, () => stalled(port, until)));
   }
   await Promise.all([...work, prober]);
   clearInterval(sampler);
@@ -209,9 +219,10 @@ const md = [
   `5xx answers: ${fiveXX}. Server ready after the run: ${alive === 200 ? 'yes' : `no (${alive})`}.`,
   '',
 ].join('\n');
-writeFileSync(path.join(packageRoot, 'bench/results/hostile-load.md'), md);
+const out = only ? `/tmp/hostile-load-${only.join('+')}` : path.join(packageRoot, 'bench/results/hostile-load');
+writeFileSync(`${out}.md`, md);
 writeFileSync(
-  path.join(packageRoot, 'bench/results/hostile-load.json'),
+  `${out}.json`,
   JSON.stringify(
     {
       seconds,

@@ -40,6 +40,10 @@ export interface Config {
   readonly memoryBudget: { readonly bytes: number; readonly source: BudgetSource };
   /** How long a request may wait for room in the memory budget before it is refused with 429. */
   readonly memoryWaitMs: number;
+  /** First wait before a model whose sessions broke is reloaded in the background (doubling after each failure). */
+  readonly reloadBackoffMs: number;
+  /** Liveness fails for a minute after the event loop was blocked longer than this (a wedged process). */
+  readonly livenessMaxBlockMs: number;
   /** `false` forces every model's maxBatchSize to 1 (for comparisons); manifests decide otherwise. */
   readonly batching: boolean;
   /** Overrides every manifest's maxQueueDelayMs when set. */
@@ -113,6 +117,8 @@ export const defaults = Object.freeze({
   MUON_UPLOAD_TIMEOUT_MS: 60_000,
   MUON_HANDLER_TIMEOUT_MS: 120_000,
   MUON_MEMORY_WAIT_MS: 1_000,
+  MUON_LIVENESS_MAX_BLOCK_MS: 5_000,
+  MUON_RELOAD_BACKOFF_MS: 5_000,
   MUON_BATCHING: true,
   MUON_PREPROCESS_THREADS: 1,
   MUON_WARMUP: true,
@@ -196,6 +202,8 @@ export function loadConfig(env: Env = process.env): Config {
     handlerTimeoutMs: int(env, 'MUON_HANDLER_TIMEOUT_MS', d.MUON_HANDLER_TIMEOUT_MS, 1)!,
     memoryBudget: memoryBudget(env),
     memoryWaitMs: int(env, 'MUON_MEMORY_WAIT_MS', d.MUON_MEMORY_WAIT_MS, 0, 600_000)!,
+    livenessMaxBlockMs: int(env, 'MUON_LIVENESS_MAX_BLOCK_MS', d.MUON_LIVENESS_MAX_BLOCK_MS, 100)!,
+    reloadBackoffMs: int(env, 'MUON_RELOAD_BACKOFF_MS', d.MUON_RELOAD_BACKOFF_MS, 1, 300_000)!,
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,

@@ -47,6 +47,8 @@ export const Errors = {
   OVER_MEMORY_BUDGET: createError('MUON_ERR_OVER_MEMORY_BUDGET', 'Request too large for the memory budget: %s', 413),
   /** Requests in progress hold the memory budget; retry after the `Retry-After` header's seconds. */
   MEMORY_BUSY: createError('MUON_ERR_MEMORY_BUSY', 'Server memory busy: %s', 429),
+  /** Every slot for large inputs (decoding 32 MiB or more) is taken; retry after the `Retry-After` header's seconds. */
+  LARGE_INPUTS_BUSY: createError('MUON_ERR_LARGE_INPUTS_BUSY', 'Large inputs are all being processed: %s', 429),
   /** The model's queue is full; retry after the `Retry-After` header's seconds. */
   QUEUE_FULL: createError('MUON_ERR_QUEUE_FULL', "Model '%s' is overloaded: %s", 429),
   /** The request's deadline passed before it could be computed. */

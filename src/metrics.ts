@@ -84,6 +84,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly modelReloads = new Counter({
+    name: 'muon_model_reloads_total',
+    help: 'Background reloads of models whose sessions broke at run time, by outcome (ready, failed).',
+    labelNames: ['model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly largeInputAdmissions = new Counter({
+    name: 'muon_large_input_admissions_total',
+    help: 'Inputs of 32 MiB or more decoded, admitted to their lane (half the cores): at once, after waiting, or refused (429).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   #perModelHistogram(name: string, help: string, buckets = latencyBuckets): Histogram<'model'> {
     return new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers: [this.registry] });
   }

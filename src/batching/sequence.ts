@@ -87,6 +87,8 @@ export class SequenceScheduler<Row, Out> {
           kept.push(s);
         });
         this.#active = [...kept, ...this.#active];
+        // a recording is thousands of steps: other requests get the event loop between two of them
+        if (this.#active.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } finally {
       this.#looping = false;

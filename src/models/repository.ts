@@ -261,6 +261,9 @@ const passThrough = new Set(
   ['QUEUE_FULL', 'DEADLINE_EXCEEDED', 'CLIENT_CLOSED', 'SHUTTING_DOWN', 'MODEL_NOT_READY'].map((k) => `MUON_ERR_${k}`),
 );
 
+/** The longest wait between two background reloads of a model that broke. */
+const MAX_RELOAD_BACKOFF_MS = 300_000;
+
 /** Status of one model folder in the repository. */
 export type ModelStatus =
   | { readonly state: 'LOADING'; readonly name: string }
@@ -272,7 +275,14 @@ export type ModelStatus =
       /** Every version served, by version. */
       readonly versions: ReadonlyMap<string, LoadedModel>;
     }
-  | { readonly state: 'FAILED'; readonly name: string; readonly error: string }
+  | {
+      readonly state: 'FAILED';
+      readonly name: string;
+      readonly error: string;
+      /** Background reloads tried so far, and when the next one starts (epoch ms), for a model that broke. */
+      readonly reloads?: number;
+      readonly nextReloadAt?: number;
+    }
   /** Unloaded on purpose (`POST /v2/repository/models/{name}/unload`); does not count against readiness. */
   | { readonly state: 'UNAVAILABLE'; readonly name: string };
 
@@ -289,10 +299,14 @@ export class ModelRepository {
   readonly #models = new Map<string, ModelStatus>();
   #loaded = false;
 
+  /**
+   * @param faults fault injection for tests: the session workers' entry module
+   */
   constructor(
     private readonly config: Config,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    private readonly faults: { readonly workerEntry?: URL } = {},
   ) {}
 
   #draining = false;
@@ -313,6 +327,47 @@ export class ModelRepository {
   /** Starts draining: readiness turns 503 at once; requests are still served until the server closes. */
   beginDrain(): void {
     this.#draining = true;
+    this.#stopHealing();
+  }
+
+  /** Pending background reloads of failed models, by name. */
+  readonly #healing = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * Reloads a model whose sessions broke at run time (workers that kept dying) from its folder, in the background:
+   * the first try after MUON_RELOAD_BACKOFF_MS, each next one after twice as long (at most 5 minutes), until it
+   * serves again or is unloaded. Readiness stays 503 meanwhile; `/v1/models` shows the attempts.
+   */
+  #healLater(name: string, attempt: number): void {
+    if (this.#draining || this.#healing.has(name)) return;
+    const delay = Math.min(MAX_RELOAD_BACKOFF_MS, this.config.reloadBackoffMs * 2 ** attempt);
+    const s = this.#models.get(name);
+    if (s?.state === 'FAILED') this.#models.set(name, { ...s, reloads: attempt, nextReloadAt: Date.now() + delay });
+    const timer = setTimeout(() => {
+      this.#healing.delete(name);
+      void this.#serially(name, async () => {
+        if (this.#models.get(name)?.state !== 'FAILED' || this.#draining) return; // reloaded or unloaded meanwhile
+        try {
+          const versions = await this.#loadVersions(name, threadsPerModel(this.config, this.#models.size));
+          this.#models.set(name, ready(name, versions));
+          this.metrics.modelReloads.inc({ model: name, outcome: 'ready' });
+          this.log.info({ model: name, attempt: attempt + 1 }, 'failed model reloaded; serving again');
+        } catch (err) {
+          this.metrics.modelReloads.inc({ model: name, outcome: 'failed' });
+          const error = this.#redact(err instanceof Error ? err.message : String(err));
+          this.#models.set(name, { state: 'FAILED', name, error });
+          this.log.warn({ model: name, err, attempt: attempt + 1 }, 'reloading a failed model failed; trying again');
+          this.#healLater(name, attempt + 1);
+        }
+      });
+    }, delay);
+    timer.unref();
+    this.#healing.set(name, timer);
+  }
+
+  #stopHealing(): void {
+    for (const timer of this.#healing.values()) clearTimeout(timer);
+    this.#healing.clear();
   }
 
   /** Status of a model by name, or undefined when no such folder exists. */
@@ -597,6 +652,7 @@ export class ModelRepository {
     let model: LoadedModel | undefined;
     const session: ServingSession = onWorkers
       ? await WorkerSessionPool.create(source, options, instances, {
+          workerEntry: this.faults.workerEntry,
           onRestart: (reason) => {
             this.metrics.sessionRestarts.inc({ model: name });
             this.log.error({ model: name, version: manifest.version, reason }, 'session worker died; replacing it');
@@ -604,8 +660,14 @@ export class ModelRepository {
           onBroken: (reason) => {
             this.log.error({ model: name, version: manifest.version, reason }, 'model cannot run any more');
             const s = this.#models.get(name);
-            if (model && s?.state === 'READY' && [...s.versions.values()].includes(model))
+            if (model && s?.state === 'READY' && [...s.versions.values()].includes(model)) {
               this.#models.set(name, { state: 'FAILED', name, error: this.#redact(reason) });
+              // the broken versions are freed once their requests are answered (they fail at once), and the folder
+              // is loaded again in the background
+              for (const v of s.versions.values())
+                v.close().catch((err: unknown) => this.log.warn({ model: name, err }, 'freeing a broken model failed'));
+              this.#healLater(name, 0);
+            }
           },
         })
       : await ModelSession.create(source, options);
@@ -670,6 +732,7 @@ export class ModelRepository {
 
   /** Drains every model's queue, then frees the sessions. */
   async close(): Promise<void> {
+    this.#stopHealing();
     await Promise.all([...this.#changes.values()].map((c) => c.catch(() => {})));
     const serving = this.list().flatMap((s) => (s.state === 'READY' ? [...s.versions.values()] : []));
     await Promise.all(serving.map((m) => m.close()));

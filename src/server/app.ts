@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, isStreamedBody, socketOf } from './connection.js';
 import { toClientError } from './error-mapping.js';
-import { holdUntilAnswered, MemoryBudget } from './memory-budget.js';
+import { type AdmissionBudget, holdUntilAnswered, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
@@ -29,6 +29,8 @@ export interface AppDeps {
 /** What route plugins get: the app's dependencies and the memory budget the app admits requests against. */
 export interface RouteDeps extends AppDeps {
   readonly budget: MemoryBudget;
+  /** Slots for large inputs (see {@link LARGE_INPUT_BYTES}). */
+  readonly largeInputs: AdmissionBudget;
 }
 
 /** The app type routes are written against. */
@@ -153,7 +155,10 @@ export function buildApp(deps: AppDeps): App {
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
-  const routeDeps: RouteDeps = { ...deps, budget };
+  const largeInputs = largeInputLane(deps.config.cpuCount, deps.config.memoryWaitMs, {
+    onOutcome: (outcome) => metrics.largeInputAdmissions.inc({ outcome }),
+  });
+  const routeDeps: RouteDeps = { ...deps, budget, largeInputs };
   app.register(healthRoutes, routeDeps);
   app.register(metricsRoutes, routeDeps);
   app.register(modelRoutes, routeDeps);

@@ -67,43 +67,43 @@ interface Waiter {
   readonly timer: NodeJS.Timeout;
 }
 
+/** The errors a budget refuses with: a cost that could never fit, and one that found no room in time. */
+export interface Refusals {
+  tooLarge(cost: number, limit: number, what: string): Error;
+  busy(cost: number, used: number, limit: number, what: string): Error;
+}
+
 /**
- * A byte budget shared by all requests. Admission is first come, first served: a cost that does not fit waits in
- * line (at most `waitMs`) and nobody behind it jumps ahead, so large requests are not starved by small ones.
+ * A budget of units (bytes, slots) shared by all requests. A cost that fits is admitted at once, even with larger
+ * ones waiting (first fit: a waiting 50 MB page must not hold up every 10 KB request behind it, which took
+ * ordinary goodput to 5 % under attack); one that does not fit waits (at most `waitMs`), and when room is made the
+ * waiters are admitted in arrival order as far as they fit.
  */
-export class MemoryBudget {
+export class AdmissionBudget {
   #used = 0;
   readonly #line: Waiter[] = [];
 
   constructor(
-    readonly limitBytes: number,
-    readonly source: BudgetSource,
-    /** How long a cost may wait for room before it is refused with 429. */
+    readonly limit: number,
+    /** How long a cost may wait for room before it is refused (429). */
     readonly waitMs: number,
+    private readonly refusals: Refusals,
     private readonly events: BudgetEvents = {},
   ) {}
 
-  /** Bytes held by admitted requests now. */
-  get usedBytes(): number {
+  /** Units held by admitted requests now. */
+  get used(): number {
     return this.#used;
   }
 
-  /**
-   * Admits `bytes` for `what` (named in the refusal), waiting up to `waitMs` for room.
-   * @throws MUON_ERR_OVER_MEMORY_BUDGET (413) when it exceeds the whole budget, MUON_ERR_MEMORY_BUSY (429) when
-   * no room was made in time
-   */
+  /** Admits `bytes` for `what` (named in the refusal), waiting up to `waitMs` for room; else the refusals' errors. */
   acquire(bytes: number, what: string): Promise<Grant> {
     const cost = Math.max(0, Math.ceil(bytes));
-    if (cost > this.limitBytes) {
+    if (cost > this.limit) {
       this.events.onOutcome?.('refused_too_large');
-      return Promise.reject(
-        new Errors.OVER_MEMORY_BUDGET(
-          `${what} needs about ${mib(cost)} MiB, more than the server's whole memory budget of ${mib(this.limitBytes)} MiB (MUON_MEMORY_BUDGET_BYTES)`,
-        ),
-      );
+      return Promise.reject(this.refusals.tooLarge(cost, this.limit, what));
     }
-    if (this.#line.length === 0 && this.#used + cost <= this.limitBytes) {
+    if (this.#used + cost <= this.limit) {
       this.events.onOutcome?.('admitted');
       return Promise.resolve(this.#take(cost));
     }
@@ -118,14 +118,7 @@ export class MemoryBudget {
         timer: setTimeout(() => {
           this.#line.splice(this.#line.indexOf(waiter), 1);
           this.events.onOutcome?.('refused_busy');
-          reject(
-            Object.assign(
-              new Errors.MEMORY_BUSY(
-                `${what} needs about ${mib(cost)} MiB; ${mib(this.#used)} of ${mib(this.limitBytes)} MiB are held by requests in progress`,
-              ),
-              { retryAfterSeconds: 1 },
-            ),
-          );
+          reject(this.refusals.busy(cost, this.#used, this.limit, what));
           this.#admitWaiting(); // the line may move now that its head left
         }, this.waitMs),
       };
@@ -155,8 +148,13 @@ export class MemoryBudget {
   }
 
   #admitWaiting(): void {
-    while (this.#line.length > 0 && this.#used + this.#line[0].bytes <= this.limitBytes) {
-      const next = this.#line.shift()!;
+    for (let i = 0; i < this.#line.length;) {
+      const next = this.#line[i];
+      if (this.#used + next.bytes > this.limit) {
+        i++;
+        continue;
+      }
+      this.#line.splice(i, 1);
       next.grant(this.#take(next.bytes));
     }
   }
@@ -164,8 +162,60 @@ export class MemoryBudget {
 
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 
+/** The memory budget: bytes, refused with MUON_ERR_OVER_MEMORY_BUDGET (413) or MUON_ERR_MEMORY_BUSY (429). */
+export class MemoryBudget extends AdmissionBudget {
+  constructor(
+    limitBytes: number,
+    readonly source: BudgetSource,
+    waitMs: number,
+    events: BudgetEvents = {},
+  ) {
+    super(
+      limitBytes,
+      waitMs,
+      {
+        tooLarge: (cost, limit, what) =>
+          new Errors.OVER_MEMORY_BUDGET(
+            `${what} needs about ${mib(cost)} MiB, more than the server's whole memory budget of ${mib(limit)} MiB (MUON_MEMORY_BUDGET_BYTES)`,
+          ),
+        busy: (cost, used, limit, what) =>
+          Object.assign(
+            new Errors.MEMORY_BUSY(
+              `${what} needs about ${mib(cost)} MiB; ${mib(used)} of ${mib(limit)} MiB are held by requests in progress`,
+            ),
+            { retryAfterSeconds: 1 },
+          ),
+      },
+      events,
+    );
+  }
+}
+
 /** Keeps a grant until the request's connection is done with its answer (sent, or the client gone). */
 export function holdUntilAnswered(reply: FastifyReply, grant: Grant): void {
   if (reply.raw.destroyed) grant.release();
   else reply.raw.once('close', () => grant.release());
+}
+
+/** An input whose decoding holds this much is large: it takes a slot of the large-input lane. */
+export const LARGE_INPUT_BYTES = 32 * 2 ** 20;
+
+/**
+ * The lane for large inputs (a 6300 x 6300 page, ten minutes of audio): at most half the cores' worth decode and
+ * run at once, so they cannot take every core from ordinary requests; the others wait briefly, then get 429.
+ */
+export function largeInputLane(cpuCount: number, waitMs: number, events: BudgetEvents = {}): AdmissionBudget {
+  const slots = Math.max(1, Math.floor(cpuCount / 2));
+  return new AdmissionBudget(
+    slots,
+    waitMs,
+    {
+      tooLarge: () => new Error('a large input takes one slot; this is a bug'),
+      busy: (_cost, used, _limit, what) =>
+        Object.assign(new Errors.LARGE_INPUTS_BUSY(`${what}: ${used} of ${slots} slots are taken`), {
+          retryAfterSeconds: 1,
+        }),
+    },
+    events,
+  );
 }

@@ -144,9 +144,26 @@ t.test('when replacements keep dying the pool gives up and says why', async (t) 
     onBroken: (r) => (broken = r),
   });
   t.teardown(() => pool.release());
-  for (let k = 0; k < 4; k++) await t.rejects(pool.run(feeds([666, 0, 0, 0]), ['y']), /exited/);
+  // four different inputs, each killing its worker: the model is what is broken
+  for (let k = 0; k < 4; k++) await t.rejects(pool.run(feeds([666, k, 0, 0]), ['y']), /exited/);
   t.match(broken, /3 replacements in a row died too/);
   await t.rejects(pool.run(feeds([1, 0, 0, 0]), ['y']), /replacements in a row/);
+});
+
+t.test('one input that keeps killing workers is refused; the pool does not give up on the model for it', async (t) => {
+  let broken: string | undefined;
+  const pool = await WorkerSessionPool.create(bytes, options, each(1), {
+    workerEntry: crashing,
+    onBroken: (r) => (broken = r),
+  });
+  t.teardown(() => pool.release());
+  const poison = () => feeds([666, 0, 0, 0]);
+  await t.rejects(pool.run(poison(), ['y']), /exited/);
+  await t.rejects(pool.run(poison(), ['y']), /exited/);
+  for (let k = 0; k < 5; k++)
+    await t.rejects(pool.run(poison(), ['y']), /this input killed a session worker 2 times; it is not run again/);
+  t.equal(broken, undefined);
+  t.same([...(await pool.run(feeds([3, 0, 0, 0]), ['y'])).y.data], [9], 'other inputs are answered');
 });
 
 t.test('the number of sessions follows the provider the first one got', async (t) => {

@@ -5,7 +5,12 @@ import type { AppDeps, App } from '../app.js';
 
 function describe(s: ModelStatus): Record<string, unknown> {
   if (s.state === 'READY') return { ...s.model.describe(), versions: [...s.versions.keys()] };
-  return { name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) };
+  if (s.state !== 'FAILED') return { name: s.name, state: s.state };
+  const reload =
+    s.nextReloadAt === undefined
+      ? {}
+      : { reload: { attempts: s.reloads ?? 0, next_in_ms: Math.max(0, s.nextReloadAt - Date.now()) } };
+  return { name: s.name, state: s.state, reason: s.error, ...reload };
 }
 
 /** `GET /v1/models` and `GET /v1/models/{name}`: what is served, on which provider, with which batching limits. */

@@ -9,7 +9,7 @@ import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metric
 import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, RouteDeps } from '../app.js';
-import { holdUntilAnswered } from '../memory-budget.js';
+import { holdUntilAnswered, LARGE_INPUT_BYTES } from '../memory-budget.js';
 import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
 import { bodyReceived } from '../connection.js';
@@ -90,7 +90,10 @@ type Answer = Omit<Static<typeof PredictResponse>, 'model' | 'version' | 'task'>
  * the bytes); text comes as a raw `text/plain` body (strict UTF-8) or as JSON `{"text": "..."}`; audio comes as a WAV
  * file, multipart or a raw `audio/wav` (`audio/x-wav`, `audio/wave`, `audio/vnd.wave`) body.
  */
-export async function predictRoutes(app: App, { config, repository, metrics, budget }: RouteDeps): Promise<void> {
+export async function predictRoutes(
+  app: App,
+  { config, repository, metrics, budget, largeInputs }: RouteDeps,
+): Promise<void> {
   await app.register(multipart, {
     limits: { fileSize: config.maxBodyBytes, files: 1, fields: 16, fieldSize: 16 * 1024, parts: 32, headerPairs: 64 },
   });
@@ -125,6 +128,8 @@ export async function predictRoutes(app: App, { config, repository, metrics, bud
     // what decoding will hold, admitted before it happens (from the image or WAV header)
     const cost = await inputCost(input, lookup(name).manifest);
     holdUntilAnswered(reply, await budget.acquire(cost, `this ${input.kind} input`));
+    if (cost >= LARGE_INPUT_BYTES)
+      holdUntilAnswered(reply, await largeInputs.acquire(1, `this large ${input.kind} input`));
     // looked up again once the body is in and admitted (an upload can outlast a reload of the model), and handed
     // to it at once
     const model = lookup(name);

@@ -15,6 +15,7 @@ import {
   decodeInferRequest,
   encodeInferResponse,
   parseInferBody,
+  requestedOutputs,
 } from '../v2/codec.js';
 
 const Params = Type.Object({
@@ -81,7 +82,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     async () => ({
       ...serverInfo,
       extensions: ['binary_tensor_data'],
-      memory_budget: { limit_bytes: budget.limitBytes, used_bytes: budget.usedBytes, source: budget.source },
+      memory_budget: { limit_bytes: budget.limit, used_bytes: budget.used, source: budget.source },
     }),
   );
 
@@ -120,13 +121,15 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       throw new Errors.MISSING_INPUT('the request body is empty');
     const raw = req.headers[HEADER_LENGTH];
     const body = parseInferBody(req.body, raw === undefined ? undefined : Number(raw));
+    // outputs the graph cannot give are refused before any tensor data is walked
+    checkRequestedOutputs(requestedOutputs(body), m.session.outputs);
     // the tensors, admitted from their declared shapes before their data is walked (twice: the decoded arrays,
     // and the batch they are stacked into or the runtime's copy)
     holdUntilAnswered(reply, await budget.acquire(2 * declaredTensorBytes(body), 'the input tensors'));
     const request = decodeInferRequest(body);
     // looked up again after the wait for memory (a reload may have swapped the model), and handed to it at once
     const serving = model(req.params);
-    checkRequestedOutputs(request, serving.session.outputs);
+    checkRequestedOutputs(request.outputs, serving.session.outputs);
     const timeoutMs = requestTimeoutMs(req, serving);
     const outputs = await serving.inferTensors(request.feeds, {
       deadline: track.arrival(req) + timeoutMs,

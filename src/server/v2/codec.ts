@@ -87,6 +87,27 @@ export function declaredTensorBytes({ json }: InferBody): number {
   return total;
 }
 
+/**
+ * The outputs a request asks for, in order (undefined: all), each at most once; read from the JSON header alone, so
+ * a bad list is refused before any tensor is decoded.
+ */
+export function requestedOutputs({ json }: InferBody): RequestedOutput[] | undefined {
+  if (json.outputs === undefined) return undefined;
+  if (!Array.isArray(json.outputs)) throw new Errors.BAD_REQUEST('"outputs" must be a list');
+  const params = isObject(json.parameters) ? json.parameters : {};
+  const seen = new Set<string>();
+  return json.outputs.map((o: unknown) => {
+    if (!isObject(o) || typeof o.name !== 'string') throw new Errors.BAD_REQUEST('every output needs a "name"');
+    if (seen.has(o.name)) throw bad(`output '${o.name}' is asked for twice`);
+    seen.add(o.name);
+    const p = isObject(o.parameters) ? o.parameters : {};
+    return {
+      name: o.name,
+      binary: p.binary_data === undefined ? params.binary_data_output === true : p.binary_data === true,
+    };
+  });
+}
+
 /** Decodes an infer request's tensors, checking each against its declared datatype and shape. */
 export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
   let offset = 0;
@@ -128,25 +149,7 @@ export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
   }
   if (offset !== binary.length) throw bad(`${binary.length - offset} bytes of binary data after the last binary input`);
   const params = isObject(json.parameters) ? json.parameters : {};
-  let outputs: RequestedOutput[] | undefined;
-  if (json.outputs !== undefined) {
-    if (!Array.isArray(json.outputs)) throw new Errors.BAD_REQUEST('"outputs" must be a list');
-    outputs = json.outputs.map((o: unknown) => {
-      if (!isObject(o) || typeof o.name !== 'string') throw new Errors.BAD_REQUEST('every output needs a "name"');
-      const p = isObject(o.parameters) ? o.parameters : {};
-      return {
-        name: o.name,
-        binary: p.binary_data === undefined ? params.binary_data_output === true : p.binary_data === true,
-      };
-    });
-  }
-  if (outputs) {
-    const seen = new Set<string>();
-    for (const o of outputs) {
-      if (seen.has(o.name)) throw bad(`output '${o.name}' is asked for twice`);
-      seen.add(o.name);
-    }
-  }
+  const outputs = requestedOutputs({ json, binary });
   const id = typeof json.id === 'string' ? json.id : undefined;
   return { id, feeds, outputs, binaryOutput: params.binary_data_output === true };
 }
@@ -250,8 +253,11 @@ function fromJson(type: TensorType, data: unknown, name: string, count: number, 
  * `__proto__` or `toString` are unknown outputs like any other). Each output is asked for at most once (checked by
  * the decoder), so a response is never larger than the graph's outputs.
  */
-export function checkRequestedOutputs(request: InferRequest, graphOutputs: readonly { name: string }[]): void {
-  for (const { name } of request.outputs ?? []) {
+export function checkRequestedOutputs(
+  outputs: readonly RequestedOutput[] | undefined,
+  graphOutputs: readonly { name: string }[],
+): void {
+  for (const { name } of outputs ?? []) {
     if (!graphOutputs.some((o) => o.name === name))
       throw bad(`unknown output '${name}' (outputs: ${graphOutputs.map((o) => o.name).join(', ')})`);
   }
