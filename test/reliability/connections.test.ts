@@ -92,6 +92,20 @@ t.test('a multipart part with 64 or more header lines is answered', async (t) =>
     t.match(answer, /^HTTP\/1\.1 200 /, `${n} header lines: answered`);
     t.ok(closedAfterMs < 8000, `${n} header lines: in ${closedAfterMs.toFixed(0)} ms`);
   }
+  // past the 64th line busboy drops a part's headers: a Content-Disposition there leaves the part without a name
+  for (const n of [64, 65, 500]) {
+    const extra = Array.from({ length: n }, (_, i) => `X-Extra-${i}: ${i}\r\n`).join('');
+    const body = Buffer.concat([
+      Buffer.from(
+        `--${boundary}\r\n${extra}Content-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`,
+      ),
+      png,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const { answer } = await raw(multipartHead(body.length), body);
+    t.match(answer, /^HTTP\/1\.1 400 /, `${n} lines before Content-Disposition: 400`);
+    t.match(answer, /MUON_ERR_MISSING_INPUT.*among its first 64 header lines/, 'saying why');
+  }
 });
 
 t.test('a multipart upload that stalls is cut at the upload timeout, not held for ever', async (t) => {

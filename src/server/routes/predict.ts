@@ -95,7 +95,14 @@ export async function predictRoutes(
   { config, repository, metrics, budget, largeInputs }: RouteDeps,
 ): Promise<void> {
   await app.register(multipart, {
-    limits: { fileSize: config.maxBodyBytes, files: 1, fields: 16, fieldSize: 16 * 1024, parts: 32, headerPairs: 64 },
+    limits: {
+      fileSize: config.maxBodyBytes,
+      files: 1,
+      fields: 16,
+      fieldSize: 16 * 1024,
+      parts: 32,
+      headerPairs: PART_HEADER_LINES,
+    },
   });
   for (const type of [/^image\/[\w.+-]+$/, 'application/octet-stream', ...audioTypes]) {
     app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -184,6 +191,10 @@ class TextInput {
  * text body or a JSON `{"text"}` body. Files and raw bodies whose bytes are RIFF/WAVE are audio, whatever their
  * declared type; other bytes are images (the image decoder refuses what is not one).
  */
+/** Header lines read from a multipart part; busboy drops those past it, so a part whose Content-Disposition
+ * comes later has no name and is skipped (answered as a missing file, not held). */
+const PART_HEADER_LINES = 64;
+
 /**
  * The one file of a multipart body. busboy reports a malformed body (cut off, no boundary, a broken part header)
  * with plain errors that carry no code; they are the client's fault, so they become 400s, not 500s.
@@ -205,7 +216,10 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
     if (code.startsWith('MUON_ERR_') || code.startsWith('FST_')) throw err;
     throw new Errors.BAD_REQUEST(`malformed multipart body: ${(err as Error).message}`);
   }
-  if (!bytes) throw new Errors.MISSING_INPUT('the multipart body has no file part (curl -F file=@image.jpg)');
+  if (!bytes)
+    throw new Errors.MISSING_INPUT(
+      `the multipart body has no file part: a part needs a Content-Disposition header with a name among its first ${PART_HEADER_LINES} header lines (curl -F file=@image.jpg)`,
+    );
   bodyReceived(req);
   return bytes;
 }
