@@ -78,7 +78,9 @@ export class ServerProcess {
   static async start(env: Record<string, string>): Promise<ServerProcess> {
     const port = await freePort();
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUON_')));
-    const child = spawn(process.execPath, [path.join(packageRoot, 'dist', 'main.js')], {
+    // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server under a bench
+    const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...nodeArgs, path.join(packageRoot, 'dist', 'main.js')], {
       cwd: packageRoot,
       env: {
         ...inherited,
