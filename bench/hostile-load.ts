@@ -6,14 +6,13 @@
  * goodput alone, and every status code. Usage: npm run build && npx tsx bench/hostile-load.ts [--seconds 30]
  * [--budget-mib 1024] (writes bench/results/hostile-load.md and .json).
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { packageRoot } from '../src/config.js';
-import { describeMachine } from './lib/machine.js';
+import { describeMachine, rssMib } from './lib/machine.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
 
 const { values } = parseArgs({
@@ -31,12 +30,6 @@ const on = (kind: string) => only === undefined || only.includes(kind);
 
 assertBuildFresh();
 const machine = describeMachine();
-const rssMib = (pid: number) =>
-  Number(
-    execFileSync('ps', ['-o', 'rss=', '-p', String(pid)])
-      .toString()
-      .trim(),
-  ) / 1024;
 
 // --- the requests ---
 const line = readFileSync(path.join(packageRoot, 'test/fixtures/text-lines/line-03.png'));

@@ -4,7 +4,6 @@
  * and keep its memory bounded. Usage: npm run build && npx tsx bench/overload.ts [--seconds 20]
  * (writes bench/results/overload.md).
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,19 +11,13 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { packageRoot } from '../src/config.js';
 import { runLoad, poolLoad } from './lib/load.js';
-import { describeMachine } from './lib/machine.js';
+import { describeMachine, rssMib } from './lib/machine.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' } } });
 const seconds = Number(values.seconds);
 const MODEL = 'text-orientation';
 const body = readFileSync(path.join(packageRoot, 'test/fixtures/text-lines/line-03.png'));
-const rssMb = (pid: number) =>
-  Number(
-    execFileSync('ps', ['-o', 'rss=', '-p', String(pid)])
-      .toString()
-      .trim(),
-  ) / 1024;
 
 assertBuildFresh();
 const machine = describeMachine();
@@ -35,8 +28,8 @@ try {
   const sat = poolLoad([await runLoad({ url, body, contentType: 'image/png', connections: 32, durationS: 5 })]);
   const rate = Math.round(2 * sat.rps);
   process.stderr.write(`saturation ${sat.rps.toFixed(0)} req/s; offering ${rate} req/s for ${seconds} s\n`);
-  const rss: number[] = [rssMb(server.pid)];
-  const sampler = setInterval(() => rss.push(rssMb(server.pid)), 1000);
+  const rss: number[] = [rssMib(server.pid)];
+  const sampler = setInterval(() => rss.push(rssMib(server.pid)), 1000);
   // a probe request every 50 ms during the run, to see the Retry-After header of the 429s (autocannon hides headers)
   const probes: Promise<readonly [number, string | null]>[] = [];
   const prober = setInterval(() => {

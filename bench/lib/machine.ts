@@ -68,3 +68,14 @@ function gitCommit(): string {
     return 'unknown';
   }
 }
+
+/** A process's resident memory now, in MiB (from `ps`). */
+export function rssMib(pid: number): number {
+  return (
+    Number(
+      execFileSync('ps', ['-o', 'rss=', '-p', String(pid)])
+        .toString()
+        .trim(),
+    ) / 1024
+  );
+}
