@@ -12,6 +12,7 @@ import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ManifestError, modelNamePattern, npmPackagePattern, parseManifest, type Manifest } from './manifest.js';
 import { mediaInput, mediaKind } from './media.js';
+import { PoisonedInputs } from './poisoned-inputs.js';
 import { WorkerSessionPool } from './session-pool.js';
 import {
   ModelSession,
@@ -127,7 +128,13 @@ export class LoadedModel {
 
   async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
     const t0 = performance.now();
-    const prepared = await this.pipeline.prepare(input);
+    let prepared: Awaited<ReturnType<TaskPipeline['prepare']>>;
+    try {
+      prepared = await this.pipeline.prepare(input, opts.signal);
+    } catch (err) {
+      if (opts.signal?.aborted) throw new Errors.CLIENT_CLOSED();
+      throw err;
+    }
     this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
     let out: unknown;
     try {
@@ -365,9 +372,22 @@ export class ModelRepository {
     this.#healing.set(name, timer);
   }
 
-  #stopHealing(): void {
-    for (const timer of this.#healing.values()) clearTimeout(timer);
-    this.#healing.clear();
+  /** Cancels the pending background reload of `name` (an explicit load or unload takes over), or of every model. */
+  #stopHealing(name?: string): void {
+    for (const [model, timer] of this.#healing)
+      if (name === undefined || model === name) {
+        clearTimeout(timer);
+        this.#healing.delete(model);
+      }
+  }
+
+  /** Inputs that killed a model's session workers, by model name: kept across its reloads. */
+  readonly #poisoned = new Map<string, PoisonedInputs>();
+
+  #poisonedOf(name: string): PoisonedInputs {
+    let known = this.#poisoned.get(name);
+    if (!known) this.#poisoned.set(name, (known = new PoisonedInputs()));
+    return known;
   }
 
   /** Status of a model by name, or undefined when no such folder exists. */
@@ -529,19 +549,22 @@ export class ModelRepository {
     this.#checkStarted(name);
     this.#managed.add(name);
     return this.#serially(name, async () => {
+      this.#stopHealing(name);
       const before = this.#models.get(name);
-      const serving = before?.state === 'READY' ? before : undefined;
-      if (!serving) this.#models.set(name, { state: 'LOADING', name });
+      if (before?.state !== 'READY') this.#models.set(name, { state: 'LOADING', name });
       let fresh: Map<string, LoadedModel>;
       try {
         fresh = await this.#loadVersions(name, threadsPerModel(this.config, this.#models.size));
       } catch (err) {
         const error = this.#redact(err instanceof Error ? err.message : String(err));
-        if (!serving) this.#models.set(name, { state: 'FAILED', name, error });
+        if (this.#models.get(name)?.state !== 'READY') this.#models.set(name, { state: 'FAILED', name, error });
         this.log.warn({ model: name, err }, 'model load failed');
         throw new LoadError(error, { cause: err });
       }
       const next = ready(name, fresh);
+      // read after loading: the serving model may have broken meanwhile (nothing to check the new one against)
+      const now = this.#models.get(name);
+      const serving = now?.state === 'READY' ? now : undefined;
       if (serving) {
         try {
           await checkSwap(serving.model, next.model);
@@ -570,6 +593,7 @@ export class ModelRepository {
     this.#checkStarted(name);
     this.#managed.add(name);
     return this.#serially(name, async () => {
+      this.#stopHealing(name);
       const s = this.#models.get(name);
       this.#models.set(name, { state: 'UNAVAILABLE', name });
       if (s?.state === 'READY') {
@@ -653,6 +677,7 @@ export class ModelRepository {
     const session: ServingSession = onWorkers
       ? await WorkerSessionPool.create(source, options, instances, {
           workerEntry: this.faults.workerEntry,
+          poisoned: this.#poisonedOf(name),
           onRestart: (reason) => {
             this.metrics.sessionRestarts.inc({ model: name });
             this.log.error({ model: name, version: manifest.version, reason }, 'session worker died; replacing it');
@@ -732,6 +757,7 @@ export class ModelRepository {
 
   /** Drains every model's queue, then frees the sessions. */
   async close(): Promise<void> {
+    this.#draining = true; // no background reload starts from now on
     this.#stopHealing();
     await Promise.all([...this.#changes.values()].map((c) => c.catch(() => {})));
     const serving = this.list().flatMap((s) => (s.state === 'READY' ? [...s.versions.values()] : []));

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { PoisonedInputs } from './poisoned-inputs.js';
 import { existsSync } from 'node:fs';
 import {
   cudaProviderPath,
@@ -47,6 +47,8 @@ export interface PoolEvents {
   readonly onBroken?: (reason: string) => void;
   /** The worker's entry module instead of session-worker: fault-injection tests wrap it. */
   readonly workerEntry?: URL;
+  /** Inputs known to kill workers, shared by the model's versions (default: this pool's own). */
+  readonly poisoned?: PoisonedInputs;
 }
 
 interface Job {
@@ -68,10 +70,6 @@ interface Instance {
 
 /** Replacements in a row that may die before one answers a run; then the pool gives up. */
 const MAX_RESTARTS = 3;
-/** Deaths one input may cause: from then on it is refused without running, and its deaths are not the model's. */
-const MAX_DEATHS_PER_INPUT = 2;
-/** Inputs remembered for their deaths (the oldest forgotten first). */
-const REMEMBERED_INPUTS = 256;
 /** How long a released worker may take to free its session and exit before it is terminated. */
 const RELEASE_TIMEOUT_MS = 10_000;
 
@@ -89,8 +87,8 @@ export class WorkerSessionPool implements ServingSession {
   /** Why the pool cannot run any more, once it cannot. */
   #broken: string | undefined;
   #restartsInARow = 0;
-  /** Worker deaths by input fingerprint: an input that kills workers is refused, not allowed to break the model. */
-  readonly #deathsByInput = new Map<string, number>();
+  /** Inputs that killed workers: refused, not allowed to break the model. */
+  readonly #poisoned: PoisonedInputs;
   #released: Promise<void> | undefined;
   /** Called once nothing waits and no instance computes, while a release waits for that. */
   #onQuiet: (() => void) | undefined;
@@ -99,6 +97,7 @@ export class WorkerSessionPool implements ServingSession {
   private constructor(init: WorkerInit, events: PoolEvents) {
     this.#init = init;
     this.#events = events;
+    this.#poisoned = events.poisoned ?? new PoisonedInputs();
   }
 
   /**
@@ -176,12 +175,9 @@ export class WorkerSessionPool implements ServingSession {
   run(feeds: Record<string, HostTensor>, outputNames: readonly string[]): Promise<Record<string, HostTensor>> {
     if (this.#broken) return Promise.reject(new Error(this.#broken));
     if (this.#released) return Promise.reject(new Error('session released; this is a bug'));
-    // inputs are fingerprinted only while some input is known to kill workers (rare): hashing costs a pass over them
-    if (this.#deathsByInput.size > 0) {
-      const deaths = this.#deathsByInput.get(fingerprint(feeds)) ?? 0;
-      if (deaths >= MAX_DEATHS_PER_INPUT)
-        return Promise.reject(new Error(`this input killed a session worker ${deaths} times; it is not run again`));
-    }
+    const deaths = this.#poisoned.refused(feeds);
+    if (deaths !== undefined)
+      return Promise.reject(new Error(`this input killed a session worker ${deaths} times; it is not run again`));
     return new Promise((resolve, reject) => {
       this.#waiting.push({ feeds, outputNames, resolve, reject });
       this.#dispatch();
@@ -253,16 +249,7 @@ export class WorkerSessionPool implements ServingSession {
     instance.job = undefined;
     // a death counts against the input it ran; once an input has killed workers repeatedly it is to blame, not the
     // model: its deaths no longer count towards giving up on the model (and it is refused from now on)
-    let inputsFault = false;
-    if (job) {
-      const key = fingerprint(job.feeds);
-      const deaths = (this.#deathsByInput.get(key) ?? 0) + 1;
-      this.#deathsByInput.delete(key); // re-inserted as the newest
-      this.#deathsByInput.set(key, deaths);
-      if (this.#deathsByInput.size > REMEMBERED_INPUTS)
-        this.#deathsByInput.delete(this.#deathsByInput.keys().next().value!);
-      inputsFault = deaths >= MAX_DEATHS_PER_INPUT;
-    }
+    const inputsFault = job !== undefined && this.#poisoned.died(job.feeds);
     if (!this.#signature || this.#released || this.#broken) {
       // still starting (create fails), or shutting down: nothing to replace
       if (this.#instances.size === 0) this.#rejectWaiting(reason);
@@ -335,17 +322,6 @@ export class WorkerSessionPool implements ServingSession {
     this.#rejectWaiting(reason);
     this.#checkQuiet();
   }
-}
-
-/** A digest of feeds (names, types, shapes and bytes), to recognize an input that comes back. */
-function fingerprint(feeds: Record<string, HostTensor>): string {
-  const hash = createHash('sha256');
-  for (const name of Object.keys(feeds).sort()) {
-    const t = feeds[name];
-    hash.update(`${name}\0${t.type}\0${t.dims.join(',')}\0`);
-    hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  }
-  return hash.digest('base64');
 }
 
 /** A copy of a feed's elements in a buffer of its own (a Node Buffer's `slice` would be a view of its slab). */

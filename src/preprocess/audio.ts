@@ -119,7 +119,12 @@ function runNow<T>(work: Sliced<T>): T {
 }
 
 /** Sliced work in progress, run round-robin by one pump. */
-const sliced: { work: Sliced<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+const sliced: {
+  work: Sliced<unknown>;
+  signal: AbortSignal | undefined;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}[] = [];
 /** Time the pump may use per event-loop turn, whatever the number of jobs: the lag it adds stays this small. */
 const TURN_MS = 4;
 
@@ -128,9 +133,9 @@ const TURN_MS = 4;
  * per event-loop turn, then lets the loop go round. Ten concurrent recordings cost the loop as little as one; they
  * share the pump's time.
  */
-function runSliced<T>(work: Sliced<T>): Promise<T> {
+function runSliced<T>(work: Sliced<T>, signal: AbortSignal | undefined): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    sliced.push({ work, resolve: resolve as (v: unknown) => void, reject });
+    sliced.push({ work, signal, resolve: resolve as (v: unknown) => void, reject });
     if (sliced.length === 1) setImmediate(pump);
   });
 }
@@ -139,6 +144,11 @@ function pump(): void {
   const until = performance.now() + TURN_MS;
   while (sliced.length > 0 && performance.now() < until) {
     const job = sliced.shift()!;
+    // work whose client went away stops at its next slice: nobody would read it, and it holds memory
+    if (job.signal?.aborted) {
+      job.reject(job.signal.reason);
+      continue;
+    }
     try {
       const step = job.work.next();
       if (step.done) job.resolve(step.value);
@@ -159,9 +169,12 @@ export function decodeWav(bytes: Uint8Array, maxSeconds: number): MonoAudio {
   return runNow(decodeSlices(bytes, maxSeconds));
 }
 
-/** {@link decodeWav} in slices with the event loop free in between: a 10-minute recording stalls nobody. */
-export function decodeWavSliced(bytes: Uint8Array, maxSeconds: number): Promise<MonoAudio> {
-  return runSliced(decodeSlices(bytes, maxSeconds));
+/**
+ * {@link decodeWav} in slices with the event loop free in between: a 10-minute recording stalls nobody. Stops at
+ * the next slice, rejecting with the signal's reason, once `signal` aborts.
+ */
+export function decodeWavSliced(bytes: Uint8Array, maxSeconds: number, signal?: AbortSignal): Promise<MonoAudio> {
+  return runSliced(decodeSlices(bytes, maxSeconds), signal);
 }
 
 function* decodeSlices(bytes: Uint8Array, maxSeconds: number): Sliced<MonoAudio> {
@@ -265,9 +278,14 @@ export function resample(input: Float32Array, from: number, to: number): Float32
   return runNow(resampleSlices(input, from, to));
 }
 
-/** {@link resample} in slices with the event loop free in between. */
-export function resampleSliced(input: Float32Array, from: number, to: number): Promise<Float32Array> {
-  return runSliced(resampleSlices(input, from, to));
+/** {@link resample} in slices with the event loop free in between (stopped as {@link decodeWavSliced} is). */
+export function resampleSliced(
+  input: Float32Array,
+  from: number,
+  to: number,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  return runSliced(resampleSlices(input, from, to), signal);
 }
 
 function* resampleSlices(input: Float32Array, from: number, to: number): Sliced<Float32Array> {

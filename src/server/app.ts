@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, isStreamedBody, socketOf } from './connection.js';
 import { toClientError } from './error-mapping.js';
-import { type AdmissionBudget, holdUntilAnswered, largeInputLane, MemoryBudget } from './memory-budget.js';
+import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
@@ -66,8 +66,9 @@ export function buildApp(deps: AppDeps): App {
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  // Memory: a request body is admitted against the budget before it is read (its declared length; a chunked body
-  // counts as the largest allowed), and held until the answer is sent.
+  // Memory: what a request holds is admitted against the budget and held until its answer is done with and its
+  // handler has returned (Holdings). A body is charged as it arrives; one declared larger than the whole budget is
+  // refused before it is read.
   const { metrics } = deps;
   metrics.memoryBudget.set({ kind: 'limit' }, deps.config.memoryBudget.bytes);
   metrics.memoryBudget.set({ kind: 'used' }, 0);
@@ -80,13 +81,25 @@ export function buildApp(deps: AppDeps): App {
       onOutcome: (outcome) => metrics.memoryAdmissions.inc({ outcome }),
     },
   );
+  app.decorateRequest('holdings', null as unknown as Holdings);
   app.addHook('onRequest', async (req, reply) => {
-    const declared = req.headers['content-length'];
-    const chunked = req.headers['transfer-encoding'] !== undefined;
-    if (declared === undefined && !chunked) return;
-    const bytes = Math.min(chunked ? Infinity : Number(declared) || 0, deps.config.maxBodyBytes);
-    if (bytes === 0) return;
-    holdUntilAnswered(reply, await budget.acquire(bytes, 'the request body'));
+    req.holdings = new Holdings(reply.raw);
+    const declared = Number(req.headers['content-length']);
+    if (declared > 0 && declared <= deps.config.maxBodyBytes) budget.refuseIfTooLarge(declared, 'the request body');
+  });
+  app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const declared = Number(req.headers['content-length']);
+    req.bodyMeter = new BodyMeter(budget, req.holdings, Number.isSafeInteger(declared) ? declared : undefined);
+    // a multipart body is read by its handler straight from the request, which meters it as it reads
+    return isStreamedBody(req) ? payload : req.bodyMeter.stream(payload);
+  });
+  // every handler runs inside its request's holdings, so that grants outlive a client that left mid-work
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function (this: unknown, req, reply) {
+      return req.holdings.during(async () => handler.call(this as never, req, reply));
+    };
   });
 
   // While draining, answers to requests admitted before close() end their keep-alive connection, so the server

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import type { FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import { Errors } from '../errors.js';
 
 // What requests hold in memory, admitted against one budget: bodies being received, decoded pixels and samples,
@@ -96,15 +97,18 @@ export class AdmissionBudget {
     return this.#used;
   }
 
-  /** Admits `bytes` for `what` (named in the refusal), waiting up to `waitMs` for room; else the refusals' errors. */
-  acquire(bytes: number, what: string): Promise<Grant> {
+  /**
+   * Admits `bytes` for `what` (named in the refusal), waiting up to `waitMs` for room; else the refusals' errors.
+   * `quiet`: a further step of a cost already counted (a body's next MiB): an admission at once is not counted again.
+   */
+  acquire(bytes: number, what: string, { quiet = false } = {}): Promise<Grant> {
     const cost = Math.max(0, Math.ceil(bytes));
     if (cost > this.limit) {
       this.events.onOutcome?.('refused_too_large');
       return Promise.reject(this.refusals.tooLarge(cost, this.limit, what));
     }
     if (this.#used + cost <= this.limit) {
-      this.events.onOutcome?.('admitted');
+      if (!quiet) this.events.onOutcome?.('admitted');
       return Promise.resolve(this.#take(cost));
     }
     return new Promise<Grant>((resolve, reject) => {
@@ -124,6 +128,13 @@ export class AdmissionBudget {
       };
       this.#line.push(waiter);
     });
+  }
+
+  /** Refuses (413, counted) a cost larger than the whole budget, which no wait could admit. */
+  refuseIfTooLarge(bytes: number, what: string): void {
+    if (bytes <= this.limit) return;
+    this.events.onOutcome?.('refused_too_large');
+    throw this.refusals.tooLarge(Math.ceil(bytes), this.limit, what);
   }
 
   /** Admits `bytes` without waiting, even past the limit (what is already in memory: a response being sent). */
@@ -191,10 +202,97 @@ export class MemoryBudget extends AdmissionBudget {
   }
 }
 
-/** Keeps a grant until the request's connection is done with its answer (sent, or the client gone). */
-export function holdUntilAnswered(reply: FastifyReply, grant: Grant): void {
-  if (reply.raw.destroyed) grant.release();
-  else reply.raw.once('close', () => grant.release());
+/**
+ * What one request holds of the budgets. Its grants are given back once its answer is done with (sent, or the
+ * client gone) and its handler has returned, whichever comes last: work a client walked away from (a decode that
+ * cannot be stopped at once) still holds its memory until it ends.
+ */
+export class Holdings {
+  readonly #grants: Grant[] = [];
+  #answered = false;
+  #handling = false;
+  #released = false;
+
+  constructor(raw: ServerResponse) {
+    if (raw.destroyed) this.#answered = true;
+    else
+      raw.once('close', () => {
+        this.#answered = true;
+        this.#releaseIfDone();
+      });
+  }
+
+  add(grant: Grant): void {
+    if (this.#released) grant.release();
+    else this.#grants.push(grant);
+  }
+
+  /** Runs the request's handler: nothing is given back before it has returned. */
+  async during<T>(handler: () => Promise<T>): Promise<T> {
+    this.#handling = true;
+    try {
+      return await handler();
+    } finally {
+      this.#handling = false;
+      this.#releaseIfDone();
+    }
+  }
+
+  #releaseIfDone(): void {
+    if (!this.#answered || this.#handling) return;
+    this.#released = true;
+    for (const grant of this.#grants.splice(0)) grant.release();
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** What this request holds of the memory budget and the large-input lane (set for every request). */
+    holdings: Holdings;
+    /** Charges the body as it arrives (set for every request with a body, in preParsing). */
+    bodyMeter: BodyMeter;
+  }
+}
+
+/** A request body is charged to the budget in steps of this much as it arrives. */
+const BODY_STEP = 2 ** 20;
+
+/**
+ * Charges a request body to the budget as its bytes arrive, a step at a time (a step waits for room like any other
+ * cost): a connection that declares 8 MiB and stalls holds only what it sent.
+ */
+export class BodyMeter {
+  #received = 0;
+  #charged = 0;
+
+  constructor(
+    private readonly budget: AdmissionBudget,
+    private readonly holdings: Holdings,
+    /** The body's content-length, when it has one (the last step is cut to it). */
+    private readonly declared: number | undefined,
+  ) {}
+
+  /** Counts `bytes` more received; resolves once they are admitted (at once while the last step covers them). */
+  async received(bytes: number): Promise<void> {
+    this.#received += bytes;
+    if (this.#received <= this.#charged) return;
+    const owed = this.#received - this.#charged;
+    const step = Math.max(owed, Math.min(BODY_STEP, (this.declared ?? Infinity) - this.#charged));
+    // the first step counts as the body's admission; the next ones only when they wait or are refused
+    this.holdings.add(await this.budget.acquire(step, 'the request body', { quiet: this.#charged > 0 }));
+    this.#charged += step;
+  }
+
+  /** `payload` passed through, each chunk let on once admitted (the upload is paused while a step waits). */
+  stream(payload: Readable): Readable {
+    const meter = new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        this.received(chunk.length).then(() => done(null, chunk), done);
+      },
+    });
+    pipeline(payload, meter, () => {}); // errors reach the reader through `meter`
+    return meter;
+  }
 }
 
 /** An input whose decoding holds this much is large: it takes a slot of the large-input lane. */

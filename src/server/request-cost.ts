@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import type { Manifest } from '../models/manifest.js';
-import { MAX_PAGE_SIDE } from '../models/tasks/ocr.js';
+import { detectorSize, MAX_PAGE_SIDE } from '../models/tasks/ocr.js';
 import type { WireInput } from '../models/tasks/task.js';
 import { readWavHeader, resampledLength } from '../preprocess/audio.js';
 
@@ -27,10 +27,12 @@ export async function inputCost(input: WireInput, manifest: Manifest): Promise<n
         .catch(() => undefined);
       const [w, h] = [meta?.width ?? 0, meta?.height ?? 0];
       if (manifest.task !== 'ocr') return w * h * BYTES_PER_PIXEL;
-      // a page is shrunk as it is decoded; then the detector's tensor and its probability map
+      // a page is shrunk as it is decoded; then the detector's tensor (3 floats a pixel) and its probability map
       const s = Math.min(1, MAX_PAGE_SIDE / Math.max(w, h, 1));
-      const side = manifest.input.limitSideLen;
-      return Math.round(w * s) * Math.round(h * s) * BYTES_PER_PIXEL + side * side * 4 * 4;
+      const [pw, ph] = [Math.round(w * s), Math.round(h * s)];
+      const { limitSideLen, limitType, sizeMultiple } = manifest.input;
+      const [dw, dh] = detectorSize(pw, ph, limitSideLen, limitType, sizeMultiple);
+      return pw * ph * BYTES_PER_PIXEL + dw * dh * 4 * Float32Array.BYTES_PER_ELEMENT;
     }
     case 'audio': {
       let frames = 0;
@@ -41,8 +43,8 @@ export async function inputCost(input: WireInput, manifest: Manifest): Promise<n
         return 0;
       }
       const modelRate = manifest.task === 'voice-activity' ? manifest.input.sampleRate : rate;
-      // mono samples at the file's rate, and again at the model's (the frames are views of those)
-      return (frames + resampledLength(frames, rate, modelRate)) * Float32Array.BYTES_PER_ELEMENT;
+      // mono samples at the file's rate, and twice at the model's (resampled, then padded with the model's context)
+      return (frames + 2 * resampledLength(frames, rate, modelRate)) * Float32Array.BYTES_PER_ELEMENT;
     }
   }
 }

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import t from 'tap';
 import { attr, DataType, encodeModel, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
+import { PoisonedInputs } from '../../src/models/poisoned-inputs.js';
 import { WorkerSessionPool } from '../../src/models/session-pool.js';
 import { cudaProviderPath, ModelSession, type HostTensor, type SessionOptions } from '../../src/models/session.js';
 
@@ -164,6 +165,49 @@ t.test('one input that keeps killing workers is refused; the pool does not give 
     await t.rejects(pool.run(poison(), ['y']), /this input killed a session worker 2 times; it is not run again/);
   t.equal(broken, undefined);
   t.same([...(await pool.run(feeds([3, 0, 0, 0]), ['y'])).y.data], [9], 'other inputs are answered');
+});
+
+t.test('a poisoned row is recognized stacked with others, and by the next version of the model', async (t) => {
+  const poisoned = new PoisonedInputs();
+  const restarts: string[] = [];
+  const pool = await WorkerSessionPool.create(bytes, options, each(1), {
+    workerEntry: crashing,
+    poisoned,
+    onRestart: (r) => restarts.push(r),
+  });
+  t.teardown(() => pool.release());
+  // a batch that dies counts for none of its rows: the retry of each row alone names the culprit
+  await t.rejects(pool.run(feeds([666, 1, 2, 3], [5, 0, 0, 0]), ['y']), /exited/);
+  t.equal(poisoned.refused(feeds([5, 0, 0, 0])), undefined);
+  await t.rejects(pool.run(feeds([666, 1, 2, 3]), ['y']), /exited/);
+  await t.rejects(pool.run(feeds([666, 1, 2, 3]), ['y']), /exited/);
+  t.equal(restarts.length, 3);
+  await t.rejects(
+    pool.run(feeds([5, 0, 0, 0], [666, 1, 2, 3]), ['y']),
+    /killed a session worker 2 times; it is not run again/,
+    'refused in second place of a batch, without running',
+  );
+  t.equal(restarts.length, 3);
+  t.same(
+    [...(await pool.run(feeds([5, 0, 0, 0], [2, 0, 0, 0]), ['y'])).y.data],
+    [25, 4],
+    'its neighbours are answered',
+  );
+  const next = await WorkerSessionPool.create(bytes, options, each(1), { workerEntry: crashing, poisoned });
+  t.teardown(() => next.release());
+  await t.rejects(next.run(feeds([666, 1, 2, 3]), ['y']), /not run again/, 'a reload remembers it');
+});
+
+t.test('poisoned inputs are forgotten after an hour unseen', async (t) => {
+  let now = 0;
+  const poisoned = new PoisonedInputs(() => now);
+  const row = feeds([666, 1, 2, 3]);
+  t.equal(poisoned.died(row), false);
+  t.equal(poisoned.died(row), true, 'two deaths: to blame');
+  t.equal(poisoned.refused(row), 2);
+  t.equal(poisoned.died(feeds([1, 0, 0, 0], [2, 0, 0, 0])), false, 'a batch is not counted');
+  now += 61 * 60_000;
+  t.equal(poisoned.refused(row), undefined);
 });
 
 t.test('the number of sessions follows the provider the first one got', async (t) => {

@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import t from 'tap';
-import { cgroupLimit, largeInputLane, MemoryBudget } from '../../src/server/memory-budget.js';
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { decodeWavSliced } from '../../src/preprocess/audio.js';
+import { cgroupLimit, Holdings, largeInputLane, MemoryBudget } from '../../src/server/memory-budget.js';
 import { metricValue, startApp } from '../helpers/app.js';
 import { wavFile } from '../helpers/wav.js';
 
@@ -48,6 +52,39 @@ t.test('the large-input lane: half the cores decode large inputs at once, the ne
   t.equal(largeInputLane(1, 20).limit, 1, 'one core still has a lane');
 });
 
+t.test('what a request holds is given back once its answer is done with and its handler has returned', async (t) => {
+  const budget = new MemoryBudget(100, 'MUON_MEMORY_BUDGET_BYTES', 50);
+  // the client leaves while the handler still works: its memory is still held
+  const response = new EventEmitter() as unknown as ServerResponse;
+  const holdings = new Holdings(response);
+  let finish!: () => void;
+  const handler = holdings.during(async () => {
+    holdings.add(await budget.acquire(60, 'a decode'));
+    await new Promise<void>((r) => (finish = r));
+  });
+  await new Promise((r) => setImmediate(r));
+  response.emit('close');
+  t.equal(budget.used, 60, 'held while the handler works on');
+  finish();
+  await handler;
+  t.equal(budget.used, 0, 'given back when it returns');
+  // the handler returns first, the answer is sent after: held until then
+  const sent = new EventEmitter() as unknown as ServerResponse;
+  const second = new Holdings(sent);
+  await second.during(async () => second.add(await budget.acquire(30, 'an answer')));
+  t.equal(budget.used, 30);
+  sent.emit('close');
+  t.equal(budget.used, 0);
+});
+
+t.test('a long decode stops when its client goes away', async (t) => {
+  const long = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
+  const gone = new AbortController();
+  const decoding = decodeWavSliced(long, 3600, gone.signal);
+  gone.abort(new Error('the client went away'));
+  await t.rejects(decoding, /the client went away/);
+});
+
 t.test('the default budget comes from the cgroup limit (v2, then v1), else RAM', async (t) => {
   const files = (m: Record<string, string>) => (f: string) => m[f];
   t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory.max': '2147483648' })), 2147483648);
@@ -77,7 +114,7 @@ t.test('the budget is in /metrics and /v2, and nothing is held between requests'
   t.equal(await used(), 0);
 });
 
-t.test('a 600 s WAV at 1 kHz, 8-bit (600 KB) needing 41 MB decoded fits; past the budget it is a 413', async (t) => {
+t.test('a 600 s WAV at 1 kHz, 8-bit (600 KB) needing 77 MB decoded fits; past the budget it is a 413', async (t) => {
   const long = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
   const res = await app.inject({
     method: 'POST',
@@ -99,7 +136,7 @@ t.test('a 600 s WAV at 1 kHz, 8-bit (600 KB) needing 41 MB decoded fits; past th
   t.equal(refused.json().code, 'MUON_ERR_OVER_MEMORY_BUDGET');
   t.match(
     refused.json().message,
-    /this audio input needs about 3\d\.\d MiB, more than the server's whole memory budget of 32\.0 MiB/,
+    /this audio input needs about 7\d\.\d MiB, more than the server's whole memory budget of 32\.0 MiB/,
   );
 });
 
@@ -179,4 +216,66 @@ t.test('a page shrunk as it decodes answers boxes in the page as sent', async (t
         Math.abs(same.box[i][k] - first.box[i][k] * factor) < 8 * factor,
         `corner ${i}: ${same.box[i]} ~ ${first.box[i]} x ${factor.toFixed(2)}`,
       );
+});
+
+t.test('stalled uploads hold what they sent, not what they declared', async (t) => {
+  const small = await startApp({ MUON_MEMORY_BUDGET_BYTES: String(16 * 2 ** 20), MUON_MEMORY_WAIT_MS: '200' });
+  t.teardown(() => small.close());
+  await small.app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = small.app.server.address() as { port: number };
+  const smallUsed = () => metricValue(small.metrics, 'muon_memory_budget_bytes', { kind: 'used' });
+  // 10 connections declare 8 MiB bodies (80 MiB, five times the budget) and send 100 KB of them
+  const sockets = await Promise.all(
+    Array.from(
+      { length: 10 },
+      () =>
+        new Promise<ReturnType<typeof connect>>((resolve) => {
+          const s = connect(port, '127.0.0.1', () => {
+            s.write(
+              `POST /predict?model=text-orientation HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: ${8 * 2 ** 20}\r\n\r\n`,
+            );
+            s.write(Buffer.alloc(100_000));
+            resolve(s);
+          });
+          s.on('error', () => {});
+        }),
+    ),
+  );
+  t.teardown(() => sockets.forEach((s) => s.destroy()));
+  while ((await smallUsed()) < 10 * 2 ** 20) await new Promise((r) => setTimeout(r, 20));
+  t.equal(await smallUsed(), 10 * 2 ** 20, 'one 1 MiB step each');
+  const res = await fetch(`http://127.0.0.1:${port}/predict?model=text-orientation`, {
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: readFileSync(new URL('../fixtures/text-lines/line-03.png', import.meta.url)),
+  });
+  t.equal(res.status, 200, 'an ordinary request still fits');
+  sockets.forEach((s) => s.destroy());
+  while ((await smallUsed()) > 0) await new Promise((r) => setTimeout(r, 20));
+  t.pass('all given back when they are cut');
+});
+
+t.test('a client that leaves mid-decode: its memory is given back once its work has stopped', async (t) => {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  const long = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
+  const socket = connect(port, '127.0.0.1', () => {
+    socket.write(
+      `POST /predict?model=voice-activity HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: ${long.length}\r\n\r\n`,
+    );
+    socket.write(long);
+  });
+  socket.on('error', () => {});
+  // the input's cost (decoded and resampled samples) is admitted in the handler, well above the body's 600 KB
+  while ((await used()) < 4 * 2 ** 20) await new Promise((r) => setTimeout(r, 5));
+  socket.destroy();
+  while ((await used()) > 0) await new Promise((r) => setTimeout(r, 20));
+  t.pass('given back');
+  const ok = await app.inject({
+    method: 'POST',
+    url: '/predict?model=voice-activity',
+    headers: { 'content-type': 'audio/wav' },
+    payload: long,
+  });
+  t.equal(ok.statusCode, 200, 'the next one is served');
 });

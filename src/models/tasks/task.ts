@@ -101,8 +101,11 @@ export interface TaskPipeline<Row = unknown, Out = unknown, Answer = unknown, Re
   readonly inputSpec: Record<string, unknown>;
   /** Largest batch the graph accepts (1 for a fixed batch axis of 1), or undefined when dynamic. */
   readonly graphMaxBatch: number | undefined;
-  /** Decodes and checks one input; the result is a batchable row, or for a sequence task its whole request. */
-  prepare(input: ModelInput): Promise<Prepared<Request>>;
+  /**
+   * Decodes and checks one input; the result is a batchable row, or for a sequence task its whole request. Long
+   * decoding stops when `signal` aborts (the client went away).
+   */
+  prepare(input: ModelInput, signal?: AbortSignal): Promise<Prepared<Request>>;
   runBatch(rows: Row[]): Promise<Out[]>;
   /**
    * Optional: gives rows' buffers back to their pool. Called once per batch, after `runBatch` and after any retry

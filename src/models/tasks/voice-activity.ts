@@ -131,10 +131,10 @@ export async function voiceActivity(
       maxSeconds,
     },
     graphMaxBatch: undefined,
-    async prepare(req) {
+    async prepare(req, signal) {
       if (req.kind !== 'audio') throw new Error(`voice-activity got ${req.kind} input; this is a bug`);
-      const audio = await decodeWavSliced(req.bytes, maxSeconds);
-      const samples = await resampleSliced(audio.samples, audio.sampleRate, rate);
+      const audio = await decodeWavSliced(req.bytes, maxSeconds, signal);
+      const samples = await resampleSliced(audio.samples, audio.sampleRate, rate, signal);
       const frames = Math.ceil(samples.length / window);
       if (frames === 0) throw new Errors.MISSING_INPUT('the audio is too short to hold one sample at the model rate');
       const padded = new Float32Array(context + frames * window); // zeros: the first context, the last frame's tail

@@ -9,7 +9,7 @@ import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metric
 import { isWav } from '../../preprocess/audio.js';
 import { decodeUtf8 } from '../../preprocess/text.js';
 import type { App, RouteDeps } from '../app.js';
-import { holdUntilAnswered, LARGE_INPUT_BYTES } from '../memory-budget.js';
+import { LARGE_INPUT_BYTES } from '../memory-budget.js';
 import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
 import { bodyReceived } from '../connection.js';
@@ -134,9 +134,8 @@ export async function predictRoutes(
     const input = await readInput(req);
     // what decoding will hold, admitted before it happens (from the image or WAV header)
     const cost = await inputCost(input, lookup(name).manifest);
-    holdUntilAnswered(reply, await budget.acquire(cost, `this ${input.kind} input`));
-    if (cost >= LARGE_INPUT_BYTES)
-      holdUntilAnswered(reply, await largeInputs.acquire(1, `this large ${input.kind} input`));
+    req.holdings.add(await budget.acquire(cost, `this ${input.kind} input`));
+    if (cost >= LARGE_INPUT_BYTES) req.holdings.add(await largeInputs.acquire(1, `this large ${input.kind} input`));
     // looked up again once the body is in and admitted (an upload can outlast a reload of the model), and handed
     // to it at once
     const model = lookup(name);
@@ -209,7 +208,14 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
         continue;
       }
       if (bytes) throw new Errors.BAD_REQUEST('send exactly one file');
-      bytes = await part.toBuffer();
+      // read as toBuffer() would, each chunk charged to the memory budget as it comes (waiting pauses the upload)
+      const chunks: Buffer[] = [];
+      for await (const chunk of part.file) {
+        await req.bodyMeter.received(chunk.length);
+        chunks.push(chunk);
+      }
+      if (part.file.truncated) throw new req.server.multipartErrors.RequestFileTooLargeError();
+      bytes = Buffer.concat(chunks);
     }
   } catch (err) {
     const code = (err as { code?: string }).code ?? '';

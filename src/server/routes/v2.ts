@@ -7,7 +7,6 @@ import { LoadError, type LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
 import { toClientError } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
-import { holdUntilAnswered } from '../memory-budget.js';
 import {
   checkRequestedOutputs,
   datatypeOfGraphType,
@@ -125,7 +124,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     checkRequestedOutputs(requestedOutputs(body), m.session.outputs);
     // the tensors, admitted from their declared shapes before their data is walked (twice: the decoded arrays,
     // and the batch they are stacked into or the runtime's copy)
-    holdUntilAnswered(reply, await budget.acquire(2 * declaredTensorBytes(body), 'the input tensors'));
+    req.holdings.add(await budget.acquire(2 * declaredTensorBytes(body), 'the input tensors'));
     const request = decodeInferRequest(body);
     // looked up again after the wait for memory (a reload may have swapped the model), and handed to it at once
     const serving = model(req.params);
@@ -138,7 +137,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     });
     // the answer is in memory already: counted (without waiting) until it is sent; JSON numbers take about 20 bytes
     const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
-    holdUntilAnswered(reply, budget.charge(outBytes));
+    req.holdings.add(budget.charge(outBytes));
     const { json, binary } = encodeInferResponse(serving, request, outputs);
     if (binary.length === 0) return reply.send(json);
     const head = Buffer.from(JSON.stringify(json));
