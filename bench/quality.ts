@@ -1,0 +1,217 @@
+/**
+ * Quality of what the server answers, by task metric, on the evaluation split written by
+ * bench/quality/generate.ts: OCR pages (line recall, precision, page CER), recognizer lines (CER), orientation
+ * (top-1 on lines upright and turned over), for each served model and its fp32 original, and RapidOCR on the same
+ * pages and lines when its answers are there (scripts/ocr-reference/run.sh).
+ *
+ * Usage: npx tsx bench/quality.ts [--data bench/quality/data] [--split evaluation] [--pages N] [--lines N]
+ * [--out bench/results/quality] (writes <out>.md and <out>.json).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import sharp from 'sharp';
+import { loadConfig, packageRoot } from '../src/config.js';
+import { Metrics } from '../src/metrics.js';
+import { ModelRepository } from '../src/models/repository.js';
+import { corpusCer, scorePageWeighted, summarizePages, top1, type PagesSummary } from '../src/quantize/task-metrics.js';
+import { buildApp } from '../src/server/app.js';
+import { describeMachine } from './lib/machine.js';
+
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string', default: path.join(packageRoot, 'bench/quality/data') },
+    split: { type: 'string', default: 'evaluation' },
+    pages: { type: 'string' },
+    lines: { type: 'string' },
+    out: { type: 'string', default: path.join(packageRoot, 'bench/results/quality') },
+    'page-models': { type: 'string', default: 'ocr,ocr-fp32' },
+    'line-models': { type: 'string', default: 'text-recognition,text-recognition-fp32' },
+    'orientation-models': { type: 'string', default: 'text-orientation,text-orientation-fp32' },
+  },
+});
+const root = path.join(values.data, values.split);
+interface PageTruth {
+  file: string;
+  layout: string;
+  lines: { text: string }[];
+}
+interface LineTruth {
+  file: string;
+  text: string;
+}
+const pages: PageTruth[] = JSON.parse(readFileSync(path.join(root, 'pages.json'), 'utf8')).slice(
+  0,
+  values.pages ? Number(values.pages) : undefined,
+);
+const lines: LineTruth[] = JSON.parse(readFileSync(path.join(root, 'lines.json'), 'utf8')).slice(
+  0,
+  values.lines ? Number(values.lines) : undefined,
+);
+
+const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', MUON_LOG_LEVEL: 'warn' });
+const metrics = new Metrics(false);
+const log = pino({ level: 'warn' });
+const repository = new ModelRepository(config, metrics, log);
+await repository.loadAll();
+const app = buildApp({ config, metrics, repository, logger: log });
+await app.ready();
+
+async function predict(
+  model: string,
+  image: Buffer,
+): Promise<{ lines?: { text: string }[]; predictions?: { label: string }[] }> {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/predict?model=${model}`,
+    headers: { 'content-type': 'application/octet-stream' },
+    payload: image,
+  });
+  if (res.statusCode !== 200) throw new Error(`${model}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+  return res.json();
+}
+
+const read = (file: string) => readFileSync(path.join(root, file));
+const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
+
+interface PageResult extends PagesSummary {
+  system: string;
+  pagesPerSecond: number;
+  byPage: { file: string; layout: string; recall: number; pageCer: number }[];
+}
+function scorePages(system: string, answers: Map<string, string[]>, seconds: number): PageResult {
+  const scores = pages.map((p) =>
+    scorePageWeighted(
+      p.lines.map((l) => l.text),
+      answers.get(p.file) ?? [],
+    ),
+  );
+  return {
+    system,
+    ...summarizePages(scores),
+    pagesPerSecond: pages.length / seconds,
+    byPage: pages.map((p, i) => ({
+      file: p.file,
+      layout: p.layout,
+      recall: scores[i].truthLines === 0 ? 1 : scores[i].matched / scores[i].truthLines,
+      pageCer: scores[i].pageCer,
+    })),
+  };
+}
+
+// --- pages ---
+const pageResults: PageResult[] = [];
+for (const model of values['page-models'].split(',')) {
+  const answers = new Map<string, string[]>();
+  const t0 = performance.now();
+  for (const p of pages)
+    answers.set(
+      p.file,
+      (await predict(model, read(p.file))).lines!.map((l) => l.text),
+    );
+  pageResults.push(scorePages(model, answers, (performance.now() - t0) / 1000));
+  process.stderr.write(`${model}: ${pages.length} pages\n`);
+}
+
+// --- lines ---
+const lineResults: { system: string; cer: number; exact: number; linesPerSecond: number }[] = [];
+for (const model of values['line-models'].split(',')) {
+  const pairs: { truth: string; read: string }[] = [];
+  const t0 = performance.now();
+  for (const l of lines)
+    pairs.push({ truth: l.text, read: (await predict(model, read(l.file))).lines?.[0]?.text ?? '' });
+  const seconds = (performance.now() - t0) / 1000;
+  lineResults.push({
+    system: model,
+    cer: corpusCer(pairs),
+    exact: pairs.filter((p) => p.truth === p.read).length / pairs.length,
+    linesPerSecond: lines.length / seconds,
+  });
+  process.stderr.write(`${model}: ${lines.length} lines\n`);
+}
+
+// --- orientation: every line upright, and turned over ---
+const orientationResults: { system: string; top1: number }[] = [];
+const turned = await Promise.all(lines.map(async (l) => sharp(read(l.file)).rotate(180).png().toBuffer()));
+for (const model of values['orientation-models'].split(',')) {
+  const pairs: { expected: string; predicted: string }[] = [];
+  for (const [i, l] of lines.entries()) {
+    pairs.push({ expected: '0', predicted: (await predict(model, read(l.file))).predictions![0].label });
+    pairs.push({ expected: '180', predicted: (await predict(model, turned[i])).predictions![0].label });
+  }
+  orientationResults.push({ system: model, top1: top1(pairs) });
+}
+
+// --- RapidOCR, when its answers were written for this split ---
+const rapidFile = `${values.out}-rapidocr-${values.split}.json`;
+let rapid:
+  | {
+      tool: string;
+      pages: Record<string, string[]>;
+      lines: Record<string, string>;
+      pageSeconds: number;
+      lineSeconds: number;
+    }
+  | undefined;
+if (existsSync(rapidFile)) {
+  rapid = JSON.parse(readFileSync(rapidFile, 'utf8'));
+  const known = pages.filter((p) => rapid!.pages[p.file] !== undefined);
+  if (known.length === pages.length) {
+    pageResults.push(scorePages('RapidOCR', new Map(Object.entries(rapid!.pages)), rapid!.pageSeconds));
+    const pairs = lines.map((l) => ({ truth: l.text, read: rapid!.lines[l.file] ?? '' }));
+    lineResults.push({
+      system: 'RapidOCR recognizer',
+      cer: corpusCer(pairs),
+      exact: pairs.filter((p) => p.truth === p.read).length / pairs.length,
+      linesPerSecond: lines.length / rapid!.lineSeconds,
+    });
+  } else process.stderr.write(`${rapidFile} does not cover these pages; RapidOCR left out\n`);
+}
+
+await app.close();
+await repository.close();
+
+const machine = describeMachine();
+const md = [
+  `# Quality by task metric (${values.split} split)`,
+  '',
+  `${new Date().toISOString()}, ${machine.cpuModel} x ${machine.cores}, Node ${process.version}. ` +
+    `\`npx tsx bench/quality.ts${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}\`. ` +
+    `Data: \`bench/quality/generate.ts\` (${pages.length} pages, ${lines.length} lines; fonts and texts of the ` +
+    `${values.split} split only). A page line counts as read when one returned line is within 10 % CER of it (one to ` +
+    `one); page CER compares the page's text in reading order. Speeds are one request at a time through ` +
+    `\`app.inject\` (RapidOCR: its own loop in Python), not server throughput.`,
+  '',
+  '## Pages',
+  '',
+  '| system | line recall | line precision | page CER | pages/s |',
+  '|---|---|---|---|---|',
+  ...pageResults.map(
+    (r) =>
+      `| ${r.system} | ${pct(r.recall)} | ${pct(r.precision)} | ${pct(r.pageCer)} | ${r.pagesPerSecond.toFixed(2)} |`,
+  ),
+  '',
+  '## Lines (recognizer alone, on line images)',
+  '',
+  '| system | CER | exact lines | lines/s |',
+  '|---|---|---|---|',
+  ...lineResults.map((r) => `| ${r.system} | ${pct(r.cer)} | ${pct(r.exact)} | ${r.linesPerSecond.toFixed(1)} |`),
+  '',
+  '## Orientation (each line upright and turned 180 degrees)',
+  '',
+  '| model | top-1 |',
+  '|---|---|',
+  ...orientationResults.map((r) => `| ${r.system} | ${pct(r.top1)} |`),
+  '',
+];
+writeFileSync(`${values.out}.md`, md.join('\n'));
+writeFileSync(
+  `${values.out}.json`,
+  JSON.stringify(
+    { machine, split: values.split, pages: pageResults, lines: lineResults, orientation: orientationResults },
+    null,
+    1,
+  ) + '\n',
+);
+console.log(md.join('\n'));
