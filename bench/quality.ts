@@ -29,6 +29,8 @@ const { values } = parseArgs({
     'page-models': { type: 'string', default: 'ocr,ocr-fp32' },
     'line-models': { type: 'string', default: 'text-recognition,text-recognition-fp32' },
     'orientation-models': { type: 'string', default: 'text-orientation,text-orientation-fp32' },
+    // another model repository (a copy of models/ with changed manifests, to measure a setting)
+    repository: { type: 'string' },
   },
 });
 const root = path.join(values.data, values.split);
@@ -50,7 +52,12 @@ const lines: LineTruth[] = JSON.parse(readFileSync(path.join(root, 'lines.json')
   values.lines ? Number(values.lines) : undefined,
 );
 
-const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', MUON_LOG_LEVEL: 'warn' });
+const config = loadConfig({
+  MUON_EXECUTION_PROVIDER: 'cpu',
+  MUON_LOG_LEVEL: 'warn',
+  ...(values.repository ? { MUON_MODEL_REPOSITORY: path.resolve(values.repository) } : {}),
+});
+const list = (v: string) => v.split(',').filter(Boolean);
 const metrics = new Metrics(false);
 const log = pino({ level: 'warn' });
 const repository = new ModelRepository(config, metrics, log);
@@ -78,6 +85,7 @@ const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 interface PageResult extends PagesSummary {
   system: string;
   pagesPerSecond: number;
+  answers: Record<string, string[]>;
   byPage: { file: string; layout: string; recall: number; pageCer: number }[];
 }
 function scorePages(system: string, answers: Map<string, string[]>, seconds: number): PageResult {
@@ -91,6 +99,7 @@ function scorePages(system: string, answers: Map<string, string[]>, seconds: num
     system,
     ...summarizePages(scores),
     pagesPerSecond: pages.length / seconds,
+    answers: Object.fromEntries(answers),
     byPage: pages.map((p, i) => ({
       file: p.file,
       layout: p.layout,
@@ -102,7 +111,7 @@ function scorePages(system: string, answers: Map<string, string[]>, seconds: num
 
 // --- pages ---
 const pageResults: PageResult[] = [];
-for (const model of values['page-models'].split(',')) {
+for (const model of list(values['page-models'])) {
   const answers = new Map<string, string[]>();
   const t0 = performance.now();
   for (const p of pages)
@@ -116,7 +125,7 @@ for (const model of values['page-models'].split(',')) {
 
 // --- lines ---
 const lineResults: { system: string; cer: number; exact: number; linesPerSecond: number }[] = [];
-for (const model of values['line-models'].split(',')) {
+for (const model of list(values['line-models'])) {
   const pairs: { truth: string; read: string }[] = [];
   const t0 = performance.now();
   for (const l of lines)
@@ -133,8 +142,11 @@ for (const model of values['line-models'].split(',')) {
 
 // --- orientation: every line upright, and turned over ---
 const orientationResults: { system: string; top1: number }[] = [];
-const turned = await Promise.all(lines.map(async (l) => sharp(read(l.file)).rotate(180).png().toBuffer()));
-for (const model of values['orientation-models'].split(',')) {
+const orientationModels = list(values['orientation-models']);
+const turned = orientationModels.length
+  ? await Promise.all(lines.map(async (l) => sharp(read(l.file)).rotate(180).png().toBuffer()))
+  : [];
+for (const model of orientationModels) {
   const pairs: { expected: string; predicted: string }[] = [];
   for (const [i, l] of lines.entries()) {
     pairs.push({ expected: '0', predicted: (await predict(model, read(l.file))).predictions![0].label });

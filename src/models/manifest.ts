@@ -383,6 +383,15 @@ const CtcSection = Type.Object(
       default: true,
       description: "Class after the last dictionary line is a space ' ' (PaddleOCR use_space_char). Class 0 is blank.",
     }),
+    spaceThreshold: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1,
+        description:
+          'A blank time step whose space probability is at least this is read as a space (between words only, never doubled). ' +
+          'Recovers the spaces PP-OCR recognizers drop on English lines; without it, plain greedy decoding.',
+      }),
+    ),
   },
   { additionalProperties: false, default: {} },
 );
@@ -466,6 +475,12 @@ const OcrStages = Type.Object(
       maximum: 1,
       default: 0.5,
       description: 'Lines recognized with a lower score are dropped (PaddleOCR drop_score).',
+    }),
+    readingOrder: Type.Union([Type.Literal('columns'), Type.Literal('rows')], {
+      default: 'columns',
+      description:
+        "Order of the lines returned: 'columns' reads each column of text to its end before the next (XY-cut); " +
+        "'rows' reads top to bottom, left to right across the page (PaddleOCR's sorted_boxes), as forms often want.",
     }),
   },
   { additionalProperties: false },

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -41,6 +42,8 @@ export function trackRequests(app: App, metrics: Metrics, unattributed = true): 
 /** A signal that aborts when the client hangs up before the answer: its queued work must not cost compute. */
 export function abortOnClose(reply: FastifyReply): AbortSignal {
   const gone = new AbortController();
+  // every queued step listens: an OCR page's lines are one step each, far more than the default 10 listeners
+  setMaxListeners(0, gone.signal);
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) gone.abort();
   });

@@ -39,6 +39,27 @@ t.test('softmax activation gives the same text and probability scores from logit
   t.throws(() => ctcGreedyDecode(new Float32Array(3), 2, 4, classes), RangeError);
 });
 
+t.test('spaceThreshold: a blank step likely enough to be a space is one, between words only', async (t) => {
+  // a, blank, blank, b, blank: the blank steps between a and b give the space 0.06 and 0.2
+  const probs = steps([1, 0, 0, 2, 0]);
+  probs[1 * 4 + 3] = 0.06;
+  probs[2 * 4 + 3] = 0.2;
+  probs[4 * 4 + 3] = 0.3; // after the last word: no trailing space
+  t.equal(ctcGreedyDecode(probs, 5, 4, classes).text, 'ab', 'plain greedy decoding drops it');
+  const r = ctcGreedyDecode(probs, 5, 4, classes, 'none', 0.05);
+  t.equal(r.text, 'a b', 'one space, not two, and none at the end');
+  t.ok(Math.abs(r.score - (0.9 + 0.06 + 0.9) / 3) < 1e-6, `the space counts in the mean: ${r.score}`);
+  t.equal(ctcGreedyDecode(probs, 5, 4, classes, 'none', 0.5).text, 'ab', 'under the threshold: no space');
+  // a space step already the best is not doubled by a blank before it
+  const both = steps([1, 0, 3, 2]);
+  both[1 * 4 + 3] = 0.2;
+  t.equal(ctcGreedyDecode(both, 4, 4, classes, 'none', 0.1).text, 'a b');
+  // nothing before the first character
+  const lead = steps([0, 1]);
+  lead[3] = 0.5;
+  t.equal(ctcGreedyDecode(lead, 2, 4, classes, 'none', 0.1).text, 'a');
+});
+
 t.test('width buckets: height-scaled width rounded up to the step, between min and max width', async (t) => {
   const o = { height: 48, minWidth: 320, maxWidth: 1600, widthStep: 64 };
   t.equal(bucketWidth(38, 18, o), 320, 'a short word pads to the minimum');

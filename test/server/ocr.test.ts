@@ -143,6 +143,6 @@ t.test('text and audio are refused; /v1/models describes the stages', async (t) 
   const m = (await app.inject({ url: '/v1/models/ocr' })).json();
   t.match(m, {
     task: 'ocr',
-    input: { limitSideLen: 960, stages: { recognizer: 'text-recognition', orientation: 'text-orientation' } },
+    input: { limitSideLen: 1280, stages: { recognizer: 'text-recognition', orientation: 'text-orientation' } },
   });
 });

@@ -4,6 +4,7 @@ import { splitRows, stackRows } from '../tensor.js';
 import { pick } from './image-classification.js';
 import { cropQuad, rotate180 } from './ocr/crop.js';
 import { dbPostprocess, type Quad } from './ocr/db-postprocess.js';
+import { readingOrder } from './ocr/reading-order.js';
 import type { ClassScore } from './image-classification.js';
 import type { TextLine } from './text-recognition.js';
 import { imageOf, type StepOptions, type TaskContext, type TaskPipeline } from './task.js';
@@ -118,12 +119,13 @@ export function ocr(
       const [detected] = submit([{ row: page, opts, key: `${page.w}x${page.h}` }]);
       const prob = await detected;
       const { image } = page;
-      const boxes = dbPostprocess(prob, page.w, page.h, m.detection, {
+      const found = dbPostprocess(prob, page.w, page.h, m.detection, {
         x: image.width / page.w,
         y: image.height / page.h,
         width: image.width,
         height: image.height,
       });
+      const boxes = m.stages.readingOrder === 'columns' ? readingOrder(found) : found;
       let crops = boxes.map((b) => cropQuad(image, b.box));
       if (m.stages.orientation !== undefined) {
         const classifier = stages.model(m.stages.orientation);

@@ -159,7 +159,7 @@ export async function textRecognition(
     },
     finish(scores) {
       const [steps, n] = scores.dims;
-      return { lines: [ctcGreedyDecode(scores.data, steps, n, classes, activation)] };
+      return { lines: [ctcGreedyDecode(scores.data, steps, n, classes, activation, m.ctc.spaceThreshold)] };
     },
     warmupRow() {
       return { row: { data: new Float32Array(channels * height * minWidth), width: minWidth }, key: String(minWidth) };
@@ -192,12 +192,15 @@ export function ctcGreedyDecode(
   n: number,
   classes: readonly string[],
   activation: 'none' | 'softmax' | 'sigmoid' = 'none',
+  spaceThreshold?: number,
 ): TextLine {
   if (probs.length < steps * n) throw new RangeError(`${probs.length} scores for ${steps} steps of ${n} classes`);
+  const space = spaceThreshold === undefined ? -1 : classes.lastIndexOf(' ');
   let text = '';
   let sum = 0;
   let kept = 0;
   let previous = -1;
+  let last = 0; // the probability of the last character kept
   for (let t = 0; t < steps; t++) {
     const base = t * n;
     let best = 0;
@@ -208,14 +211,47 @@ export function ctcGreedyDecode(
         best = k;
       }
     }
-    if (best !== 0 && best !== previous) {
+    // a blank step where a space is likely enough is a space (between words, never at the ends or doubled)
+    if (best === 0 && space > 0 && text !== '' && !text.endsWith(' ')) {
+      const p = probabilityOf(probs, base, n, space, max, activation);
+      if (p >= spaceThreshold!) {
+        text += ' ';
+        sum += last = p;
+        kept++;
+        previous = space;
+        continue;
+      }
+    }
+    if (best !== 0 && best !== previous && !(best === space && text.endsWith(' '))) {
       text += classes[best] ?? '';
-      sum += probability(probs, base, n, max, activation);
+      sum += last = probability(probs, base, n, max, activation);
       kept++;
     }
     previous = best;
   }
+  if (space > 0 && text.endsWith(' ')) {
+    // a space at the end has no word after it: dropped, and its probability leaves the mean
+    text = text.slice(0, -1);
+    sum -= last;
+    kept--;
+  }
   return { text, score: kept === 0 ? 0 : sum / kept };
+}
+
+/** The probability of class `k` at one time step (`max`: the step's best raw score, for the softmax). */
+function probabilityOf(
+  x: Float32Array,
+  base: number,
+  n: number,
+  k: number,
+  max: number,
+  activation: 'none' | 'softmax' | 'sigmoid',
+): number {
+  if (activation === 'none') return x[base + k];
+  if (activation === 'sigmoid') return 1 / (1 + Math.exp(-x[base + k]));
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += Math.exp(x[base + j] - max);
+  return Math.exp(x[base + k] - max) / sum;
 }
 
 /** The probability of the best class of one time step whose best raw score is `max`. */
