@@ -6,7 +6,7 @@
  * Usage: npx tsx bench/quality/generate.ts [--out bench/quality/data] [--seed 11] [--lines 500] [--pages 32]
  * (the calibration split gets 40 % of each count). Writes <out>/<split>/lines/*, lines.json, pages/*, pages.json.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { corpusWords, renderLine, renderPage, Rng, type Split } from './render.js';
@@ -69,6 +69,19 @@ export function pageText(words: readonly string[], rng: Rng): { heading: string;
   return { heading, paragraphs };
 }
 
+/** The fixtures' upright line crops of a photographed book page, copied under `dir`/lines with their truth. */
+function copyRealLines(dir: string): { file: string; text: string; font: string; size: number }[] {
+  const fixtures = path.join(here, '../../test/fixtures/text-lines');
+  const manifest: { lines: { id: string; text: string; rect: { height: number } }[] } = JSON.parse(
+    readFileSync(path.join(fixtures, 'manifest.json'), 'utf8'),
+  );
+  return manifest.lines.map((l) => {
+    const file = `lines/photo-${l.id}.png`;
+    copyFileSync(path.join(fixtures, `${l.id}.png`), path.join(dir, file));
+    return { file, text: l.text, font: 'photographed book page', size: l.rect.height };
+  });
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
@@ -97,12 +110,15 @@ async function main() {
       writeFileSync(path.join(dir, file), sample.image);
       lines.push({ file, text: sample.text, font: sample.font, size: sample.size });
     }
+    // and the real photographed lines of the test fixtures (a book page), upright, in the evaluation split
+    if (split === 'evaluation') lines.push(...copyRealLines(dir));
     writeFileSync(path.join(dir, 'lines.json'), JSON.stringify(lines, null, 1) + '\n');
     const pageRng = new Rng(seed * 1000 + (split === 'evaluation' ? 3 : 4));
     const pages = [];
     for (let i = 0; i < pageCount; i++) {
       const { heading, paragraphs } = pageText(words, pageRng);
-      const sample = await renderPage(heading, paragraphs, split, pageRng);
+      // one page in eight lies upside down
+      const sample = await renderPage(heading, paragraphs, split, pageRng, i % 8 === 3);
       const file = `pages/${String(i).padStart(3, '0')}.${sample.format}`;
       writeFileSync(path.join(dir, file), sample.image);
       pages.push({ file, width: sample.width, height: sample.height, layout: sample.layout, lines: sample.lines });

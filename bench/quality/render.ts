@@ -373,7 +373,14 @@ async function wrap(
  * uneven light, blur, noise and JPEG (a photographed look). Each line's truth box is its ink box, carried through
  * the same warp.
  */
-export async function renderPage(heading: string, paragraphs: string[][], split: Split, rng: Rng): Promise<PageSample> {
+export async function renderPage(
+  heading: string,
+  paragraphs: string[][],
+  split: Split,
+  rng: Rng,
+  /** The page lies upside down (a scan fed the wrong way round). */
+  upsideDown = false,
+): Promise<PageSample> {
   const face = rng.pick(FACES[split]);
   const headFace = rng.pick(FACES[split]);
   const size = rng.int(14, 24);
@@ -430,7 +437,7 @@ export async function renderPage(heading: string, paragraphs: string[][], split:
     });
   }
   const photographed = rng.chance(0.5);
-  const degrees = rng.chance(0.6) ? rng.range(-2, 2) : 0;
+  const degrees = (rng.chance(0.6) ? rng.range(-2, 2) : 0) + (upsideDown ? 180 : 0);
   const keystone = photographed && rng.chance(0.5) ? rng.range(-0.015, 0.015) : 0;
   const pad = rng.int(10, 40);
   const framed = canvas(width + 2 * pad, height + 2 * pad, paper, rng, false);
@@ -451,7 +458,7 @@ export async function renderPage(heading: string, paragraphs: string[][], split:
     width: out.width,
     height: out.height,
     layout:
-      `${columns} column${columns > 1 ? 's' : ''}, ${face.family} ${face.style} ${size} px${photographed ? ', photographed' : ''}${degrees !== 0 ? `, ${degrees.toFixed(1)} deg` : ''}`.replace(
+      `${columns} column${columns > 1 ? 's' : ''}, ${face.family} ${face.style} ${size} px${photographed ? ', photographed' : ''}${degrees !== 0 ? `, ${degrees.toFixed(1)} deg` : ''}${Math.abs(degrees) > 90 ? ' (upside down)' : ''}`.replace(
         / +/g,
         ' ',
       ),

@@ -470,6 +470,13 @@ const OcrStages = Type.Object(
       default: 0.9,
       description: 'A line is turned when the upside-down score is above this (PaddleOCR cls_thresh).',
     }),
+    orientationPolicy: Type.Union([Type.Literal('line'), Type.Literal('page')], {
+      default: 'page',
+      description:
+        "'line' turns each line the orientation model finds upside down (PaddleOCR); 'page' turns every line when " +
+        'more than half of them are found upside down, and none otherwise (a page is upright or not: a lone ' +
+        "misjudged line is not turned), reading an upside-down page's lines in its own order.",
+    }),
     dropScore: Type.Number({
       minimum: 0,
       maximum: 1,

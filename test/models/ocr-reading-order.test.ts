@@ -40,6 +40,11 @@ t.test('the same page photographed 2 degrees askew reads the same', async (t) =>
   t.equal(names(readingOrder(turned(twoColumns, -2))), 'h a0 a1 a2 a3 b0 b1 b2 b3 f');
 });
 
+t.test('boxes whose corners were turned with the page (an upside-down page, mirrored) read the same', async (t) => {
+  const mirrored = twoColumns.map((b) => ({ ...b, box: b.box.map(([x, y]) => [-x, -y]) as Quad }));
+  t.equal(names(readingOrder(mirrored)), 'f b3 b2 b1 b0 a3 a2 a1 a0 h');
+});
+
 t.test('one column: top to bottom, and a line split in two is read left to right', async (t) => {
   const page = [line('1', 50, 20, 800), line('2a', 50, 50, 300), line('2b', 420, 50, 300), line('3', 50, 80, 500)];
   t.equal(names(readingOrder(page)), '1 2a 2b 3');

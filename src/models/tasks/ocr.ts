@@ -3,7 +3,7 @@ import { decodeImage, imageToTensorSized, type ImageSpec, type RawImage } from '
 import { splitRows, stackRows } from '../tensor.js';
 import { pick } from './image-classification.js';
 import { cropQuad, rotate180 } from './ocr/crop.js';
-import { dbPostprocess, type Quad } from './ocr/db-postprocess.js';
+import { dbPostprocess, type Quad, sortBoxes } from './ocr/db-postprocess.js';
 import { readingOrder } from './ocr/reading-order.js';
 import type { ClassScore } from './image-classification.js';
 import type { TextLine } from './text-recognition.js';
@@ -125,17 +125,28 @@ export function ocr(
         width: image.width,
         height: image.height,
       });
-      const boxes = m.stages.readingOrder === 'columns' ? readingOrder(found) : found;
+      const order = <T extends { readonly box: Quad }>(b: readonly T[]): T[] =>
+        m.stages.readingOrder === 'columns' ? readingOrder(b) : sortBoxes(b);
+      let boxes = order(found);
       let crops = boxes.map((b) => cropQuad(image, b.box));
       if (m.stages.orientation !== undefined) {
         const classifier = stages.model(m.stages.orientation);
         const answers = await Promise.all(
           crops.map((c) => classifier.infer({ kind: 'pixels', image: c }, { ...stepOpts(opts), topK: 1 })),
         );
-        crops = crops.map((c, i) => {
-          const [top] = (answers[i] as { predictions: ClassScore[] }).predictions;
-          return top.label === m.stages.rotatedLabel && top.score > m.stages.orientationThreshold ? rotate180(c) : c;
+        const rotated = answers.map((a) => {
+          const [top] = (a as { predictions: ClassScore[] }).predictions;
+          return top.label === m.stages.rotatedLabel && top.score > m.stages.orientationThreshold;
         });
+        if (m.stages.orientationPolicy === 'line') crops = crops.map((c, i) => (rotated[i] ? rotate180(c) : c));
+        else if (2 * rotated.filter(Boolean).length > rotated.length) {
+          // the page is upside down: every line is turned, and read in the order of the page turned upright
+          const turned = new Map(boxes.map((b, i) => [b, rotate180(crops[i])]));
+          boxes = order(boxes.map((b) => ({ box: b.box.map(([x, y]) => [-x, -y]) as Quad, original: b }))).map(
+            (b) => b.original,
+          );
+          crops = boxes.map((b) => turned.get(b)!);
+        }
       }
       const recognizer = stages.model(m.stages.recognizer);
       const read = await Promise.all(crops.map((c) => recognizer.infer({ kind: 'pixels', image: c }, stepOpts(opts))));

@@ -92,11 +92,15 @@ function widestGap<T>(
   return best?.at;
 }
 
-/** The page's tilt in radians: the median slope of the long boxes' top edges (0 when none is long). */
+/**
+ * The page's tilt in radians, between -90 and 90 degrees: the median slope of the long boxes' top edges (0 when none
+ * is long). An edge drawn right to left (a box whose corners were turned with the page) has the same slope.
+ */
 function pageAngle(boxes: readonly Quad[]): number {
   const slopes = boxes
     .filter(([p0, p1, , p3]) => Math.hypot(p1[0] - p0[0], p1[1] - p0[1]) > 2 * Math.hypot(p3[0] - p0[0], p3[1] - p0[1]))
     .map(([p0, p1]) => Math.atan2(p1[1] - p0[1], p1[0] - p0[0]))
+    .map((a) => (a > Math.PI / 2 ? a - Math.PI : a <= -Math.PI / 2 ? a + Math.PI : a))
     .sort((a, b) => a - b);
   return slopes.length === 0 ? 0 : slopes[slopes.length >> 1];
 }
