@@ -15,7 +15,15 @@ import sharp from 'sharp';
 import { loadConfig, packageRoot } from '../src/config.js';
 import { Metrics } from '../src/metrics.js';
 import { ModelRepository } from '../src/models/repository.js';
-import { corpusCer, scorePageWeighted, summarizePages, top1, type PagesSummary } from '../src/quantize/task-metrics.js';
+import {
+  corpusCer,
+  scorePageWeighted,
+  type Segment,
+  segmentF1,
+  summarizePages,
+  top1,
+  type PagesSummary,
+} from '../src/quantize/task-metrics.js';
 import { buildApp } from '../src/server/app.js';
 import { describeMachine } from './lib/machine.js';
 
@@ -29,6 +37,7 @@ const { values } = parseArgs({
     'page-models': { type: 'string', default: 'ocr,ocr-fp32' },
     'line-models': { type: 'string', default: 'text-recognition,text-recognition-fp32' },
     'orientation-models': { type: 'string', default: 'text-orientation,text-orientation-fp32' },
+    'vad-models': { type: 'string', default: 'voice-activity,voice-activity-fp32' },
     // another model repository (a copy of models/ with changed manifests, to measure a setting)
     repository: { type: 'string' },
   },
@@ -155,6 +164,36 @@ for (const model of orientationModels) {
   orientationResults.push({ system: model, top1: top1(pairs) });
 }
 
+// --- voice activity: segments against the utterances' spans (when the data has speech) ---
+const vadResults: { system: string; precision: number; recall: number; f1: number; recordings: number }[] = [];
+const speechFile = path.join(root, 'speech.json');
+if (existsSync(speechFile)) {
+  const recordings: { file: string; segments: Segment[] }[] = JSON.parse(readFileSync(speechFile, 'utf8'));
+  for (const model of list(values['vad-models'])) {
+    let [hits, truth, detected] = [0, 0, 0];
+    for (const r of recordings) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/predict?model=${model}`,
+        headers: { 'content-type': 'audio/wav' },
+        payload: read(r.file),
+      });
+      if (res.statusCode !== 200) throw new Error(`${model}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+      const found = (res.json().segments as { start_ms: number; end_ms: number }[]).map((s) => ({
+        start: s.start_ms / 1000,
+        end: s.end_ms / 1000,
+      }));
+      hits += segmentF1(r.segments, found).hits;
+      truth += r.segments.length;
+      detected += found.length;
+    }
+    const precision = detected === 0 ? 0 : hits / detected;
+    const recall = truth === 0 ? 1 : hits / truth;
+    const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+    vadResults.push({ system: model, precision, recall, f1, recordings: recordings.length });
+  }
+} else process.stderr.write(`${speechFile} is missing (espeak-ng was not installed when the data was made): no VAD\n`);
+
 // --- RapidOCR, when its answers were written for this split ---
 const rapidFile = `${values.out}-rapidocr-${values.split}.json`;
 let rapid:
@@ -216,12 +255,29 @@ const md = [
   '|---|---|',
   ...orientationResults.map((r) => `| ${r.system} | ${pct(r.top1)} |`),
   '',
+  ...(vadResults.length === 0
+    ? []
+    : [
+        `## Voice activity (${vadResults[0].recordings} recordings; a segment is found when its IoU with a spoken utterance is at least 0.5)`,
+        '',
+        '| model | segment precision | segment recall | segment F1 |',
+        '|---|---|---|---|',
+        ...vadResults.map((r) => `| ${r.system} | ${pct(r.precision)} | ${pct(r.recall)} | ${pct(r.f1)} |`),
+        '',
+      ]),
 ];
 writeFileSync(`${values.out}.md`, md.join('\n'));
 writeFileSync(
   `${values.out}.json`,
   JSON.stringify(
-    { machine, split: values.split, pages: pageResults, lines: lineResults, orientation: orientationResults },
+    {
+      machine,
+      split: values.split,
+      pages: pageResults,
+      lines: lineResults,
+      orientation: orientationResults,
+      vad: vadResults,
+    },
     null,
     1,
   ) + '\n',

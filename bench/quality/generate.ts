@@ -10,6 +10,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSy
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { corpusWords, renderLine, renderPage, Rng, type Split } from './render.js';
+import { haveEspeak, RATE, renderSpeech, wav } from './speech.js';
 
 const here = import.meta.dirname;
 
@@ -89,6 +90,7 @@ async function main() {
       seed: { type: 'string', default: '11' },
       lines: { type: 'string', default: '500' },
       pages: { type: 'string', default: '32' },
+      recordings: { type: 'string', default: '40' },
     },
   });
   const seed = Number(values.seed);
@@ -125,6 +127,23 @@ async function main() {
       process.stdout.write(`\r${split}: ${lineCount} lines, page ${i + 1}/${pageCount}`);
     }
     writeFileSync(path.join(dir, 'pages.json'), JSON.stringify(pages) + '\n');
+    process.stdout.write('\n');
+    if (!haveEspeak()) {
+      process.stdout.write(`${split}: no speech (espeak-ng is not installed: apt-get install espeak-ng)\n`);
+      continue;
+    }
+    mkdirSync(path.join(dir, 'speech'), { recursive: true });
+    const speechRng = new Rng(seed * 1000 + (split === 'evaluation' ? 5 : 6));
+    const recordings = [];
+    const recordingCount = Math.round(Number(values.recordings) * share);
+    for (let i = 0; i < recordingCount; i++) {
+      const sample = renderSpeech(words, split, speechRng);
+      const file = `speech/${String(i).padStart(3, '0')}.wav`;
+      writeFileSync(path.join(dir, file), wav(sample.samples));
+      recordings.push({ file, bed: sample.bed, seconds: sample.samples.length / RATE, segments: sample.segments });
+      process.stdout.write(`\r${split}: recording ${i + 1}/${recordingCount}`);
+    }
+    writeFileSync(path.join(dir, 'speech.json'), JSON.stringify(recordings, null, 1) + '\n');
     process.stdout.write('\n');
   }
 }

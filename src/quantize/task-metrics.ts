@@ -135,7 +135,7 @@ export function segmentF1(
   truth: readonly Segment[],
   detected: readonly Segment[],
   minIou = 0.5,
-): { precision: number; recall: number; f1: number } {
+): { precision: number; recall: number; f1: number; hits: number } {
   const pairs: { t: number; d: number; iou: number }[] = [];
   truth.forEach((t, i) =>
     detected.forEach((d, j) => {
@@ -155,7 +155,8 @@ export function segmentF1(
   }
   const precision = detected.length === 0 ? (truth.length === 0 ? 1 : 0) : usedD.size / detected.length;
   const recall = truth.length === 0 ? 1 : usedT.size / truth.length;
-  return { precision, recall, f1: precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall) };
+  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  return { precision, recall, f1, hits: usedT.size };
 }
 
 /** Share of answers whose top label is the expected one. */

@@ -71,7 +71,7 @@ t.test('segment F1 for voice activity', async (t) => {
     { start: 0, end: 1 },
     { start: 2, end: 3 },
   ];
-  t.same(segmentF1(truth, truth), { precision: 1, recall: 1, f1: 1 });
+  t.same(segmentF1(truth, truth), { precision: 1, recall: 1, f1: 1, hits: 2 });
   // one hit (IoU 0.8), one detection that overlaps too little (IoU 0.25), and nothing for the second truth
   const s = segmentF1(truth, [
     { start: 0.1, end: 0.9 },
@@ -81,8 +81,8 @@ t.test('segment F1 for voice activity', async (t) => {
   t.equal(s.recall, 0.5);
   t.equal(s.f1, 0.5);
   // one long detection covering both: matches at most one (IoU 1/3 each: none)
-  t.same(segmentF1(truth, [{ start: 0, end: 3 }]), { precision: 0, recall: 0, f1: 0 });
-  t.same(segmentF1([], []), { precision: 1, recall: 1, f1: 1 });
+  t.same(segmentF1(truth, [{ start: 0, end: 3 }]), { precision: 0, recall: 0, f1: 0, hits: 0 });
+  t.same(segmentF1([], []), { precision: 1, recall: 1, f1: 1, hits: 0 });
 });
 
 t.test('top-1', async (t) => {
