@@ -1,7 +1,7 @@
 /**
  * Task metrics: what a user of each task sees, as opposed to tensor agreement. Character error rate for text lines;
  * line recall, precision and page CER for OCR pages; segment F1 for voice activity; top-1 for classifiers. Used by
- * the quality bench and the compressor's gates.
+ * the quality bench (bench/quality.ts); meant for the compressor's gates, which do not use them yet.
  */
 
 /** Levenshtein distance between two strings, by code point (insertions, deletions, substitutions all cost 1). */
@@ -142,7 +142,7 @@ export function segmentF1(
       const inter = Math.max(0, Math.min(t.end, d.end) - Math.max(t.start, d.start));
       const union = Math.max(t.end, d.end) - Math.min(t.start, d.start);
       const iou = union > 0 ? inter / union : 0;
-      if (iou >= minIou) pairs.push({ t: i, d: j, iou });
+      if (iou > 0 && iou >= minIou) pairs.push({ t: i, d: j, iou });
     }),
   );
   pairs.sort((a, b) => b.iou - a.iou);

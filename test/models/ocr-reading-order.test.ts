@@ -57,6 +57,24 @@ t.test('a column gap narrower than a line height is not a column', async (t) => 
   t.equal(names(readingOrder(page)), 'a b c d');
 });
 
+t.test('a receipt (labels beside prices) is read row by row, not as two columns', async (t) => {
+  const receipt = [
+    line('shop', 50, 10, 300),
+    ...['milk', 'bread', 'eggs', 'total'].flatMap((item, r) => [
+      line(item, 50, 50 + 30 * r, 80),
+      line(`${item}$`, 400, 50 + 30 * r, 60),
+    ]),
+  ];
+  t.equal(names(readingOrder(receipt)), 'shop milk milk$ bread bread$ eggs eggs$ total total$');
+});
+
+t.test('past 1500 boxes the rows order is used (the cut would take seconds)', async (t) => {
+  const many = Array.from({ length: 1600 }, (_, i) => line(String(i), (i % 2) * 500, 30 * Math.floor(i / 2), 420));
+  const read = readingOrder(many);
+  t.equal(read.length, 1600);
+  t.equal(names(read.slice(0, 4)), '0 1 2 3', 'row by row');
+});
+
 t.test('nothing, one box', async (t) => {
   t.same(readingOrder([]), []);
   t.equal(names(readingOrder([line('x', 0, 0, 10)])), 'x');

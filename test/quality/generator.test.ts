@@ -53,6 +53,19 @@ t.test('every face draws, each its own way', async (t) => {
   t.ok(widths.size >= 10, `${widths.size} different widths from 16 faces`);
 });
 
+t.test(
+  'every face is drawn in its own family, not in the fallback Pango uses for a name it does not know',
+  async (t) => {
+    const text = 'Quick brown 0123';
+    for (const face of [...FACES.calibration, ...FACES.evaluation]) {
+      if (face.family === 'DejaVu Sans') continue; // the fallback itself
+      const fallback = await drawText(text, { ...face, family: 'No Such Family' }, 30);
+      const drawn = await drawText(text, face, 30);
+      t.notSame(drawn.data, fallback.data, `${face.family} ${face.style}`);
+    }
+  },
+);
+
 t.test("a page's truth boxes hold what was drawn, and nothing was drawn outside them", async (t) => {
   for (const seed of [1, 2, 3]) {
     const rng = new Rng(seed);

@@ -142,9 +142,9 @@ export function ocr(
         else if (2 * rotated.filter(Boolean).length > rotated.length) {
           // the page is upside down: every line is turned, and read in the order of the page turned upright
           const turned = new Map(boxes.map((b, i) => [b, rotate180(crops[i])]));
-          boxes = order(boxes.map((b) => ({ box: b.box.map(([x, y]) => [-x, -y]) as Quad, original: b }))).map(
-            (b) => b.original,
-          );
+          // the box as it lies on the upright page: turned, and its corners from that page's top left
+          const upright = ([p0, p1, p2, p3]: Quad): Quad => [p2, p3, p0, p1].map(([x, y]) => [-x, -y]) as Quad;
+          boxes = order(boxes.map((b) => ({ box: upright(b.box), original: b }))).map((b) => b.original);
           crops = boxes.map((b) => turned.get(b)!);
         }
       }

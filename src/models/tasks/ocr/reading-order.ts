@@ -6,10 +6,13 @@ import { type Quad, sortBoxes } from './db-postprocess.js';
  * right part, read in that order (columns); else the widest horizontal band of paper splits it into a top and a
  * bottom part; a region with neither is read top to bottom, left to right (PaddleOCR's `sorted_boxes`). A heading
  * across two columns is read before them, and each column to its end before the next: sorting by y alone reads the
- * two columns' lines in turn. A form laid out as a column of labels beside a column of values is read as columns too.
+ * two columns' lines in turn. A vertical band is a column gutter only when both sides hold lines of running text
+ * (two or more lines ten line heights wide): labels beside values, as on a receipt or a form, are read row by row.
  */
 export function readingOrder<T extends { readonly box: Quad }>(boxes: readonly T[]): T[] {
   if (boxes.length < 2) return [...boxes];
+  // the cut is O(n^2 log n) at worst (a column peeled one line at a time): past this many boxes, rows order
+  if (boxes.length > MAX_BOXES) return sortBoxes(boxes);
   const angle = pageAngle(boxes.map((b) => b.box));
   const [cos, sin] = [Math.cos(-angle), Math.sin(-angle)];
   const items = boxes.map((b) => {
@@ -24,6 +27,9 @@ export function readingOrder<T extends { readonly box: Quad }>(boxes: readonly T
   const gutter = heights[heights.length >> 1]; // a column gap is at least one line height wide
   return cut(items, gutter).map((i) => i.b);
 }
+
+/** Boxes beyond which the XY-cut is not tried (1000 take about 0.1 s; the detector keeps 1000 by default). */
+const MAX_BOXES = 1500;
 
 interface Item<T> {
   readonly b: T;
@@ -43,13 +49,10 @@ function cut<T extends { readonly box: Quad }>(items: Item<T>[], gutter: number)
   );
   if (vertical !== undefined) {
     const left = items.filter((i) => i.x1 <= vertical);
-    return [
-      ...cut(left, gutter),
-      ...cut(
-        items.filter((i) => i.x1 > vertical),
-        gutter,
-      ),
-    ];
+    const right = items.filter((i) => i.x1 > vertical);
+    // columns of text hold lines of several words on both sides; a column of labels beside a column of prices (a
+    // receipt, a form) does not, and is read row by row
+    if (proseColumn(left, gutter) && proseColumn(right, gutter)) return [...cut(left, gutter), ...cut(right, gutter)];
   }
   const horizontal = widestGap(
     items,
@@ -69,6 +72,11 @@ function cut<T extends { readonly box: Quad }>(items: Item<T>[], gutter: number)
   }
   const byItem = new Map(items.map((i) => [i.b, i]));
   return sortBoxes(items.map((i) => i.b)).map((b) => byItem.get(b)!);
+}
+
+/** At least two of the items are wide lines (10 line heights: several words), as a column of running text has. */
+function proseColumn<T>(items: readonly Item<T>[], lineHeight: number): boolean {
+  return items.filter((i) => i.x1 - i.x0 >= 10 * lineHeight).length >= 2;
 }
 
 /**
