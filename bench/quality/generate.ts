@@ -112,8 +112,9 @@ async function main() {
       writeFileSync(path.join(dir, file), sample.image);
       lines.push({ file, text: sample.text, font: sample.font, size: sample.size });
     }
-    // and the real photographed lines of the test fixtures (a book page), upright, in the evaluation split
-    if (split === 'evaluation') lines.push(...copyRealLines(dir));
+    // and the real photographed lines of the test fixtures (a book page), upright: in the calibration split, since
+    // the compressor calibrates the served models on them (scripts/compress-defaults.sh)
+    if (split === 'calibration') lines.push(...copyRealLines(dir));
     writeFileSync(path.join(dir, 'lines.json'), JSON.stringify(lines, null, 1) + '\n');
     const pageRng = new Rng(seed * 1000 + (split === 'evaluation' ? 3 : 4));
     const pages = [];

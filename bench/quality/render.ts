@@ -75,7 +75,6 @@ export const FACES: Record<Split, readonly Face[]> = {
   evaluation: [
     dejavu('DejaVuSerif.ttf', 'DejaVu Serif'),
     dejavu('DejaVuSerif-Italic.ttf', 'DejaVu Serif', 'Italic'),
-    dejavu('DejaVuSansCondensed.ttf', 'DejaVu Sans Condensed'),
     google('roboto', 'Roboto', '400Regular'),
     google('roboto', 'Roboto', '700Bold', 'Bold'),
     google('roboto', 'Roboto', '300Light', 'Light'),

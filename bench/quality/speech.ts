@@ -14,10 +14,10 @@ import type { Rng, Split } from './render.js';
 /** The rate the recordings are written at. */
 export const RATE = 16_000;
 
-/** espeak-ng voices (language + variant) of each split: no voice in both. */
+/** espeak-ng voices (voice file + variant) of each split: no voice file in both. */
 export const VOICES: Record<Split, readonly string[]> = {
   calibration: ['en-us', 'en-gb-x-rp+f2', 'en-029+m3', 'en-us+f4'],
-  evaluation: ['en', 'en-gb-scotland+m1', 'en-us+f1', 'en-gb-x-gbclan+m7', 'en-us+klatt2', 'en-us-nyc+f3'],
+  evaluation: ['en', 'en-gb-scotland+m1', 'en-gb-x-gbclan+m7', 'en-gb-x-gbcwmd+f1', 'en-us-nyc+f3', 'en+m4'],
 };
 
 /** True when espeak-ng can be run here. */
