@@ -29,10 +29,10 @@ compress text-orientation --mode int8-static --calibration test/fixtures/text-li
 # DynamicQuantizeLinear takes one scale over the whole batch, so a line's text would depend on the lines batched
 # with it; static int8 lost too many characters (see README)
 compress text-recognition --mode int4-weight --eval test/fixtures/text-lines --max-fidelity-loss 0.01
-# Silero VAD v6: pin sr=16000 (the manifest's rate) so its 16 kHz branch is inlined and quantized; the STFT conv
-# reads raw audio and stays float; percentile ranges
-compress voice-activity --mode int8-static --fix-input sr=16000 --calibration test/fixtures/audio \
-  --calibration-method percentile --exclude _if_then_branch_Conv_token_7 --max-fidelity-loss 0.05
+# Silero VAD v6 is served uncompressed: its int8 build (pin sr=16000, STFT conv float, percentile ranges, as below)
+# passed this gate but lost 6 points of segment F1 on the quality bench's evaluation speech (docs/quality.md).
+#   muon-compress models/voice-activity-fp32 --mode int8-static --fix-input sr=16000 --calibration test/fixtures/audio \
+#     --calibration-method percentile --exclude _if_then_branch_Conv_token_7 --max-fidelity-loss 0.05
 
 # PP-OCRv4 detector (the ocr model): int8 QDQ, calibrated on the photos (the book page and three without text) and
 # the text-line crops; gate on the text mask DB post-processing reads (map > 0.3)
@@ -40,13 +40,20 @@ pages=$(mktemp -d)
 cp test/fixtures/photos/* test/fixtures/text-lines/*.png "$pages"/
 compress ocr --mode int8-static --calibration "$pages" --max-fidelity-loss 0.03
 rm -rf "$pages"
+# ocr-fp32's stages are the fp32 models; the served ocr calls the compressed ones
+node -e '
+const f = process.argv[1], m = JSON.parse(require("fs").readFileSync(f, "utf8"));
+Object.assign(m.stages, { recognizer: "text-recognition", orientation: "text-orientation" });
+m.description = m.description.replace(/-fp32/g, "").replace(": the uncompressed pipeline, to compare `ocr` with", "");
+require("fs").writeFileSync(f, JSON.stringify(m, null, 2) + "\n");
+' "$out/ocr/manifest.json"
 
 if ! $check; then
-  npx prettier --log-level warn --write models/{text-orientation,text-recognition,voice-activity,ocr}/{manifest,report}.json
+  npx prettier --log-level warn --write models/{text-orientation,text-recognition,ocr}/{manifest,report}.json
   exit 0
 fi
 status=0
-for name in text-orientation text-recognition voice-activity ocr; do
+for name in text-orientation text-recognition ocr; do
   if cmp -s "$out/$name/model.onnx" "models/$name/model.onnx"; then
     echo "$name: model.onnx reproduced byte for byte"
   else
