@@ -3,8 +3,8 @@ import t from 'tap';
 import { corpusCer, scorePageWeighted, summarizePages } from '../../src/quantize/task-metrics.js';
 import { startApp } from '../helpers/app.js';
 
-// A slice of the OCR evaluation set (bench/quality/generate.ts, evaluation split): three pages (two columns; a
-// photographed page at 1.9 degrees; a photographed page upside down) and twelve lines. The served pipelines must
+// A slice of the OCR evaluation set (bench/quality/generate.ts, evaluation split): three pages (two columns; one
+// wide column of 15 px text, lines 65 times as wide as high; a photographed page upside down) and twelve lines. The served pipelines must
 // read them as well as they did when the slice was taken (task metrics), and exactly as they did (the snapshot in
 // tap-snapshots/: `npx tap test/quality/ocr-slice.test.ts --snapshot` records it again after an intended change).
 const dir = new URL('../fixtures/quality/', import.meta.url);

@@ -51,7 +51,7 @@ t.test('the model loads and describes itself', async (t) => {
       channels: 'BGR',
       resize: 'fit-height',
       minWidth: 320,
-      maxWidth: 1600,
+      maxWidth: 4096,
       widthStep: 32,
       classes: 6625,
     },
@@ -118,9 +118,8 @@ t.test('concurrent lines of different widths batch by width bucket, same answers
   });
 });
 
-t.test('a line wider than the last bucket is squeezed into it and still read', async (t) => {
-  // four lines side by side: 48 / 20 * 819 = 1966 px once scaled to the model's height, over maxWidth 1600
-  const ids = ['line-03', 'line-04', 'line-05', 'line-08'];
+/** The fixture lines `ids` side by side on one 20 px high strip, and their text joined. */
+async function strip(ids: string[]): Promise<{ image: Buffer; width: number; truth: string }> {
   const gap = 10;
   let left = 0;
   const parts = ids.map((id) => {
@@ -129,19 +128,32 @@ t.test('a line wider than the last bucket is squeezed into it and still read', a
     left += rect.width + gap;
     return part;
   });
-  const wide = await sharp({ create: { width: left, height: 20, channels: 3, background: '#ffffff' } })
+  const image = await sharp({ create: { width: left, height: 20, channels: 3, background: '#ffffff' } })
     .composite(parts)
     .png()
     .toBuffer();
-  t.ok((48 / 20) * left > 1600, 'wider than the largest bucket');
-  const res = await recognize(wide);
-  t.equal(res.statusCode, 200, res.body);
-  const { text } = res.json().lines[0];
-  const truth = ids.map((id) => lines.find((l) => l.id === id)!.text).join(' ');
-  const cer = editDistance(text.toLowerCase(), truth.toLowerCase()) / truth.length;
-  t.comment(`squeezed line: CER ${cer.toFixed(3)} "${text}"`);
-  t.ok(cer < 0.25, `squeezed line CER ${cer.toFixed(3)}`);
-});
+  return { image, width: left, truth: ids.map((id) => lines.find((l) => l.id === id)!.text).join(' ') };
+}
+
+const four = ['line-03', 'line-04', 'line-05', 'line-08'];
+
+for (const [name, ids, squeezed, limit] of [
+  // 48 / 20 * 1648 = 3955 px once scaled to the model's height: a bucket of its own (a page-wide line)
+  ['a long line (8 crops, 3955 px at the model height) is read whole', [...four, ...four], false, 0.1],
+  // 5940 px, over maxWidth 4096: squeezed into the last bucket, and still read
+  ['a line wider than the last bucket is squeezed into it and still read', [...four, ...four, ...four], true, 0.35],
+] as const) {
+  t.test(name, async (t) => {
+    const { image, width, truth } = await strip([...ids]);
+    t.equal((48 / 20) * width > 4096, squeezed, `${Math.round((48 / 20) * width)} px at the model height`);
+    const res = await recognize(image);
+    t.equal(res.statusCode, 200, res.body);
+    const { text } = res.json().lines[0];
+    const cer = editDistance(text.toLowerCase(), truth.toLowerCase()) / truth.length;
+    t.comment(`CER ${cer.toFixed(3)} "${text}"`);
+    t.ok(cer < limit, `CER ${cer.toFixed(3)}`);
+  });
+}
 
 t.test('blank and tiny images give an empty line, not an error; text bodies are refused', async (t) => {
   const blank = await sharp({ create: { width: 200, height: 32, channels: 3, background: '#ffffff' } })
