@@ -5,7 +5,9 @@
  * pages and lines when its answers are there (scripts/ocr-reference/run.sh).
  *
  * Usage: npx tsx bench/quality.ts [--data bench/quality/data] [--split evaluation] [--pages N] [--lines N]
- * [--out bench/results/quality] (writes <out>.md and <out>.json).
+ * [--out bench/results/quality] (writes <out>.md and <out>.json). Then the gate: each served compressed default
+ * (--gate compressed=original,...) must read within --max-loss (0.01: one point) of its original on every task
+ * metric both were scored on, else the exit code is 1.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +25,8 @@ import {
   summarizePages,
   top1,
   type PagesSummary,
+  qualityLosses,
+  type TaskScores,
 } from '../src/quantize/task-metrics.js';
 import { buildApp } from '../src/server/app.js';
 import { describeMachine } from './lib/machine.js';
@@ -40,6 +44,13 @@ const { values } = parseArgs({
     'vad-models': { type: 'string', default: 'voice-activity,voice-activity-fp32' },
     // another model repository (a copy of models/ with changed manifests, to measure a setting)
     repository: { type: 'string' },
+    // served defaults against their originals: exit 1 when one reads worse by more than --max-loss on a task metric
+    gate: {
+      type: 'string',
+      default:
+        'ocr=ocr-fp32,text-recognition=text-recognition-fp32,text-orientation=text-orientation-fp32,voice-activity=voice-activity-fp32',
+    },
+    'max-loss': { type: 'string', default: '0.01' },
   },
 });
 const root = path.join(values.data, values.split);
@@ -283,3 +294,20 @@ writeFileSync(
   ) + '\n',
 );
 console.log(md.join('\n'));
+
+// the gate: each compressed default against its original, by the metrics both were scored on
+const scores = new Map<string, TaskScores>();
+for (const r of pageResults) scores.set(r.system, { recall: r.recall, pageCer: r.pageCer });
+for (const r of lineResults) scores.set(r.system, { cer: r.cer });
+for (const r of orientationResults) scores.set(r.system, { top1: r.top1 });
+for (const r of vadResults) scores.set(r.system, { f1: r.f1 });
+let failed = false;
+for (const pair of list(values.gate)) {
+  const [compressed, original] = pair.split('=');
+  const [c, o] = [scores.get(compressed), scores.get(original)];
+  if (!c || !o) continue; // not measured in this run
+  const losses = qualityLosses(c, o, Number(values['max-loss']));
+  console.log(`gate ${compressed} vs ${original}: ${losses.length === 0 ? 'pass' : `FAIL (${losses.join('; ')})`}`);
+  failed ||= losses.length > 0;
+}
+if (failed) process.exitCode = 1;

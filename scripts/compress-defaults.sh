@@ -4,7 +4,8 @@
 # made by scripts/make-fixtures.sh) and the quality bench's calibration pages (bench/quality/generate.ts). Each run
 # of muon-compress applies the deploy gate.
 #
-#   bash scripts/compress-defaults.sh           rewrite models/<name> (model.onnx, manifest.json, report.*)
+#   bash scripts/compress-defaults.sh           rewrite models/<name> (model.onnx, manifest.json, report.*), then
+#                                               gate them against their fp32 originals by task metric
 #   bash scripts/compress-defaults.sh --check   rebuild into a temporary folder and check that every model.onnx is
 #                                               byte for byte the committed one (manifests differ only in the
 #                                               measured latencies and the creation time)
@@ -56,6 +57,9 @@ require("fs").writeFileSync(f, JSON.stringify(m, null, 2) + "\n");
 
 if ! $check; then
   npx prettier --log-level warn --write models/{text-orientation,text-recognition,ocr}/{manifest,report}.json
+  # the gate by task metric: each served default within 1 point of its fp32 original on the quality bench's
+  # evaluation split (about 5 minutes; exit 1 names the metric that failed)
+  npx tsx bench/quality.ts --out "$(mktemp -d)/quality" | grep '^gate'
   exit 0
 fi
 status=0

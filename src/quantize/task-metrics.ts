@@ -163,3 +163,34 @@ export function segmentF1(
 export function top1(pairs: readonly { expected: string; predicted: string }[]): number {
   return pairs.length === 0 ? 0 : pairs.filter((p) => p.expected === p.predicted).length / pairs.length;
 }
+
+/** One system's task metrics as the quality bench reports them (fractions; the ones that apply to its task). */
+export interface TaskScores {
+  /** OCR pages. */
+  recall?: number;
+  pageCer?: number;
+  /** Text lines. */
+  cer?: number;
+  /** Classifiers. */
+  top1?: number;
+  /** Voice activity. */
+  f1?: number;
+}
+
+/**
+ * Where a compressed model reads worse than its original by more than `maxLoss` (a fraction: 0.01 is one point) on
+ * any metric both were scored on: higher is better for recall, top-1 and F1, lower for the CERs. Empty: it passes.
+ */
+export function qualityLosses(compressed: TaskScores, original: TaskScores, maxLoss: number): string[] {
+  const losses: string[] = [];
+  const pts = (v: number) => `${(v * 100).toFixed(1)} %`;
+  for (const key of ['recall', 'top1', 'f1'] as const) {
+    const [c, o] = [compressed[key], original[key]];
+    if (c !== undefined && o !== undefined && o - c > maxLoss) losses.push(`${key} ${pts(c)} against ${pts(o)}`);
+  }
+  for (const key of ['pageCer', 'cer'] as const) {
+    const [c, o] = [compressed[key], original[key]];
+    if (c !== undefined && o !== undefined && c - o > maxLoss) losses.push(`${key} ${pts(c)} against ${pts(o)}`);
+  }
+  return losses;
+}

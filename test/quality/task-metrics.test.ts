@@ -5,6 +5,7 @@ import {
   editDistance,
   scorePage,
   scorePageWeighted,
+  qualityLosses,
   segmentF1,
   summarizePages,
   top1,
@@ -95,3 +96,18 @@ t.test('top-1', async (t) => {
   );
   t.equal(top1([]), 0);
 });
+
+t.test(
+  'the quality gate: a compressed model may lose at most maxLoss on each metric both were scored on',
+  async (t) => {
+    t.same(qualityLosses({ recall: 0.955, pageCer: 0.032 }, { recall: 0.959, pageCer: 0.03 }, 0.01), [], 'ocr: within');
+    t.same(qualityLosses({ recall: 0.899, pageCer: 0.096 }, { recall: 0.959, pageCer: 0.03 }, 0.01), [
+      'recall 89.9 % against 95.9 %',
+      'pageCer 9.6 % against 3.0 %',
+    ]);
+    t.same(qualityLosses({ f1: 0.776 }, { f1: 0.815 }, 0.01), ['f1 77.6 % against 81.5 %'], 'the int8 VAD');
+    t.same(qualityLosses({ cer: 0.035 }, { cer: 0.03 }, 0.01), [], 'text-recognition: half a point');
+    t.same(qualityLosses({ top1: 0.95 }, { top1: 0.9 }, 0.01), [], 'better is never a loss');
+    t.same(qualityLosses({ top1: 0.9 }, { cer: 0.1 }, 0.01), [], 'nothing in common: nothing to compare');
+  },
+);
