@@ -12,6 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { packageRoot } from '../src/config.js';
+import { wavFile } from '../test/helpers/wav.js';
 import { describeMachine, rssMib } from './lib/machine.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
 
@@ -36,24 +37,8 @@ const line = readFileSync(path.join(packageRoot, 'test/fixtures/text-lines/line-
 const page = await sharp({ create: { width: 6300, height: 6300, channels: 3, background: '#f4f4f4' } })
   .png({ compressionLevel: 9 })
   .toBuffer();
-function wav1kHz8bit(seconds: number): Buffer {
-  const frames = Math.floor(seconds * 1000);
-  const head = Buffer.alloc(44);
-  head.write('RIFF', 0);
-  head.writeUInt32LE(36 + frames, 4);
-  head.write('WAVEfmt ', 8);
-  head.writeUInt32LE(16, 16);
-  head.writeUInt16LE(1, 20);
-  head.writeUInt16LE(1, 22);
-  head.writeUInt32LE(1000, 24);
-  head.writeUInt32LE(1000, 28);
-  head.writeUInt16LE(1, 32);
-  head.writeUInt16LE(8, 34);
-  head.write('data', 36);
-  head.writeUInt32LE(frames, 40);
-  return Buffer.concat([head, Buffer.alloc(frames, 128)]);
-}
-const longWav = wav1kHz8bit(599.9);
+// ten minutes at 1 kHz, 8-bit: 600 KB that decode to 2.4 MB of samples and resample to 38 MB
+const longWav = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
 const dupOutputs = JSON.stringify({
   inputs: [{ name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', data: new Array(3 * 48 * 320).fill(0) }],
   outputs: Array.from({ length: 60 }, () => ({ name: 'softmax_11.tmp_0' })),

@@ -85,15 +85,20 @@ await repository.loadAll();
 const app = buildApp({ config, metrics, repository, logger: log });
 await app.ready();
 
+/** One request to the served model, as a client sends it: the bytes as they are, the server tells what they are. */
 async function predict(
   model: string,
-  image: Buffer,
-): Promise<{ lines?: { text: string }[]; predictions?: { label: string }[] }> {
+  bytes: Buffer,
+): Promise<{
+  lines?: { text: string }[];
+  predictions?: { label: string }[];
+  segments?: { start_ms: number; end_ms: number }[];
+}> {
   const res = await app.inject({
     method: 'POST',
     url: `/predict?model=${model}`,
     headers: { 'content-type': 'application/octet-stream' },
-    payload: image,
+    payload: bytes,
   });
   if (res.statusCode !== 200) throw new Error(`${model}: ${res.statusCode} ${res.body.slice(0, 200)}`);
   return res.json();
@@ -183,14 +188,7 @@ if (existsSync(speechFile)) {
   for (const model of list(values['vad-models'])) {
     let [hits, truth, detected] = [0, 0, 0];
     for (const r of recordings) {
-      const res = await app.inject({
-        method: 'POST',
-        url: `/predict?model=${model}`,
-        headers: { 'content-type': 'audio/wav' },
-        payload: read(r.file),
-      });
-      if (res.statusCode !== 200) throw new Error(`${model}: ${res.statusCode} ${res.body.slice(0, 200)}`);
-      const found = (res.json().segments as { start_ms: number; end_ms: number }[]).map((s) => ({
+      const found = (await predict(model, read(r.file))).segments!.map((s) => ({
         start: s.start_ms / 1000,
         end: s.end_ms / 1000,
       }));

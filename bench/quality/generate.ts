@@ -10,7 +10,8 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSy
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { corpusWords, renderLine, renderPage, Rng, type Split } from './render.js';
-import { haveEspeak, RATE, renderSpeech, wav } from './speech.js';
+import { encodeWav } from '../../test/helpers/wav.js';
+import { haveEspeak, RATE, renderSpeech } from './speech.js';
 
 const here = import.meta.dirname;
 
@@ -140,7 +141,7 @@ async function main() {
     for (let i = 0; i < recordingCount; i++) {
       const sample = renderSpeech(words, split, speechRng);
       const file = `speech/${String(i).padStart(3, '0')}.wav`;
-      writeFileSync(path.join(dir, file), wav(sample.samples));
+      writeFileSync(path.join(dir, file), encodeWav([sample.samples], RATE));
       recordings.push({ file, bed: sample.bed, seconds: sample.samples.length / RATE, segments: sample.segments });
       process.stdout.write(`\r${split}: recording ${i + 1}/${recordingCount}`);
     }

@@ -82,18 +82,17 @@ export function buildApp(deps: AppDeps): App {
     },
   );
   app.decorateRequest('holdings', null as unknown as Holdings);
+  app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
   app.addHook('onRequest', async (req, reply) => {
     req.holdings = new Holdings(reply.raw);
     const declared = Number(req.headers['content-length']);
     if (declared > 0 && declared <= deps.config.maxBodyBytes) budget.refuseIfTooLarge(declared, 'the request body');
-  });
-  app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
-  app.addHook('preParsing', async (req, _reply, payload) => {
-    const declared = Number(req.headers['content-length']);
     req.bodyMeter = new BodyMeter(budget, req.holdings, Number.isSafeInteger(declared) ? declared : undefined);
-    // a multipart body is read by its handler straight from the request, which meters it as it reads
-    return isStreamedBody(req) ? payload : req.bodyMeter.stream(payload);
   });
+  // a multipart body is read by its handler straight from the request, which meters it as it reads
+  app.addHook('preParsing', async (req, _reply, payload) =>
+    isStreamedBody(req) ? payload : req.bodyMeter.stream(payload),
+  );
   // every handler runs inside its request's holdings, so that grants outlive a client that left mid-work
   app.addHook('onRoute', (route) => {
     const handler = route.handler;

@@ -103,9 +103,10 @@ export class AdmissionBudget {
    */
   acquire(bytes: number, what: string, { quiet = false } = {}): Promise<Grant> {
     const cost = Math.max(0, Math.ceil(bytes));
-    if (cost > this.limit) {
-      this.events.onOutcome?.('refused_too_large');
-      return Promise.reject(this.refusals.tooLarge(cost, this.limit, what));
+    try {
+      this.refuseIfTooLarge(cost, what);
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (this.#used + cost <= this.limit) {
       if (!quiet) this.events.onOutcome?.('admitted');
@@ -249,7 +250,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** What this request holds of the memory budget and the large-input lane (set for every request). */
     holdings: Holdings;
-    /** Charges the body as it arrives (set for every request with a body, in preParsing). */
+    /** Charges the body as it arrives (set for every request, in onRequest). */
     bodyMeter: BodyMeter;
   }
 }

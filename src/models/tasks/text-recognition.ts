@@ -233,7 +233,7 @@ export function ctcGreedyDecode(
       if (spaceDue && best !== space) text += ' ';
       spaceDue = false;
       text += classes[best] ?? '';
-      last = probability(probs, base, n, max, activation);
+      last = probabilityOf(probs, base, n, best, max, activation);
       sum += last;
       kept++;
       lastChar = best;
@@ -263,21 +263,6 @@ function probabilityOf(
   let sum = 0;
   for (let j = 0; j < n; j++) sum += Math.exp(x[base + j] - max);
   return Math.exp(x[base + k] - max) / sum;
-}
-
-/** The probability of the best class of one time step whose best raw score is `max`. */
-function probability(
-  x: Float32Array,
-  base: number,
-  n: number,
-  max: number,
-  activation: 'none' | 'softmax' | 'sigmoid',
-): number {
-  if (activation === 'none') return max;
-  if (activation === 'sigmoid') return 1 / (1 + Math.exp(-max));
-  let sum = 0;
-  for (let k = 0; k < n; k++) sum += Math.exp(x[base + k] - max);
-  return 1 / sum;
 }
 
 /** Verifies `/labels/sha256` when the manifest pins the dictionary (the repository reads it, but checks no hash). */

@@ -40,6 +40,12 @@ const Query = Type.Object(
 
 const Params = Type.Object({ name: Type.String({ pattern: modelNamePattern }) });
 
+/**
+ * Header lines read from a multipart part; busboy drops those past it, so a part whose Content-Disposition comes
+ * later has no name and is skipped (answered as a missing file, not held).
+ */
+const PART_HEADER_LINES = 64;
+
 /** The JSON form of a text input (`application/json`); raw text goes as `text/plain`. */
 const TextBody = Type.Object(
   { text: Type.String({ description: 'The text, for models that take text (e.g. language-id).' }) },
@@ -190,10 +196,6 @@ class TextInput {
  * text body or a JSON `{"text"}` body. Files and raw bodies whose bytes are RIFF/WAVE are audio, whatever their
  * declared type; other bytes are images (the image decoder refuses what is not one).
  */
-/** Header lines read from a multipart part; busboy drops those past it, so a part whose Content-Disposition
- * comes later has no name and is skipped (answered as a missing file, not held). */
-const PART_HEADER_LINES = 64;
-
 /**
  * The one file of a multipart body. busboy reports a malformed body (cut off, no boundary, a broken part header)
  * with plain errors that carry no code; they are the client's fault, so they become 400s, not 500s.
