@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
+import { parseManifest } from '../../src/models/manifest.js';
 import type { Quad } from '../../src/models/tasks/ocr/db-postprocess.js';
 import { readingOrder } from '../../src/models/tasks/ocr/reading-order.js';
 
@@ -78,4 +81,15 @@ t.test('past 1500 boxes the rows order is used (the cut would take seconds)', as
 t.test('nothing, one box', async (t) => {
   t.same(readingOrder([]), []);
   t.equal(names(readingOrder([line('x', 0, 0, 10)])), 'x');
+});
+
+t.test('the manifest takes only the orders and orientation policies there are', async (t) => {
+  const where = path.resolve(import.meta.dirname, '../../models/ocr/manifest.json');
+  const m = JSON.parse(readFileSync(where, 'utf8'));
+  t.match(parseManifest(m, where), { stages: { readingOrder: 'columns', orientationPolicy: 'page' } });
+  t.match(parseManifest({ ...m, stages: { ...m.stages, readingOrder: 'rows', orientationPolicy: 'line' } }, 'x'), {
+    stages: { readingOrder: 'rows', orientationPolicy: 'line' },
+  });
+  t.throws(() => parseManifest({ ...m, stages: { ...m.stages, readingOrder: 'diagonal' } }, 'x'), /readingOrder/);
+  t.throws(() => parseManifest({ ...m, stages: { ...m.stages, orientationPolicy: 'word' } }, 'x'), /orientationPolicy/);
 });

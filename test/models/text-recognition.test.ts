@@ -98,4 +98,10 @@ t.test('the shipped manifest is valid and pins its files', async (t) => {
     () => parseManifest({ ...m, input: { ...m.input, minWidth: 640, maxWidth: 320 } }, 'x'),
     /maxWidth must not be below/,
   );
+  for (const spaceThreshold of [0, -0.1, 1.5, '0.05'])
+    t.throws(
+      () => parseManifest({ ...m, ctc: { ...m.ctc, spaceThreshold } }, 'x'),
+      /spaceThreshold/,
+      `spaceThreshold ${JSON.stringify(spaceThreshold)} is refused`,
+    );
 });

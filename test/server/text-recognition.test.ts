@@ -182,6 +182,7 @@ t.test('a manifest whose dictionary does not match the model, or its hash, fails
   const manifest = JSON.parse(readFileSync(path.join(shipped, 'manifest.json'), 'utf8'));
   for (const [name, patch] of [
     ['no-space', { ctc: { useSpaceChar: false } }],
+    ['threshold-no-space', { ctc: { useSpaceChar: false, spaceThreshold: 0.05 } }],
     ['bad-hash', { labels: { ...manifest.labels, sha256: '0'.repeat(64) } }],
   ] as const) {
     cpSync(shipped, path.join(root, name), { recursive: true });
@@ -191,5 +192,6 @@ t.test('a manifest whose dictionary does not match the model, or its hash, fails
   t.teardown(() => bad.close());
   const byName = Object.fromEntries(bad.failures.map((f) => [f.name, f.error]));
   t.match(byName['no-space'], /6625\].*useSpaceChar/);
+  t.match(byName['threshold-no-space'], /\/ctc\/spaceThreshold needs a space class/);
   t.match(byName['bad-hash'], /\/labels\/sha256 is 0+ but/);
 });
