@@ -3,7 +3,7 @@
  * take the server down: one output asked for 60 times, 12 pages of 6300x6300, 12 ten-minute WAVs at 1 kHz, 40
  * connections each sending most of an 8 MiB body and stalling, data nested 10,000 deep. Records the server's RSS
  * peak, event-loop lag (p99, max), the worst /v2/health/live latency, the ordinary requests' goodput against their
- * goodput alone, and every status code. Usage: npm run build && npx tsx bench/hostile-load.ts [--seconds 30]
+ * goodput alone, and every status code. Usage: npm run build && npx tsx bench/hostile-load.ts [--seconds 30] [--rounds 3]
  * [--budget-mib 1024] (writes bench/results/hostile-load.md and .json).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -19,12 +19,16 @@ import { assertBuildFresh, ServerProcess } from './lib/server.js';
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '30' },
+    // the seconds of each condition are split into this many slices, alone and attacked taking turns, so that a
+    // noisy neighbour or the JIT's warm-up weighs on both alike
+    rounds: { type: 'string', default: '3' },
     'budget-mib': { type: 'string', default: '1024' },
     // a comma-separated subset of the attack, to see what each part costs (the committed results use all of it)
     only: { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
 const budgetMib = Number(values['budget-mib']);
 const only = values.only?.split(',');
 const on = (kind: string) => only === undefined || only.includes(kind);
@@ -104,9 +108,18 @@ async function lag(): Promise<{ p99: number; max: number }> {
   return { p99: v('nodejs_eventloop_lag_p99_seconds'), max: v('nodejs_eventloop_lag_max_seconds') };
 }
 
-/** One phase: ordinary traffic (8 clients), plus the attack when asked; RSS, liveness and lag measured. */
-async function phase(attack: boolean) {
-  const end = performance.now() + seconds * 1000;
+interface Phase {
+  goodput: number;
+  rssPeak: number;
+  liveWorst: number;
+  liveFailed: number;
+  lagP99: number;
+  lagMax: number;
+}
+
+/** One slice: ordinary traffic (8 clients), plus the attack when asked; RSS, liveness and lag measured. */
+async function phase(attack: boolean, sliceSeconds: number): Promise<Phase> {
+  const end = performance.now() + sliceSeconds * 1000;
   const until = () => performance.now() > end;
   const rss: number[] = [];
   const sampler = setInterval(() => rss.push(rssMib(server.pid)), 250);
@@ -143,15 +156,34 @@ async function phase(attack: boolean) {
   clearInterval(sampler);
   const l = await lag();
   const ok = (status.get('ordinary')?.get(200) ?? 0) - (before.get(200) ?? 0);
-  return { goodput: ok / seconds, rssPeak: Math.max(...rss), liveWorst, liveFailed, lagP99: l.p99, lagMax: l.max };
+  return { goodput: ok / sliceSeconds, rssPeak: Math.max(...rss), liveWorst, liveFailed, lagP99: l.p99, lagMax: l.max };
 }
 
+/** Slices of one condition merged: mean goodput, and the worst of everything else. */
+const merge = (slices: Phase[]): Phase => ({
+  goodput: slices.reduce((a, p) => a + p.goodput, 0) / slices.length,
+  rssPeak: Math.max(...slices.map((p) => p.rssPeak)),
+  liveWorst: Math.max(...slices.map((p) => p.liveWorst)),
+  liveFailed: slices.reduce((a, p) => a + p.liveFailed, 0),
+  lagP99: Math.max(...slices.map((p) => p.lagP99)),
+  lagMax: Math.max(...slices.map((p) => p.lagMax)),
+});
+
 const idleRss = rssMib(server.pid);
-process.stderr.write(`ordinary traffic alone for ${seconds} s\n`);
-const alone = await phase(false);
-status.clear();
-process.stderr.write(`ordinary traffic with the attack mix for ${seconds} s\n`);
-const attacked = await phase(true);
+const aloneSlices: Phase[] = [];
+const attackedSlices: Phase[] = [];
+const slice = seconds / rounds;
+for (let r = 0; r < rounds; r++) {
+  process.stderr.write(`round ${r + 1}/${rounds}: ordinary traffic alone for ${slice} s, then with the attack mix\n`);
+  const countsBefore = new Map([...status].map(([k, m]) => [k, new Map(m)]));
+  aloneSlices.push(await phase(false, slice));
+  // the status table is the attacked slices' only: forget what the alone slice added
+  status.clear();
+  for (const [k, m] of countsBefore) status.set(k, m);
+  attackedSlices.push(await phase(true, slice));
+}
+const alone = merge(aloneSlices);
+const attacked = merge(attackedSlices);
 const alive = await fetch(`${base}/v2/health/ready`).then(
   (r) => r.status,
   () => 0,
@@ -174,7 +206,9 @@ const md = [
   '# Hostile load: ordinary traffic next to the attack mix of issue 11',
   '',
   `${new Date().toISOString()}, ${machine.cpuModel} x ${machine.cores}, Node ${machine.node}. ` +
-    `\`npx tsx bench/hostile-load.ts --seconds ${seconds} --budget-mib ${budgetMib}\`. Ordinary traffic: 8 clients ` +
+    `\`npx tsx bench/hostile-load.ts --seconds ${seconds} --rounds ${rounds} --budget-mib ${budgetMib}\`: ` +
+    `${seconds} s of each condition in ${rounds} slices, alone and attacked taking turns (goodput is the slices' ` +
+    'mean, the other rows their worst). Ordinary traffic: 8 clients ' +
     'sending a text line to `text-orientation`, one request after another. Attack: 2 clients asking one output 60 ' +
     'times, 12 clients sending 6300x6300 PNG pages (131 KB) to `ocr`, 12 sending 600 s WAVs at 1 kHz to ' +
     '`voice-activity`, 1 sending data nested 10,000 deep, 40 connections sending 8 MiB - 1 KiB of an 8 MiB body ' +
@@ -188,7 +222,7 @@ const md = [
   `| worst /v2/health/live (ms) | ${fmt(alone.liveWorst)} | ${fmt(attacked.liveWorst)} |`,
   `| failed liveness probes (10 s limit) | ${alone.liveFailed} | ${attacked.liveFailed} |`,
   '',
-  'Status codes during the attack phase (0 = no HTTP answer: the connection was cut, as it must be for a stalled upload):',
+  'Status codes during the attacked slices (0 = no HTTP answer: the connection was cut, as it must be for a stalled upload):',
   '',
   '| traffic | codes |',
   '|---|---|',
@@ -204,7 +238,10 @@ writeFileSync(
   JSON.stringify(
     {
       seconds,
+      rounds,
       budgetMib,
+      aloneSlices,
+      attackedSlices,
       idleRss,
       alone,
       attacked,

@@ -50,6 +50,8 @@ export interface Config {
   readonly maxQueueDelayMs: number | undefined;
   /** Threads sharp (libvips) may use per image; images are decoded in parallel across requests anyway. */
   readonly preprocessThreads: number;
+  /** Worker threads for the tasks' CPU work (decoding, sampling, post-processing); 0 runs it on the event loop. */
+  readonly taskThreads: number;
   /** Run one batch through each model before reporting ready. */
   readonly warmup: boolean;
   /** After SIGTERM: readiness is 503 at once, new requests are still served for this long (load balancers catch up). */
@@ -207,6 +209,7 @@ export function loadConfig(env: Env = process.env): Config {
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
+    taskThreads: int(env, 'MUON_TASK_THREADS', availableParallelism(), 0, 1024)!,
     warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
     adminToken: adminToken(env),
     shutdownGraceMs: int(env, 'MUON_SHUTDOWN_GRACE_MS', d.MUON_SHUTDOWN_GRACE_MS, 0, 600_000)!,

@@ -28,6 +28,7 @@ import { languageId } from './tasks/language-id.js';
 import { ocr } from './tasks/ocr.js';
 import { textRecognition } from './tasks/text-recognition.js';
 import { voiceActivity } from './tasks/voice-activity.js';
+import { inlineTaskWorkers, TaskWorkers } from '../workers/task-workers.js';
 import type {
   ModelInput,
   PredictParams,
@@ -314,7 +315,12 @@ export class ModelRepository {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly faults: { readonly workerEntry?: URL } = {},
-  ) {}
+  ) {
+    this.#workers = new TaskWorkers(config.taskThreads, config.preprocessThreads);
+  }
+
+  /** The threads every model's pre- and post-processing runs on. */
+  readonly #workers: TaskWorkers;
 
   #draining = false;
 
@@ -432,6 +438,7 @@ export class ModelRepository {
     const names = await this.#folders();
     for (const name of names) this.#models.set(name, { state: 'LOADING', name });
     const threads = threadsPerModel(this.config, names.length);
+    const workersStarted = this.#workers.warm(); // while the models load
     const failures: { name: string; error: string }[] = [];
     for (const name of names.sort()) {
       const started = performance.now();
@@ -459,6 +466,7 @@ export class ModelRepository {
         this.log.error({ model: name, err }, 'model failed to load');
       }
     }
+    await workersStarted;
     this.#loaded = true;
     return failures;
   }
@@ -697,21 +705,18 @@ export class ModelRepository {
         })
       : await ModelSession.create(source, options);
     try {
-      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, this.config.maxImagePixels, {
-        names: () => [...this.#models.keys()],
-        model: (stage) => this.readyModel(stage),
+      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, {
+        maxImagePixels: this.config.maxImagePixels,
+        workers: this.#workers,
+        stages: { names: () => [...this.#models.keys()], model: (stage) => this.readyModel(stage) },
       });
       const batching = effectiveBatching(manifest.batching, session.provider, pipeline.graphMaxBatch, this.config);
       // one queue per model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ); a
-      // failed batch is retried row by row, so one bad input fails alone; row buffers go back to their pool after
-      const run = async (rows: unknown[]) => {
-        if (rows[0] instanceof TensorRow) return isolated(rows as TensorRow[], (r) => runTensorRows(session, r));
-        try {
-          return await isolated(rows, (r) => pipeline.runBatch(r));
-        } finally {
-          pipeline.releaseRows?.(rows);
-        }
-      };
+      // failed batch is retried row by row, so one bad input fails alone
+      const run = async (rows: unknown[]) =>
+        rows[0] instanceof TensorRow
+          ? isolated(rows as TensorRow[], (r) => runTensorRows(session, r))
+          : isolated(rows, (r) => pipeline.runBatch(r));
       const batcher = new Batcher<unknown, unknown>(run, batching, this.observer(name));
       const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
       model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
@@ -762,6 +767,7 @@ export class ModelRepository {
     await Promise.all([...this.#changes.values()].map((c) => c.catch(() => {})));
     const serving = this.list().flatMap((s) => (s.state === 'READY' ? [...s.versions.values()] : []));
     await Promise.all(serving.map((m) => m.close()));
+    await this.#workers.close();
   }
 
   /** Queue depth of each batcher of a model (its versions, and the old one during a reload), by model. */
@@ -835,8 +841,12 @@ export async function createPipeline(
   session: SessionRunner,
   dir: string,
   where: string,
-  maxImagePixels: number,
-  stages: StageModels = noStages,
+  opts: {
+    readonly maxImagePixels: number;
+    /** Where the task's CPU work runs; by default on the calling thread (tools). */
+    readonly workers?: TaskWorkers;
+    readonly stages?: StageModels;
+  },
 ): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
   const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
     readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8');
@@ -849,10 +859,11 @@ export async function createPipeline(
     manifest,
     session,
     labels,
-    maxImagePixels,
+    maxImagePixels: opts.maxImagePixels,
+    workers: opts.workers ?? inlineTaskWorkers,
     where,
     readFile: read,
-    stages,
+    stages: opts.stages ?? noStages,
   });
   return { pipeline, labels };
 }

@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { sibling, startWorker } from '../workers/start-worker.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
 import { existsSync } from 'node:fs';
 import {
@@ -203,7 +204,9 @@ export class WorkerSessionPool implements ServingSession {
 
   /** Starts one worker with its listeners in place from the first moment; `ready` settles with its first reply. */
   #start(): { instance: Instance; ready: Promise<Ready> } {
-    const instance: Instance = { worker: startWorker(this.#init, this.#events.workerEntry) };
+    const instance: Instance = {
+      worker: startWorker(this.#events.workerEntry ?? sibling('session-worker', import.meta.url), this.#init),
+    };
     const ready = new Promise<Ready>((resolve, reject) => (instance.started = { resolve, reject }));
     // whoever starts it may stop waiting (create gives up at the first failure): never an unhandled rejection
     ready.catch(() => {});
@@ -327,17 +330,4 @@ export class WorkerSessionPool implements ServingSession {
 /** A copy of a feed's elements in a buffer of its own (a Node Buffer's `slice` would be a view of its slab). */
 function copyOf(data: HostTensor['data']): HostTensor['data'] {
   return Buffer.isBuffer(data) ? new Uint8Array(data) : data.slice();
-}
-
-/**
- * Starts one worker on `entry` (the compiled worker, or its TypeScript source through tsx when running from `src/`).
- */
-function startWorker(init: WorkerInit, entry: URL | undefined): Worker {
-  const file =
-    entry ?? new URL(import.meta.url.endsWith('.ts') ? './session-worker.ts' : './session-worker.js', import.meta.url);
-  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData: init });
-  // tests and bench scripts run the sources through tsx, whose loader a worker does not inherit on Node 20
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  const code = `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file.href)}); });`;
-  return new Worker(code, { eval: true, workerData: init });
 }

@@ -115,10 +115,13 @@ export async function pipelineFeeds(
     names: () => undefined,
     model: () => ({ task: 'stage', infer: () => Promise.reject(stop) }),
   };
-  const { pipeline } = await createPipeline(manifest, recorder, dir, where, Number.MAX_SAFE_INTEGER, stages);
+  const { pipeline } = await createPipeline(manifest, recorder, dir, where, {
+    maxImagePixels: Number.MAX_SAFE_INTEGER,
+    stages,
+  });
   const submit: SubmitRows<unknown, unknown> = (rows) => {
     const batch = rows.map((r) => r.row);
-    const outs = pipeline.runBatch(batch).finally(() => pipeline.releaseRows?.(batch));
+    const outs = pipeline.runBatch(batch);
     return rows.map((_, i) => outs.then((o) => o[i]));
   };
   return async (input, file) => {
@@ -139,7 +142,7 @@ export async function pipelineFeeds(
         if (err !== stop) throw err;
       });
     } else {
-      await pipeline.runBatch([prepared.row]).finally(() => pipeline.releaseRows?.([prepared.row]));
+      await pipeline.runBatch([prepared.row]);
     }
     return recorded;
   };

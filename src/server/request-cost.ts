@@ -1,8 +1,9 @@
-import sharp from 'sharp';
+import { Errors } from '../errors.js';
 import type { Manifest } from '../models/manifest.js';
-import { detectorSize, MAX_PAGE_SIDE } from '../models/tasks/ocr.js';
+import { detectorSize, MAX_PAGE_SIDE } from '../workers/ops.js';
 import type { WireInput } from '../models/tasks/task.js';
 import { readWavHeader, resampledLength } from '../preprocess/audio.js';
+import { imageHeaderSize } from '../preprocess/image-header.js';
 
 // What one predict input will hold in memory once decoded, estimated from its header before anything is decoded,
 // so it can be admitted against the memory budget (the body itself is already counted).
@@ -15,17 +16,18 @@ const BYTES_PER_CHAR = 8;
 /**
  * Bytes a predict input costs to decode and run: pixels from the image header, samples from the WAV header (at the
  * file's rate and at the model's), a small multiple of a text. A header that cannot be read costs nothing here: the
- * decoder refuses it at once with its own 4xx.
+ * decoder refuses it at once with its own 4xx. An image over `maxImagePixels` is refused here (422).
  */
-export async function inputCost(input: WireInput, manifest: Manifest): Promise<number> {
+export function inputCost(input: WireInput, manifest: Manifest, maxImagePixels: number): number {
   switch (input.kind) {
     case 'text':
       return input.text.length * BYTES_PER_CHAR;
     case 'image': {
-      const meta = await sharp(input.bytes)
-        .metadata()
-        .catch(() => undefined);
-      const [w, h] = [meta?.width ?? 0, meta?.height ?? 0];
+      const stored = imageHeaderSize(input.bytes);
+      const [w, h] = [stored?.width ?? 0, stored?.height ?? 0];
+      // the decoder would refuse it after reading the same header: refused here, before it costs anything
+      if (w * h > maxImagePixels)
+        throw new Errors.IMAGE_DIMENSIONS(`${w}x${h} is over the limit of ${maxImagePixels} pixels`);
       if (manifest.task !== 'ocr') return w * h * BYTES_PER_PIXEL;
       // a page is shrunk as it is decoded; then the detector's tensor (3 floats a pixel) and its probability map
       const s = Math.min(1, MAX_PAGE_SIDE / Math.max(w, h, 1));

@@ -1,13 +1,7 @@
-import {
-  dims as imageDims,
-  imageToTensor,
-  placement,
-  type ImageSpec,
-  type ImageTensor,
-} from '../../preprocess/image.js';
+import { dims as imageDims, placement, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
 import { ManifestError, type FaceDetectionManifest } from '../manifest.js';
 import type { TensorInfo } from '../session.js';
-import { BatchBuffers, RowPool, splitRows } from '../tensor.js';
+import { BatchBuffers, splitRows } from '../tensor.js';
 import { checkShape, pick } from './image-classification.js';
 import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
@@ -233,8 +227,7 @@ export function faceDetection(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
   const buffers = new BatchBuffers(rowDims, maxRows);
-  const rowSize = rowDims.reduce((a, b) => a * b, 1);
-  const rows = new RowPool(rowSize, 2 * maxRows);
+  const sizing = { kind: 'fixed', spec } as const;
   const names = [...scoreOutputs, ...boxOutputs].map((o) => o.name);
 
   /** Row `i` of several outputs, concatenated along the anchor axis. */
@@ -256,13 +249,8 @@ export function faceDetection(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const row = rows.acquire();
-      const t = await imageToTensor(imageOf(req, 'face-detection'), spec, ctx.maxImagePixels, row).catch(
-        (err: unknown) => {
-          rows.release([row]);
-          throw err;
-        },
-      );
+      const source = imageOf(req, 'face-detection');
+      const t = await ctx.workers.run('imageTensor', { source, sizing, maxPixels: ctx.maxImagePixels });
       return { row: t, key: '' };
     },
     async runBatch(batchRows) {
@@ -273,9 +261,6 @@ export function faceDetection(
         const boxes = gather(out, boxOutputs, batchRows.length);
         return batchRows.map((r, i) => ({ scores: scores[i], boxes: boxes[i], original: r.original }));
       });
-    },
-    releaseRows(batchRows) {
-      rows.release(batchRows.map((r) => r.data)); // after the run: a batch of one is computed straight from its row
     },
     finish(raw) {
       const found = weightedNms(
@@ -304,7 +289,11 @@ export function faceDetection(
     },
     warmupRow() {
       return {
-        row: { data: new Float32Array(rowSize), dims: rowDims, original: { width: spec.width, height: spec.height } },
+        row: {
+          data: new Float32Array(rowDims.reduce((a, b) => a * b, 1)),
+          dims: rowDims,
+          original: { width: spec.width, height: spec.height },
+        },
         key: '',
       };
     },

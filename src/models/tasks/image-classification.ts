@@ -1,6 +1,6 @@
-import { dims as imageDims, imageToTensor, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
+import { dims as imageDims, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
 import { ManifestError, type ImageManifest } from '../manifest.js';
-import { BatchBuffers, RowPool, splitRows } from '../tensor.js';
+import { BatchBuffers, splitRows } from '../tensor.js';
 import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
 /** One class in a classification answer. */
@@ -33,23 +33,15 @@ export function imageClassification(
   const activation = m.output.activation;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
   const buffers = new BatchBuffers(rowDims, maxRows);
-  const rows = new RowPool(
-    rowDims.reduce((a, b) => a * b, 1),
-    2 * maxRows,
-  );
+  const sizing = { kind: 'fixed', spec } as const;
 
   return {
     accepts: ['image'],
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const row = rows.acquire();
-      const t = await imageToTensor(imageOf(req, 'image-classification'), spec, ctx.maxImagePixels, row).catch(
-        (err: unknown) => {
-          rows.release([row]);
-          throw err;
-        },
-      );
+      const source = imageOf(req, 'image-classification');
+      const t = await ctx.workers.run('imageTensor', { source, sizing, maxPixels: ctx.maxImagePixels });
       return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
     },
     async runBatch(batchRows) {
@@ -58,9 +50,6 @@ export function imageClassification(
         const out = await session.run({ [input.name]: batch }, [output.name]);
         return splitRows(out[output.name], batchRows.length).map((r) => r.data);
       });
-    },
-    releaseRows(batchRows) {
-      rows.release(batchRows.map((r) => r.data)); // after the run: a batch of one is computed straight from its row
     },
     finish(scores, params) {
       const k = Math.min(params.topK ?? m.topK, labels.length);

@@ -1,27 +1,13 @@
 import { ManifestError, type OcrManifest } from '../manifest.js';
-import { decodeImage, imageToTensorSized, type ImageSpec, type RawImage } from '../../preprocess/image.js';
 import { splitRows, stackRows } from '../tensor.js';
 import { pick } from './image-classification.js';
-import { cropQuad, rotate180 } from './ocr/crop.js';
-import { dbPostprocess, type Quad, sortBoxes } from './ocr/db-postprocess.js';
+import { rotate180 } from './ocr/crop.js';
+import { type Quad, sortBoxes } from './ocr/db-postprocess.js';
 import { readingOrder } from './ocr/reading-order.js';
 import type { ClassScore } from './image-classification.js';
 import type { TextLine } from './text-recognition.js';
+import { detectorSize, type DetectorSizing, type PageRow } from '../../workers/ops.js';
 import { imageOf, type StepOptions, type TaskContext, type TaskPipeline } from './task.js';
-
-/** A page ready for the detector: its tensor row and the decoded pixels the lines are cut from. */
-interface PageRow {
-  readonly data: Float32Array;
-  /** Tensor width and height (multiples of `/input/sizeMultiple`). */
-  readonly w: number;
-  readonly h: number;
-  readonly image: RawImage;
-  /** From `image` pixels to the page as sent (above 1 when a huge page was shrunk as it was decoded). */
-  readonly scale: number;
-}
-
-/** The longest side of a page the OCR pipeline holds decoded (27 MiB of RGB at most). */
-export const MAX_PAGE_SIDE = 3072;
 
 /** One recognized line: text, recognizer score, and its box in page pixels (reading order). */
 export interface OcrLine extends TextLine {
@@ -54,19 +40,22 @@ export function ocr(
   const batchDim = input.shape[0];
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const { limitSideLen, limitType, sizeMultiple } = m.input;
-  const specOf = (width: number, height: number): ImageSpec => ({
-    layout: 'NCHW',
-    height,
-    width,
-    channels: m.input.channels,
-    resize: 'stretch',
-    cropRatio: 1,
-    interpolation: m.input.interpolation,
-    scale: m.input.scale,
-    mean: m.input.mean,
-    std: m.input.std,
-    padValue: 0,
-  });
+  const detector: DetectorSizing = {
+    limitSideLen,
+    limitType,
+    sizeMultiple,
+    spec: {
+      layout: 'NCHW',
+      channels: m.input.channels,
+      resize: 'stretch',
+      cropRatio: 1,
+      interpolation: m.input.interpolation,
+      scale: m.input.scale,
+      mean: m.input.mean,
+      std: m.input.std,
+      padValue: 0,
+    },
+  };
 
   // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors
   const stepOpts = (opts: StepOptions) => ({
@@ -93,15 +82,8 @@ export function ocr(
     graphMaxBatch: fixedBatch,
     async prepare(req) {
       const source = imageOf(req, 'ocr');
-      // a page larger than MAX_PAGE_SIDE is shrunk while it decodes: the detector never looks at more than its
-      // limit, and the crops keep plenty of resolution, so a huge page costs no more memory than a large photo
-      const { scale, ...image } =
-        source instanceof Uint8Array
-          ? await decodeImage(source, ctx.maxImagePixels, MAX_PAGE_SIDE)
-          : { ...source, scale: 1 };
-      const [w, h] = detectorSize(image.width, image.height, limitSideLen, limitType, sizeMultiple);
-      const t = await imageToTensorSized(image, ctx.maxImagePixels, () => ({ spec: specOf(w, h) }));
-      return { row: { data: t.data, w, h, image, scale }, key: `${w}x${h}` };
+      const page = await ctx.workers.run('ocrPage', { source, maxPixels: ctx.maxImagePixels, detector });
+      return { row: page, key: `${page.w}x${page.h}` };
     },
     async runBatch(rows) {
       const { w, h } = rows[0];
@@ -118,17 +100,15 @@ export function ocr(
     async sequence(page, opts, submit) {
       const [detected] = submit([{ row: page, opts, key: `${page.w}x${page.h}` }]);
       const prob = await detected;
+      // the page's pixels are not needed here once its lines are cut: they move to the worker, as the map does
       const { image } = page;
-      const found = dbPostprocess(prob, page.w, page.h, m.detection, {
-        x: image.width / page.w,
-        y: image.height / page.h,
-        width: image.width,
-        height: image.height,
-      });
+      let { boxes, crops } = await ctx.workers.run(
+        'ocrLines',
+        { prob, w: page.w, h: page.h, detection: m.detection, image, readingOrder: m.stages.readingOrder },
+        { move: [prob, image.data] },
+      );
       const order = <T extends { readonly box: Quad }>(b: readonly T[]): T[] =>
         m.stages.readingOrder === 'columns' ? readingOrder(b) : sortBoxes(b);
-      let boxes = order(found);
-      let crops = boxes.map((b) => cropQuad(image, b.box));
       if (m.stages.orientation !== undefined) {
         const classifier = stages.model(m.stages.orientation);
         const answers = await Promise.all(
@@ -168,28 +148,4 @@ export function ocr(
       return { row: { data: new Float32Array(3 * w * h), w, h, image, scale: 1 }, key: `${w}x${h}` };
     },
   };
-}
-
-/**
- * The detector's input size for a page (PaddleOCR's `DetResizeForTest`, limit types `max` and `min`): scaled so the
- * longer side is at most (or the shorter side at least) `limit`, each side then rounded to a multiple of `multiple`
- * (at least one multiple).
- */
-export function detectorSize(
-  width: number,
-  height: number,
-  limit: number,
-  type: 'max' | 'min',
-  multiple: number,
-): [number, number] {
-  const ratio =
-    type === 'max'
-      ? Math.max(width, height) > limit
-        ? limit / Math.max(width, height)
-        : 1
-      : Math.min(width, height) < limit
-        ? limit / Math.min(width, height)
-        : 1;
-  const side = (v: number) => Math.max(Math.round((v * ratio) / multiple) * multiple, multiple);
-  return [side(width), side(height)];
 }

@@ -1,6 +1,7 @@
 import type { Manifest } from '../manifest.js';
 import type { ImageSource, RawImage } from '../../preprocess/image.js';
 import type { SessionRunner } from '../session.js';
+import type { TaskWorkers } from '../../workers/task-workers.js';
 
 /**
  * A request body as the route decoded it; tasks say which kinds they take. Images stay encoded bytes (the format is
@@ -35,6 +36,8 @@ export interface TaskContext<M extends Manifest = Manifest> {
   readonly session: SessionRunner;
   readonly labels: readonly string[];
   readonly maxImagePixels: number;
+  /** Where the task's CPU work runs (decoding, sampling, post-processing): off the event loop in the server. */
+  readonly workers: TaskWorkers;
   /** Where errors are reported ("models/foo/manifest.json"). */
   readonly where: string;
   /**
@@ -107,11 +110,6 @@ export interface TaskPipeline<Row = unknown, Out = unknown, Answer = unknown, Re
    */
   prepare(input: ModelInput, signal?: AbortSignal): Promise<Prepared<Request>>;
   runBatch(rows: Row[]): Promise<Out[]>;
-  /**
-   * Optional: gives rows' buffers back to their pool. Called once per batch, after `runBatch` and after any retry
-   * of its rows one by one (a failed batch is retried row by row, so rows must stay intact until then).
-   */
-  releaseRows?(rows: Row[]): void;
   /**
    * Optional, for tasks whose request is a sequence of dependent rows (a stateful model run frame by frame): runs
    * the prepared request through as many `submit` steps as it needs and returns what `finish` takes. Without it, a

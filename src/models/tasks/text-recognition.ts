@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { imageToTensorSized, type ImageSpec } from '../../preprocess/image.js';
 import { ManifestError, type TextRecognitionManifest } from '../manifest.js';
 import type { HostTensor } from '../session.js';
-import { RowPool, splitRows } from '../tensor.js';
+import { splitRows } from '../tensor.js';
+import type { Sizing } from '../../workers/ops.js';
 import { pick } from './image-classification.js';
 import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
@@ -24,12 +24,6 @@ interface LineScores {
   readonly data: Float32Array;
   readonly dims: readonly number[];
 }
-
-/**
- * Rows kept per width bucket for reuse. Small on purpose: there can be ~40 buckets and a 1600-wide row is 0.9 MB, so
- * pooling a full batch per bucket would hold hundreds of MB for traffic that mostly lands in a few buckets.
- */
-const ROWS_KEPT_PER_BUCKET = 4;
 
 /**
  * `text-recognition`: one cropped text line in, its text out, with a CTC recognizer such as PaddleOCR's PP-OCRv4
@@ -88,22 +82,24 @@ export async function textRecognition(
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
   const activation = m.output.activation;
 
-  const specs = new Map<number, ImageSpec>();
-  const pools = new Map<number, RowPool>();
-  const specOf = (width: number): ImageSpec => {
-    let spec = specs.get(width);
-    if (!spec) {
-      const { channels: order, interpolation, scale, mean, std, padValue } = m.input;
-      const fixed = { layout: 'NCHW', resize: 'fit-height', cropRatio: 1 } as const;
-      spec = { ...fixed, height, width, channels: order, interpolation, scale, mean, std, padValue };
-      specs.set(width, spec);
-    }
-    return spec;
-  };
-  const poolOf = (width: number): RowPool => {
-    let pool = pools.get(width);
-    if (!pool) pools.set(width, (pool = new RowPool(channels * height * width, ROWS_KEPT_PER_BUCKET)));
-    return pool;
+  const { channels: order, interpolation, scale, mean, std, padValue } = m.input;
+  const sizing: Sizing = {
+    kind: 'line',
+    spec: {
+      layout: 'NCHW',
+      resize: 'fit-height',
+      cropRatio: 1,
+      height,
+      channels: order,
+      interpolation,
+      scale,
+      mean,
+      std,
+      padValue,
+    },
+    minWidth,
+    maxWidth,
+    widthStep,
   };
   const buffers = new SharedBatchBuffers(maxRows * channels * height * maxWidth);
 
@@ -129,16 +125,8 @@ export async function textRecognition(
     },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      let acquired: { pool: RowPool; row: Float32Array } | undefined;
-      const t = await imageToTensorSized(imageOf(req, 'text-recognition'), ctx.maxImagePixels, (w, h) => {
-        const width = bucketWidth(w, h, m.input);
-        const pool = poolOf(width);
-        acquired = { pool, row: pool.acquire() };
-        return { spec: specOf(width), out: acquired.row };
-      }).catch((err: unknown) => {
-        acquired?.pool.release([acquired.row]);
-        throw err;
-      });
+      const source = imageOf(req, 'text-recognition');
+      const t = await ctx.workers.run('imageTensor', { source, sizing, maxPixels: ctx.maxImagePixels });
       const width = t.dims[2];
       return { row: { data: t.data, width }, key: String(width) };
     },
@@ -155,10 +143,6 @@ export async function textRecognition(
         },
       );
     },
-    releaseRows(rows) {
-      // after the run (and any retry): a batch of one is computed from its row
-      poolOf(rows[0].width).release(rows.map((r) => r.data));
-    },
     finish(scores) {
       const [steps, n] = scores.dims;
       return { lines: [ctcGreedyDecode(scores.data, steps, n, classes, activation, m.ctc.spaceThreshold)] };
@@ -167,19 +151,6 @@ export async function textRecognition(
       return { row: { data: new Float32Array(channels * height * minWidth), width: minWidth }, key: String(minWidth) };
     },
   };
-}
-
-/**
- * The width bucket of a w x h line: its width once scaled to the model's height (PaddleOCR: ceil(H * w / h)),
- * rounded up to a multiple of `widthStep`, at least `minWidth`, at most `maxWidth` (wider lines are squeezed).
- */
-export function bucketWidth(
-  w: number,
-  h: number,
-  o: { readonly height: number; readonly minWidth: number; readonly maxWidth: number; readonly widthStep: number },
-): number {
-  const resized = Math.max(1, Math.ceil((o.height * w) / h));
-  return Math.min(o.maxWidth, Math.max(o.minWidth, Math.ceil(resized / o.widthStep) * o.widthStep));
 }
 
 /**

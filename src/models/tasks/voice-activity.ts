@@ -1,6 +1,5 @@
 import { SequenceScheduler } from '../../batching/sequence.js';
 import { Errors } from '../../errors.js';
-import { decodeWavSliced, resampleSliced } from '../../preprocess/audio.js';
 import { ManifestError, type VoiceActivityManifest } from '../manifest.js';
 import type { TensorInfo } from '../session.js';
 import type { TaskContext, TaskPipeline } from './task.js';
@@ -133,13 +132,14 @@ export async function voiceActivity(
     graphMaxBatch: undefined,
     async prepare(req, signal) {
       if (req.kind !== 'audio') throw new Error(`voice-activity got ${req.kind} input; this is a bug`);
-      const audio = await decodeWavSliced(req.bytes, maxSeconds, signal);
-      const samples = await resampleSliced(audio.samples, audio.sampleRate, rate, signal);
-      const frames = Math.ceil(samples.length / window);
-      if (frames === 0) throw new Errors.MISSING_INPUT('the audio is too short to hold one sample at the model rate');
-      const padded = new Float32Array(context + frames * window); // zeros: the first context, the last frame's tail
-      padded.set(samples, context);
-      return { row: { padded, frames, samples: samples.length, durationMs: audio.durationMs }, key: '' };
+      const row = await ctx.workers.run(
+        'audioFrames',
+        { bytes: req.bytes, maxSeconds, rate, context, window },
+        { signal },
+      );
+      if (row.frames === 0)
+        throw new Errors.MISSING_INPUT('the audio is too short to hold one sample at the model rate');
+      return { row, key: '' };
     },
     async runBatch(rows) {
       const n = rows.length;

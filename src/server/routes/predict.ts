@@ -139,7 +139,7 @@ export async function predictRoutes(
     track.model(req, lookup(name).name); // refuses an unknown model before its body is read
     const input = await readInput(req);
     // what decoding will hold, admitted before it happens (from the image or WAV header)
-    const cost = await inputCost(input, lookup(name).manifest);
+    const cost = inputCost(input, lookup(name).manifest, config.maxImagePixels);
     req.holdings.add(await budget.acquire(cost, `this ${input.kind} input`));
     if (cost >= LARGE_INPUT_BYTES) req.holdings.add(await largeInputs.acquire(1, `this large ${input.kind} input`));
     // looked up again once the body is in and admitted (an upload can outlast a reload of the model), and handed

@@ -1,0 +1,30 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { configureImageDecoder } from '../preprocess/image.js';
+import { ops } from './ops.js';
+import { toWire, transferables, type OpReply, type OpRequest } from './wire.js';
+
+// One task worker: runs the ops the event loop hands it (several at once: sharp decodes on its own threads) and
+// sends their results back, their typed arrays moved rather than copied.
+
+const port = parentPort;
+if (!port) throw new Error('task-worker.ts runs as a worker thread; this is a bug');
+configureImageDecoder((workerData as { imageThreads: number }).imageThreads);
+
+port.on('message', (req: OpRequest) => {
+  void run(req);
+});
+
+async function run({ id, op, args }: OpRequest): Promise<void> {
+  let reply: OpReply;
+  try {
+    const fn = ops[op as keyof typeof ops] as (a: unknown) => Promise<unknown>;
+    reply = { id, ok: true, result: await fn(args) };
+  } catch (err) {
+    reply = { id, ok: false, error: toWire(err) };
+  }
+  try {
+    port!.postMessage(reply, reply.ok ? transferables(reply.result) : []);
+  } catch {
+    port!.postMessage(reply); // a buffer the runtime owns cannot be moved: copy it
+  }
+}

@@ -1,0 +1,144 @@
+import type { Worker } from 'node:worker_threads';
+import { ops, type OpArgs, type OpName, type OpResult } from './ops.js';
+import { sibling, startWorker } from './start-worker.js';
+import { fromWire, transferables, type OpReply, type OpRequest } from './wire.js';
+
+interface Pending {
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface Thread {
+  readonly worker: Worker;
+  readonly pending: Map<number, Pending>;
+}
+
+/**
+ * The threads the tasks' CPU work runs on ({@link ops}: image decoding and sampling, audio decoding and resampling,
+ * OCR post-processing), so that the event loop only speaks HTTP, admits, queues and answers. An op goes to the
+ * thread with the fewest ops in flight; a thread starts on first use and holds the process open only while it has
+ * work. With 0 threads the ops run on the event loop (in slices where they are long), as they did before.
+ *
+ * A thread that dies fails the ops it had (500) and is replaced by the next op; nothing else is lost.
+ */
+export class TaskWorkers {
+  readonly #threads: (Thread | undefined)[];
+  readonly #imageThreads: number;
+  readonly #entry: URL;
+  #nextId = 0;
+  #closed = false;
+
+  /**
+   * @param threads worker threads (0: run on the calling thread)
+   * @param imageThreads libvips threads per image on each worker
+   */
+  constructor(threads: number, imageThreads = 1, entry = sibling('task-worker', import.meta.url)) {
+    if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`threads must be >= 0, got ${threads}`);
+    this.#threads = Array.from({ length: threads }, () => undefined);
+    this.#imageThreads = imageThreads;
+    this.#entry = entry;
+  }
+
+  /** Worker threads (0 when ops run on the event loop). */
+  get size(): number {
+    return this.#threads.length;
+  }
+
+  /**
+   * Runs one op. `move` lists arrays of the arguments the caller gives up: they travel without a copy when each
+   * spans its whole buffer (and are unusable here afterwards). `signal` stops a long op between slices when it runs
+   * on the event loop; on a worker the op runs to its end, off the loop.
+   */
+  run<K extends OpName>(
+    op: K,
+    args: OpArgs<K>,
+    opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal } = {},
+  ): Promise<OpResult<K>> {
+    if (this.#threads.length === 0) {
+      const fn = ops[op] as (a: OpArgs<K>, signal?: AbortSignal) => Promise<OpResult<K>>;
+      return fn(args, opts.signal);
+    }
+    if (this.#closed) return Promise.reject(new Error('task workers are closed'));
+    // a cold pool starts whole, so that ops spread from the first (a failed start fails the op below, not this)
+    if (this.#threads.includes(undefined)) this.warm().catch(() => {});
+    return this.#post(this.#threads[this.#leastBusy()]!, op, args, opts.move);
+  }
+
+  /**
+   * Starts every thread and resolves once each has loaded its modules and answered (the repository calls it while
+   * models load, so that the first requests do not wait for a thread to boot, nor stagger behind one that does).
+   */
+  async warm(): Promise<void> {
+    if (this.#closed) return;
+    for (let slot = 0; slot < this.#threads.length; slot++) this.#threads[slot] ??= this.#start(slot);
+    await Promise.all(this.#threads.map((t) => t && this.#post(t, 'ping', {})));
+  }
+
+  #post<K extends OpName>(
+    thread: Thread,
+    op: K,
+    args: OpArgs<K>,
+    move: readonly ArrayBufferView[] = [],
+  ): Promise<OpResult<K>> {
+    const id = this.#nextId++;
+    return new Promise<OpResult<K>>((resolve, reject) => {
+      if (thread.pending.size === 0) thread.worker.ref();
+      thread.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const msg: OpRequest = { id, op, args };
+      try {
+        thread.worker.postMessage(msg, transferables(move));
+      } catch (err) {
+        this.#settle(thread, id);
+        reject(err as Error);
+      }
+    });
+  }
+
+  /** Stops every thread; ops in flight fail. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const threads = this.#threads.filter((t): t is Thread => t !== undefined);
+    this.#threads.fill(undefined);
+    await Promise.all(threads.map((t) => t.worker.terminate()));
+  }
+
+  #leastBusy(): number {
+    let best = 0;
+    let load = Infinity;
+    this.#threads.forEach((t, i) => {
+      const n = t?.pending.size ?? 0;
+      if (n < load) [best, load] = [i, n];
+    });
+    return best;
+  }
+
+  #start(slot: number): Thread {
+    const worker = startWorker(this.#entry, { imageThreads: this.#imageThreads });
+    const thread: Thread = { worker, pending: new Map() };
+    worker.unref();
+    worker.on('message', (reply: OpReply) => {
+      const p = this.#settle(thread, reply.id);
+      if (!p) return;
+      if (reply.ok) p.resolve(reply.result);
+      else p.reject(fromWire(reply.error));
+    });
+    let why = 'exited';
+    worker.on('error', (err) => (why = err.message));
+    worker.on('exit', (code) => {
+      if (this.#threads[slot] === thread) this.#threads[slot] = undefined; // the next op starts a new one
+      for (const p of thread.pending.values()) p.reject(new Error(`task worker ${why} (code ${code})`));
+      thread.pending.clear();
+    });
+    return thread;
+  }
+
+  #settle(thread: Thread, id: number): Pending | undefined {
+    const p = thread.pending.get(id);
+    thread.pending.delete(id);
+    if (thread.pending.size === 0) thread.worker.unref();
+    return p;
+  }
+}
+
+/** Ops on the calling thread: for tools (the compressor, benches) that need no event loop kept free. */
+export const inlineTaskWorkers = new TaskWorkers(0);
