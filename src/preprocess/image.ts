@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { Errors } from '../errors.js';
+import { decodePlainPng } from './png.js';
 
 /** How a decoded image becomes the model's fixed input size. */
 export type ResizeMode =
@@ -153,6 +154,8 @@ export async function decodeImage(
   maxPixels: number,
   maxSide = Infinity,
 ): Promise<RawImage & { readonly scale: number }> {
+  const plain = decodePlainPng(bytes, maxPixels);
+  if (plain && Math.max(plain.width, plain.height) <= maxSide) return { ...plain, scale: 1 };
   const img = await open(bytes, maxPixels);
   let pipe = img.pipeline().toColourspace('srgb');
   const shrink = Math.max(img.width, img.height) > maxSide;
@@ -171,6 +174,7 @@ export async function imageToTensorSized(
   maxPixels: number,
   choose: (width: number, height: number) => { spec: ImageSpec; out?: Float32Array },
 ): Promise<ImageTensor> {
+  if (source instanceof Uint8Array) source = decodePlainPng(source, maxPixels) ?? source;
   const img = await open(source, maxPixels);
   const { width: w, height: h } = img;
   const { spec, out } = choose(w, h);
