@@ -298,26 +298,32 @@ function toTensor(img: Pixels, place: Placement, spec: ImageSpec, into?: Float32
     a[c] = spec.scale / spec.std[c % spec.std.length];
     b[c] = -spec.mean[c % spec.mean.length] / spec.std[c % spec.std.length];
   }
-  const nchw = spec.layout === 'NCHW';
   const { px, w, channels: n } = img;
-  for (let y = 0; y < crop.height; y++) {
-    const r0 = ys.i0[y] * w;
-    const r1 = ys.i1[y] * w;
-    const fy = ys.f[y];
-    const ty = y + place.top;
-    for (let x = 0; x < crop.width; x++) {
-      const fx = xs.f[x];
-      const p00 = (r0 + xs.i0[x]) * n;
-      const p01 = (r0 + xs.i1[x]) * n;
-      const p10 = (r1 + xs.i0[x]) * n;
-      const p11 = (r1 + xs.i1[x]) * n;
-      const tx = x + place.left;
-      for (let c = 0; c < C; c++) {
-        const k = src[c];
-        const top = px[p00 + k] + (px[p01 + k] - px[p00 + k]) * fx;
-        const bottom = px[p10 + k] + (px[p11 + k] - px[p10 + k]) * fx;
-        const v = (top + (bottom - top) * fy) * a[c] + b[c];
-        out[nchw ? (c * H + ty) * W + tx : (ty * W + tx) * C + c] = v;
+  // per column: the two source offsets and the weight, computed once for all rows
+  const x0 = new Int32Array(crop.width);
+  const x1 = new Int32Array(crop.width);
+  for (let x = 0; x < crop.width; x++) [x0[x], x1[x]] = [xs.i0[x] * n, xs.i1[x] * n];
+  const fxs = xs.f;
+  // where channel c of pixel (tx, ty) goes: NCHW planes, or NHWC interleaved
+  const plane = spec.layout === 'NCHW' ? H * W : 1;
+  const step = spec.layout === 'NCHW' ? 1 : C;
+  for (let c = 0; c < C; c++) {
+    const k = src[c];
+    const ac = a[c];
+    const bc = b[c];
+    for (let y = 0; y < crop.height; y++) {
+      const r0 = ys.i0[y] * w * n + k;
+      const r1 = ys.i1[y] * w * n + k;
+      const fy = ys.f[y];
+      const ty = y + place.top;
+      let o = spec.layout === 'NCHW' ? c * plane + ty * W + place.left : (ty * W + place.left) * C + c;
+      for (let x = 0; x < crop.width; x++, o += step) {
+        const fx = fxs[x];
+        const p00 = px[r0 + x0[x]];
+        const p10 = px[r1 + x0[x]];
+        const top = p00 + (px[r0 + x1[x]] - p00) * fx;
+        const bottom = p10 + (px[r1 + x1[x]] - p10) * fx;
+        out[o] = (top + (bottom - top) * fy) * ac + bc;
       }
     }
   }
