@@ -75,12 +75,16 @@ export class ServerProcess {
    * Inherited `MUON_*` variables are dropped so the shell cannot skew a run; the server runs on CPU with warn-level
    * logs, and `env` comes on top.
    */
-  static async start(env: Record<string, string>): Promise<ServerProcess> {
+  static async start(
+    env: Record<string, string>,
+    /** The server's entry; another build (an older commit's `dist/main.js`) runs as a baseline. */
+    main = path.join(packageRoot, 'dist', 'main.js'),
+  ): Promise<ServerProcess> {
     const port = await freePort();
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUON_')));
     // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server under a bench
     const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...nodeArgs, path.join(packageRoot, 'dist', 'main.js')], {
+    const child = spawn(process.execPath, [...nodeArgs, main], {
       cwd: packageRoot,
       env: {
         ...inherited,
