@@ -89,3 +89,13 @@ export function batchingStats(deltas: readonly BatchTotals[]): BatchingStats {
     meanQueueWaitMs: (total('queueWaitSum') * 1000) / total('queueWaitCount'),
   };
 }
+
+/**
+ * prom-client samples the event loop with a 10 ms timer (its default `eventLoopMonitoringPrecision`) and its
+ * `nodejs_eventloop_lag_*` figures are the intervals between ticks, that period included: an idle loop reports
+ * about 10 ms. The benches report the lag beyond it, the time the loop was really held.
+ */
+export const LAG_SAMPLING_MS = 10;
+
+/** Event-loop lag from a `nodejs_eventloop_lag_*_seconds` value: milliseconds beyond the sampling period. */
+export const lagBeyondSampling = (seconds: number): number => Math.max(0, seconds * 1000 - LAG_SAMPLING_MS);

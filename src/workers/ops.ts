@@ -114,8 +114,13 @@ export const ops = {
    */
   async ocrPage(a: { source: ImageSource; maxPixels: number; detector: DetectorSizing }): Promise<PageRow> {
     const { source, detector: d } = a;
-    const { scale, ...image } =
+    const decoded =
       source instanceof Uint8Array ? await decodeImage(source, a.maxPixels, MAX_PAGE_SIDE) : { ...source, scale: 1 };
+    const { scale, ...image } = decoded;
+    // libvips's pixels live outside the JS heap, where the garbage collector does not count them, and they cannot
+    // move to another thread: a copy on the heap can, and lets the collector free libvips's soon (on a worker that
+    // allocates little, 28 MiB pages would otherwise pile up until its next collection)
+    if (Buffer.isBuffer(image.data)) image.data = new Uint8Array(image.data);
     const [w, h] = detectorSize(image.width, image.height, d.limitSideLen, d.limitType, d.sizeMultiple);
     const spec: ImageSpec = { ...d.spec, width: w, height: h };
     const t = await imageToTensorSized(image, a.maxPixels, () => ({ spec }));
