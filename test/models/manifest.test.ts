@@ -89,12 +89,12 @@ t.test('the task decides the input section: text fields for language-id, image f
   });
 });
 
-t.test("the README's ImageNet classifier manifest is valid once its sha256 is filled in", async (t) => {
-  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+t.test("the documented ImageNet classifier manifest is valid once its sha256 is filled in", async (t) => {
+  const readme = readFileSync(path.join(root, 'docs/model-repository.md'), 'utf8');
   const section = readme.slice(readme.indexOf('### A standard ImageNet classifier'));
   const json = /```json\n([\s\S]*?)\n```/.exec(section)?.[1];
   t.ok(json, 'the example is found');
   const example = JSON.parse(json!.replace('<sha256sum model.onnx>', 'ab'.repeat(32)));
-  const m = parseManifest(example, 'README.md');
+  const m = parseManifest(example, 'docs/model-repository.md');
   t.match(m, { task: 'image-classification', input: { height: 224, width: 224, resize: 'center-crop' } });
 });
