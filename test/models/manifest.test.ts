@@ -89,7 +89,7 @@ t.test('the task decides the input section: text fields for language-id, image f
   });
 });
 
-t.test("the documented ImageNet classifier manifest is valid once its sha256 is filled in", async (t) => {
+t.test('the documented ImageNet classifier manifest is valid once its sha256 is filled in', async (t) => {
   const readme = readFileSync(path.join(root, 'docs/model-repository.md'), 'utf8');
   const section = readme.slice(readme.indexOf('### A standard ImageNet classifier'));
   const json = /```json\n([\s\S]*?)\n```/.exec(section)?.[1];
