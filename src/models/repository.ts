@@ -438,7 +438,10 @@ export class ModelRepository {
     const names = await this.#folders();
     for (const name of names) this.#models.set(name, { state: 'LOADING', name });
     const threads = threadsPerModel(this.config, names.length);
-    const workersStarted = this.#workers.warm(); // while the models load
+    // while the models load; a thread that cannot start is started again by the first op that needs it
+    const workersStarted = this.#workers
+      .warm()
+      .catch((err: unknown) => this.log.warn({ err }, 'task workers did not all start'));
     const failures: { name: string; error: string }[] = [];
     for (const name of names.sort()) {
       const started = performance.now();

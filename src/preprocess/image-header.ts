@@ -1,6 +1,9 @@
 // An image's size read from its header in a few microseconds, without libvips: what the memory budget needs to
 // price a request before anything is decoded (the decoder checks the real size again, and refuses what lies).
 
+/** Steps of the JPEG marker walk before it gives up (a real file reaches its frame header in a few dozen). */
+const MAX_JPEG_STEPS = 65_536;
+
 /** Width and height as stored (EXIF orientation not applied: a turned image has the same pixel count). */
 export interface StoredSize {
   readonly width: number;
@@ -20,16 +23,17 @@ export function imageHeaderSize(b: Uint8Array): StoredSize | undefined {
   if (b.length >= 24 && b[0] === 0x89 && ascii(1, 4) === 'PNG' && ascii(12, 16) === 'IHDR')
     return size(u32be(16), u32be(20));
 
-  // JPEG: walk the marker segments to the first start-of-frame
+  // JPEG: walk the marker segments to the first start-of-frame, as libjpeg's next_marker does: bytes between
+  // segments that are not a marker (junk, stuffed FF 00, fill FF) are skipped; the walk gives up after
+  // MAX_JPEG_STEPS steps, and the caller prices such a file at the most an image may cost
   if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
     let at = 2;
-    while (at + 3 < b.length) {
-      if (b[at] !== 0xff) return undefined;
-      const marker = b[at + 1];
-      if (marker === 0xff) {
-        at++; // fill byte
+    for (let steps = 0; at + 3 < b.length && steps < MAX_JPEG_STEPS; steps++) {
+      if (b[at] !== 0xff || b[at + 1] === 0xff || b[at + 1] === 0x00) {
+        at++; // junk, a fill byte, or FF 00: not a marker
         continue;
       }
+      const marker = b[at + 1];
       if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
         at += 2; // markers without a length
         continue;
@@ -37,7 +41,9 @@ export function imageHeaderSize(b: Uint8Array): StoredSize | undefined {
       if (marker === 0xd9 || marker === 0xda) return undefined; // end of image, or scan data before any frame
       const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
       if (isFrame) return at + 8 < b.length ? size(u16be(at + 7), u16be(at + 5)) : undefined;
-      at += 2 + u16be(at + 2);
+      const length = u16be(at + 2);
+      if (length < 2) return undefined;
+      at += 2 + length;
     }
     return undefined;
   }

@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { Errors } from '../errors.js';
+import { imageHeaderSize } from './image-header.js';
 import { decodePlainPng } from './png.js';
 
 /** How a decoded image becomes the model's fixed input size. */
@@ -134,6 +135,14 @@ async function open(source: ImageSource, maxPixels: number): Promise<Opened> {
   if (!meta.width || !meta.height) throw new Errors.INVALID_IMAGE('no dimensions in the header');
   if (meta.width * meta.height > maxPixels) {
     throw new Errors.IMAGE_DIMENSIONS(`${meta.width}x${meta.height} is over the limit of ${maxPixels} pixels`);
+  }
+  // the memory budget priced the image from the size its header gives (image-header.ts): an image whose frame is
+  // another size (a crafted file with a decoy header) is refused, so the price always holds
+  const priced = imageHeaderSize(bytes);
+  if (priced && (priced.width !== meta.width || priced.height !== meta.height)) {
+    throw new Errors.INVALID_IMAGE(
+      `the header gives ${priced.width}x${priced.height} but the image is ${meta.width}x${meta.height}`,
+    );
   }
   const swap = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 turn the image by 90 degrees
   return {

@@ -2,8 +2,8 @@ import * as zlib from 'node:zlib';
 import type { RawImage } from './image.js';
 
 // libvips costs about 1 ms per image in fixed overhead (a pipeline, its threads), which is most of the work for a
-// text line or a small photo. A plain PNG (8-bit RGB or RGBA, not interlaced, no palette, colour profile, gamma or
-// EXIF) decodes to the very same pixels with zlib and the five PNG filters, in a tenth of that. Anything else, and
+// text line or a small photo. A plain PNG (8-bit RGB, or RGBA with every pixel opaque; not interlaced, no palette,
+// colour profile, gamma or EXIF) decodes to the very same pixels with zlib and the five PNG filters, in a tenth of that. Anything else, and
 // anything this reader finds odd, goes to libvips, which also gives the error message.
 
 /** Pixels above which libvips decodes anyway (it streams large images; this reader holds the whole file inflated). */
@@ -13,7 +13,7 @@ export const PLAIN_PNG_MAX_PIXELS = 1 << 20;
 const MEANINGFUL = new Set(['iCCP', 'gAMA', 'cHRM', 'sRGB', 'sBIT', 'eXIf', 'tRNS', 'PLTE']);
 
 /**
- * Decodes a plain PNG to RGB pixels (alpha dropped, as the libvips path does), or returns undefined when the file is
+ * Decodes a plain PNG to RGB pixels (an opaque alpha dropped), or returns undefined when the file is
  * anything else: another format or PNG variant, over {@link PLAIN_PNG_MAX_PIXELS} or `maxPixels`, or damaged (a bad
  * CRC, short data). Never throws.
  */
@@ -36,6 +36,7 @@ function decode(b: Uint8Array, maxPixels: number): RawImage | undefined {
   let channels = 0;
   const idat: Uint8Array[] = [];
   let ended = false;
+  let previous = '';
   for (let at = 8; at + 12 <= b.length && !ended;) {
     const length = view.getUint32(at);
     const end = at + 12 + length;
@@ -53,9 +54,12 @@ function decode(b: Uint8Array, maxPixels: number): RawImage | undefined {
         return undefined;
       if (width === 0 || height === 0 || width * height > maxPixels) return undefined;
       channels = colour === 2 ? 3 : 4;
-    } else if (type === 'IDAT') idat.push(data);
-    else if (type === 'IEND') ended = true;
+    } else if (type === 'IDAT') {
+      if (idat.length > 0 && previous !== 'IDAT') return undefined; // IDAT chunks must be consecutive (libpng refuses)
+      idat.push(data);
+    } else if (type === 'IEND') ended = true;
     else if (MEANINGFUL.has(type) || (type.charCodeAt(0) & 0x20) === 0) return undefined; // or unknown critical
+    previous = type;
     at = end;
   }
   if (!ended || idat.length === 0) return undefined;
@@ -108,6 +112,8 @@ function unfilter(raw: Uint8Array, width: number, height: number, bpp: number): 
     if (bpp === 3) out.set(cur, o);
     else
       for (let x = 0; x < width; x++) {
+        // a transparent pixel: libvips premultiplies alpha before it resizes, so such a file is its to decode
+        if (cur[4 * x + 3] !== 255) throw new RangeError('not opaque');
         out[o + 3 * x] = cur[4 * x];
         out[o + 3 * x + 1] = cur[4 * x + 1];
         out[o + 3 * x + 2] = cur[4 * x + 2];

@@ -4,6 +4,7 @@ import { detectorSize, MAX_PAGE_SIDE } from '../workers/ops.js';
 import type { WireInput } from '../models/tasks/task.js';
 import { readWavHeader, resampledLength } from '../preprocess/audio.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
+import { acceptedImageFormats, sniffImageFormat } from '../preprocess/image.js';
 
 // What one predict input will hold in memory once decoded, estimated from its header before anything is decoded,
 // so it can be admitted against the memory budget (the body itself is already counted).
@@ -15,8 +16,9 @@ const BYTES_PER_CHAR = 8;
 
 /**
  * Bytes a predict input costs to decode and run: pixels from the image header, samples from the WAV header (at the
- * file's rate and at the model's), a small multiple of a text. A header that cannot be read costs nothing here: the
- * decoder refuses it at once with its own 4xx. An image over `maxImagePixels` is refused here (422).
+ * file's rate and at the model's), a small multiple of a text. A WAV header that cannot be read costs nothing here
+ * (the decoder refuses it at once with its own 4xx); a PNG, JPEG or WebP header that cannot be read costs the most an
+ * image may. An image over `maxImagePixels` is refused here (422).
  */
 export function inputCost(input: WireInput, manifest: Manifest, maxImagePixels: number): number {
   switch (input.kind) {
@@ -24,7 +26,14 @@ export function inputCost(input: WireInput, manifest: Manifest, maxImagePixels: 
       return input.text.length * BYTES_PER_CHAR;
     case 'image': {
       const stored = imageHeaderSize(input.bytes);
-      const [w, h] = [stored?.width ?? 0, stored?.height ?? 0];
+      // an image whose size cannot be read costs what the largest image may (other formats are refused at once);
+      // the decoder refuses one whose frame is not the size read here, so the price holds
+      if (!stored) {
+        const format = sniffImageFormat(input.bytes);
+        const accepted = (acceptedImageFormats as readonly (string | undefined)[]).includes(format);
+        return accepted ? maxImagePixels * BYTES_PER_PIXEL : 0;
+      }
+      const { width: w, height: h } = stored;
       // the decoder would refuse it after reading the same header: refused here, before it costs anything
       if (w * h > maxImagePixels)
         throw new Errors.IMAGE_DIMENSIONS(`${w}x${h} is over the limit of ${maxImagePixels} pixels`);

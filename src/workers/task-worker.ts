@@ -25,6 +25,10 @@ async function run({ id, op, args }: OpRequest): Promise<void> {
   try {
     port!.postMessage(reply, reply.ok ? transferables(reply.result) : []);
   } catch {
-    port!.postMessage(reply); // a buffer the runtime owns cannot be moved: copy it
+    try {
+      port!.postMessage(reply); // a buffer the runtime owns cannot be moved: copy it
+    } catch (err) {
+      port!.postMessage({ id, ok: false, error: toWire(err) } satisfies OpReply); // nor copied: the op fails
+    }
   }
 }

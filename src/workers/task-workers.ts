@@ -122,6 +122,12 @@ export class TaskWorkers {
       if (reply.ok) p.resolve(reply.result);
       else p.reject(fromWire(reply.error));
     });
+    // a reply that cannot be read back (it should never happen: ops return plain data) fails every op of the thread
+    worker.on('messageerror', (err) => {
+      for (const p of thread.pending.values()) p.reject(new Error(`a task worker's reply could not be read: ${err}`));
+      thread.pending.clear();
+      worker.unref();
+    });
     let why = 'exited';
     worker.on('error', (err) => (why = err.message));
     worker.on('exit', (code) => {

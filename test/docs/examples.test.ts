@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { packageRoot } from '../../src/config.js';
 import { startApp } from '../helpers/app.js';
-import { compareOutput, consoleBlocks, githubSlug, markdownLinks } from '../helpers/doc-examples.js';
+import { compareOutput, consoleBlocks, githubSlug, markdownHeadings, markdownLinks } from '../helpers/doc-examples.js';
 
 // Docs that are run: every ```console block of the README and docs/ is executed against a real server (the shipped
 // models and settings, on a free port standing in for localhost:8080), and what each command prints is compared
@@ -33,15 +33,18 @@ t.test('every console example prints what its page shows', async (t) => {
   const marker = '@@muon-doc-example-end@@';
   for (const block of blocks) {
     // the commands of a block share one shell, so a block may set a variable and use it below
+    t.ok(block.commands.length > 0, `${block.page}:${block.line}: a console block without commands`);
+    // each command is followed by a marker with its exit status: every command must run, and succeed
     const script = block.commands
-      .map((c) => `${c.command.replaceAll('localhost:8080', `127.0.0.1:${port}`)}\nprintf '\\n${marker}\\n'`)
+      .map((c) => `${c.command.replaceAll('localhost:8080', `127.0.0.1:${port}`)}\nprintf '\\n${marker} %d\\n' $?`)
       .join('\n');
-    const { stdout } = await run('bash', ['-c', script], { cwd: packageRoot, timeout: 60_000 });
-    const outputs = stdout.split(`\n${marker}\n`);
+    const { stdout, stderr } = await run('bash', ['-c', script], { cwd: packageRoot, timeout: 60_000 });
+    const parts = stdout.split(new RegExp(`\\n${marker} (\\d+)\\n`));
+    t.equal(parts.length, 2 * block.commands.length + 1, `${block.page}:${block.line}: every command ran ${stderr}`);
     block.commands.forEach((c, i) => {
       const where = `${block.page}:${c.line}: ${c.command.slice(0, 90)}`;
-      const problem = compareOutput(c.expected, outputs[i] ?? '');
-      t.equal(problem, undefined, where);
+      t.equal(parts[2 * i + 1], '0', `${where} (exit status) ${stderr}`);
+      t.equal(compareOutput(c.expected, parts[2 * i] ?? ''), undefined, where);
     });
   }
 });
@@ -55,7 +58,7 @@ t.test('every relative link of the README and docs/ resolves, anchors included',
       const where = `${page}:${line}: ${target}`;
       t.ok(existsSync(path.join(packageRoot, resolved)), `${where} (the file)`);
       if (anchor === undefined || !resolved.endsWith('.md') || !text.has(resolved)) continue;
-      const headings = [...text.get(resolved)!.matchAll(/^#{1,6} (.*)$/gm)].map((m) => githubSlug(m[1]));
+      const headings = markdownHeadings(text.get(resolved)!).map(githubSlug);
       t.ok(headings.includes(anchor), `${where} (the heading)`);
     }
   }

@@ -8,11 +8,12 @@ export interface DocCommand {
 }
 
 /** The ```console blocks of a markdown page, as `$ ` commands and their outputs. */
-export function consoleBlocks(markdown: string): { commands: DocCommand[] }[] {
+export function consoleBlocks(markdown: string): { commands: DocCommand[]; line: number }[] {
   const lines = markdown.split('\n');
-  const blocks: { commands: DocCommand[] }[] = [];
+  const blocks: { commands: DocCommand[]; line: number }[] = [];
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() !== '```console') continue;
+    const start = i + 1;
     const commands: { command: string; out: string[]; line: number }[] = [];
     for (i++; i < lines.length && lines[i].trim() !== '```'; i++) {
       if (lines[i].startsWith('$ ')) {
@@ -29,7 +30,10 @@ export function consoleBlocks(markdown: string): { commands: DocCommand[] }[] {
         commands.push({ command, out: [], line });
       } else commands.at(-1)?.out.push(lines[i]);
     }
-    blocks.push({ commands: commands.map((c) => ({ command: c.command, expected: c.out.join('\n'), line: c.line })) });
+    blocks.push({
+      commands: commands.map((c) => ({ command: c.command, expected: c.out.join('\n'), line: c.line })),
+      line: start,
+    });
   }
   return blocks;
 }
@@ -44,6 +48,16 @@ export function markdownLinks(markdown: string): { target: string; line: number 
     for (const m of l.replace(/`[^`]*`/g, '').matchAll(/\]\(([^)\s]+)\)/g)) found.push({ target: m[1], line: i + 1 });
   });
   return found;
+}
+
+/** The headings of a page (`#` lines outside code blocks), without their `#`s. */
+export function markdownHeadings(markdown: string): string[] {
+  let inCode = false;
+  return markdown.split('\n').flatMap((l) => {
+    if (l.trimStart().startsWith('```')) inCode = !inCode;
+    const m = inCode ? null : /^#{1,6} (.*)$/.exec(l);
+    return m ? [m[1]] : [];
+  });
 }
 
 /** The anchor GitHub gives a heading. */

@@ -61,3 +61,21 @@ t.test('gives up on what it cannot read', async (t) => {
   zero.writeUInt32BE(0, 16);
   t.equal(imageHeaderSize(zero), undefined, 'PNG of width 0');
 });
+
+t.test('JPEG: read past what libjpeg skips, as libjpeg does', async (t) => {
+  const real = await make(300, 200).jpeg().toBuffer();
+  const meta = await sharp(real).metadata();
+  const dqt = real.indexOf(Buffer.from([0xff, 0xdb]));
+  const junk = Buffer.concat([real.subarray(0, dqt), Buffer.from([1, 2, 3]), real.subarray(dqt)]);
+  t.same(imageHeaderSize(junk), { width: 300, height: 200 }, 'bytes between segments');
+  t.equal((await sharp(junk).metadata()).width, meta.width, 'which libjpeg reads the same');
+  // a decoy: FF 00 (stuffing, not a marker) with what looks like a length over the real file, then a 1x1 frame
+  const rest = real.subarray(2);
+  const length = rest.length + 2;
+  const fakeFrame = Buffer.from([0xff, 0xc0, 0, 17, 8, 0, 1, 0, 1, 3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+  const decoy = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0x00, length >> 8, length & 255]), rest, fakeFrame]);
+  t.same(imageHeaderSize(decoy), { width: 300, height: 200 }, 'the frame libjpeg decodes, not the decoy');
+  t.equal((await sharp(decoy).metadata()).width, 300);
+  const fill = Buffer.concat([Buffer.from([0xff, 0xd8]), Buffer.alloc(1 << 20, 0xff)]);
+  t.equal(imageHeaderSize(fill), undefined, 'a megabyte of fill bytes: gives up (priced at the most)');
+});

@@ -13,6 +13,7 @@ function noise(w: number, h: number, channels: 3 | 4, seed: number): Buffer {
   const next = () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) >> 16) & 0xff;
   const px = Buffer.alloc(w * h * channels);
   for (let i = 0; i < px.length; i++) px[i] = i % 7 === 0 ? next() : (i >> 3) & 0xff;
+  if (channels === 4) for (let i = 3; i < px.length; i += 4) px[i] = 255; // opaque: what the JS reader takes
   return px;
 }
 
@@ -89,6 +90,22 @@ t.test('every other file is left to libvips', async (t) => {
     ['cut short', plain.subarray(0, plain.length - 20)],
     ['empty', new Uint8Array(0)],
   ];
+  const see = Buffer.alloc(40 * 30 * 4, 200);
+  see[4 * 77 + 3] = 0; // one transparent pixel: libvips premultiplies alpha before resizing, so it decodes those
+  left.push([
+    'RGBA with a transparent pixel',
+    await sharp(see, { raw: { width: 40, height: 30, channels: 4 } })
+      .png()
+      .toBuffer(),
+  ]);
+  const idat = plain.indexOf('IDAT') - 4;
+  const idatEnd = idat + 12 + plain.readUInt32BE(idat);
+  const split = Buffer.concat([
+    plain.subarray(0, idatEnd),
+    withChunk(Buffer.alloc(12), 'tEXt', Buffer.from('a\0b')).subarray(0, 25),
+    plain.subarray(idat),
+  ]);
+  left.push(['IDAT chunks that are not consecutive', split]);
   const badCrc = Buffer.from(plain);
   badCrc[40] ^= 0xff; // inside IDAT
   left.push(['a CRC error', badCrc]);
