@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { defaultBudget, type BudgetSource } from './server/memory-budget.js';
+import { cgroupCpuLimit, defaultBudget, type BudgetSource } from './server/memory-budget.js';
 
 /** Where the runtime executes models. `auto` tries CUDA and falls back to CPU, saying why. */
 export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
@@ -179,6 +179,8 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
 export function loadConfig(env: Env = process.env): Config {
   const d = defaults;
   const repo = env.MUON_MODEL_REPOSITORY?.trim() || d.MUON_MODEL_REPOSITORY;
+  // the cores this process may use: the machine's, or fewer under a container's CPU quota
+  const cpus = Math.max(1, Math.min(availableParallelism(), cgroupCpuLimit() ?? Infinity));
   const config: Config = Object.freeze({
     host: env.HOST?.trim() || d.HOST,
     port: int(env, 'PORT', d.PORT, 0, 65535)!,
@@ -209,12 +211,12 @@ export function loadConfig(env: Env = process.env): Config {
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
-    taskThreads: int(env, 'MUON_TASK_THREADS', availableParallelism(), 0, 1024)!,
+    taskThreads: int(env, 'MUON_TASK_THREADS', cpus, 0, 1024)!,
     warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
     adminToken: adminToken(env),
     shutdownGraceMs: int(env, 'MUON_SHUTDOWN_GRACE_MS', d.MUON_SHUTDOWN_GRACE_MS, 0, 600_000)!,
     shutdownTimeoutMs: int(env, 'MUON_SHUTDOWN_TIMEOUT_MS', d.MUON_SHUTDOWN_TIMEOUT_MS, 1, 3_600_000)!,
-    cpuCount: availableParallelism(),
+    cpuCount: cpus,
     capture: env.MUON_CAPTURE_DIR?.trim()
       ? {
           dir: path.resolve(env.MUON_CAPTURE_DIR.trim()),

@@ -28,7 +28,7 @@ export function defaultBudget(read: (file: string) => string | undefined = readT
   return { bytes: Math.floor(totalmem() * RAM_SHARE), source: 'ram' };
 }
 
-function readText(file: string): string | undefined {
+export function readText(file: string): string | undefined {
   try {
     return readFileSync(file, 'utf8').trim();
   } catch {
@@ -45,6 +45,21 @@ export function cgroupLimit(read: (file: string) => string | undefined): number 
     // cgroup v1 says "no limit" with a huge page-rounded number (2^63 - 4096)
     if (Number.isSafeInteger(v) && v > 0 && v < 2 ** 60) return Math.min(v, totalmem());
   }
+  return undefined;
+}
+
+/**
+ * The CPUs the cgroup's quota allows (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded up; undefined
+ * without a quota. A container limited to 2 CPUs on a 64-core host sees 64 cores otherwise, and would start threads
+ * (and split onnxruntime's) for 64.
+ */
+export function cgroupCpuLimit(read: (file: string) => string | undefined = readText): number | undefined {
+  const quota = (q: number, period: number) =>
+    Number.isFinite(q) && Number.isFinite(period) && q > 0 && period > 0 ? Math.ceil(q / period) : undefined;
+  const v2 = read('/sys/fs/cgroup/cpu.max')?.split(/\s+/);
+  if (v2 && v2[0] !== 'max') return quota(Number(v2[0]), Number(v2[1] ?? 100_000));
+  const v1 = read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us');
+  if (v1 !== undefined && v1 !== '-1') return quota(Number(v1), Number(read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')));
   return undefined;
 }
 

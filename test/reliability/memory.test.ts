@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { decodeWavSliced } from '../../src/preprocess/audio.js';
-import { cgroupLimit, Holdings, largeInputLane, MemoryBudget } from '../../src/server/memory-budget.js';
+import { cgroupCpuLimit, cgroupLimit, Holdings, largeInputLane, MemoryBudget } from '../../src/server/memory-budget.js';
 import { metricValue, startApp } from '../helpers/app.js';
 import { wavFile } from '../helpers/wav.js';
 
@@ -92,6 +92,22 @@ t.test('the default budget comes from the cgroup limit (v2, then v1), else RAM',
   t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory/memory.limit_in_bytes': '1073741824' })), 1073741824);
   t.equal(cgroupLimit(files({ '/sys/fs/cgroup/memory/memory.limit_in_bytes': '9223372036854771712' })), undefined);
   t.equal(cgroupLimit(files({})), undefined);
+});
+
+t.test("the CPU count follows the cgroup's quota (v2, then v1)", async (t) => {
+  const files = (m: Record<string, string>) => (f: string) => m[f];
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '200000 100000' })), 2, 'cgroup v2: 2 CPUs');
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '150000 100000' })), 2, 'rounded up');
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': 'max 100000' })), undefined, 'no quota');
+  t.equal(
+    cgroupCpuLimit(
+      files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '400000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }),
+    ),
+    4,
+    'cgroup v1',
+  );
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1' })), undefined, 'v1 without a quota');
+  t.equal(cgroupCpuLimit(files({})), undefined);
 });
 
 const ctx = await startApp({ MUON_MEMORY_BUDGET_BYTES: String(160 * 2 ** 20), MUON_MEMORY_WAIT_MS: '200' });
