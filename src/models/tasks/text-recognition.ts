@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ManifestError, type TextRecognitionManifest } from '../manifest.js';
 import type { HostTensor } from '../session.js';
 import { splitRows } from '../tensor.js';
-import type { Sizing } from '../../workers/ops.js';
+import { isSmallImage, type Sizing } from '../../workers/ops.js';
 import { pick } from './image-classification.js';
 import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
 
@@ -126,7 +126,11 @@ export async function textRecognition(
     graphMaxBatch: fixedBatch,
     async prepare(req) {
       const source = imageOf(req, 'text-recognition');
-      const t = await ctx.workers.run('imageTensor', { source, sizing, maxPixels: ctx.maxImagePixels });
+      const t = await ctx.workers.run(
+        'imageTensor',
+        { source, sizing, maxPixels: ctx.maxImagePixels },
+        { inline: isSmallImage(source) },
+      );
       const width = t.dims[2];
       return { row: { data: t.data, width }, key: String(width) };
     },
