@@ -10,7 +10,7 @@ import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, isStreamedBody, socketOf } from './connection.js';
-import { toClientError } from './error-mapping.js';
+import { errorHandler, toClientError } from './error-mapping.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -139,12 +139,7 @@ export function buildApp(deps: AppDeps): App {
     );
   });
 
-  app.setErrorHandler((err, req, reply) => {
-    const { body, headers, serverFault } = toClientError(err, req.id);
-    if (serverFault) req.log.error({ err }, 'request failed');
-    else req.log.info({ code: body.code, reason: body.message }, 'request refused');
-    return reply.code(body.statusCode).headers(headers).send(body);
-  });
+  app.setErrorHandler(errorHandler('muon'));
 
   app.setNotFoundHandler((req) => {
     throw new Errors.NOT_FOUND(req.method, req.url.split('?')[0]);

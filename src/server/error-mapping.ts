@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Errors, type ErrorBody } from '../errors.js';
 
 /** An error as the client will see it, plus response headers it needs (Retry-After). */
@@ -55,5 +56,20 @@ export function toClientError(err: unknown, requestId: string): ClientError {
     body: { statusCode, code: e.code!, error: STATUS_CODES[statusCode] ?? 'Error', message: e.message },
     headers,
     serverFault: statusCode >= 500 && statusCode !== 503 && statusCode !== 504,
+  };
+}
+
+/**
+ * A route family's error handler: the error mapped by {@link toClientError}, logged (server faults at error level
+ * with the stack, refusals at info), and answered in the family's body format: ours (Fastify's shape plus `code`),
+ * or the Open Inference Protocol's `{"error": "...", "code": "..."}`.
+ */
+export function errorHandler(format: 'muon' | 'v2') {
+  return (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    const { body, headers, serverFault } = toClientError(err, req.id);
+    if (serverFault) req.log.error({ err }, 'request failed');
+    else req.log.info({ code: body.code, reason: body.message }, 'request refused');
+    reply.code(body.statusCode).headers(headers);
+    return reply.send(format === 'v2' ? { error: body.message, code: body.code } : body);
   };
 }

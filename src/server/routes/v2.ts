@@ -5,7 +5,7 @@ import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
 import { LoadError, type LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
-import { toClientError } from '../error-mapping.js';
+import { errorHandler } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
   checkRequestedOutputs,
@@ -49,12 +49,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
   // infer bodies are JSON, or a JSON header followed by binary data: read them whole, decode in the handler
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((err, req, reply) => {
-    const { body, headers, serverFault } = toClientError(err, req.id);
-    if (serverFault) req.log.error({ err }, 'request failed');
-    else req.log.info({ code: body.code, reason: body.message }, 'request refused');
-    return reply.code(body.statusCode).headers(headers).send({ error: body.message, code: body.code });
-  });
+  app.setErrorHandler(errorHandler('v2')); // the protocol's error body, with our code
   const track = trackRequests(app, metrics, false); // infer requests only, not metadata and readiness reads
 
   /** The serving model of a name, in the version asked for when the path names one. */
