@@ -1,273 +1,27 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { Batcher, BatcherError, type BatchingOptions } from '../batching/batcher.js';
+import { Batcher, type BatchingOptions } from '../batching/batcher.js';
 import { Errors } from '../errors.js';
 import { checkExternalData, hasExternalData } from '../onnx/external-data.js';
 import { decodeModel, type ModelProto } from '../onnx/model.js';
 import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { ManifestError, modelNamePattern, npmPackagePattern, parseManifest, type Manifest } from './manifest.js';
-import { mediaInput, mediaKind } from './media.js';
+import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
 import { WorkerSessionPool } from './session-pool.js';
-import {
-  ModelSession,
-  type HostTensor,
-  type ServingSession,
-  type SessionOptions,
-  type SessionRunner,
-} from './session.js';
-import { checkFeeds, graphRejection, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
-import { faceDetection } from './tasks/face-detection.js';
-import { imageClassification } from './tasks/image-classification.js';
-import { languageId } from './tasks/language-id.js';
-import { ocr } from './tasks/ocr.js';
-import { textRecognition } from './tasks/text-recognition.js';
-import { voiceActivity } from './tasks/voice-activity.js';
-import { inlineTaskWorkers, TaskWorkers } from '../workers/task-workers.js';
-import type {
-  ModelInput,
-  PredictParams,
-  Prepared,
-  StageModels,
-  SubmitRows,
-  TaskContext,
-  TaskPipeline,
-} from './tasks/task.js';
+import { ModelSession, type ServingSession, type SessionOptions } from './session.js';
+import { isolated, runTensorRows, TensorRow } from './tensors.js';
+import { TaskWorkers } from '../workers/task-workers.js';
+import type { Prepared, TaskPipeline } from './tasks/task.js';
+import { compareVersions, isModelFolder, resolveFile, servedVersions } from './folder.js';
+import { LoadError, LoadedModel } from './loaded-model.js';
+import { createPipeline } from './pipeline.js';
+import { checkSwap } from './rollout.js';
 
-/** A pipeline factory for one task, given that task's manifest. */
-type TaskFactory<T extends Manifest['task']> = (
-  ctx: TaskContext<Extract<Manifest, { task: T }>>,
-) => TaskPipeline<any, any, any> | Promise<TaskPipeline<any, any, any>>;
-
-/** Task name to pipeline factory: the only place a manifest's `task` is looked at. */
-const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
-  'image-classification': imageClassification,
-  'language-id': languageId,
-  'voice-activity': voiceActivity,
-  'face-detection': faceDetection,
-  'text-recognition': textRecognition,
-  ocr,
-};
-
-/** Per-request options of {@link LoadedModel.infer}. */
-export interface InferOptions extends PredictParams {
-  /** Absolute deadline in `performance.now()` milliseconds. */
-  readonly deadline: number;
-  /** The timeout the deadline came from, for the error message. */
-  readonly timeoutMs: number;
-  readonly signal?: AbortSignal;
-  /** Already admitted by a pipeline that calls this model as a stage (its page was counted at its own door). */
-  readonly admitted?: boolean;
-}
-
-/** A model loaded, warmed up and serving behind its own batcher. */
-export class LoadedModel {
-  /**
-   * @param dir the model folder
-   * @param timeoutMs default per-request deadline
-   */
-  constructor(
-    readonly name: string,
-    readonly dir: string,
-    readonly manifest: Manifest,
-    readonly session: ServingSession,
-    readonly pipeline: TaskPipeline,
-    readonly batcher: Batcher<unknown, unknown>,
-    readonly timeoutMs: number,
-    readonly labels: readonly string[],
-    private readonly metrics: Metrics,
-  ) {}
-
-  get version(): string {
-    return this.manifest.version;
-  }
-
-  /** The longest deadline a client may ask for. */
-  get maxTimeoutMs(): number {
-    return this.manifest.batching.maxTimeoutMs;
-  }
-
-  get task(): string {
-    return this.manifest.task;
-  }
-
-  #inFlight = 0;
-  #idle: (() => void) | undefined;
-  #closed: Promise<void> | undefined;
-
-  /**
-   * Counts a request from the moment it is handed to this model (synchronously, so a swap that replaces the model
-   * after a lookup still sees it) until its answer, so {@link close} frees the session only once nobody uses it.
-   */
-  async #tracked<T>(work: () => Promise<T>, admitted = false): Promise<T> {
-    if (this.#closed) throw new Errors.MODEL_NOT_READY(this.name, 'this version was replaced or unloaded');
-    // admission control at the door, before any decoding: under overload the CPU must go to requests that can be
-    // served, not to preprocessing requests the queue would refuse anyway (that collapsed goodput to a third)
-    const { maxQueueSize, maxBatchSize, maxInFlightBatches } = this.batcher.options;
-    if (!admitted && this.#inFlight >= maxQueueSize + maxBatchSize * maxInFlightBatches) {
-      throw Object.assign(new Errors.QUEUE_FULL(this.name, `${this.#inFlight} requests in progress`), {
-        retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
-      });
-    }
-    this.#inFlight++;
-    try {
-      return await work();
-    } finally {
-      if (--this.#inFlight === 0) this.#idle?.();
-    }
-  }
-
-  /** Preprocesses one request, queues it for batching, and turns its output row into the task's answer. */
-  infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
-    return this.#tracked(() => this.#infer(input, opts), opts.admitted);
-  }
-
-  async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
-    const t0 = performance.now();
-    let prepared: Awaited<ReturnType<TaskPipeline['prepare']>>;
-    try {
-      prepared = await this.pipeline.prepare(input, opts.signal);
-    } catch (err) {
-      if (opts.signal?.aborted) throw new Errors.CLIENT_CLOSED();
-      throw err;
-    }
-    this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
-    let out: unknown;
-    try {
-      const step = { deadline: opts.deadline, signal: opts.signal };
-      out = this.pipeline.sequence
-        ? await this.#runSequence(this.pipeline.sequence, prepared.row, step)
-        : await this.batcher.submit(prepared.row, { ...step, key: prepared.key });
-    } catch (err) {
-      throw this.#asClientError(err, opts);
-    }
-    return this.pipeline.finish(out, opts);
-  }
-
-  #soloKeys = 0;
-
-  /**
-   * Runs raw feeds through the graph (the Open Inference Protocol's `infer`): checked against the graph's inputs,
-   * queued on this model's batcher (stacked with other one-row requests of the same shapes), every output returned.
-   */
-  inferTensors(feeds: Record<string, HostTensor>, opts: InferOptions): Promise<TensorOutputs> {
-    return this.#tracked(() => this.#inferTensors(feeds, opts));
-  }
-
-  async #inferTensors(feeds: Record<string, HostTensor>, opts: InferOptions): Promise<TensorOutputs> {
-    const { key } = checkFeeds(feeds, this.session.inputs, this.session.outputs, () => `solo|${this.#soloKeys++}`);
-    try {
-      const step = { deadline: opts.deadline, signal: opts.signal, key };
-      return (await this.batcher.submit(new TensorRow(feeds, 1), step)) as TensorOutputs;
-    } catch (err) {
-      // the client chose every value of a raw request: a graph that refuses them answers 400, not 500
-      const rejection = graphRejection(err);
-      if (rejection !== undefined) throw new Errors.INVALID_TENSOR(`the model refused these inputs: ${rejection}`);
-      throw this.#asClientError(err, opts);
-    }
-  }
-
-  #activeSequences = 0;
-
-  /**
-   * Runs a sequence task's request. Each active sequence holds one queue slot per step, so the queue limit is
-   * applied here, at the door: a request beyond `maxQueueSize` active sequences is refused before its first step,
-   * never part-way through.
-   */
-  async #runSequence(
-    sequence: NonNullable<TaskPipeline['sequence']>,
-    row: unknown,
-    step: { deadline: number; signal?: AbortSignal },
-  ): Promise<unknown> {
-    if (this.#activeSequences >= this.batcher.options.maxQueueSize) {
-      throw new BatcherError('queue_full', `${this.#activeSequences} sequences in progress`);
-    }
-    this.#activeSequences++;
-    try {
-      return await sequence(row, step, this.#submitRows);
-    } finally {
-      this.#activeSequences--;
-    }
-  }
-
-  /** What a sequence task submits its steps with: rows stack with rows of the same key (default: one key). */
-  readonly #submitRows: SubmitRows<unknown, unknown> = (rows) =>
-    this.batcher.submitAll(rows.map(({ row, opts, key }) => ({ input: row, opts: { ...opts, key: key ?? '' } })));
-
-  /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
-  #asClientError(err: unknown, opts: InferOptions): Error {
-    // a stage model's refusal (queue full, deadline, ...) reached a multi-model pipeline already translated
-    // a stage model's refusal reached a multi-model pipeline already translated: the ones about load and time pass
-    // through; anything else a stage says (its own 4xx about an internal crop, a missing stage) is this model's fault
-    const code = (err as { code?: unknown } | undefined)?.code;
-    if (typeof code === 'string' && passThrough.has(code)) return err as Error;
-    if (typeof code === 'string' && code.startsWith('MUON_ERR_'))
-      return new Errors.INFERENCE_FAILED(this.name, { cause: err });
-    if (!(err instanceof BatcherError)) return new Errors.INFERENCE_FAILED(this.name, { cause: err });
-    switch (err.reason) {
-      case 'queue_full':
-        return Object.assign(new Errors.QUEUE_FULL(this.name, err.message), {
-          retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
-        });
-      case 'deadline':
-        return new Errors.DEADLINE_EXCEEDED(this.name, Math.round(opts.timeoutMs));
-      case 'cancelled':
-        return new Errors.CLIENT_CLOSED();
-      case 'closed':
-        return new Errors.SHUTTING_DOWN();
-    }
-  }
-
-  /** What `GET /v1/models` says about this model. */
-  describe(): Record<string, unknown> {
-    const { maxBatchSize, preferredBatchSizes, maxQueueDelayMs, maxQueueSize, maxInFlightBatches } =
-      this.batcher.options;
-    return {
-      name: this.name,
-      version: this.version,
-      task: this.task,
-      description: this.manifest.description,
-      state: 'READY',
-      execution_provider: this.session.provider,
-      thread: this.manifest.runtime.thread,
-      ...(this.session.fallbackReason ? { fallback_reason: this.session.fallbackReason } : {}),
-      input: this.pipeline.inputSpec,
-      outputs: this.session.outputs,
-      labels: this.labels.length,
-      compression: this.manifest.compression ?? null,
-      batching: {
-        max_batch_size: maxBatchSize,
-        preferred_batch_sizes: preferredBatchSizes,
-        max_queue_delay_ms: maxQueueDelayMs,
-        max_queue_size: maxQueueSize,
-        max_in_flight_batches: maxInFlightBatches,
-        default_timeout_ms: this.timeoutMs,
-        max_timeout_ms: this.maxTimeoutMs,
-        fixed_batch: this.pipeline.graphMaxBatch !== undefined,
-      },
-    };
-  }
-
-  /** Waits for the requests handed to this model to be answered, drains the queue and frees the session (once). */
-  close(): Promise<void> {
-    this.#closed ??= (async () => {
-      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-      await this.batcher.close();
-      await this.session.release();
-    })();
-    return this.#closed;
-  }
-}
-
-/** Errors of a stage model that a pipeline passes on unchanged (load, deadlines, shutdown, a stage not ready). */
-const passThrough = new Set(
-  ['QUEUE_FULL', 'DEADLINE_EXCEEDED', 'CLIENT_CLOSED', 'SHUTTING_DOWN', 'MODEL_NOT_READY'].map((k) => `MUON_ERR_${k}`),
-);
+export { LoadError, LoadedModel, type InferOptions } from './loaded-model.js';
 
 /** The longest wait between two background reloads of a model that broke. */
 const MAX_RELOAD_BACKOFF_MS = 300_000;
@@ -293,11 +47,6 @@ export type ModelStatus =
     }
   /** Unloaded on purpose (`POST /v2/repository/models/{name}/unload`); does not count against readiness. */
   | { readonly state: 'UNAVAILABLE'; readonly name: string };
-
-/** A load that was refused: the folder's model did not load, or did not pass the checks before a swap. */
-export class LoadError extends Error {
-  override name = 'LoadError';
-}
 
 /**
  * The model repository: one folder per model, each with a `manifest.json`. Loads every model, keeps their status,
@@ -827,162 +576,10 @@ export function threadsPerModel(config: Config, models: number): number {
   return config.intraOpThreads ?? Math.max(1, Math.floor(config.cpuCount / Math.max(1, models)));
 }
 
-/** Outside a repository (the compression CLI) there are no other models to call. */
-const noStages: StageModels = {
-  names: () => undefined,
-  model: (name) => {
-    throw new Errors.MODEL_NOT_FOUND(name);
-  },
-};
-
-/**
- * Builds a model folder's task pipeline around a session: reads its labels and hands the task its manifest. Also
- * what the compression CLI runs calibration media through, so a calibration sample is exactly what the server feeds.
- */
-export async function createPipeline(
-  manifest: Manifest,
-  session: SessionRunner,
-  dir: string,
-  where: string,
-  opts: {
-    readonly maxImagePixels: number;
-    /** Where the task's CPU work runs; by default on the calling thread (tools). */
-    readonly workers?: TaskWorkers;
-    readonly stages?: StageModels;
-  },
-): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
-  const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
-    readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8');
-  const labels = Array.isArray(manifest.labels)
-    ? manifest.labels
-    : parseLabels(await read(manifest.labels, '/labels/file'));
-  // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
-  const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
-  const pipeline: TaskPipeline = await factory({
-    manifest,
-    session,
-    labels,
-    maxImagePixels: opts.maxImagePixels,
-    workers: opts.workers ?? inlineTaskWorkers,
-    where,
-    readFile: read,
-    stages: opts.stages ?? noStages,
-  });
-  return { pipeline, labels };
-}
-
 /** A READY status over the versions loaded; unversioned requests get the highest version. */
 function ready(name: string, versions: Map<string, LoadedModel>): Extract<ModelStatus, { state: 'READY' }> {
   const order = [...versions.keys()].sort(compareVersions);
   return { state: 'READY', name, model: versions.get(order.at(-1)!)!, versions };
-}
-
-/** Numbered versions compare as numbers, anything else as text. */
-function compareVersions(a: string, b: string): number {
-  return /^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a.localeCompare(b);
-}
-
-const versionFolder = /^\d{1,9}$/;
-
-/** A model folder holds a manifest.json, or numbered version folders that do (a small folder: read in place). */
-function isModelFolder(dir: string): boolean {
-  if (existsSync(path.join(dir, 'manifest.json'))) return true;
-  return readdirSync(dir, { withFileTypes: true }).some(
-    (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),
-  );
-}
-
-/** The version folders a model folder's policy selects, oldest first; a single-manifest folder is one version. */
-async function servedVersions(dir: string): Promise<{ version?: string; folder: string }[]> {
-  if (existsSync(path.join(dir, 'manifest.json'))) return [{ folder: dir }];
-  const all = (await readdir(dir, { withFileTypes: true }))
-    .filter((e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')))
-    .map((e) => String(Number(e.name)))
-    .sort(compareVersions);
-  const where = path.join(dir, 'versions.json');
-  let policy: { policy?: unknown; count?: unknown; versions?: unknown } = { policy: 'latest', count: 1 };
-  if (existsSync(where)) {
-    try {
-      policy = JSON.parse(await readFile(where, 'utf8'));
-    } catch (err) {
-      throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
-    }
-  }
-  let chosen: string[];
-  if (policy.policy === 'all') chosen = all;
-  else if (policy.policy === 'latest' && Number.isInteger(policy.count ?? 1) && Number(policy.count ?? 1) >= 1)
-    chosen = all.slice(-Number(policy.count ?? 1));
-  else if (policy.policy === 'specific' && Array.isArray(policy.versions)) {
-    const wanted = policy.versions.map(String);
-    const missing = wanted.filter((v) => !all.includes(v));
-    if (missing.length) throw new ManifestError(`${where}: versions ${missing.join(', ')} have no folder`);
-    chosen = all.filter((v) => wanted.includes(v));
-  } else {
-    throw new ManifestError(
-      `${where}: /policy must be {"policy": "latest", "count": n}, {"policy": "specific", "versions": [...]} or {"policy": "all"}`,
-    );
-  }
-  if (chosen.length === 0) throw new ManifestError(`${where}: the policy selects no version`);
-  const numbered = (await readdir(dir)).filter((n) => versionFolder.test(n));
-  const twice = numbered.filter((n, i) => numbered.findIndex((m) => Number(m) === Number(n)) !== i);
-  if (twice.length) throw new ManifestError(`${dir}: version folders ${twice.join(', ')} repeat a version`);
-  // folder names like "007" are the version "7"
-  const folderOf = new Map(
-    (await readdir(dir)).filter((n) => versionFolder.test(n)).map((n) => [String(Number(n)), path.join(dir, n)]),
-  );
-  return chosen.map((version) => ({ version, folder: folderOf.get(version)! }));
-}
-
-/**
- * The checks a new model passes before it replaces a serving one: the same task (clients read its answers), and,
- * when its manifest lists rollout samples, answers that agree with the serving model's on at least `minAgreement` of
- * them. Answers agree when they are equal once scores are ignored, numbers (boxes, milliseconds) rounded to integers,
- * and only the first prediction kept: the same top-1 label, text, boxes, faces or segments.
- */
-async function checkSwap(serving: LoadedModel, fresh: LoadedModel): Promise<void> {
-  if (fresh.task !== serving.task) {
-    throw new Error(`the new manifest's task is ${fresh.task}; the serving model's is ${serving.task}`);
-  }
-  const rollout = fresh.manifest.rollout;
-  if (!rollout) return;
-  const dir = resolveFile(
-    fresh.dir,
-    rollout.samples,
-    undefined,
-    '/rollout/samples',
-    path.join(fresh.dir, 'manifest.json'),
-  );
-  const files = (await readdir(dir)).filter((f) => mediaKind(f) !== undefined).sort();
-  if (files.length === 0) throw new Error(`/rollout/samples: no media files in ${dir}`);
-  let agree = 0;
-  const wrong = files.filter((f) => !(fresh.pipeline.accepts as readonly string[]).includes(mediaKind(f)!));
-  if (wrong.length) throw new Error(`/rollout/samples: ${wrong.join(', ')} cannot be sent to a ${fresh.task} model`);
-  for (const file of files) {
-    const input = mediaInput(mediaKind(file)!, await readFile(path.join(dir, file)), file);
-    // a check, not traffic: not refused at the doors of a busy serving model
-    const opts = { deadline: performance.now() + 60_000, timeoutMs: 60_000, admitted: true };
-    const [a, b] = await Promise.all([serving.infer(input, opts), fresh.infer(input, opts)]);
-    if (JSON.stringify(comparable(a)) === JSON.stringify(comparable(b))) agree++;
-  }
-  const rate = agree / files.length;
-  if (rate < rollout.minAgreement) {
-    throw new Error(
-      `the new model agrees with the serving one on ${agree} of ${files.length} rollout samples (${rate.toFixed(3)} < /rollout/minAgreement ${rollout.minAgreement})`,
-    );
-  }
-}
-
-/** An answer reduced to what {@link checkSwap} compares. */
-function comparable(v: unknown, key = ''): unknown {
-  if (Array.isArray(v)) return (key === 'predictions' ? v.slice(0, 1) : v).map((x) => comparable(x));
-  if (typeof v === 'number') return Math.round(v);
-  if (v && typeof v === 'object')
-    return Object.fromEntries(
-      Object.entries(v)
-        .filter(([k]) => k !== 'score')
-        .map(([k, x]) => [k, comparable(x, k)]),
-    );
-  return v;
 }
 
 /**
@@ -994,44 +591,4 @@ async function warmUp(pipeline: TaskPipeline, size: number, sessions: number): P
   await Promise.all(
     Array.from({ length: sessions }, () => pipeline.runBatch(Array.from({ length: size }, () => row.row))),
   );
-}
-
-/** Label files: one label per line; a final newline does not make an extra label. */
-function parseLabels(text: string): string[] {
-  const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
-  if (lines.at(-1) === '') lines.pop();
-  return lines;
-}
-
-/**
- * Resolves a file named by a manifest, relative to the model folder or to an installed npm package, and refuses
- * anything that escapes that base folder.
- */
-export function resolveFile(dir: string, file: string, pkg: string | undefined, field: string, where: string): string {
-  let base = dir;
-  if (pkg !== undefined) {
-    if (!new RegExp(npmPackagePattern).test(pkg))
-      throw new ManifestError(`${where}: ${field}: '${pkg}' is not an npm package name`);
-    // look next to the model folder first, then in the server's own node_modules
-    const searched = [dir, packageRoot].flatMap(
-      (from) => createRequire(path.resolve(from, 'x.js')).resolve.paths(pkg) ?? [],
-    );
-    const found = searched.map((p) => path.join(p, pkg)).find((p) => existsSync(path.join(p, 'package.json')));
-    if (!found) throw new ManifestError(`${where}: ${field}: npm package '${pkg}' is not installed (run npm ci)`);
-    base = found;
-  }
-  const outside = () =>
-    new ManifestError(`${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`);
-  const full = path.resolve(base, file);
-  if (!isInside(base, full)) throw outside();
-  if (!existsSync(full)) throw new ManifestError(`${where}: ${field}: ${full} does not exist`);
-  // and where it really is: a symlink (the file or a folder on the way) must not lead out of the base folder
-  if (!isInside(realpathSync(base), realpathSync(full))) throw outside();
-  return full;
-}
-
-/** True when `file` is `base` or below it. */
-function isInside(base: string, file: string): boolean {
-  const rel = path.relative(base, file);
-  return !rel.startsWith('..') && !path.isAbsolute(rel);
 }

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { ManifestError, parseManifest, type Manifest } from '../models/manifest.js';
-import { resolveFile } from '../models/repository.js';
+import { resolveFile } from '../models/folder.js';
 import { ModelSession } from '../models/session.js';
 import { ExternalDataError, hasExternalData, loadModelFile, saveModelFile } from '../onnx/external-data.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';

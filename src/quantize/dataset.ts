@@ -1,7 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseManifest, type Manifest } from '../models/manifest.js';
-import { createPipeline, resolveFile } from '../models/repository.js';
+import { resolveFile } from '../models/folder.js';
+import { createPipeline } from '../models/pipeline.js';
 import { ModelSession, type HostTensor, type SessionRunner, type TensorInfo } from '../models/session.js';
 import { mediaInput, mediaKind } from '../models/media.js';
 import type { StageModels, SubmitRows, WireInput } from '../models/tasks/task.js';

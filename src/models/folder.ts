@@ -1,0 +1,98 @@
+import { existsSync, readdirSync, realpathSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { packageRoot } from '../config.js';
+import { ManifestError, npmPackagePattern } from './manifest.js';
+
+// The model folder rules: what a model folder is, which versions it serves (the version policy), and where the
+// files its manifest names are (inside the folder or an npm package, never outside).
+
+/** Numbered versions compare as numbers, anything else as text. */
+export function compareVersions(a: string, b: string): number {
+  return /^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a.localeCompare(b);
+}
+
+const versionFolder = /^\d{1,9}$/;
+
+/** A model folder holds a manifest.json, or numbered version folders that do (a small folder: read in place). */
+export function isModelFolder(dir: string): boolean {
+  if (existsSync(path.join(dir, 'manifest.json'))) return true;
+  return readdirSync(dir, { withFileTypes: true }).some(
+    (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),
+  );
+}
+
+/** The version folders a model folder's policy selects, oldest first; a single-manifest folder is one version. */
+export async function servedVersions(dir: string): Promise<{ version?: string; folder: string }[]> {
+  if (existsSync(path.join(dir, 'manifest.json'))) return [{ folder: dir }];
+  const all = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')))
+    .map((e) => String(Number(e.name)))
+    .sort(compareVersions);
+  const where = path.join(dir, 'versions.json');
+  let policy: { policy?: unknown; count?: unknown; versions?: unknown } = { policy: 'latest', count: 1 };
+  if (existsSync(where)) {
+    try {
+      policy = JSON.parse(await readFile(where, 'utf8'));
+    } catch (err) {
+      throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  let chosen: string[];
+  if (policy.policy === 'all') chosen = all;
+  else if (policy.policy === 'latest' && Number.isInteger(policy.count ?? 1) && Number(policy.count ?? 1) >= 1)
+    chosen = all.slice(-Number(policy.count ?? 1));
+  else if (policy.policy === 'specific' && Array.isArray(policy.versions)) {
+    const wanted = policy.versions.map(String);
+    const missing = wanted.filter((v) => !all.includes(v));
+    if (missing.length) throw new ManifestError(`${where}: versions ${missing.join(', ')} have no folder`);
+    chosen = all.filter((v) => wanted.includes(v));
+  } else {
+    throw new ManifestError(
+      `${where}: /policy must be {"policy": "latest", "count": n}, {"policy": "specific", "versions": [...]} or {"policy": "all"}`,
+    );
+  }
+  if (chosen.length === 0) throw new ManifestError(`${where}: the policy selects no version`);
+  const numbered = (await readdir(dir)).filter((n) => versionFolder.test(n));
+  const twice = numbered.filter((n, i) => numbered.findIndex((m) => Number(m) === Number(n)) !== i);
+  if (twice.length) throw new ManifestError(`${dir}: version folders ${twice.join(', ')} repeat a version`);
+  // folder names like "007" are the version "7"
+  const folderOf = new Map(
+    (await readdir(dir)).filter((n) => versionFolder.test(n)).map((n) => [String(Number(n)), path.join(dir, n)]),
+  );
+  return chosen.map((version) => ({ version, folder: folderOf.get(version)! }));
+}
+
+/**
+ * Resolves a file named by a manifest, relative to the model folder or to an installed npm package, and refuses
+ * anything that escapes that base folder.
+ */
+export function resolveFile(dir: string, file: string, pkg: string | undefined, field: string, where: string): string {
+  let base = dir;
+  if (pkg !== undefined) {
+    if (!new RegExp(npmPackagePattern).test(pkg))
+      throw new ManifestError(`${where}: ${field}: '${pkg}' is not an npm package name`);
+    // look next to the model folder first, then in the server's own node_modules
+    const searched = [dir, packageRoot].flatMap(
+      (from) => createRequire(path.resolve(from, 'x.js')).resolve.paths(pkg) ?? [],
+    );
+    const found = searched.map((p) => path.join(p, pkg)).find((p) => existsSync(path.join(p, 'package.json')));
+    if (!found) throw new ManifestError(`${where}: ${field}: npm package '${pkg}' is not installed (run npm ci)`);
+    base = found;
+  }
+  const outside = () =>
+    new ManifestError(`${where}: ${field} '${file}' points outside ${pkg ? `package '${pkg}'` : 'the model folder'}`);
+  const full = path.resolve(base, file);
+  if (!isInside(base, full)) throw outside();
+  if (!existsSync(full)) throw new ManifestError(`${where}: ${field}: ${full} does not exist`);
+  // and where it really is: a symlink (the file or a folder on the way) must not lead out of the base folder
+  if (!isInside(realpathSync(base), realpathSync(full))) throw outside();
+  return full;
+}
+
+/** True when `file` is `base` or below it. */
+function isInside(base: string, file: string): boolean {
+  const rel = path.relative(base, file);
+  return !rel.startsWith('..') && !path.isAbsolute(rel);
+}

@@ -1,0 +1,82 @@
+import { readFile } from 'node:fs/promises';
+import type { Manifest } from './manifest.js';
+import type { SessionRunner } from './session.js';
+import { Errors } from '../errors.js';
+import { inlineTaskWorkers, type TaskWorkers } from '../workers/task-workers.js';
+import { resolveFile } from './folder.js';
+import { faceDetection } from './tasks/face-detection.js';
+import { imageClassification } from './tasks/image-classification.js';
+import { languageId } from './tasks/language-id.js';
+import { ocr } from './tasks/ocr.js';
+import { textRecognition } from './tasks/text-recognition.js';
+import { voiceActivity } from './tasks/voice-activity.js';
+import type { StageModels, TaskContext, TaskPipeline } from './tasks/task.js';
+
+// The pipeline factory: a manifest and a session in, the task's pipeline out. What the server serves, and what the
+// compressor runs calibration media through, so both see exactly the same preprocessing.
+
+/** A pipeline factory for one task, given that task's manifest. */
+type TaskFactory<T extends Manifest['task']> = (
+  ctx: TaskContext<Extract<Manifest, { task: T }>>,
+) => TaskPipeline<any, any, any> | Promise<TaskPipeline<any, any, any>>;
+
+/** Task name to pipeline factory: the only place a manifest's `task` is looked at. */
+const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
+  'image-classification': imageClassification,
+  'language-id': languageId,
+  'voice-activity': voiceActivity,
+  'face-detection': faceDetection,
+  'text-recognition': textRecognition,
+  ocr,
+};
+
+/** Outside a repository (the compression CLI) there are no other models to call. */
+export const noStages: StageModels = {
+  names: () => undefined,
+  model: (name) => {
+    throw new Errors.MODEL_NOT_FOUND(name);
+  },
+};
+
+/**
+ * Builds a model folder's task pipeline around a session: reads its labels and hands the task its manifest. Also
+ * what the compression CLI runs calibration media through, so a calibration sample is exactly what the server feeds.
+ */
+export async function createPipeline(
+  manifest: Manifest,
+  session: SessionRunner,
+  dir: string,
+  where: string,
+  opts: {
+    readonly maxImagePixels: number;
+    /** Where the task's CPU work runs; by default on the calling thread (tools). */
+    readonly workers?: TaskWorkers;
+    readonly stages?: StageModels;
+  },
+): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
+  const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
+    readFile(resolveFile(dir, ref.file, ref.package, field, where), 'utf8');
+  const labels = Array.isArray(manifest.labels)
+    ? manifest.labels
+    : parseLabels(await read(manifest.labels, '/labels/file'));
+  // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
+  const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
+  const pipeline: TaskPipeline = await factory({
+    manifest,
+    session,
+    labels,
+    maxImagePixels: opts.maxImagePixels,
+    workers: opts.workers ?? inlineTaskWorkers,
+    where,
+    readFile: read,
+    stages: opts.stages ?? noStages,
+  });
+  return { pipeline, labels };
+}
+
+/** Label files: one label per line; a final newline does not make an extra label. */
+function parseLabels(text: string): string[] {
+  const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
