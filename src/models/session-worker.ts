@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './session-pool.js';
 import { ModelSession, type HostTensor } from './session.js';
+import { postMoving } from '../workers/wire.js';
 
 // One model session on its own thread. onnxruntime-node runs `session.run` synchronously on the thread that calls
 // it, so a session on the main thread stops HTTP for the whole run; here it stops only this thread.
@@ -48,11 +49,9 @@ async function handle(req: WorkerRequest): Promise<void> {
 
 /** Sends a reply, handing the output buffers over instead of copying them where the runtime allows it. */
 function reply(msg: WorkerReply, outputs?: Record<string, HostTensor>): void {
-  const buffers = new Set(Object.values(outputs ?? {}).map((t) => t.data.buffer as ArrayBuffer));
-  try {
-    port!.postMessage(msg, [...buffers]);
-  } catch {
-    // a buffer the runtime owns cannot be transferred: copy it
-    port!.postMessage(msg);
-  }
+  postMoving(
+    port!,
+    msg,
+    Object.values(outputs ?? {}).map((t) => t.data),
+  );
 }

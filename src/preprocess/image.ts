@@ -47,6 +47,11 @@ export interface ImageTensor {
 /** Formats accepted on the wire, checked on the bytes (not on the declared content type). */
 export const acceptedImageFormats = ['jpeg', 'png', 'webp'] as const;
 
+/** Whether a sniffed format (see {@link sniffImageFormat}) is one the server decodes. */
+export function isAcceptedImageFormat(format: string | undefined): boolean {
+  return (acceptedImageFormats as readonly (string | undefined)[]).includes(format);
+}
+
 /**
  * Names the format of `bytes` from its magic number, or returns undefined. Done before handing bytes to libvips so
  * that formats we refuse (SVG above all, which libvips would parse with librsvg) never reach a decoder.
@@ -119,7 +124,7 @@ async function open(source: ImageSource, maxPixels: number): Promise<Opened> {
   }
   const bytes = source;
   const format = sniffImageFormat(bytes);
-  if (!format || !(acceptedImageFormats as readonly string[]).includes(format)) {
+  if (!isAcceptedImageFormat(format)) {
     throw new Errors.UNSUPPORTED_MEDIA_TYPE(
       `${format ? `${format} images are` : 'the body is not an image that is'} not accepted (send ${acceptedImageFormats.join(', ')})`,
     );

@@ -4,7 +4,7 @@ import { detectorSize, MAX_PAGE_SIDE } from '../workers/ops.js';
 import type { WireInput } from '../models/tasks/task.js';
 import { readWavHeader, resampledLength } from '../preprocess/audio.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
-import { acceptedImageFormats, sniffImageFormat } from '../preprocess/image.js';
+import { isAcceptedImageFormat, sniffImageFormat } from '../preprocess/image.js';
 
 // What one predict input will hold in memory once decoded, estimated from its header before anything is decoded,
 // so it can be admitted against the memory budget (the body itself is already counted).
@@ -28,11 +28,7 @@ export function inputCost(input: WireInput, manifest: Manifest, maxImagePixels: 
       const stored = imageHeaderSize(input.bytes);
       // an image whose size cannot be read costs what the largest image may (other formats are refused at once);
       // the decoder refuses one whose frame is not the size read here, so the price holds
-      if (!stored) {
-        const format = sniffImageFormat(input.bytes);
-        const accepted = (acceptedImageFormats as readonly (string | undefined)[]).includes(format);
-        return accepted ? maxImagePixels * BYTES_PER_PIXEL : 0;
-      }
+      if (!stored) return isAcceptedImageFormat(sniffImageFormat(input.bytes)) ? maxImagePixels * BYTES_PER_PIXEL : 0;
       const { width: w, height: h } = stored;
       // the decoder would refuse it after reading the same header: refused here, before it costs anything
       if (w * h > maxImagePixels)

@@ -8,8 +8,8 @@ import {
   type RawImage,
 } from '../preprocess/image.js';
 import { cropQuad } from '../models/tasks/ocr/crop.js';
-import { dbPostprocess, sortBoxes, type DbOptions, type DetectedBox } from '../models/tasks/ocr/db-postprocess.js';
-import { readingOrder } from '../models/tasks/ocr/reading-order.js';
+import { dbPostprocess, type DbOptions, type DetectedBox } from '../models/tasks/ocr/db-postprocess.js';
+import { orderLines } from '../models/tasks/ocr/reading-order.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
 
 // The CPU work of the tasks that is worth a thread hop: decoding and sampling images, decoding and resampling
@@ -162,7 +162,7 @@ export const ops = {
       width: image.width,
       height: image.height,
     });
-    const boxes = a.readingOrder === 'columns' ? readingOrder(found) : sortBoxes(found);
+    const boxes = orderLines(found, a.readingOrder);
     return { boxes, crops: boxes.map((b) => cropQuad(image, b.box)) };
   },
 

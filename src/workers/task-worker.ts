@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureImageDecoder } from '../preprocess/image.js';
 import { ops } from './ops.js';
-import { toWire, transferables, type OpReply, type OpRequest } from './wire.js';
+import { postMoving, toWire, type OpReply, type OpRequest } from './wire.js';
 
 // One task worker: runs the ops the event loop hands it (several at once: sharp decodes on its own threads) and
 // sends their results back, their typed arrays moved rather than copied.
@@ -23,12 +23,8 @@ async function run({ id, op, args }: OpRequest): Promise<void> {
     reply = { id, ok: false, error: toWire(err) };
   }
   try {
-    port!.postMessage(reply, reply.ok ? transferables(reply.result) : []);
-  } catch {
-    try {
-      port!.postMessage(reply); // a buffer the runtime owns cannot be moved: copy it
-    } catch (err) {
-      port!.postMessage({ id, ok: false, error: toWire(err) } satisfies OpReply); // nor copied: the op fails
-    }
+    postMoving(port!, reply, reply.ok ? reply.result : undefined);
+  } catch (err) {
+    port!.postMessage({ id, ok: false, error: toWire(err) } satisfies OpReply); // a result that cannot be sent fails
   }
 }

@@ -1,3 +1,4 @@
+import type { MessagePort } from 'node:worker_threads';
 import { Errors } from '../errors.js';
 
 // What crosses between the event loop and a task worker besides the ops' own arguments and results.
@@ -53,4 +54,16 @@ export function transferables(value: unknown, depth = 3, found = new Set<ArrayBu
     for (const v of Array.isArray(value) ? value : Object.values(value)) transferables(v, depth - 1, found);
   }
   return [...found];
+}
+
+/**
+ * Posts `msg`, moving the buffers of the typed arrays in `value` (see {@link transferables}); where the runtime
+ * refuses to move one (a buffer it owns), the message is copied instead. Throws only when it cannot be copied either.
+ */
+export function postMoving(port: MessagePort, msg: unknown, value: unknown): void {
+  try {
+    port.postMessage(msg, transferables(value));
+  } catch {
+    port.postMessage(msg);
+  }
 }

@@ -2,8 +2,8 @@ import { ManifestError, type OcrManifest } from '../manifest.js';
 import { splitRows, stackRows } from '../tensor.js';
 import { pick } from './image-classification.js';
 import { rotate180 } from './ocr/crop.js';
-import { type Quad, sortBoxes } from './ocr/db-postprocess.js';
-import { readingOrder } from './ocr/reading-order.js';
+import type { Quad } from './ocr/db-postprocess.js';
+import { orderLines } from './ocr/reading-order.js';
 import type { ClassScore } from './image-classification.js';
 import type { TextLine } from './text-recognition.js';
 import { detectorSize, type DetectorSizing, type PageRow } from '../../workers/ops.js';
@@ -107,8 +107,6 @@ export function ocr(
         { prob, w: page.w, h: page.h, detection: m.detection, image, readingOrder: m.stages.readingOrder },
         { move: [prob, image.data] },
       );
-      const order = <T extends { readonly box: Quad }>(b: readonly T[]): T[] =>
-        m.stages.readingOrder === 'columns' ? readingOrder(b) : sortBoxes(b);
       if (m.stages.orientation !== undefined) {
         const classifier = stages.model(m.stages.orientation);
         const answers = await Promise.all(
@@ -124,7 +122,10 @@ export function ocr(
           const turned = new Map(boxes.map((b, i) => [b, rotate180(crops[i])]));
           // the box as it lies on the upright page: turned, and its corners from that page's top left
           const upright = ([p0, p1, p2, p3]: Quad): Quad => [p2, p3, p0, p1].map(([x, y]) => [-x, -y]) as Quad;
-          boxes = order(boxes.map((b) => ({ box: upright(b.box), original: b }))).map((b) => b.original);
+          boxes = orderLines(
+            boxes.map((b) => ({ box: upright(b.box), original: b })),
+            m.stages.readingOrder,
+          ).map((b) => b.original);
           crops = boxes.map((b) => turned.get(b)!);
         }
       }

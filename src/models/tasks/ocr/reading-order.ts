@@ -1,5 +1,10 @@
 import { type Quad, sortBoxes } from './db-postprocess.js';
 
+/** A page's line boxes in the manifest's reading order: `columns` ({@link readingOrder}) or `rows` (PaddleOCR's). */
+export function orderLines<T extends { readonly box: Quad }>(boxes: readonly T[], order: 'columns' | 'rows'): T[] {
+  return order === 'columns' ? readingOrder(boxes) : sortBoxes(boxes);
+}
+
 /**
  * Reading order of a page's line boxes, columns first: a recursive XY-cut (Nagy and Seth, 1984) on the boxes as if
  * the page were straight. Within a region, a vertical band of paper that no box crosses splits it into a left and a
