@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,6 +11,18 @@ const READY_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 20_000;
 /** Lines of server output kept for error messages. */
 const OUTPUT_LINES = 40;
+
+/**
+ * The node flags of `npm start` in the package that holds `main` (`dist/main.js`), so that a bench runs the server as
+ * users start it (a baseline build: as its own commit started it).
+ */
+function startFlags(main: string): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(path.dirname(main), '..', 'package.json'), 'utf8')) as {
+    scripts?: { start?: string };
+  };
+  const words = pkg.scripts?.start?.split(' ') ?? [];
+  return words[0] === 'node' ? words.slice(1).filter((w) => w.startsWith('--')) : [];
+}
 
 /** Servers still running, killed if the bench exits early (error, Ctrl-C). */
 const live = new Set<ChildProcess>();
@@ -84,7 +96,7 @@ export class ServerProcess {
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUON_')));
     // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server under a bench
     const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...nodeArgs, main], {
+    const child = spawn(process.execPath, [...startFlags(main), ...nodeArgs, main], {
       cwd: packageRoot,
       env: {
         ...inherited,
