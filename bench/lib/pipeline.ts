@@ -1,6 +1,6 @@
 import ort from 'onnxruntime-node';
 import { imageToTensor } from '../../src/preprocess/image.js';
-import { stackRows } from '../../src/models/tensor.js';
+import { stackRows } from '../../src/models/tasks/common/buffers.js';
 import { defaults } from '../../src/config.js';
 import { median } from './stats.js';
 import { repeatTimed, type Budget } from './timing.js';

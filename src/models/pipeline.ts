@@ -4,31 +4,11 @@ import type { SessionRunner } from './session.js';
 import { Errors } from '../errors.js';
 import { inlineTaskWorkers, type TaskWorkers } from '../workers/task-workers.js';
 import { resolveFile } from './folder.js';
-import { faceDetection } from './tasks/face-detection.js';
-import { imageClassification } from './tasks/image-classification.js';
-import { languageId } from './tasks/language-id.js';
-import { ocr } from './tasks/ocr.js';
-import { textRecognition } from './tasks/text-recognition.js';
-import { voiceActivity } from './tasks/voice-activity.js';
-import type { StageModels, TaskContext, TaskPipeline } from './tasks/task.js';
+import { taskDefinition } from './tasks/registry.js';
+import type { StageModels, TaskPipeline } from './tasks/task.js';
 
-// The pipeline factory: a manifest and a session in, the task's pipeline out. What the server serves, and what the
+// The pipeline factory: a manifest and a session in, its task's pipeline out (the task's definition builds it). What the server serves, and what the
 // compressor runs calibration media through, so both see exactly the same preprocessing.
-
-/** A pipeline factory for one task, given that task's manifest. */
-type TaskFactory<T extends Manifest['task']> = (
-  ctx: TaskContext<Extract<Manifest, { task: T }>>,
-) => TaskPipeline<any, any, any> | Promise<TaskPipeline<any, any, any>>;
-
-/** Task name to pipeline factory: the only place a manifest's `task` is looked at. */
-const tasks: { [T in Manifest['task']]: TaskFactory<T> } = {
-  'image-classification': imageClassification,
-  'language-id': languageId,
-  'voice-activity': voiceActivity,
-  'face-detection': faceDetection,
-  'text-recognition': textRecognition,
-  ocr,
-};
 
 /** Outside a repository (the compression CLI) there are no other models to call. */
 export const noStages: StageModels = {
@@ -59,9 +39,10 @@ export async function createPipeline(
   const labels = Array.isArray(manifest.labels)
     ? manifest.labels
     : parseLabels(await read(manifest.labels, '/labels/file'));
-  // the map is keyed by task, so each factory gets its own task's manifest; TypeScript cannot correlate the two
-  const factory = tasks[manifest.task] as TaskFactory<Manifest['task']>;
-  const pipeline: TaskPipeline = await factory({
+  // a parsed manifest names a registered task, and the definition's schema is what it was parsed with
+  const definition = taskDefinition(manifest.task);
+  if (!definition) throw new Error(`no task '${manifest.task}' is registered; this is a bug`);
+  const pipeline: TaskPipeline = await definition.create({
     manifest,
     session,
     labels,

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { serverInfo } from '../config.js';
 import type { Manifest } from '../models/manifest.js';
+import { taskDefinition } from '../models/tasks/registry.js';
 import type { ModelSession } from '../models/session.js';
 import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import { calibrate } from './calibrate.js';
@@ -74,31 +75,21 @@ const silent: Progress = { phase: () => {}, tick: () => {} };
 export const toolName = `muon-compress ${serverInfo.version}`;
 
 /**
- * The gate metric, by task: top-1 agreement for classifiers (per time step for a CTC recognizer, whose greedy decode
- * is that argmax), the thresholded decision for voice activity (speech per frame) and OCR detection (text per
- * pixel of the map DB post-processing binarizes), mean output cosine otherwise.
+ * The gate metric: what the model's task measures (its definition's `gate`: top-1 agreement, agreement of a
+ * thresholded decision, or mean output cosine), mean output cosine for a model without a manifest.
  */
 export function gateMetric(f: Fidelity, manifest: Manifest | undefined): { metric: string; value: number } {
-  switch (manifest?.task) {
-    case 'image-classification':
-    case 'language-id':
-      return { metric: 'top1-agreement', value: f.top1Agreement };
-    case 'text-recognition':
-      return { metric: 'ctc-argmax-agreement', value: f.top1Agreement };
-    case 'voice-activity':
-      return { metric: 'decision-agreement', value: f.decisionAgreement ?? 1 };
-    case 'ocr':
-      return { metric: 'text-mask-agreement', value: f.decisionAgreement ?? 1 };
-    default:
-      return { metric: 'cosine-mean', value: f.cosineMean };
-  }
+  const gate = manifest && taskDefinition(manifest.task)?.gate;
+  if (!gate) return { metric: 'cosine-mean', value: f.cosineMean };
+  const value =
+    gate.measure === 'top1' ? f.top1Agreement : gate.measure === 'decision' ? (f.decisionAgreement ?? 1) : f.cosineMean;
+  return { metric: gate.metric, value };
 }
 
 /** The decision threshold {@link compareModels} checks, for tasks that threshold a probability. */
 function decisionThreshold(manifest: Manifest | undefined): number | undefined {
-  if (manifest?.task === 'voice-activity') return manifest.vad.threshold;
-  if (manifest?.task === 'ocr') return manifest.detection.thresh;
-  return undefined;
+  const gate = manifest && taskDefinition(manifest.task)?.gate;
+  return gate?.measure === 'decision' ? gate.threshold(manifest) : undefined;
 }
 
 /**

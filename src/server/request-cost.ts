@@ -1,6 +1,6 @@
 import { Errors } from '../errors.js';
 import type { Manifest } from '../models/manifest.js';
-import { detectorSize, MAX_PAGE_SIDE } from '../workers/ops.js';
+import { taskDefinition } from '../models/tasks/registry.js';
 import type { WireInput } from '../models/tasks/task.js';
 import { readWavHeader, resampledLength } from '../preprocess/audio.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
@@ -33,13 +33,8 @@ export function inputCost(input: WireInput, manifest: Manifest, maxImagePixels: 
       // the decoder would refuse it after reading the same header: refused here, before it costs anything
       if (w * h > maxImagePixels)
         throw new Errors.IMAGE_DIMENSIONS(`${w}x${h} is over the limit of ${maxImagePixels} pixels`);
-      if (manifest.task !== 'ocr') return w * h * BYTES_PER_PIXEL;
-      // a page is shrunk as it is decoded; then the detector's tensor (3 floats a pixel) and its probability map
-      const s = Math.min(1, MAX_PAGE_SIDE / Math.max(w, h, 1));
-      const [pw, ph] = [Math.round(w * s), Math.round(h * s)];
-      const { limitSideLen, limitType, sizeMultiple } = manifest.input;
-      const [dw, dh] = detectorSize(pw, ph, limitSideLen, limitType, sizeMultiple);
-      return pw * ph * BYTES_PER_PIXEL + dw * dh * 4 * Float32Array.BYTES_PER_ELEMENT;
+      // a task whose images cost more than their pixels (an OCR page: the detector's tensor too) says so
+      return taskDefinition(manifest.task)?.cost?.image?.(w, h, manifest) ?? w * h * BYTES_PER_PIXEL;
     }
     case 'audio': {
       let frames = 0;
@@ -49,7 +44,7 @@ export function inputCost(input: WireInput, manifest: Manifest, maxImagePixels: 
       } catch {
         return 0;
       }
-      const modelRate = manifest.task === 'voice-activity' ? manifest.input.sampleRate : rate;
+      const modelRate = taskDefinition(manifest.task)?.cost?.sampleRate?.(manifest) ?? rate;
       // mono samples at the file's rate, and twice at the model's (resampled, then padded with the model's context)
       return (frames + 2 * resampledLength(frames, rate, modelRate)) * Float32Array.BYTES_PER_ELEMENT;
     }

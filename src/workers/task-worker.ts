@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureImageDecoder } from '../preprocess/image.js';
-import { ops } from './ops.js';
+import { taskOps } from '../models/tasks/registry.js';
+import { commonOps, type Op } from './ops.js';
 import { postMoving, toWire, type OpReply, type OpRequest } from './wire.js';
 
 // One task worker: runs the ops the event loop hands it (several at once: sharp decodes on its own threads) and
@@ -9,6 +10,7 @@ import { postMoving, toWire, type OpReply, type OpRequest } from './wire.js';
 const port = parentPort;
 if (!port) throw new Error('task-worker.ts runs as a worker thread; this is a bug');
 configureImageDecoder((workerData as { imageThreads: number }).imageThreads);
+const ops = new Map<string, Op<unknown, unknown>>([...commonOps, ...taskOps].map((o) => [o.name, o]));
 
 port.on('message', (req: OpRequest) => {
   void run(req);
@@ -17,8 +19,9 @@ port.on('message', (req: OpRequest) => {
 async function run({ id, op, args }: OpRequest): Promise<void> {
   let reply: OpReply;
   try {
-    const fn = ops[op as keyof typeof ops] as (a: unknown) => Promise<unknown>;
-    reply = { id, ok: true, result: await fn(args) };
+    const found = ops.get(op);
+    if (!found) throw new Error(`no op '${op}' on the task workers; this is a bug`);
+    reply = { id, ok: true, result: await found.run(args) };
   } catch (err) {
     reply = { id, ok: false, error: toWire(err) };
   }

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { ops, type OpArgs, type OpName, type OpResult } from './ops.js';
+import { ping, type Op } from './ops.js';
 import { sibling, startWorker } from './start-worker.js';
 import { fromWire, transferables, type OpReply, type OpRequest } from './wire.js';
 
@@ -14,8 +14,8 @@ interface Thread {
 }
 
 /**
- * The threads the tasks' CPU work runs on ({@link ops}: image decoding and sampling, audio decoding and resampling,
- * OCR post-processing), so that the event loop only speaks HTTP, admits, queues and answers. An op goes to the
+ * The threads the tasks' CPU work runs on (ops: image decoding and sampling, audio decoding and resampling, OCR
+ * post-processing), so that the event loop only speaks HTTP, admits, queues and answers. An op goes to the
  * thread with the fewest ops in flight; a thread starts on first use and holds the process open only while it has
  * work. With 0 threads the ops run on the event loop (in slices where they are long), as they did before.
  *
@@ -50,15 +50,12 @@ export class TaskWorkers {
    * on the event loop; on a worker the op runs to its end, off the loop. `inline` runs it here: for work smaller
    * than the hop to a thread (see {@link isSmallImage}).
    */
-  run<K extends OpName>(
-    op: K,
-    args: OpArgs<K>,
+  run<A, R>(
+    op: Op<A, R>,
+    args: A,
     opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal; inline?: boolean } = {},
-  ): Promise<OpResult<K>> {
-    if (this.#threads.length === 0 || opts.inline === true) {
-      const fn = ops[op] as (a: OpArgs<K>, signal?: AbortSignal) => Promise<OpResult<K>>;
-      return fn(args, opts.signal);
-    }
+  ): Promise<R> {
+    if (this.#threads.length === 0 || opts.inline === true) return op.run(args, opts.signal);
     if (this.#closed) return Promise.reject(new Error('task workers are closed'));
     // a cold pool starts whole, so that ops spread from the first (a failed start fails the op below, not this)
     if (this.#threads.includes(undefined)) this.warm().catch(() => {});
@@ -72,20 +69,15 @@ export class TaskWorkers {
   async warm(): Promise<void> {
     if (this.#closed) return;
     for (let slot = 0; slot < this.#threads.length; slot++) this.#threads[slot] ??= this.#start(slot);
-    await Promise.all(this.#threads.map((t) => t && this.#post(t, 'ping', {})));
+    await Promise.all(this.#threads.map((t) => t && this.#post(t, ping, {})));
   }
 
-  #post<K extends OpName>(
-    thread: Thread,
-    op: K,
-    args: OpArgs<K>,
-    move: readonly ArrayBufferView[] = [],
-  ): Promise<OpResult<K>> {
+  #post<A, R>(thread: Thread, op: Op<A, R>, args: A, move: readonly ArrayBufferView[] = []): Promise<R> {
     const id = this.#nextId++;
-    return new Promise<OpResult<K>>((resolve, reject) => {
+    return new Promise<R>((resolve, reject) => {
       if (thread.pending.size === 0) thread.worker.ref();
       thread.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      const msg: OpRequest = { id, op, args };
+      const msg: OpRequest = { id, op: op.name, args };
       try {
         thread.worker.postMessage(msg, transferables(move));
       } catch (err) {

@@ -6,7 +6,7 @@ import {
   weightedNms,
   type AnchorOptions,
   type Detection,
-} from '../../src/models/tasks/face-detection.js';
+} from '../../src/models/tasks/face-detection/pipeline.js';
 
 // MediaPipe's face_detection_short_range (BlazeFace front) anchor options
 const front: AnchorOptions = {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { parseManifest, type TextRecognitionManifest } from '../../src/models/manifest.js';
-import { ctcGreedyDecode } from '../../src/models/tasks/text-recognition.js';
+import { ctcGreedyDecode } from '../../src/models/tasks/text-recognition/pipeline.js';
 import { bucketWidth } from '../../src/workers/ops.js';
 
 // CTC greedy decoding and width buckets of the `text-recognition` task, without a model: the end-to-end checks on

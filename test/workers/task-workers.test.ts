@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import type { ImageSpec } from '../../src/preprocess/image.js';
-import type { DetectorSizing, Sizing } from '../../src/workers/ops.js';
+import { audioFrames, imageTensor, ping, type Sizing } from '../../src/workers/ops.js';
+import { ocrLines, ocrPage, type DetectorSizing } from '../../src/models/tasks/ocr/ops.js';
 import { TaskWorkers } from '../../src/workers/task-workers.js';
 
 // The task workers run the tasks' CPU work off the event loop. What they answer must be what the same op answers
@@ -51,21 +52,21 @@ t.test('ops answer on a worker exactly as on the event loop', async (t) => {
       { kind: 'fixed', spec: { ...spec, layout: 'NHWC', resize: 'letterbox', width: 128, height: 128 } },
     ],
   ] as const) {
-    const a = await inline.run('imageTensor', { source, sizing: sizing as Sizing, maxPixels: 1e8 });
-    const b = await workers.run('imageTensor', { source, sizing: sizing as Sizing, maxPixels: 1e8 });
+    const a = await inline.run(imageTensor, { source, sizing: sizing as Sizing, maxPixels: 1e8 });
+    const b = await workers.run(imageTensor, { source, sizing: sizing as Sizing, maxPixels: 1e8 });
     t.same(b.dims, a.dims, `${name}: dims`);
     t.same(b.original, a.original, `${name}: original size`);
     t.ok(Buffer.from(b.data.buffer).equals(Buffer.from(a.data.buffer)), `${name}: the same floats`);
   }
-  const p = await inline.run('ocrPage', { source: page, maxPixels: 1e8, detector });
-  const q = await workers.run('ocrPage', { source: page, maxPixels: 1e8, detector });
+  const p = await inline.run(ocrPage, { source: page, maxPixels: 1e8, detector });
+  const q = await workers.run(ocrPage, { source: page, maxPixels: 1e8, detector });
   t.same([q.w, q.h, q.scale, q.image.width, q.image.height], [p.w, p.h, p.scale, p.image.width, p.image.height]);
   t.ok(Buffer.from(q.data.buffer).equals(Buffer.from(p.data.buffer)), 'page tensor');
   t.ok(Buffer.from(q.image.data).equals(Buffer.from(p.image.data)), 'page pixels');
 
   const audio = { bytes: speech, maxSeconds: 60, rate: 16000, context: 64, window: 512 };
-  const x = await inline.run('audioFrames', audio);
-  const y = await workers.run('audioFrames', audio);
+  const x = await inline.run(audioFrames, audio);
+  const y = await workers.run(audioFrames, audio);
   t.same([y.frames, y.samples, y.durationMs], [x.frames, x.samples, x.durationMs]);
   t.ok(Buffer.from(y.padded.buffer).equals(Buffer.from(x.padded.buffer)), 'audio samples');
 });
@@ -75,22 +76,22 @@ t.test('client errors cross the thread with their code and message', async (t) =
     const where = pool.size === 0 ? 'inline' : 'worker';
     const garbage = Buffer.concat([line.subarray(0, 40), Buffer.alloc(40)]);
     await t.rejects(
-      pool.run('imageTensor', { source: garbage, sizing: lineSizing, maxPixels: 1e8 }),
+      pool.run(imageTensor, { source: garbage, sizing: lineSizing, maxPixels: 1e8 }),
       { code: 'MUON_ERR_INVALID_IMAGE', statusCode: 400 },
       `${where}: a cut PNG`,
     );
     await t.rejects(
-      pool.run('imageTensor', { source: Buffer.from('GIF89a....'), sizing: lineSizing, maxPixels: 1e8 }),
+      pool.run(imageTensor, { source: Buffer.from('GIF89a....'), sizing: lineSizing, maxPixels: 1e8 }),
       { code: 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE', statusCode: 415, message: /gif images are not accepted/ },
       `${where}: a GIF`,
     );
     await t.rejects(
-      pool.run('imageTensor', { source: photo, sizing: lineSizing, maxPixels: 1000 }),
+      pool.run(imageTensor, { source: photo, sizing: lineSizing, maxPixels: 1000 }),
       { code: 'MUON_ERR_IMAGE_DIMENSIONS', statusCode: 422 },
       `${where}: over the pixel limit`,
     );
     await t.rejects(
-      pool.run('audioFrames', { bytes: speech, maxSeconds: 1, rate: 16000, context: 64, window: 512 }),
+      pool.run(audioFrames, { bytes: speech, maxSeconds: 1, rate: 16000, context: 64, window: 512 }),
       { code: 'MUON_ERR_AUDIO_TOO_LONG', statusCode: 413 },
       `${where}: audio over the limit`,
     );
@@ -101,7 +102,7 @@ t.test('moved arrays travel without a copy; views of a larger buffer are copied'
   const prob = new Float32Array(64 * 32);
   const image = { data: new Uint8Array(64 * 32 * 3), width: 64, height: 32 };
   const lines = await workers.run(
-    'ocrLines',
+    ocrLines,
     { prob, w: 64, h: 32, detection: {}, image, readingOrder: 'rows' },
     { move: [prob, image.data] },
   );
@@ -111,7 +112,7 @@ t.test('moved arrays travel without a copy; views of a larger buffer are copied'
   const whole = new Float32Array(2 * 64 * 32);
   const view = whole.subarray(0, 64 * 32);
   await workers.run(
-    'ocrLines',
+    ocrLines,
     {
       prob: view,
       w: 64,
@@ -130,13 +131,13 @@ t.test('a thread that dies fails only its own ops, and is replaced', async (t) =
   const pool = new TaskWorkers(1, 1, entry);
   t.teardown(() => pool.close());
   const audio = { bytes: speech, maxSeconds: 60, rate: 16000, context: 64, window: 512 };
-  const before = await pool.run('audioFrames', audio);
+  const before = await pool.run(audioFrames, audio);
   await t.rejects(
-    pool.run('audioFrames', { ...audio, bytes: Buffer.alloc(13) }),
+    pool.run(audioFrames, { ...audio, bytes: Buffer.alloc(13) }),
     { message: /task worker .*code 9/ },
     'the op that killed it fails',
   );
-  const after = await pool.run('audioFrames', audio);
+  const after = await pool.run(audioFrames, audio);
   t.same(after.frames, before.frames, 'the next op runs on a new thread');
 });
 
@@ -144,6 +145,6 @@ t.test('a closed pool refuses ops', async (t) => {
   const pool = new TaskWorkers(1);
   await pool.warm();
   await pool.close();
-  await t.rejects(pool.run('ping', {}), /closed/);
+  await t.rejects(pool.run(ping, {}), /closed/);
   t.throws(() => new TaskWorkers(-1), RangeError);
 });

@@ -1,7 +1,55 @@
-import type { Manifest } from '../manifest.js';
+import type { Static, TObject, TSchema } from 'typebox';
 import type { ImageSource, RawImage } from '../../preprocess/image.js';
-import type { SessionRunner } from '../session.js';
+import type { Op } from '../../workers/ops.js';
 import type { TaskWorkers } from '../../workers/task-workers.js';
+import type { SessionRunner } from '../session.js';
+import type { BaseManifest } from './common/manifest.js';
+
+/**
+ * A task: everything the server, the compressor and the docs know about it, in one place. Each task's folder exports
+ * one (its index.ts) and `registry.ts` lists them; nothing outside a task's folder branches on a task's name.
+ */
+export interface TaskDefinition<S extends TObject = TObject> {
+  /** The manifest's `task`. */
+  readonly name: string;
+  /** One line for `/v1/models` and the docs. */
+  readonly summary: string;
+  /** The whole manifest schema of this task: `commonFields`, `task: Literal(name)` and the task's own sections. */
+  readonly manifest: S;
+  /** Checks the schema cannot express (one field against another); throws ManifestError. */
+  check?(manifest: Static<S>, where: string): void;
+  /**
+   * The fields this task adds to a `/predict` answer. Tasks that answer a field of the same name share its schema
+   * (the same object, from `common/answers.ts`): the predict route's response schema is their union.
+   */
+  readonly answer: Readonly<Record<string, TSchema>>;
+  /** Builds the task's pipeline around a loaded session (what the server serves and the compressor calibrates on). */
+  create(
+    ctx: TaskContext<Static<S>>,
+  ): TaskPipeline<any, any, any, any, any> | Promise<TaskPipeline<any, any, any, any, any>>;
+  /**
+   * What the compressor's gate measures for this task, comparing the compressed model's outputs with the original's
+   * on the evaluation set: top-1 agreement (per time step for a CTC recognizer), agreement of the decision at
+   * `threshold` (a probability thresholded per frame or per pixel), or mean output cosine.
+   */
+  readonly gate:
+    | { readonly metric: string; readonly measure: 'top1' | 'cosine' }
+    | { readonly metric: string; readonly measure: 'decision'; threshold(manifest: Static<S>): number };
+  /** Bytes an input costs once decoded, for the memory budget, where the common estimate does not fit (see request-cost.ts). */
+  readonly cost?: {
+    /** A `width` x `height` image (default: its decoded pixels). */
+    image?(width: number, height: number, manifest: Static<S>): number;
+    /** The rate audio is resampled to (default: the file's own). */
+    sampleRate?(manifest: Static<S>): number;
+  };
+  /** The task's own ops for the task workers (beyond the common image and audio ones). */
+  readonly ops?: readonly Op<any, any>[];
+}
+
+/** Declares a task; the identity, for inference of the manifest type from the schema. */
+export function defineTask<S extends TObject>(definition: TaskDefinition<S>): TaskDefinition<S> {
+  return definition;
+}
 
 /**
  * A request body as the route decoded it; tasks say which kinds they take. Images stay encoded bytes (the format is
@@ -31,7 +79,7 @@ export interface PredictParams {
 }
 
 /** What a task needs to build its pipeline; everything comes from the manifest and the loaded session. */
-export interface TaskContext<M extends Manifest = Manifest> {
+export interface TaskContext<M = BaseManifest> {
   readonly manifest: M;
   readonly session: SessionRunner;
   readonly labels: readonly string[];

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import { Errors } from '../../errors.js';
 import { modelNamePattern } from '../../models/manifest.js';
+import { answerFields } from '../../models/tasks/registry.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { WireInput } from '../../models/tasks/task.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
@@ -52,43 +53,18 @@ const TextBody = Type.Object(
   { additionalProperties: false },
 );
 
-const Prediction = Type.Object({ label: Type.String(), index: Type.Integer(), score: Type.Number() });
-const Point = Type.Array(Type.Number(), { minItems: 2, maxItems: 2, description: '[x, y] in original image pixels' });
-const Face = Type.Object({
-  box: Type.Array(Type.Number(), { minItems: 4, maxItems: 4, description: '[x1, y1, x2, y2] in original pixels' }),
-  score: Type.Number(),
-  keypoints: Type.Array(Point),
-});
-const Segment = Type.Object({ start_ms: Type.Number(), end_ms: Type.Number() });
-const TextLine = Type.Object({
-  text: Type.String(),
-  score: Type.Number({ description: "Mean probability of the line's characters (0 when it has none)" }),
-  box: Type.Optional(
-    Type.Array(Point, {
-      minItems: 4,
-      maxItems: 4,
-      description: 'ocr: the line in page pixels, corners clockwise from top-left of the text',
-    }),
-  ),
-});
-
 /**
- * One answer shape for every task: the common fields, plus the task's own field (classification and language-id:
- * `predictions`; face-detection: `faces`; voice-activity: `segments` and `duration_ms`; text-recognition: `lines`,
- * one per text line; ocr: `lines` with their boxes, in reading order). Declared here so that Fastify serializes them fast
- * and OpenAPI documents them.
+ * One answer shape for every task: the common fields, plus each registered task's own (classification and
+ * language-id: `predictions`; face-detection: `faces`; voice-activity: `segments` and `duration_ms`;
+ * text-recognition: `lines`; ocr: `lines` with their boxes). Declared so that Fastify serializes answers fast and
+ * OpenAPI documents them.
  */
 const PredictResponse = Type.Object({
   model: Type.String(),
   version: Type.String(),
   task: Type.String(),
-  predictions: Type.Optional(Type.Array(Prediction)),
-  faces: Type.Optional(Type.Array(Face)),
-  segments: Type.Optional(Type.Array(Segment)),
-  duration_ms: Type.Optional(Type.Number()),
-  lines: Type.Optional(Type.Array(TextLine)),
+  ...answerFields(),
 });
-type Answer = Omit<Static<typeof PredictResponse>, 'model' | 'version' | 'task'>;
 
 /**
  * `POST /predict?model=` and `POST /v1/models/{name}/predict`: one input (a multipart file or a raw body), one answer.
@@ -163,7 +139,7 @@ export async function predictRoutes(
       model: model.name,
       version: model.version,
       task: model.task,
-      ...(answer as Answer),
+      ...(answer as object), // the task's own fields, declared by its definition (registry.ts)
     };
   };
 

@@ -1,10 +1,11 @@
-import { dims as imageDims, placement, type ImageSpec, type ImageTensor } from '../../preprocess/image.js';
-import { ManifestError, type FaceDetectionManifest } from '../manifest.js';
-import type { TensorInfo } from '../session.js';
-import { BatchBuffers, splitRows } from '../tensor.js';
-import { checkShape, pick } from './image-classification.js';
-import { isSmallImage } from '../../workers/ops.js';
-import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
+import { dims as imageDims, placement, type ImageSpec, type ImageTensor } from '../../../preprocess/image.js';
+import { ManifestError } from '../common/manifest.js';
+import type { FaceDetectionManifest } from './manifest.js';
+import type { TensorInfo } from '../../session.js';
+import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { checkShape, pick } from '../common/graph.js';
+import { imageTensor, isSmallImage } from '../../../workers/ops.js';
+import { imageOf, type TaskContext, type TaskPipeline } from '../task.js';
 
 /** One SSD anchor, in normalized input coordinates (0..1). */
 export interface Anchor {
@@ -252,7 +253,7 @@ export function faceDetection(
     async prepare(req) {
       const source = imageOf(req, 'face-detection');
       const t = await ctx.workers.run(
-        'imageTensor',
+        imageTensor,
         { source, sizing, maxPixels: ctx.maxImagePixels },
         { inline: isSmallImage(source) },
       );

@@ -1,4 +1,4 @@
-import type { HostTensor } from './session.js';
+import type { HostTensor } from '../../session.js';
 
 /**
  * Stacks equal-shaped float rows into one batch tensor [n, ...rowDims], padding with zero rows up to `batch`
@@ -65,40 +65,6 @@ export class BatchBuffers {
       return await fn({ type: 'float32', data, dims: [batch, ...this.rowDims] });
     } finally {
       if (pooled) this.#free.push(buffer);
-    }
-  }
-}
-
-/**
- * Recycles per-request input rows (a 48x192 image row is 110 KB outside the JS heap). A row is handed out by
- * {@link RowPool.acquire} and may be given back once, after its batch ran; rows that never reach a batch (deadline,
- * client gone) are simply left to the GC. Anything not handed out by this pool is ignored on release.
- */
-export class RowPool {
-  readonly #free: Float32Array[] = [];
-  readonly #issued = new WeakSet<Float32Array>();
-
-  /**
-   * @param size values per row
-   * @param keep rows kept for reuse at most
-   */
-  constructor(
-    private readonly size: number,
-    private readonly keep: number,
-  ) {}
-
-  /** A row of `size` values; its contents are whatever the last user left (callers overwrite all of it). */
-  acquire(): Float32Array {
-    const row = this.#free.pop() ?? new Float32Array(this.size);
-    this.#issued.add(row);
-    return row;
-  }
-
-  /** Gives rows back; each acquired row is taken back at most once. */
-  release(rows: Iterable<Float32Array>): void {
-    for (const row of rows) {
-      if (!this.#issued.delete(row)) continue;
-      if (this.#free.length < this.keep) this.#free.push(row);
     }
   }
 }

@@ -1,4 +1,4 @@
-import { Errors } from '../../errors.js';
+import { Errors } from '../../../errors.js';
 import {
   checkText,
   hasLetters,
@@ -6,11 +6,13 @@ import {
   normalizeText,
   type NgramFeaturizer,
   type NgramGroup,
-} from '../../preprocess/text.js';
-import { ManifestError, type TextManifest } from '../manifest.js';
-import { BatchBuffers, splitRows } from '../tensor.js';
-import { activate, pick, topK, type ClassScore } from './image-classification.js';
-import type { TaskContext, TaskPipeline } from './task.js';
+} from '../../../preprocess/text.js';
+import { ManifestError } from '../common/manifest.js';
+import type { TextManifest } from './manifest.js';
+import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { pick } from '../common/graph.js';
+import { activate, topK, type ClassScore } from '../common/scores.js';
+import type { TaskContext, TaskPipeline } from '../task.js';
 
 /**
  * `language-id`: text in, languages out. The text becomes one float32 row of character n-gram frequencies (the

@@ -1,8 +1,10 @@
-import { SequenceScheduler } from '../../batching/sequence.js';
-import { Errors } from '../../errors.js';
-import { ManifestError, type VoiceActivityManifest } from '../manifest.js';
-import type { TensorInfo } from '../session.js';
-import type { TaskContext, TaskPipeline } from './task.js';
+import { SequenceScheduler } from '../../../batching/sequence.js';
+import { audioFrames } from '../../../workers/ops.js';
+import { Errors } from '../../../errors.js';
+import { ManifestError } from '../common/manifest.js';
+import type { VoiceActivityManifest } from './manifest.js';
+import type { TensorInfo } from '../../session.js';
+import type { TaskContext, TaskPipeline } from '../task.js';
 
 /** One frame of one request: the model's input row (context + new samples) and the request's state before it. */
 export interface VadRow {
@@ -133,7 +135,7 @@ export async function voiceActivity(
     async prepare(req, signal) {
       if (req.kind !== 'audio') throw new Error(`voice-activity got ${req.kind} input; this is a bug`);
       const row = await ctx.workers.run(
-        'audioFrames',
+        audioFrames,
         { bytes: req.bytes, maxSeconds, rate, context, window },
         { signal },
       );

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { ManifestError, type TextRecognitionManifest } from '../manifest.js';
-import type { HostTensor } from '../session.js';
-import { splitRows } from '../tensor.js';
-import { isSmallImage, type Sizing } from '../../workers/ops.js';
-import { pick } from './image-classification.js';
-import { imageOf, type TaskContext, type TaskPipeline } from './task.js';
+import { ManifestError } from '../common/manifest.js';
+import type { TextRecognitionManifest } from './manifest.js';
+import type { HostTensor } from '../../session.js';
+import { splitRows } from '../common/buffers.js';
+import { imageTensor, isSmallImage, type Sizing } from '../../../workers/ops.js';
+import { pick } from '../common/graph.js';
+import { imageOf, type TaskContext, type TaskPipeline } from '../task.js';
 
 /** One recognized text line: PaddleOCR's `(text, score)`. */
 export interface TextLine {
@@ -127,7 +128,7 @@ export async function textRecognition(
     async prepare(req) {
       const source = imageOf(req, 'text-recognition');
       const t = await ctx.workers.run(
-        'imageTensor',
+        imageTensor,
         { source, sizing, maxPixels: ctx.maxImagePixels },
         { inline: isSmallImage(source) },
       );

@@ -1,13 +1,14 @@
-import { ManifestError, type OcrManifest } from '../manifest.js';
-import { splitRows, stackRows } from '../tensor.js';
-import { pick } from './image-classification.js';
-import { rotate180 } from './ocr/crop.js';
-import type { Quad } from './ocr/db-postprocess.js';
-import { orderLines } from './ocr/reading-order.js';
-import type { ClassScore } from './image-classification.js';
-import type { TextLine } from './text-recognition.js';
-import { detectorSize, type DetectorSizing, type PageRow } from '../../workers/ops.js';
-import { imageOf, type StepOptions, type TaskContext, type TaskPipeline } from './task.js';
+import { ManifestError } from '../common/manifest.js';
+import type { OcrManifest } from './manifest.js';
+import { splitRows, stackRows } from '../common/buffers.js';
+import { pick } from '../common/graph.js';
+import { rotate180 } from './crop.js';
+import type { Quad } from './db-postprocess.js';
+import { orderLines } from './reading-order.js';
+import type { ClassScore } from '../common/scores.js';
+import type { TextLine } from '../text-recognition/pipeline.js';
+import { detectorSize, ocrLines, ocrPage, type DetectorSizing, type PageRow } from './ops.js';
+import { imageOf, type StepOptions, type TaskContext, type TaskPipeline } from '../task.js';
 
 /** One recognized line: text, recognizer score, and its box in page pixels (reading order). */
 export interface OcrLine extends TextLine {
@@ -82,7 +83,7 @@ export function ocr(
     graphMaxBatch: fixedBatch,
     async prepare(req) {
       const source = imageOf(req, 'ocr');
-      const page = await ctx.workers.run('ocrPage', { source, maxPixels: ctx.maxImagePixels, detector });
+      const page = await ctx.workers.run(ocrPage, { source, maxPixels: ctx.maxImagePixels, detector });
       return { row: page, key: `${page.w}x${page.h}` };
     },
     async runBatch(rows) {
@@ -103,7 +104,7 @@ export function ocr(
       // the page's pixels are not needed here once its lines are cut: they move to the worker, as the map does
       const { image } = page;
       let { boxes, crops } = await ctx.workers.run(
-        'ocrLines',
+        ocrLines,
         { prob, w: page.w, h: page.h, detection: m.detection, image, readingOrder: m.stages.readingOrder },
         { move: [prob, image.data] },
       );

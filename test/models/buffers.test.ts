@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BatchBuffers, RowPool } from '../../src/models/tensor.js';
+import { BatchBuffers } from '../../src/models/tasks/common/buffers.js';
 
 t.test('BatchBuffers: a lone row is the batch; larger batches reuse one buffer, zero-padded', async (t) => {
   const b = new BatchBuffers([2], 4);
@@ -19,15 +19,4 @@ t.test('BatchBuffers: a lone row is the batch; larger batches reuse one buffer, 
     b.with([new Float32Array(3), r1], 2, async () => 0),
     /this is a bug/,
   );
-});
-
-t.test('RowPool: rows come back once, foreign rows are ignored', async (t) => {
-  const p = new RowPool(3, 2);
-  const a = p.acquire();
-  p.release([a, a]); // twice: taken back once
-  t.equal(p.acquire(), a);
-  t.not(p.acquire(), a, 'not handed out twice');
-  p.release([new Float32Array(3)]);
-  const c = p.acquire();
-  t.equal(c.length, 3);
 });

@@ -1,0 +1,30 @@
+// Class scores: activations and the k best, for the tasks that classify.
+
+/** One class in a classification answer. */
+export interface ClassScore {
+  label: string;
+  index: number;
+  score: number;
+}
+
+/** Turns a row of logits into scores, as the manifest's `output.activation` says. */
+export function activate(x: Float32Array, kind: 'none' | 'softmax' | 'sigmoid'): Float32Array {
+  if (kind === 'none') return x;
+  const out = new Float32Array(x.length);
+  if (kind === 'sigmoid') {
+    for (let i = 0; i < x.length; i++) out[i] = 1 / (1 + Math.exp(-x[i]));
+    return out;
+  }
+  let max = -Infinity;
+  for (const v of x) if (v > max) max = v;
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += out[i] = Math.exp(x[i] - max);
+  for (let i = 0; i < x.length; i++) out[i] /= sum;
+  return out;
+}
+
+/** The k best classes, best first; ties keep the lower index first. */
+export function topK(scores: Float32Array, k: number, labels: readonly string[]): ClassScore[] {
+  const idx = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+  return idx.slice(0, k).map((i) => ({ label: labels[i] ?? String(i), index: i, score: scores[i] }));
+}
