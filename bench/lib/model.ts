@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { packageRoot } from '../../src/config.js';
-import { asImageManifest, parseManifest, type ImageManifest } from '../../src/models/manifest.js';
+import { parseManifest } from '../../src/models/manifest.js';
+import { asImageManifest, type ImageManifest } from '../../src/models/tasks/image-classification/manifest.js';
 import { dims, type ImageSpec } from '../../src/preprocess/image.js';
 
 /** The benchmarked model as the server would load it: manifest, ONNX file and tensor names. */

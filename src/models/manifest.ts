@@ -70,18 +70,6 @@ export function parseManifest(json: unknown, where: string): Manifest {
 }
 
 /**
- * Narrows a manifest to an image task's, for code that preprocesses images (the compression CLI's calibration
- * images, the bench).
- * @throws ManifestError naming the task when it takes something else
- */
-export function asImageManifest(m: Manifest, where: string): ImageManifest {
-  if (m.task !== 'image-classification') {
-    throw new ManifestError(`${where}: task '${m.task}' does not take images (needs image-classification)`);
-  }
-  return m;
-}
-
-/**
  * The manifest schema as a standalone JSON Schema document (what `models/manifest.schema.json` holds). Fields with
  * a default are not required in the file, so they are dropped from `required` here.
  */

@@ -304,7 +304,7 @@ export class ModelRepository {
    * model finish on it; it is freed once they are answered. A failed load or check leaves the old model serving.
    * @throws MODEL_NOT_FOUND for a name that is not a model folder, LoadError when the load or a check fails
    */
-  loadModel(name: string): Promise<LoadedModel> {
+  async loadModel(name: string): Promise<LoadedModel> {
     this.#checkName(name);
     this.#checkStarted(name);
     this.#managed.add(name);
@@ -348,7 +348,7 @@ export class ModelRepository {
   }
 
   /** Unloads a model: new requests get 503 at once, the ones already handed to it are answered, then it is freed. */
-  unloadModel(name: string): Promise<void> {
+  async unloadModel(name: string): Promise<void> {
     if (!this.#models.has(name)) throw new Errors.MODEL_NOT_FOUND(name);
     this.#checkStarted(name);
     this.#managed.add(name);

@@ -15,7 +15,8 @@ import {
   type ModelProto,
 } from '../../src/onnx/model.js';
 import { ModelSession, type HostTensor } from '../../src/models/session.js';
-import { asImageManifest, parseManifest } from '../../src/models/manifest.js';
+import { parseManifest } from '../../src/models/manifest.js';
+import { asImageManifest } from '../../src/models/tasks/image-classification/manifest.js';
 import { imageToTensor } from '../../src/preprocess/image.js';
 import { calibrate } from '../../src/quantize/calibrate.js';
 import { GraphIndex, readFloats, readInts } from '../../src/quantize/graph.js';

@@ -37,10 +37,10 @@ export const taskOps: readonly Op<unknown, unknown>[] = taskDefinitions.flatMap(
  * The fields tasks add to a `/predict` answer, each optional (a task answers only its own). A name two tasks use
  * must have one schema (the same object): otherwise this throws as the server starts.
  */
-export function answerFields(): Record<string, TSchema> {
+export function answerFields(tasks: readonly TaskDefinition<any>[] = taskDefinitions): Record<string, TSchema> {
   const fields: Record<string, TSchema> = {};
   const owner: Record<string, string> = {};
-  for (const t of taskDefinitions) {
+  for (const t of tasks) {
     for (const [name, schema] of Object.entries(t.answer)) {
       const seen = fields[name];
       if (seen && seen !== schema)

@@ -27,34 +27,27 @@ export function splitRows(t: HostTensor, n: number): { data: Float32Array; dims:
 /**
  * Reusable batch input buffers for one model. Without them every batch allocates a fresh tensor outside the JS heap,
  * and at a few hundred requests per second that external memory forces a ~7 ms mark-compact GC several times a
- * second: the p99 tail of a lone client. A batch of one needs no copy at all: its row is the batch.
+ * second: the p99 tail of a lone client. A batch of one needs no copy at all: its row is the batch. Each buffer
+ * holds the largest batch; a smaller one (fewer rows, or narrower rows: a recognizer's width buckets) uses its start,
+ * so one buffer serves each batch in flight whatever its shape.
  */
 export class BatchBuffers {
   readonly #free: Float32Array[] = [];
-  readonly #rowSize: number;
+
+  /** @param capacity values in the largest batch (rows x values per row) */
+  constructor(private readonly capacity: number) {}
 
   /**
-   * @param rowDims dimensions of one row (no batch axis)
-   * @param maxRows the largest batch (buffers hold this many rows)
-   */
-  constructor(
-    private readonly rowDims: readonly number[],
-    private readonly maxRows: number,
-  ) {
-    this.#rowSize = rowDims.reduce((a, b) => a * b, 1);
-  }
-
-  /**
-   * Stacks `rows` into a batch of `batch` rows (zero rows pad a fixed batch axis), runs `fn` on it, and takes the
+   * Stacks `rows` into a batch of shape `dims` (zero rows pad a fixed batch axis), runs `fn` on it, and takes the
    * buffer back once `fn` has settled (onnxruntime reads the memory during the run, so not before).
    */
-  async with<T>(rows: readonly Float32Array[], batch: number, fn: (t: HostTensor) => Promise<T>): Promise<T> {
-    const size = this.#rowSize;
-    if (rows.length === 1 && batch === 1 && rows[0].length === size) {
-      return fn({ type: 'float32', data: rows[0], dims: [1, ...this.rowDims] });
-    }
-    const pooled = batch <= this.maxRows;
-    const buffer = (pooled && this.#free.pop()) || new Float32Array(size * Math.max(batch, pooled ? this.maxRows : 0));
+  async with<T>(rows: readonly Float32Array[], dims: readonly number[], fn: (t: HostTensor) => Promise<T>): Promise<T> {
+    const [batch, ...rowDims] = dims;
+    const size = rowDims.reduce((a, b) => a * b, 1);
+    if (rows.length === 1 && batch === 1 && rows[0].length === size)
+      return fn({ type: 'float32', data: rows[0], dims: [...dims] });
+    const pooled = size * batch <= this.capacity;
+    const buffer = (pooled && this.#free.pop()) || new Float32Array(pooled ? this.capacity : size * batch);
     const data = buffer.subarray(0, size * batch);
     rows.forEach((r, i) => {
       if (r.length !== size) throw new Error(`row ${i} has ${r.length} values, expected ${size}; this is a bug`);
@@ -62,7 +55,7 @@ export class BatchBuffers {
     });
     data.fill(0, rows.length * size);
     try {
-      return await fn({ type: 'float32', data, dims: [batch, ...this.rowDims] });
+      return await fn({ type: 'float32', data, dims: [...dims] });
     } finally {
       if (pooled) this.#free.push(buffer);
     }

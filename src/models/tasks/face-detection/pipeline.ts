@@ -3,9 +3,9 @@ import { ManifestError } from '../common/manifest.js';
 import type { FaceDetectionManifest } from './manifest.js';
 import type { TensorInfo } from '../../session.js';
 import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { imageRow } from '../common/image.js';
 import { checkShape, pick } from '../common/graph.js';
-import { imageTensor, isSmallImage } from '../../../workers/ops.js';
-import { imageOf, type TaskContext, type TaskPipeline } from '../task.js';
+import { type TaskContext, type TaskPipeline } from '../task.js';
 
 /** One SSD anchor, in normalized input coordinates (0..1). */
 export interface Anchor {
@@ -228,7 +228,7 @@ export function faceDetection(
   const batchDim = input.shape[0];
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
-  const buffers = new BatchBuffers(rowDims, maxRows);
+  const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1));
   const sizing = { kind: 'fixed', spec } as const;
   const names = [...scoreOutputs, ...boxOutputs].map((o) => o.name);
 
@@ -251,17 +251,12 @@ export function faceDetection(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const source = imageOf(req, 'face-detection');
-      const t = await ctx.workers.run(
-        imageTensor,
-        { source, sizing, maxPixels: ctx.maxImagePixels },
-        { inline: isSmallImage(source) },
-      );
+      const t = await imageRow(ctx, req, 'face-detection', sizing);
       return { row: t, key: '' };
     },
     async runBatch(batchRows) {
       const data = batchRows.map((r) => r.data);
-      return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
+      return await buffers.with(data, [fixedBatch ?? batchRows.length, ...rowDims], async (batch) => {
         const out = await session.run({ [input.name]: batch }, names);
         const scores = gather(out, scoreOutputs, batchRows.length);
         const boxes = gather(out, boxOutputs, batchRows.length);

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { commonFields, ImageInput } from '../common/manifest.js';
+import { commonFields, ImageInput, ManifestError } from '../common/manifest.js';
 
 /** A manifest for `image-classification`: `input` says how an image becomes a tensor. */
 export const ImageManifestSchema = Type.Object(
@@ -8,3 +8,15 @@ export const ImageManifestSchema = Type.Object(
 );
 
 export type ImageManifest = Static<typeof ImageManifestSchema>;
+
+/**
+ * Narrows a manifest to an image task's, for code that preprocesses images (the compression CLI's calibration
+ * images, the bench).
+ * @throws ManifestError naming the task when it takes something else
+ */
+export function asImageManifest(m: { readonly task: string }, where: string): ImageManifest {
+  if (m.task !== 'image-classification') {
+    throw new ManifestError(`${where}: task '${m.task}' does not take images (needs image-classification)`);
+  }
+  return m as ImageManifest;
+}

@@ -4,8 +4,8 @@ import { checkShape, pick } from '../common/graph.js';
 import { activate, topK, type ClassScore } from '../common/scores.js';
 import type { ImageManifest } from './manifest.js';
 import { BatchBuffers, splitRows } from '../common/buffers.js';
-import { imageTensor, isSmallImage } from '../../../workers/ops.js';
-import { imageOf, type TaskContext, type TaskPipeline } from '../task.js';
+import { imageRow } from '../common/image.js';
+import { type TaskContext, type TaskPipeline } from '../task.js';
 
 /** `image-classification`: an image in, top-k labels with scores out. */
 export function imageClassification(
@@ -29,7 +29,7 @@ export function imageClassification(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const activation = m.output.activation;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
-  const buffers = new BatchBuffers(rowDims, maxRows);
+  const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1));
   const sizing = { kind: 'fixed', spec } as const;
 
   return {
@@ -37,17 +37,12 @@ export function imageClassification(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const source = imageOf(req, 'image-classification');
-      const t = await ctx.workers.run(
-        imageTensor,
-        { source, sizing, maxPixels: ctx.maxImagePixels },
-        { inline: isSmallImage(source) },
-      );
+      const t = await imageRow(ctx, req, 'image-classification', sizing);
       return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
     },
     async runBatch(batchRows) {
       const data = batchRows.map((r) => r.data);
-      return await buffers.with(data, fixedBatch ?? batchRows.length, async (batch) => {
+      return await buffers.with(data, [fixedBatch ?? batchRows.length, ...rowDims], async (batch) => {
         const out = await session.run({ [input.name]: batch }, [output.name]);
         return splitRows(out[output.name], batchRows.length).map((r) => r.data);
       });

@@ -43,7 +43,7 @@ export async function languageId(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const rowDims = [featurizer.size];
   const { maxBytes } = m.input;
-  const buffers = new BatchBuffers(rowDims, fixedBatch ?? m.batching.maxBatchSize);
+  const buffers = new BatchBuffers((fixedBatch ?? m.batching.maxBatchSize) * rowDims.reduce((a, b) => a * b, 1));
 
   return {
     accepts: ['text'],
@@ -67,7 +67,7 @@ export async function languageId(
       return { row: featurizer.featurizeNormalized(norm), key: '' };
     },
     async runBatch(rows) {
-      return buffers.with(rows, fixedBatch ?? rows.length, async (batch) => {
+      return buffers.with(rows, [fixedBatch ?? rows.length, ...rowDims], async (batch) => {
         const out = await session.run({ [input.name]: batch }, [output.name]);
         return splitRows(out[output.name], rows.length).map((r) => r.data);
       });

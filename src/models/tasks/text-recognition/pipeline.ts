@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { ManifestError } from '../common/manifest.js';
 import type { TextRecognitionManifest } from './manifest.js';
-import type { HostTensor } from '../../session.js';
-import { splitRows } from '../common/buffers.js';
-import { imageTensor, isSmallImage, type Sizing } from '../../../workers/ops.js';
+import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { imageRow } from '../common/image.js';
+import type { Sizing } from '../../../workers/ops.js';
 import { pick } from '../common/graph.js';
-import { imageOf, type TaskContext, type TaskPipeline } from '../task.js';
+import { type TaskContext, type TaskPipeline } from '../task.js';
 
 /** One recognized text line: PaddleOCR's `(text, score)`. */
 export interface TextLine {
@@ -102,7 +102,7 @@ export async function textRecognition(
     maxWidth,
     widthStep,
   };
-  const buffers = new SharedBatchBuffers(maxRows * channels * height * maxWidth);
+  const buffers = new BatchBuffers(maxRows * channels * height * maxWidth);
 
   return {
     accepts: ['image'],
@@ -126,12 +126,7 @@ export async function textRecognition(
     },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const source = imageOf(req, 'text-recognition');
-      const t = await ctx.workers.run(
-        imageTensor,
-        { source, sizing, maxPixels: ctx.maxImagePixels },
-        { inline: isSmallImage(source) },
-      );
+      const t = await imageRow(ctx, req, 'text-recognition', sizing);
       const width = t.dims[2];
       return { row: { data: t.data, width }, key: String(width) };
     },
@@ -250,35 +245,5 @@ async function checkDictionary(ctx: TaskContext<TextRecognitionManifest>): Promi
     .digest('hex');
   if (sha256 !== ref.sha256) {
     throw new ManifestError(`${ctx.where}: /labels/sha256 is ${ref.sha256} but ${ref.file} has ${sha256}`);
-  }
-}
-
-/**
- * Batch input buffers shared by every width bucket: each buffer holds the widest batch, and a batch of narrower rows
- * uses its start. One buffer per batch in flight, whatever the bucket, instead of one set per bucket.
- */
-class SharedBatchBuffers {
-  readonly #free: Float32Array[] = [];
-
-  constructor(private readonly capacity: number) {}
-
-  /** Stacks `rows` into a batch of `dims` (zero rows pad a fixed batch axis), runs `fn`, then takes the buffer back. */
-  async with<T>(rows: readonly Float32Array[], dims: readonly number[], fn: (t: HostTensor) => Promise<T>): Promise<T> {
-    const [batch, ...rowDims] = dims;
-    const size = rowDims.reduce((a, b) => a * b, 1);
-    if (rows.length === 1 && batch === 1) return fn({ type: 'float32', data: rows[0], dims: [...dims] });
-    const pooled = size * batch <= this.capacity;
-    const buffer = (pooled && this.#free.pop()) || new Float32Array(pooled ? this.capacity : size * batch);
-    const data = buffer.subarray(0, size * batch);
-    rows.forEach((r, i) => {
-      if (r.length !== size) throw new Error(`row ${i} has ${r.length} values, expected ${size}; this is a bug`);
-      data.set(r, i * size);
-    });
-    data.fill(0, rows.length * size);
-    try {
-      return await fn({ type: 'float32', data, dims: [...dims] });
-    } finally {
-      if (pooled) this.#free.push(buffer);
-    }
   }
 }

@@ -1,0 +1,99 @@
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import t from 'tap';
+import { loadConfig, packageRoot } from '../../src/config.js';
+import { Metrics } from '../../src/metrics.js';
+import { ModelRepository } from '../../src/models/repository.js';
+
+// The repository core without HTTP: states, the index, load, swap and unload, and what a caller gets for each
+// state, on a repository of real models through real onnxruntime.
+
+function repositoryOf(folders: string[]): { root: string; repository: ModelRepository } {
+  const root = mkdtempSync(path.join(tmpdir(), 'muon-repo-core-'));
+  for (const f of folders) cpSync(path.join(packageRoot, 'models', f), path.join(root, f), { recursive: true });
+  const config = loadConfig({
+    MUON_EXECUTION_PROVIDER: 'cpu',
+    MUON_MODEL_REPOSITORY: root,
+    MUON_DEFAULT_MODEL: folders[0],
+    MUON_TASK_THREADS: '0',
+  });
+  return { root, repository: new ModelRepository(config, new Metrics(false), pino({ level: 'silent' })) };
+}
+
+t.test('loadAll: every folder READY, then served; a broken folder FAILED alone, with its reason', async (t) => {
+  const { root, repository } = repositoryOf(['language-id', 'text-orientation']);
+  mkdirSync(path.join(root, 'broken'));
+  writeFileSync(path.join(root, 'broken', 'manifest.json'), '{"task": "no-such-task"}');
+  t.teardown(async () => {
+    await repository.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const failures = await repository.loadAll();
+  t.same(
+    failures.map((f) => f.name),
+    ['broken'],
+  );
+  t.match(failures[0].error, /\/task must be one of: image-classification, language-id/);
+  t.notOk(repository.ready, 'not ready while a folder failed');
+  t.same(
+    repository.list().map((s) => [s.name, s.state]),
+    [
+      ['broken', 'FAILED'],
+      ['language-id', 'READY'],
+      ['text-orientation', 'READY'],
+    ],
+  );
+  t.notMatch(JSON.stringify(await repository.index()), root, 'the index shows no absolute paths');
+
+  const model = repository.readyModel('language-id');
+  const answer = (await model.infer(
+    { kind: 'text', text: 'Der schnelle braune Fuchs springt über den faulen Hund.' },
+    { deadline: performance.now() + 10_000, timeoutMs: 10_000 },
+  )) as { predictions: { label: string }[] };
+  t.equal(answer.predictions[0].label, 'deu', 'answers through its batcher, without HTTP');
+
+  t.throws(() => repository.readyModel('nope'), { code: 'MUON_ERR_MODEL_NOT_FOUND' });
+  t.throws(() => repository.readyModel('broken'), { code: 'MUON_ERR_MODEL_NOT_READY' });
+  t.throws(() => repository.readyModel('language-id', '9'), { code: 'MUON_ERR_VERSION_NOT_FOUND' });
+});
+
+t.test('unload, then load again: UNAVAILABLE answers 503, a reload serves the folder as it now is', async (t) => {
+  const { root, repository } = repositoryOf(['text-orientation']);
+  t.teardown(async () => {
+    await repository.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  t.same(await repository.loadAll(), []);
+  t.ok(repository.ready);
+  await repository.unloadModel('text-orientation');
+  t.equal(repository.status('text-orientation')?.state, 'UNAVAILABLE');
+  t.throws(() => repository.readyModel('text-orientation'), { code: 'MUON_ERR_MODEL_NOT_READY' });
+  t.same(repository.versions('text-orientation'), []);
+
+  const manifest = path.join(root, 'text-orientation', 'manifest.json');
+  const m = JSON.parse(readFileSync(manifest, 'utf8')) as { topK: number };
+  writeFileSync(manifest, JSON.stringify({ ...m, topK: 1 }));
+  const loaded = await repository.loadModel('text-orientation');
+  t.equal(repository.status('text-orientation')?.state, 'READY');
+  t.equal(repository.readyModel('text-orientation'), loaded);
+  t.equal(loaded.manifest.topK, 1, 'the folder is read again');
+
+  await t.rejects(repository.loadModel('nope'), { code: 'MUON_ERR_MODEL_NOT_FOUND' });
+  await t.rejects(repository.unloadModel('nope'), { code: 'MUON_ERR_MODEL_NOT_FOUND' });
+});
+
+t.test('a swap that fails keeps the serving version', async (t) => {
+  const { root, repository } = repositoryOf(['text-orientation']);
+  t.teardown(async () => {
+    await repository.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  await repository.loadAll();
+  const serving = repository.readyModel('text-orientation');
+  writeFileSync(path.join(root, 'text-orientation', 'manifest.json'), '{ not json');
+  await t.rejects(repository.loadModel('text-orientation'), /not valid JSON/);
+  t.equal(repository.status('text-orientation')?.state, 'READY', 'still serving');
+  t.equal(repository.readyModel('text-orientation'), serving, 'the same loaded version');
+});
