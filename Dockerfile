@@ -99,5 +99,5 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/v2/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # exec form: node is PID 1 and gets SIGTERM itself (drain, then exit 0); the command is `npm start`'s (see
-# docs/operations.md: why the old generation starts at 128 MB)
+# docs/deployment.md: why the old generation starts at 128 MB)
 CMD ["node", "--initial-old-space-size=128", "dist/main.js"]

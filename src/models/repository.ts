@@ -302,7 +302,7 @@ export class ModelRepository {
    * one keeps answering, checked (same task; and when the manifest has `rollout.samples`, its answers on those
    * media files must agree with the serving model's), then swapped in at once. Requests already handed to the old
    * model finish on it; it is freed once they are answered. A failed load or check leaves the old model serving.
-   * @throws MODEL_NOT_FOUND for a name that is not a model folder, LoadError when the load or a check fails
+   * Rejects with MODEL_NOT_FOUND for a name that is not a model folder, LoadError when the load or a check fails.
    */
   async loadModel(name: string): Promise<LoadedModel> {
     this.#checkName(name);
@@ -347,7 +347,10 @@ export class ModelRepository {
     });
   }
 
-  /** Unloads a model: new requests get 503 at once, the ones already handed to it are answered, then it is freed. */
+  /**
+   * Unloads a model: new requests get 503 at once, the ones already handed to it are answered, then it is freed.
+   * Rejects with MODEL_NOT_FOUND for a name that is not a model folder.
+   */
   async unloadModel(name: string): Promise<void> {
     if (!this.#models.has(name)) throw new Errors.MODEL_NOT_FOUND(name);
     this.#checkStarted(name);

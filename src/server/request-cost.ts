@@ -1,6 +1,7 @@
 import { Errors } from '../errors.js';
 import type { Manifest } from '../models/manifest.js';
 import { taskDefinition } from '../models/tasks/registry.js';
+import { DECODED_BYTES_PER_PIXEL as BYTES_PER_PIXEL } from '../models/tasks/common/image.js';
 import type { WireInput } from '../models/tasks/task.js';
 import { readWavHeader, resampledLength } from '../preprocess/audio.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
@@ -9,8 +10,6 @@ import { isAcceptedImageFormat, sniffImageFormat } from '../preprocess/image.js'
 // What one predict input will hold in memory once decoded, estimated from its header before anything is decoded,
 // so it can be admitted against the memory budget (the body itself is already counted).
 
-/** Decoded pixels are at most 4 bytes each (RGBA before the alpha is dropped) while libvips works on them. */
-const BYTES_PER_PIXEL = 4;
 /** A JS string holds 2 bytes per UTF-16 unit; its tensors and answer are small next to it. */
 const BYTES_PER_CHAR = 8;
 

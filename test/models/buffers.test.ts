@@ -20,3 +20,20 @@ t.test('BatchBuffers: a lone row is the batch; larger batches reuse one buffer, 
     /this is a bug/,
   );
 });
+
+t.test('BatchBuffers: narrower batches use the start of the same buffer; one over capacity is its own', async (t) => {
+  const b = new BatchBuffers(8); // e.g. 2 rows of width 4
+  let wide: ArrayBufferLike | undefined;
+  await b.with([new Float32Array(4), new Float32Array(4)], [2, 4], async (batch) => (wide = batch.data.buffer));
+  await b.with([new Float32Array([1, 2]), new Float32Array([3, 4])], [2, 2], async (batch) => {
+    t.equal(batch.data.buffer, wide, 'a narrower bucket reuses the buffer');
+    t.same([...batch.data], [1, 2, 3, 4]);
+  });
+  await b.with([new Float32Array(4), new Float32Array(4), new Float32Array(4)], [3, 4], async (batch) => {
+    t.not(batch.data.buffer, wide, 'over capacity: a buffer of its own');
+    t.equal(batch.data.length, 12);
+  });
+  await b.with([new Float32Array(4), new Float32Array(4)], [2, 4], async (batch) => {
+    t.equal(batch.data.buffer, wide, 'the oversized buffer was not kept');
+  });
+});

@@ -1,5 +1,5 @@
 import { Type, type TSchema } from 'typebox';
-import type { Op } from '../../workers/ops.js';
+import { commonOps, type Op } from '../../workers/ops.js';
 import { faceDetectionTask } from './face-detection/index.js';
 import { imageClassificationTask } from './image-classification/index.js';
 import { languageIdTask } from './language-id/index.js';
@@ -32,6 +32,8 @@ export function taskDefinition(name: string): TaskDefinition<any> | undefined {
 
 /** Every task's own ops, for the task workers. */
 export const taskOps: readonly Op<unknown, unknown>[] = taskDefinitions.flatMap((t) => t.ops ?? []);
+const opNames = new Set([...commonOps, ...taskOps].map((o) => o.name));
+if (opNames.size !== commonOps.length + taskOps.length) throw new Error('two ops share a name; this is a bug');
 
 /**
  * The fields tasks add to a `/predict` answer, each optional (a task answers only its own). A name two tasks use

@@ -12,7 +12,7 @@ import type { BaseManifest } from './common/manifest.js';
 export interface TaskDefinition<S extends TObject = TObject> {
   /** The manifest's `task`. */
   readonly name: string;
-  /** One line for `/v1/models` and the docs. */
+  /** What the task does, in one line, for a reader of the registry. */
   readonly summary: string;
   /** The whole manifest schema of this task: `commonFields`, `task: Literal(name)` and the task's own sections. */
   readonly manifest: S;

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import type { Manifest } from '../../manifest.js';
 import { commonFields, ImageInput, ManifestError } from '../common/manifest.js';
 
 /** A manifest for `image-classification`: `input` says how an image becomes a tensor. */
@@ -14,9 +15,9 @@ export type ImageManifest = Static<typeof ImageManifestSchema>;
  * images, the bench).
  * @throws ManifestError naming the task when it takes something else
  */
-export function asImageManifest(m: { readonly task: string }, where: string): ImageManifest {
+export function asImageManifest(m: Manifest, where: string): ImageManifest {
   if (m.task !== 'image-classification') {
     throw new ManifestError(`${where}: task '${m.task}' does not take images (needs image-classification)`);
   }
-  return m as ImageManifest;
+  return m;
 }

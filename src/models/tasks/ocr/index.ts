@@ -1,4 +1,5 @@
 import { TextLines } from '../common/answers.js';
+import { DECODED_BYTES_PER_PIXEL } from '../common/image.js';
 import { defineTask } from '../task.js';
 import { OcrManifestSchema } from './manifest.js';
 import { detectorSize, MAX_PAGE_SIDE, ocrLines, ocrPage } from './ops.js';
@@ -19,9 +20,7 @@ export const ocrTask = defineTask({
       const [pw, ph] = [Math.round(w * s), Math.round(h * s)];
       const { limitSideLen, limitType, sizeMultiple } = m.input;
       const [dw, dh] = detectorSize(pw, ph, limitSideLen, limitType, sizeMultiple);
-      return (
-        pw * ph * 4 /* RGBA, as request-cost.ts counts a decoded pixel */ + dw * dh * 4 * Float32Array.BYTES_PER_ELEMENT
-      );
+      return pw * ph * DECODED_BYTES_PER_PIXEL + dw * dh * 4 * Float32Array.BYTES_PER_ELEMENT;
     },
   },
   ops: [ocrPage, ocrLines],
