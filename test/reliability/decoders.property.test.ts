@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import t from 'tap';
+import { lineSpec } from '../helpers/image-spec.js';
 import { decodeWav } from '../../src/preprocess/audio.js';
 import { imageToTensor } from '../../src/preprocess/image.js';
 import { decodeUtf8 } from '../../src/preprocess/text.js';
@@ -101,19 +102,7 @@ t.test('v2 infer bodies: random bytes, random JSON, random header lengths', asyn
 });
 
 t.test('image decoding: random bytes and mutated real PNGs', async (t) => {
-  const spec = {
-    layout: 'NCHW',
-    height: 48,
-    width: 192,
-    channels: 'BGR',
-    resize: 'fit-height',
-    cropRatio: 1,
-    interpolation: 'linear',
-    scale: 1 / 255,
-    mean: [0.5, 0.5, 0.5],
-    std: [0.5, 0.5, 0.5],
-    padValue: 0,
-  } as const;
+  const spec = lineSpec;
   await fc.assert(
     fc.asyncProperty(
       fc.oneof(

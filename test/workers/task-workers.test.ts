@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import type { ImageSpec } from '../../src/preprocess/image.js';
+import { lineSpec } from '../helpers/image-spec.js';
 import { audioFrames, imageTensor, ping, type Sizing } from '../../src/workers/ops.js';
 import { ocrLines, ocrPage, type DetectorSizing } from '../../src/models/tasks/ocr/ops.js';
 import { TaskWorkers } from '../../src/workers/task-workers.js';
@@ -16,19 +16,7 @@ const photo = readFileSync(path.join(fixtures, 'photos/chelsea.jpg'));
 const page = readFileSync(path.join(fixtures, 'photos/page.png'));
 const speech = readFileSync(path.join(fixtures, 'audio/speech-44k-stereo.wav'));
 
-const spec: ImageSpec = {
-  layout: 'NCHW',
-  height: 48,
-  width: 192,
-  channels: 'BGR',
-  resize: 'fit-height',
-  cropRatio: 1,
-  interpolation: 'linear',
-  scale: 1 / 255,
-  mean: [0.5, 0.5, 0.5],
-  std: [0.5, 0.5, 0.5],
-  padValue: 0,
-};
+const spec = lineSpec;
 const lineSizing: Sizing = { kind: 'line', spec, minWidth: 64, maxWidth: 4096, widthStep: 32 };
 const detector: DetectorSizing = {
   limitSideLen: 960,
