@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { packageRoot } from '../../src/config.js';
-import { parseManifest } from '../../src/models/manifest.js';
+import { readManifest, resolveFile } from '../../src/models/folder.js';
 import { asImageManifest, type ImageManifest } from '../../src/models/tasks/image-classification/manifest.js';
 import { dims, type ImageSpec } from '../../src/preprocess/image.js';
 
@@ -22,17 +20,15 @@ export interface BenchModel {
 }
 
 /**
- * Reads and validates `models/<name>/manifest.json` with the server's own parser. The ONNX file is looked up the
- * way the manifest names it (an npm package under the project's node_modules, or the model folder).
+ * Reads and validates `models/<name>/manifest.json` with the server's own reader. The ONNX file is looked up the
+ * way the server does (an installed npm package, or the model folder).
  */
 export async function loadBenchModel(name: string): Promise<BenchModel> {
-  const where = path.join(packageRoot, 'models', name, 'manifest.json');
-  const manifest = asImageManifest(parseManifest(JSON.parse(await readFile(where, 'utf8')), where), where);
-  const base = manifest.model.package
-    ? path.join(packageRoot, 'node_modules', manifest.model.package)
-    : path.dirname(where);
-  const file = path.join(base, manifest.model.path);
-  if (!existsSync(file)) throw new Error(`${where}: model file ${file} not found`);
+  const dir = path.join(packageRoot, 'models', name);
+  const read = await readManifest(dir, { name });
+  const where = read.where;
+  const manifest = asImageManifest(read.manifest, where);
+  const file = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
   if (!manifest.input.name || !manifest.output.name)
     throw new Error(`${where}: the bench needs /input/name and /output/name`);
   return {

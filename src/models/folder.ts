@@ -3,10 +3,10 @@ import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { packageRoot } from '../config.js';
-import { ManifestError, npmPackagePattern } from './manifest.js';
+import { ManifestError, npmPackagePattern, parseManifest, type Manifest } from './manifest.js';
 
-// The model folder rules: what a model folder is, which versions it serves (the version policy), and where the
-// files its manifest names are (inside the folder or an npm package, never outside).
+// The model folder rules: what a model folder is, which versions it serves (the version policy), how its manifest is
+// read, and where the files its manifest names are (inside the folder or an npm package, never outside).
 
 /** Numbered versions compare as numbers, anything else as text. */
 export function compareVersions(a: string, b: string): number {
@@ -95,4 +95,53 @@ export function resolveFile(dir: string, file: string, pkg: string | undefined, 
 function isInside(base: string, file: string): boolean {
   const rel = path.relative(base, file);
   return !rel.startsWith('..') && !path.isAbsolute(rel);
+}
+
+/**
+ * Reads and validates a folder's `manifest.json`. Throws ManifestError for a file that is not JSON or not a valid
+ * manifest, and where the caller knows them, for a `name` other than the model folder's or a `version` other than the
+ * version folder's (a version folder's name is the version: the manifest gets it when it does not say).
+ */
+export async function readManifest(
+  dir: string,
+  expect: { readonly name?: string; readonly version?: string } = {},
+): Promise<{ manifest: Manifest; where: string }> {
+  const where = path.join(dir, 'manifest.json');
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(where, 'utf8'));
+  } catch (err) {
+    throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
+  }
+  if (expect.version !== undefined) {
+    const declared = (json as { version?: unknown } | null)?.version;
+    if (declared !== undefined && declared !== expect.version)
+      throw new ManifestError(
+        `${where}: /version is '${String(declared)}' but the version folder is '${expect.version}'`,
+      );
+    json = { ...(json as object), version: expect.version };
+  }
+  const manifest = parseManifest(json, where);
+  if (expect.name !== undefined && manifest.name !== undefined && manifest.name !== expect.name)
+    throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${expect.name}'`);
+  return { manifest, where };
+}
+
+/**
+ * A message as clients may read it (readiness, the index and `/v1/models` need no token): the server's folders are
+ * named relative to the repository or the package, other absolute paths by their last component.
+ */
+export function redactPaths(message: string, repository: string): string {
+  const roots: [string, string][] = [
+    [repository, '<repository>'],
+    [packageRoot, '<package>'],
+  ];
+  let out = message;
+  for (const [root, name] of roots)
+    out = out
+      .split(root + path.sep)
+      .join(name + '/')
+      .split(root)
+      .join(name);
+  return out.replace(/(?<![\w<>.])\/(?:[^\s'"`:,()]+\/)+([^\s'"`:,()/]+)/g, '…/$1');
 }

@@ -1,9 +1,9 @@
-import { Batcher, BatcherError } from '../batching/batcher.js';
+import { Batcher, BatcherError, type BatchingOptions, type BatchObserver } from '../batching/batcher.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { type Manifest } from './manifest.js';
 import { type HostTensor, type ServingSession } from './session.js';
-import { checkFeeds, graphRejection, TensorRow, type TensorOutputs } from './tensors.js';
+import { checkFeeds, graphRejection, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import type { ModelInput, PredictParams, SubmitRows, TaskPipeline } from './tasks/task.js';
 
 /** Per-request options of {@link LoadedModel.infer}. */
@@ -17,23 +17,57 @@ export interface InferOptions extends PredictParams {
   readonly admitted?: boolean;
 }
 
+/** What a {@link LoadedModel} is made of: the loader's product for one model version. */
+export interface ModelParts {
+  readonly name: string;
+  /** The model folder. */
+  readonly dir: string;
+  readonly manifest: Manifest;
+  readonly session: ServingSession;
+  readonly pipeline: TaskPipeline;
+  readonly labels: readonly string[];
+  /** The batching limits in effect (the manifest's, narrowed by the graph, the provider and the server). */
+  readonly batching: BatchingOptions;
+  /** Receives the batcher's events (the model's metrics). */
+  readonly observer: BatchObserver;
+  /** Default per-request deadline. */
+  readonly timeoutMs: number;
+  readonly metrics: Metrics;
+}
+
 /** A model loaded, warmed up and serving behind its own batcher. */
 export class LoadedModel {
-  /**
-   * @param dir the model folder
-   * @param timeoutMs default per-request deadline
-   */
-  constructor(
-    readonly name: string,
-    readonly dir: string,
-    readonly manifest: Manifest,
-    readonly session: ServingSession,
-    readonly pipeline: TaskPipeline,
-    readonly batcher: Batcher<unknown, unknown>,
-    readonly timeoutMs: number,
-    readonly labels: readonly string[],
-    private readonly metrics: Metrics,
-  ) {}
+  readonly name: string;
+  readonly dir: string;
+  readonly manifest: Manifest;
+  readonly session: ServingSession;
+  readonly pipeline: TaskPipeline;
+  readonly labels: readonly string[];
+  readonly timeoutMs: number;
+  /** One queue for the model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ). */
+  readonly batcher: Batcher<unknown, unknown>;
+  readonly #metrics: Metrics;
+
+  constructor(parts: ModelParts) {
+    ({
+      name: this.name,
+      dir: this.dir,
+      manifest: this.manifest,
+      session: this.session,
+      pipeline: this.pipeline,
+      labels: this.labels,
+      timeoutMs: this.timeoutMs,
+      metrics: this.#metrics,
+    } = parts);
+    this.batcher = new Batcher((rows) => this.#runBatch(rows), parts.batching, parts.observer);
+  }
+
+  /** Runs one batch: a failed batch is retried row by row, so one bad input fails alone. */
+  #runBatch(rows: unknown[]): Promise<unknown[]> {
+    return rows[0] instanceof TensorRow
+      ? isolated(rows as TensorRow[], (r) => runTensorRows(this.session, r))
+      : isolated(rows, (r) => this.pipeline.runBatch(r));
+  }
 
   get version(): string {
     return this.manifest.version;
@@ -88,7 +122,7 @@ export class LoadedModel {
       if (opts.signal?.aborted) throw new Errors.CLIENT_CLOSED();
       throw err;
     }
-    this.metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
+    this.#metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
     let out: unknown;
     try {
       const step = { deadline: opts.deadline, signal: opts.signal };

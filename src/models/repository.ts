@@ -1,24 +1,16 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { Batcher, type BatchingOptions } from '../batching/batcher.js';
+import type { Config } from '../config.js';
 import { Errors } from '../errors.js';
-import { checkExternalData, hasExternalData } from '../onnx/external-data.js';
-import { decodeModel, type ModelProto } from '../onnx/model.js';
-import { packageRoot, type Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { ManifestError, modelNamePattern, parseManifest, type Manifest } from './manifest.js';
-import { PoisonedInputs } from './poisoned-inputs.js';
-import { WorkerSessionPool } from './session-pool.js';
-import { ModelSession, type ServingSession, type SessionOptions } from './session.js';
-import { isolated, runTensorRows, TensorRow } from './tensors.js';
 import { TaskWorkers } from '../workers/task-workers.js';
-import type { Prepared, TaskPipeline } from './tasks/task.js';
-import { compareVersions, isModelFolder, resolveFile, servedVersions } from './folder.js';
+import { compareVersions, isModelFolder, redactPaths, servedVersions } from './folder.js';
 import { LoadError, LoadedModel } from './loaded-model.js';
-import { createPipeline } from './pipeline.js';
+import { ModelLoader, type LoadContext } from './loader.js';
+import { modelNamePattern } from './manifest.js';
+import { PoisonedInputs } from './poisoned-inputs.js';
 import { checkSwap } from './rollout.js';
 
 export { LoadError, LoadedModel, type InferOptions } from './loaded-model.js';
@@ -59,17 +51,21 @@ export class ModelRepository {
   /**
    * @param faults fault injection for tests: the session workers' entry module
    */
-  constructor(
-    private readonly config: Config,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
-    private readonly faults: { readonly workerEntry?: URL } = {},
-  ) {
+  constructor(config: Config, metrics: Metrics, log: Logger, faults: { readonly workerEntry?: URL } = {}) {
+    this.#config = config;
+    this.#metrics = metrics;
+    this.#log = log;
     this.#workers = new TaskWorkers(config.taskThreads, config.preprocessThreads);
+    this.#loader = new ModelLoader(config, metrics, log, this.#workers, faults);
   }
+
+  readonly #config: Config;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
 
   /** The threads every model's pre- and post-processing runs on. */
   readonly #workers: TaskWorkers;
+  readonly #loader: ModelLoader;
 
   #draining = false;
 
@@ -102,7 +98,7 @@ export class ModelRepository {
    */
   #healLater(name: string, attempt: number): void {
     if (this.#draining || this.#healing.has(name)) return;
-    const delay = Math.min(MAX_RELOAD_BACKOFF_MS, this.config.reloadBackoffMs * 2 ** attempt);
+    const delay = Math.min(MAX_RELOAD_BACKOFF_MS, this.#config.reloadBackoffMs * 2 ** attempt);
     const s = this.#models.get(name);
     if (s?.state === 'FAILED') this.#models.set(name, { ...s, reloads: attempt, nextReloadAt: Date.now() + delay });
     const timer = setTimeout(() => {
@@ -110,15 +106,15 @@ export class ModelRepository {
       void this.#serially(name, async () => {
         if (this.#models.get(name)?.state !== 'FAILED' || this.#draining) return; // reloaded or unloaded meanwhile
         try {
-          const versions = await this.#loadVersions(name, threadsPerModel(this.config, this.#models.size));
+          const versions = await this.#loadVersions(name, threadsPerModel(this.#config, this.#models.size));
           this.#models.set(name, ready(name, versions));
-          this.metrics.modelReloads.inc({ model: name, outcome: 'ready' });
-          this.log.info({ model: name, attempt: attempt + 1 }, 'failed model reloaded; serving again');
+          this.#metrics.modelReloads.inc({ model: name, outcome: 'ready' });
+          this.#log.info({ model: name, attempt: attempt + 1 }, 'failed model reloaded; serving again');
         } catch (err) {
-          this.metrics.modelReloads.inc({ model: name, outcome: 'failed' });
+          this.#metrics.modelReloads.inc({ model: name, outcome: 'failed' });
           const error = this.#redact(err instanceof Error ? err.message : String(err));
           this.#models.set(name, { state: 'FAILED', name, error });
-          this.log.warn({ model: name, err, attempt: attempt + 1 }, 'reloading a failed model failed; trying again');
+          this.#log.warn({ model: name, err, attempt: attempt + 1 }, 'reloading a failed model failed; trying again');
           this.#healLater(name, attempt + 1);
         }
       });
@@ -139,10 +135,25 @@ export class ModelRepository {
   /** Inputs that killed a model's session workers, by model name: kept across its reloads. */
   readonly #poisoned = new Map<string, PoisonedInputs>();
 
-  #poisonedOf(name: string): PoisonedInputs {
-    let known = this.#poisoned.get(name);
-    if (!known) this.#poisoned.set(name, (known = new PoisonedInputs()));
-    return known;
+  /** Queue depth of each batcher of a model (its versions, and the old one during a reload), by model. */
+  readonly #depths = new Map<string, Map<object, number>>();
+
+  #depthsOf(name: string): Map<object, number> {
+    let depths = this.#depths.get(name);
+    if (!depths) this.#depths.set(name, (depths = new Map()));
+    return depths;
+  }
+
+  /** What a load of `name` needs from the repository: state kept across its reloads, and the other models. */
+  #contextOf(name: string): LoadContext {
+    let poisoned = this.#poisoned.get(name);
+    if (!poisoned) this.#poisoned.set(name, (poisoned = new PoisonedInputs()));
+    return {
+      poisoned,
+      depths: this.#depthsOf(name),
+      stages: { names: () => [...this.#models.keys()], model: (stage) => this.readyModel(stage) },
+      onBroken: (model, reason) => this.#broken(model, reason),
+    };
   }
 
   /** Status of a model by name, or undefined when no such folder exists. */
@@ -186,11 +197,11 @@ export class ModelRepository {
   async loadAll(): Promise<{ name: string; error: string }[]> {
     const names = await this.#folders();
     for (const name of names) this.#models.set(name, { state: 'LOADING', name });
-    const threads = threadsPerModel(this.config, names.length);
+    const threads = threadsPerModel(this.#config, names.length);
     // while the models load; a thread that cannot start is started again by the first op that needs it
     const workersStarted = this.#workers
       .warm()
-      .catch((err: unknown) => this.log.warn({ err }, 'task workers did not all start'));
+      .catch((err: unknown) => this.#log.warn({ err }, 'task workers did not all start'));
     const failures: { name: string; error: string }[] = [];
     for (const name of names.sort()) {
       const started = performance.now();
@@ -198,7 +209,7 @@ export class ModelRepository {
         const versions = await this.#loadVersions(name, threads);
         this.#models.set(name, ready(name, versions));
         for (const model of versions.values()) {
-          this.log.info(
+          this.#log.info(
             {
               model: name,
               version: model.version,
@@ -215,7 +226,7 @@ export class ModelRepository {
         const error = err instanceof Error ? err.message : String(err);
         this.#models.set(name, { state: 'FAILED', name, error: this.#redact(error) });
         failures.push({ name, error });
-        this.log.error({ model: name, err }, 'model failed to load');
+        this.#log.error({ model: name, err }, 'model failed to load');
       }
     }
     await workersStarted;
@@ -225,13 +236,13 @@ export class ModelRepository {
 
   /** Model folders of the repository (those with a manifest.json and a valid name), in name order. */
   async #folders(): Promise<string[]> {
-    const root = this.config.modelRepository;
+    const root = this.#config.modelRepository;
     if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
     const names: string[] = [];
     for (const entry of await readdir(root, { withFileTypes: true })) {
       if (!entry.isDirectory() || !isModelFolder(path.join(root, entry.name))) continue;
       if (!new RegExp(modelNamePattern).test(entry.name)) {
-        this.log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
+        this.#log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
         continue;
       }
       names.push(entry.name);
@@ -239,24 +250,9 @@ export class ModelRepository {
     return names.sort();
   }
 
-  /**
-   * A failure reason as clients may read it (readiness, the index and `/v1/models` need no token): the server's
-   * folders are named relative to the repository or the package, other absolute paths by their last component.
-   * The log keeps the whole message.
-   */
+  /** A failure reason as clients may read it: no absolute paths (the log keeps the whole message). */
   #redact(message: string): string {
-    const roots: [string, string][] = [
-      [this.config.modelRepository, '<repository>'],
-      [packageRoot, '<package>'],
-    ];
-    let out = message;
-    for (const [root, name] of roots)
-      out = out
-        .split(root + path.sep)
-        .join(name + '/')
-        .split(root)
-        .join(name);
-    return out.replace(/(?<![\w<>.])\/(?:[^\s'"`:,()]+\/)+([^\s'"`:,()/]+)/g, '…/$1');
+    return redactPaths(message, this.#config.modelRepository);
   }
 
   /** Triton's repository index: every model folder and every model known, with state, version and reason. */
@@ -291,7 +287,7 @@ export class ModelRepository {
 
   /** Checks a model name from a client: the folder pattern (no separators, no dots first), and that it exists. */
   #checkName(name: string): void {
-    const dir = path.join(this.config.modelRepository, name);
+    const dir = path.join(this.#config.modelRepository, name);
     if (!new RegExp(modelNamePattern).test(name) || !existsSync(dir) || !isModelFolder(dir)) {
       throw new Errors.MODEL_NOT_FOUND(name);
     }
@@ -314,11 +310,11 @@ export class ModelRepository {
       if (before?.state !== 'READY') this.#models.set(name, { state: 'LOADING', name });
       let fresh: Map<string, LoadedModel>;
       try {
-        fresh = await this.#loadVersions(name, threadsPerModel(this.config, this.#models.size));
+        fresh = await this.#loadVersions(name, threadsPerModel(this.#config, this.#models.size));
       } catch (err) {
         const error = this.#redact(err instanceof Error ? err.message : String(err));
         if (this.#models.get(name)?.state !== 'READY') this.#models.set(name, { state: 'FAILED', name, error });
-        this.log.warn({ model: name, err }, 'model load failed');
+        this.#log.warn({ model: name, err }, 'model load failed');
         throw new LoadError(error, { cause: err });
       }
       const next = ready(name, fresh);
@@ -335,13 +331,13 @@ export class ModelRepository {
         }
       }
       this.#models.set(name, next);
-      this.log.info(
+      this.#log.info(
         { model: name, versions: [...fresh.keys()], replaced: serving ? [...serving.versions.keys()] : null },
         'model loaded',
       );
       for (const old of serving?.versions.values() ?? []) {
         this.#forget(old, fresh.get(old.version));
-        old.close().catch((err: unknown) => this.log.error({ model: name, err }, 'freeing the old model failed'));
+        old.close().catch((err: unknown) => this.#log.error({ model: name, err }, 'freeing the old model failed'));
       }
       return next.model;
     });
@@ -362,7 +358,7 @@ export class ModelRepository {
       if (s?.state === 'READY') {
         for (const m of s.versions.values()) this.#forget(m);
         await Promise.all([...s.versions.values()].map((m) => m.close()));
-        this.log.info({ model: name, versions: [...s.versions.keys()] }, 'model unloaded');
+        this.#log.info({ model: name, versions: [...s.versions.keys()] }, 'model unloaded');
       }
     });
   }
@@ -371,7 +367,7 @@ export class ModelRepository {
   #forget(old: LoadedModel, replacement?: LoadedModel): void {
     const labels = (m: LoadedModel) => ({ model: m.name, version: m.version, provider: m.session.provider });
     if (replacement && JSON.stringify(labels(old)) === JSON.stringify(labels(replacement))) return;
-    this.metrics.modelInfo.remove(labels(old));
+    this.#metrics.modelInfo.remove(labels(old));
   }
 
   /**
@@ -381,11 +377,11 @@ export class ModelRepository {
    * `{"policy": "all"}`). A version that fails fails the model: its other versions are freed.
    */
   async #loadVersions(name: string, threads: number): Promise<Map<string, LoadedModel>> {
-    const dir = path.join(this.config.modelRepository, name);
+    const dir = path.join(this.#config.modelRepository, name);
     const loaded = new Map<string, LoadedModel>();
     try {
       for (const { version, folder } of await servedVersions(dir)) {
-        loaded.set(version ?? '', await this.load(name, threads, folder, version));
+        loaded.set(version ?? '', await this.#loader.load(name, threads, folder, version, this.#contextOf(name)));
       }
     } catch (err) {
       const serving = this.#models.get(name);
@@ -398,121 +394,16 @@ export class ModelRepository {
     return new Map([...loaded.values()].map((m) => [m.version, m]));
   }
 
-  /**
-   * Loads, checks and warms up one model version. Throws ManifestError for a bad manifest or file.
-   * @param dir the folder holding the manifest
-   * @param version the version folder's name, which is the version (a manifest `version` must then agree)
-   */
-  async load(name: string, intraOpThreads: number, dir: string, version?: string): Promise<LoadedModel> {
-    const where = path.join(dir, 'manifest.json');
-    let json: unknown;
-    try {
-      json = JSON.parse(await readFile(where, 'utf8'));
-    } catch (err) {
-      throw new ManifestError(`${where}: not valid JSON: ${(err as Error).message}`);
-    }
-    if (version !== undefined) {
-      const declared = (json as { version?: unknown } | null)?.version;
-      if (declared !== undefined && declared !== version)
-        throw new ManifestError(`${where}: /version is '${String(declared)}' but the version folder is '${version}'`);
-      json = { ...(json as object), version };
-    }
-    const manifest = parseManifest(json, where);
-    if (manifest.name !== undefined && manifest.name !== name) {
-      throw new ManifestError(`${where}: /name is '${manifest.name}' but the folder is '${name}'`);
-    }
-    const { path: modelPath, bytes, external } = await this.readModelFile(name, dir, manifest, where);
-    const onWorkers = manifest.runtime.thread === 'worker';
-    // one session per in-flight batch on workers; how many can depend on the provider the first one gets
-    const { maxInFlightBatches: onCpu, cuda } = manifest.batching;
-    const instances = { cpu: onCpu, cuda: cuda?.maxInFlightBatches ?? onCpu };
-    const options: SessionOptions = {
-      provider: this.config.executionProvider,
-      // sessions on workers compute at the same time: together they get the model's share of the cores
-      intraOpThreads: Math.max(1, Math.floor(intraOpThreads / (onWorkers ? onCpu : 1))),
-      onFallback: (reason) => {
-        this.metrics.providerFallbacks.inc({ model: name });
-        this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
-      },
-    };
-    const source = external ? modelPath : bytes;
-    let model: LoadedModel | undefined;
-    const session: ServingSession = onWorkers
-      ? await WorkerSessionPool.create(source, options, instances, {
-          workerEntry: this.faults.workerEntry,
-          poisoned: this.#poisonedOf(name),
-          onRestart: (reason) => {
-            this.metrics.sessionRestarts.inc({ model: name });
-            this.log.error({ model: name, version: manifest.version, reason }, 'session worker died; replacing it');
-          },
-          onBroken: (reason) => {
-            this.log.error({ model: name, version: manifest.version, reason }, 'model cannot run any more');
-            const s = this.#models.get(name);
-            if (model && s?.state === 'READY' && [...s.versions.values()].includes(model)) {
-              this.#models.set(name, { state: 'FAILED', name, error: this.#redact(reason) });
-              // the broken versions are freed once their requests are answered (they fail at once), and the folder
-              // is loaded again in the background
-              for (const v of s.versions.values())
-                v.close().catch((err: unknown) => this.log.warn({ model: name, err }, 'freeing a broken model failed'));
-              this.#healLater(name, 0);
-            }
-          },
-        })
-      : await ModelSession.create(source, options);
-    try {
-      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, {
-        maxImagePixels: this.config.maxImagePixels,
-        workers: this.#workers,
-        stages: { names: () => [...this.#models.keys()], model: (stage) => this.readyModel(stage) },
-      });
-      const batching = effectiveBatching(manifest.batching, session.provider, pipeline.graphMaxBatch, this.config);
-      // one queue per model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ); a
-      // failed batch is retried row by row, so one bad input fails alone
-      const run = async (rows: unknown[]) =>
-        rows[0] instanceof TensorRow
-          ? isolated(rows as TensorRow[], (r) => runTensorRows(session, r))
-          : isolated(rows, (r) => pipeline.runBatch(r));
-      const batcher = new Batcher<unknown, unknown>(run, batching, this.observer(name));
-      const timeoutMs = manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs;
-      model = new LoadedModel(name, dir, manifest, session, pipeline, batcher, timeoutMs, labels, this.metrics);
-      const sessions = onWorkers ? batching.maxInFlightBatches : 1;
-      if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize, sessions);
-      this.metrics.modelInfo.set({ model: name, version: manifest.version, provider: session.provider }, 1);
-      return model;
-    } catch (err) {
-      await session.release();
-      throw err;
-    }
-  }
-
-  /**
-   * Reads a manifest's model file and checks it: the sha256 the manifest pins, and for models that keep their weights
-   * in sidecar files (ONNX external data, needed over 2 GB) the sidecars' ranges and checksums. onnxruntime only
-   * finds sidecars from the file's path, so `external` tells the caller to create the session from `path`.
-   * Sidecars without checksum entries are not covered by the sha256 (muon-compress always writes them).
-   */
-  private async readModelFile(name: string, dir: string, manifest: Manifest, where: string) {
-    const file = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
-    const bytes = await readFile(file);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    if (manifest.model.sha256 === undefined) {
-      this.log.warn({ model: name, sha256 }, 'manifest has no /model/sha256; add it to pin the file');
-    } else if (manifest.model.sha256 !== sha256) {
-      throw new ManifestError(`${where}: /model/sha256 is ${manifest.model.sha256} but ${file} has ${sha256}`);
-    }
-    let proto: ModelProto | undefined;
-    try {
-      proto = decodeModel(bytes);
-    } catch {
-      // not a valid ONNX file: onnxruntime reports it when the session is created
-    }
-    const external = proto !== undefined && hasExternalData(proto);
-    if (proto && external) {
-      await checkExternalData(proto, path.dirname(file), { verifyChecksums: true }).catch((err: Error) => {
-        throw new ManifestError(`${file}: ${err.message}`);
-      });
-    }
-    return { path: file, bytes, external };
+  /** A model whose session workers kept dying: FAILED, freed, and loaded again in the background. */
+  #broken(model: LoadedModel, reason: string): void {
+    const s = this.#models.get(model.name);
+    if (s?.state !== 'READY' || ![...s.versions.values()].includes(model)) return; // already replaced or unloaded
+    this.#models.set(model.name, { state: 'FAILED', name: model.name, error: this.#redact(reason) });
+    // the broken versions are freed once their requests are answered (they fail at once), and the folder is loaded
+    // again in the background
+    for (const v of s.versions.values())
+      v.close().catch((err: unknown) => this.#log.warn({ model: model.name, err }, 'freeing a broken model failed'));
+    this.#healLater(model.name, 0);
   }
 
   /** Drains every model's queue, then frees the sessions. */
@@ -524,54 +415,6 @@ export class ModelRepository {
     await Promise.all(serving.map((m) => m.close()));
     await this.#workers.close();
   }
-
-  /** Queue depth of each batcher of a model (its versions, and the old one during a reload), by model. */
-  readonly #depths = new Map<string, Map<object, number>>();
-
-  private observer(model: string) {
-    const m = this.metrics;
-    const self = {};
-    const depths = this.#depths.get(model) ?? new Map<object, number>();
-    this.#depths.set(model, depths);
-    return {
-      batchStarted: (size: number, waits: readonly number[]) => {
-        m.batchSize.observe({ model }, size);
-        for (const w of waits) m.queueWait.observe({ model }, w / 1000);
-      },
-      batchFinished: (_size: number, ms: number) => m.inferenceDuration.observe({ model }, ms / 1000),
-      dropped: (reason: string, count: number) => m.dropped.inc({ model, reason }, count),
-      // muon_queue_depth{model} is the sum over the model's batchers, which each report only their own queue
-      depthChanged: (depth: number) => {
-        if (depth > 0) depths.set(self, depth);
-        else depths.delete(self);
-        let total = 0;
-        for (const d of depths.values()) total += d;
-        m.queueDepth.set({ model }, total);
-      },
-    };
-  }
-}
-
-/**
- * The manifest's batching limits (with its `cuda` settings on CUDA), narrowed by the graph (a fixed batch axis) and
- * by server-wide overrides.
- */
-function effectiveBatching(
-  manifest: Manifest['batching'],
-  provider: 'cuda' | 'cpu',
-  graphMaxBatch: number | undefined,
-  config: Config,
-): BatchingOptions {
-  const b = provider === 'cuda' ? { ...manifest, ...manifest.cuda } : manifest;
-  let maxBatchSize = Math.min(b.maxBatchSize, graphMaxBatch ?? Infinity);
-  if (!config.batching) maxBatchSize = 1;
-  return {
-    maxBatchSize,
-    preferredBatchSizes: b.preferredBatchSizes.filter((p) => p <= maxBatchSize),
-    maxQueueDelayMs: config.maxQueueDelayMs ?? b.maxQueueDelayMs,
-    maxQueueSize: b.maxQueueSize,
-    maxInFlightBatches: b.maxInFlightBatches,
-  };
 }
 
 /** Intra-op threads per model: MUON_INTRA_OP_THREADS, else the cores split over the models. */
@@ -583,15 +426,4 @@ export function threadsPerModel(config: Config, models: number): number {
 function ready(name: string, versions: Map<string, LoadedModel>): Extract<ModelStatus, { state: 'READY' }> {
   const order = [...versions.keys()].sort(compareVersions);
   return { state: 'READY', name, model: versions.get(order.at(-1)!)!, versions };
-}
-
-/**
- * Runs one full-size batch of zeros on each session at once, so the first real request does not pay for arena
- * growth and kernel setup (on CUDA: the convolution algorithm search) on any of them.
- */
-async function warmUp(pipeline: TaskPipeline, size: number, sessions: number): Promise<void> {
-  const row: Prepared<unknown> = pipeline.warmupRow();
-  await Promise.all(
-    Array.from({ length: sessions }, () => pipeline.runBatch(Array.from({ length: size }, () => row.row))),
-  );
 }

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { ManifestError, parseManifest, type Manifest } from '../models/manifest.js';
-import { resolveFile } from '../models/folder.js';
+import { ManifestError, type Manifest } from '../models/manifest.js';
+import { readManifest, resolveFile } from '../models/folder.js';
 import { ModelSession } from '../models/session.js';
 import { ExternalDataError, hasExternalData, loadModelFile, saveModelFile } from '../onnx/external-data.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
@@ -166,8 +166,7 @@ export class UsageError extends Error {
 /** Reads a `.onnx` file, or a model folder with its manifest (the model file may live in an npm package). */
 async function readSource(p: string): Promise<Source> {
   if ((await stat(p)).isDirectory()) {
-    const where = path.join(p, 'manifest.json');
-    const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
+    const { manifest, where } = await readManifest(p);
     const file = resolveFile(p, manifest.model.path, manifest.model.package, '/model', where);
     return { path: file, bytes: await readModelBytes(file), manifest, dir: p };
   }

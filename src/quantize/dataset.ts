@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseManifest, type Manifest } from '../models/manifest.js';
-import { resolveFile } from '../models/folder.js';
+import type { Manifest } from '../models/manifest.js';
+import { readManifest, resolveFile } from '../models/folder.js';
 import { createPipeline } from '../models/pipeline.js';
 import { ModelSession, type HostTensor, type SessionRunner, type TensorInfo } from '../models/session.js';
 import { mediaInput, mediaKind } from '../models/media.js';
@@ -153,8 +153,7 @@ export async function pipelineFeeds(
 export async function folderMedia(
   dir: string,
 ): Promise<{ manifest: Manifest; media: MediaFeeds; inputs: TensorInfo[]; release(): Promise<void> }> {
-  const where = path.join(dir, 'manifest.json');
-  const manifest = parseManifest(JSON.parse(await readFile(where, 'utf8')), where);
+  const { manifest, where } = await readManifest(dir);
   const file = resolveFile(dir, manifest.model.path, manifest.model.package, '/model', where);
   const session = await ModelSession.create(file, { provider: 'cpu', intraOpThreads: 1 });
   try {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { startApp } from '../helpers/app.js';
+import { batchMetrics } from '../../src/models/loader.js';
 
 // Model management (Triton's repository extension): index, load, unload, a version swap under concurrent load with
 // no failed request, checks that keep the serving version when the new one is bad, the token, and path traversal.
@@ -207,19 +208,19 @@ t.test('numbered version folders and the version policy', async (t) => {
 t.test(
   'muon_queue_depth{model} is the sum of the queues of all of a model’s batchers (versions, a reload)',
   async (t) => {
-    type Observer = { depthChanged(depth: number): void };
-    const observer = (ctx.repository as unknown as { observer(model: string): Observer }).observer.bind(ctx.repository);
+    const depths = new Map<object, number>(); // the repository keeps one per model, across its loads
+    const observer = (model: string) => batchMetrics(ctx.metrics, model, depths);
     const depth = async () => {
       const text = await ctx.metrics.registry.getSingleMetricAsString('muon_queue_depth');
       return Number(/muon_queue_depth\{model="depth-probe"\} (\d+)/.exec(text)?.[1]);
     };
     const [serving, fresh] = [observer('depth-probe'), observer('depth-probe')];
-    serving.depthChanged(3);
-    fresh.depthChanged(2);
+    serving.depthChanged!(3);
+    fresh.depthChanged!(2);
     t.equal(await depth(), 5);
-    serving.depthChanged(0);
+    serving.depthChanged!(0);
     t.equal(await depth(), 2, 'the drained old version no longer hides the new one’s queue');
-    fresh.depthChanged(0);
+    fresh.depthChanged!(0);
     t.equal(await depth(), 0);
   },
 );
