@@ -4,6 +4,8 @@ import { summarize, type LatencySummary } from './stats.js';
 /** One closed-loop load run: `connections` clients, each sending its next request as soon as the last is answered. */
 export interface LoadOptions {
   readonly url: string;
+  /** POST (default) with `body`, or GET without one. */
+  readonly method?: 'GET' | 'POST';
   readonly body: Buffer;
   readonly contentType: string;
   readonly connections: number;
@@ -44,9 +46,9 @@ export function runLoad(opts: LoadOptions): Promise<LoadSample> {
     const instance = autocannon(
       {
         url: opts.url,
-        method: 'POST',
-        headers: { 'content-type': opts.contentType },
-        body: opts.body,
+        ...(opts.method === 'GET'
+          ? { method: 'GET' as const }
+          : { method: 'POST' as const, headers: { 'content-type': opts.contentType }, body: opts.body }),
         connections: opts.connections,
         duration: opts.durationS,
       },

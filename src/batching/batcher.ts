@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { systemClock, type Clock } from './clock.js';
 
 /**
@@ -185,6 +186,8 @@ export class Batcher<In, Out> {
    * scheduler submits one step of all its active sequences this way. Each promise settles as `submit`'s would.
    */
   submitAll(items: readonly { readonly input: In; readonly opts: SubmitOptions }[]): Promise<Out>[] {
+    // the items of one request share its signal: one listener each, more than the default ten
+    for (const signal of new Set(items.map((i) => i.opts.signal))) if (signal) setMaxListeners(0, signal);
     this.#holding = true;
     let promises: Promise<Out>[];
     try {

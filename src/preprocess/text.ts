@@ -100,14 +100,45 @@ export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer 
     size += g.ngrams.length;
     return { n: g.n, ngrams: g.ngrams, offset };
   });
+  // the vocabulary as a trie over UTF-16 code units: from each position of a text, a walk of at most the longest n
+  // finds its n-grams of every length without making a string (a few dozen walks, rather than a lookup per n-gram of
+  // the vocabulary)
+  interface Node {
+    next?: Map<number, Node>;
+    /** Feature positions of the n-gram that ends here. */
+    at?: number[];
+  }
+  const root: Node = {};
+  const lengthOf = new Uint16Array(size);
+  let longest = 0;
+  for (const { n, ngrams, offset } of layout) {
+    longest = Math.max(longest, n);
+    ngrams.forEach((g, i) => {
+      let node = root;
+      for (let c = 0; c < n; c++) {
+        const code = g.charCodeAt(c);
+        let child = (node.next ??= new Map()).get(code);
+        if (!child) node.next.set(code, (child = {}));
+        node = child;
+      }
+      (node.at ??= []).push(offset + i);
+      lengthOf[offset + i] = n;
+    });
+  }
   const featurizeNormalized = (norm: string): Float32Array => {
     const row = new Float32Array(size);
-    const byLength = new Map<number, Map<string, number>>();
-    for (const { n, ngrams, offset } of layout) {
-      let freq = byLength.get(n);
-      if (!freq) byLength.set(n, (freq = ngramFrequencies(norm, n)));
-      for (let i = 0; i < ngrams.length; i++) row[offset + i] = freq.get(ngrams[i]) ?? 0;
+    const touched: number[] = [];
+    // counts first (exact in float32), then each divided once by its length's n-gram total: the same values as
+    // ngramFrequencies gives
+    for (let i = 0; i < norm.length; i++) {
+      let node: Node | undefined = root;
+      for (let c = i; c < norm.length && c - i < longest; c++) {
+        node = node.next?.get(norm.charCodeAt(c));
+        if (!node) break;
+        if (node.at) for (const p of node.at) if (row[p]++ === 0) touched.push(p);
+      }
     }
+    for (const p of touched) row[p] = row[p] / (norm.length - lengthOf[p] + 1);
     return row;
   };
   return { size, featurize: (text) => featurizeNormalized(normalizeText(text)), featurizeNormalized };

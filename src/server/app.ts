@@ -9,7 +9,7 @@ import { serverInfo, type Config } from '../config.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
-import { bodyReceived, isStreamedBody, socketOf } from './connection.js';
+import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
 import { errorHandler, toClientError } from './error-mapping.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
@@ -83,60 +83,71 @@ export function buildApp(deps: AppDeps): App {
   );
   app.decorateRequest('holdings', null as unknown as Holdings);
   app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
-  app.addHook('onRequest', async (req, reply) => {
-    req.holdings = new Holdings(reply.raw);
-    const declared = Number(req.headers['content-length']);
-    if (declared > 0 && declared <= deps.config.maxBodyBytes) budget.refuseIfTooLarge(declared, 'the request body');
-    req.bodyMeter = new BodyMeter(budget, req.holdings, Number.isSafeInteger(declared) ? declared : undefined);
-  });
-  // a multipart body is read by its handler straight from the request, which meters it as it reads
-  app.addHook('preParsing', async (req, _reply, payload) =>
-    isStreamedBody(req) ? payload : req.bodyMeter.stream(payload),
-  );
-  // every handler runs inside its request's holdings, so that grants outlive a client that left mid-work
-  app.addHook('onRoute', (route) => {
-    const handler = route.handler;
-    route.handler = function (this: unknown, req, reply) {
-      return req.holdings.during(async () => handler.call(this as never, req, reply));
-    };
-  });
-
   // While draining, answers to requests admitted before close() end their keep-alive connection, so the server
   // can close without waiting for idle sockets to time out.
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (req) => {
-    if (closing && !req.url.startsWith('/v2/health')) throw new Errors.SHUTTING_DOWN();
+  // The hooks every request passes are callback hooks, one per stage: a small request's whole answer costs less
+  // than a few promise-returning hooks.
+  app.addHook('onRequest', (req, reply, done) => {
+    if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
+    req.holdings = new Holdings(reply.raw);
+    const declared = Number(req.headers['content-length']);
+    try {
+      if (declared > 0 && declared <= deps.config.maxBodyBytes) budget.refuseIfTooLarge(declared, 'the request body');
+    } catch (err) {
+      return done(err as Error);
+    }
+    req.bodyMeter = new BodyMeter(budget, req.holdings, Number.isSafeInteger(declared) ? declared : undefined);
+    done();
+  });
+  // a multipart body is read by its handler straight from the request, which meters it as it reads
+  app.addHook('preParsing', (req, _reply, payload, done) => {
+    if (isStreamedBody(req)) return done(null, payload);
+    const metered = req.bodyMeter.meter(payload, req.headers['transfer-encoding'] !== undefined);
+    if (metered instanceof Promise) metered.then((p) => done(null, p), done);
+    else done(null, metered);
+  });
+  // every handler runs inside its request's holdings, so that grants outlive a client that left mid-work
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function (this: unknown, req, reply) {
+      return req.holdings.during(() => handler.call(this as never, req, reply));
+    };
   });
   // the idle-connection timeout is for uploads: once the body is in, a request may compute quietly until its
   // deadline; it is armed again for the connection's next request. A multipart body is read by the handler, which
   // says when it is in. Whatever a handler waits for, the watchdog answers a request it has not answered in time.
-  app.addHook('preHandler', async (req, reply) => {
+  const watchdog = new HandlerWatchdog(deps.config.handlerTimeoutMs, (req, reply) => {
+    req.log.warn({ url: req.url, ms: deps.config.handlerTimeoutMs }, 'request not answered in time');
+    const { body, headers } = toClientError(new Errors.HANDLER_TIMEOUT(deps.config.handlerTimeoutMs), req.id);
+    void reply.code(body.statusCode).headers(headers).header('connection', 'close').send(body);
+  });
+  app.addHook('onClose', (_app, done) => {
+    watchdog.stop();
+    done();
+  });
+  app.addHook('preHandler', (req, reply, done) => {
     if (!isStreamedBody(req)) bodyReceived(req);
-    const watchdog = setTimeout(() => {
-      if (reply.sent || reply.raw.headersSent || reply.raw.destroyed) return;
-      req.log.warn({ url: req.url, ms: deps.config.handlerTimeoutMs }, 'request not answered in time');
-      const { body, headers } = toClientError(new Errors.HANDLER_TIMEOUT(deps.config.handlerTimeoutMs), req.id);
-      void reply.code(body.statusCode).headers(headers).header('connection', 'close').send(body);
-    }, deps.config.handlerTimeoutMs);
-    reply.raw.once('close', () => clearTimeout(watchdog));
+    watchdog.watch(req, reply);
+    req.holdings.onAnswered = () => watchdog.forget(reply);
+    done();
   });
-  app.addHook('onResponse', async (req) => {
-    socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
-  });
-  app.addHook('onSend', async (req, reply) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
-
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
+    socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
     const quiet = req.url === '/metrics' || req.url.startsWith('/v2/health');
     req.log[quiet ? 'debug' : 'info'](
       { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
       'request',
     );
+    done();
   });
 
   app.setErrorHandler(errorHandler('muon'));

@@ -229,11 +229,15 @@ export class Holdings {
   #handling = false;
   #released = false;
 
+  /** Called once when the answer is done with (sent, or the client gone): the request's one `close` listener. */
+  onAnswered: (() => void) | undefined;
+
   constructor(raw: ServerResponse) {
     if (raw.destroyed) this.#answered = true;
     else
       raw.once('close', () => {
         this.#answered = true;
+        this.onAnswered?.();
         this.#releaseIfDone();
       });
   }
@@ -244,7 +248,7 @@ export class Holdings {
   }
 
   /** Runs the request's handler: nothing is given back before it has returned. */
-  async during<T>(handler: () => Promise<T>): Promise<T> {
+  async during<T>(handler: () => T | Promise<T>): Promise<T> {
     this.#handling = true;
     try {
       return await handler();
@@ -297,6 +301,19 @@ export class BodyMeter {
     // the first step counts as the body's admission; the next ones only when they wait or are refused
     this.holdings.add(await this.budget.acquire(step, 'the request body', { quiet: this.#charged > 0 }));
     this.#charged += step;
+  }
+
+  /**
+   * `payload` with its bytes charged. A request without a body passes as it is; a body whose declared length fits
+   * one step is charged once, before it is read, and read as it is; a longer or undeclared one goes through
+   * {@link stream}. (The pass-through stream costs more than a small request's whole answer.)
+   * @param chunked the request declares `transfer-encoding` (a body of unknown length)
+   */
+  meter(payload: Readable, chunked: boolean): Readable | Promise<Readable> {
+    if (this.declared === undefined ? !chunked : this.declared === 0) return payload;
+    if (this.declared !== undefined && this.declared <= BODY_STEP)
+      return this.received(this.declared).then(() => payload);
+    return this.stream(payload);
   }
 
   /** `payload` passed through, each chunk let on once admitted (the upload is paused while a step waits). */

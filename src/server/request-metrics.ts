@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -23,15 +22,18 @@ export interface RequestTracker {
 export function trackRequests(app: App, metrics: Metrics, unattributed = true): RequestTracker {
   const modelOf = new WeakMap<FastifyRequest, string>();
   const started = new WeakMap<FastifyRequest, number>();
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', (req, _reply, done) => {
     started.set(req, performance.now());
+    done();
   });
-  app.addHook('onResponse', async (req, reply) => {
-    if (!unattributed && !modelOf.has(req)) return;
-    const model = modelOf.get(req) ?? UNKNOWN_MODEL;
-    metrics.requests.inc({ model, code: String(reply.statusCode) });
-    const t0 = started.get(req);
-    if (t0 !== undefined) metrics.requestDuration.observe({ model }, (performance.now() - t0) / 1000);
+  app.addHook('onResponse', (req, reply, done) => {
+    if (unattributed || modelOf.has(req)) {
+      const model = modelOf.get(req) ?? UNKNOWN_MODEL;
+      metrics.requests.inc({ model, code: String(reply.statusCode) });
+      const t0 = started.get(req);
+      if (t0 !== undefined) metrics.requestDuration.observe({ model }, (performance.now() - t0) / 1000);
+    }
+    done();
   });
   return {
     model: (req, name) => modelOf.set(req, name),
@@ -42,8 +44,6 @@ export function trackRequests(app: App, metrics: Metrics, unattributed = true): 
 /** A signal that aborts when the client hangs up before the answer: its queued work must not cost compute. */
 export function abortOnClose(reply: FastifyReply): AbortSignal {
   const gone = new AbortController();
-  // every queued step listens: an OCR page's lines are one step each, far more than the default 10 listeners
-  setMaxListeners(0, gone.signal);
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) gone.abort();
   });

@@ -45,6 +45,29 @@ t.test('normalization and n-grams follow lande', async (t) => {
   t.equal(featurizer.size, 620);
 });
 
+t.test('the featurizer gives each n-gram its relative frequency, bit for bit', async (t) => {
+  const groups: { n: number; ngrams: string[] }[] = JSON.parse(file('vocabulary.json').toString('utf8')).groups;
+  // the definition: every vocabulary n-gram looked up in the text's frequencies
+  const reference = (text: string) => {
+    const norm = normalizeText(text);
+    return Float32Array.from(
+      groups.flatMap(({ n, ngrams }) => {
+        const freq = ngramFrequencies(norm, n);
+        return ngrams.map((g) => freq.get(g) ?? 0);
+      }),
+    );
+  };
+  const texts = [
+    ...sentences.map(([s]) => s),
+    'a',
+    '',
+    'aaaaaaaaaaaaaaaaaaaa',
+    'Ünïcödé 𝒜 astral 😀',
+    'the the the the',
+  ];
+  for (const text of texts) t.same(featurizer.featurize(text), reference(text), JSON.stringify(text));
+});
+
 t.test('the ONNX model gives lande() probabilities within 1e-5', async (t) => {
   const session = await ModelSession.create(file('model.onnx'), { provider: 'cpu', intraOpThreads: 1 });
   t.teardown(() => session.release());

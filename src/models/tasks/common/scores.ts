@@ -25,6 +25,17 @@ export function activate(x: Float32Array, kind: 'none' | 'softmax' | 'sigmoid'):
 
 /** The k best classes, best first; ties keep the lower index first. */
 export function topK(scores: Float32Array, k: number, labels: readonly string[]): ClassScore[] {
-  const idx = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
-  return idx.slice(0, k).map((i) => ({ label: labels[i] ?? String(i), index: i, score: scores[i] }));
+  const n = Math.min(k, scores.length);
+  // the k best by insertion, in index order (an equal score never passes an earlier one): O(classes x k) beats a
+  // sort of every class for the few a client asks for
+  const best: number[] = [];
+  for (let i = 0; i < scores.length && n > 0; i++) {
+    const v = scores[i];
+    if (best.length === n && !(v > scores[best[n - 1]])) continue;
+    let at = best.length === n ? n - 1 : best.length;
+    while (at > 0 && v > scores[best[at - 1]]) at--;
+    if (best.length === n) best.pop();
+    best.splice(at, 0, i);
+  }
+  return best.map((i) => ({ label: labels[i] ?? String(i), index: i, score: scores[i] }));
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { ManifestError } from '../common/manifest.js';
 import type { OcrManifest } from './manifest.js';
 import { splitRows, stackRows } from '../common/buffers.js';
@@ -58,12 +59,12 @@ export function ocr(
     },
   };
 
-  // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors
-  const stepOpts = (opts: StepOptions) => ({
-    ...opts,
-    timeoutMs: Math.max(0, opts.deadline - performance.now()),
-    admitted: true,
-  });
+  // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors;
+  // every line's step listens to the page's signal (more than the default ten listeners)
+  const stepOpts = (opts: StepOptions) => {
+    if (opts.signal) setMaxListeners(0, opts.signal);
+    return { ...opts, timeoutMs: Math.max(0, opts.deadline - performance.now()), admitted: true };
+  };
 
   return {
     accepts: ['image'],

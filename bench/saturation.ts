@@ -1,0 +1,278 @@
+/**
+ * Throughput at saturation against the limit of this machine (issue 13): for every default model, in one run,
+ *
+ * - the in-process pipeline: the repository's own model (`LoadedModel.infer`: decode, preprocess, batch, run,
+ *   postprocess on the task workers and session workers) driven by `--concurrency` loops in this process, no HTTP;
+ * - the server: `node dist/main.js` over loopback, autocannon at the same concurrency, the same body;
+ * - for the tiny ones, the bare-Fastify ceiling: a Fastify server that reads the same body and sends the same
+ *   answer bytes (bench/bare/fastify.mjs), and `GET /v2/health/live` on both.
+ *
+ * Both sides run the server's default settings (every model loaded, the cores split between them) and take turns,
+ * so they see the same machine. The client (autocannon) runs on the same two cores as the server; the in-process
+ * side has no client to pay for, so its figure is the ceiling an HTTP server could at best reach. With
+ * `--baseline <worktree>` an older build (its `dist/`) is measured the same way in the same run, its in-process side
+ * from its own modules, so that the ratios before and after are comparable.
+ *
+ * Usage: npm run build && npx tsx bench/saturation.ts [--seconds 8] [--concurrency 32] [--baseline <dir>] [model ...]
+ * Writes bench/results/saturation.md and .json.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { packageRoot } from '../src/config.js';
+import type { LoadedModel } from '../src/models/loaded-model.js';
+import { runLoad } from './lib/load.js';
+import { log } from './lib/log.js';
+import { describeMachine } from './lib/machine.js';
+import { assertBuildFresh, freePort, ServerProcess } from './lib/server.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    seconds: { type: 'string', default: '8' },
+    concurrency: { type: 'string', default: '32' },
+    baseline: { type: 'string' },
+  },
+});
+const seconds = Number(values.seconds);
+const concurrency = Number(values.concurrency);
+const WARMUP_S = 2;
+
+/** A real input of each task, as a client sends it (as bench/models.ts). */
+const inputs: Record<string, { file: string; type: string }> = {
+  ocr: { file: 'test/fixtures/photos/page.png', type: 'image/png' },
+  'image-classification': { file: 'test/fixtures/text-lines/line-03.png', type: 'image/png' },
+  'text-recognition': { file: 'test/fixtures/text-lines/line-03.png', type: 'image/png' },
+  'face-detection': { file: 'test/fixtures/photos/astronaut.jpg', type: 'image/jpeg' },
+  'voice-activity': { file: 'test/fixtures/audio/speech-16k-mono.wav', type: 'audio/wav' },
+  'language-id': { file: 'bench/inputs/sentence.txt', type: 'text/plain' },
+};
+/** Models whose request costs less than HTTP: the bare-Fastify ceiling applies. */
+const TINY = new Set(['language-id']);
+
+const body = (task: string) => readFileSync(path.join(packageRoot, inputs[task].file));
+
+/** `concurrency` closed loops over `model.infer` for `s` seconds: answers per second. */
+async function saturate(model: LoadedModel, input: unknown, s: number): Promise<{ rps: number; failed: number }> {
+  const end = performance.now() + s * 1000;
+  let done = 0;
+  let failed = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        try {
+          await model.infer(input as never, { deadline: Infinity, timeoutMs: 1e9 });
+          done++;
+        } catch {
+          failed++;
+        }
+      }
+    }),
+  );
+  return { rps: done / ((performance.now() - start) / 1000), failed };
+}
+
+/** The in-process side of one build, from its own compiled modules (`<root>/dist`). */
+async function inProcess(
+  root: string,
+  names: readonly string[],
+): Promise<Map<string, { rps: number; failed: number }>> {
+  const load = <T>(m: string): Promise<T> => import(pathToFileURL(path.join(root, 'dist', m)).href) as Promise<T>;
+  const { loadConfig } = await load<typeof import('../src/config.js')>('config.js');
+  const { Metrics } = await load<typeof import('../src/metrics.js')>('metrics.js');
+  const { ModelRepository } = await load<typeof import('../src/models/repository.js')>('models/repository.js');
+  const { configureImageDecoder } = await load<typeof import('../src/preprocess/image.js')>('preprocess/image.js');
+  const { mediaInput, mediaKind } = await load<typeof import('../src/models/media.js')>('models/media.js');
+  const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', MUON_MODEL_REPOSITORY: path.join(root, 'models') });
+  configureImageDecoder(config.preprocessThreads);
+  const repository = new ModelRepository(config, new Metrics(false), pino({ level: 'silent' }));
+  const out = new Map<string, { rps: number; failed: number }>();
+  try {
+    await repository.loadAll();
+    for (const name of names) {
+      const model = repository.readyModel(name) as unknown as LoadedModel;
+      const { file } = inputs[model.task];
+      const input = mediaInput(mediaKind(path.basename(file))!, body(model.task), file);
+      await saturate(model, input, WARMUP_S);
+      out.set(name, await saturate(model, input, seconds));
+      log(`in process ${name}: ${out.get(name)!.rps.toFixed(1)} req/s`);
+    }
+  } finally {
+    await repository.close();
+  }
+  return out;
+}
+
+interface HttpFigure {
+  rps: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function load(url: string, task: string | undefined): Promise<HttpFigure> {
+  const opts = task
+    ? { url, body: body(task), contentType: inputs[task].type }
+    : { url, method: 'GET' as const, body: Buffer.alloc(0), contentType: '' };
+  await runLoad({ ...opts, connections: concurrency, durationS: WARMUP_S });
+  const s = await runLoad({ ...opts, connections: concurrency, durationS: seconds });
+  return { rps: s.latencies.length / s.durationS, non2xx: s.non2xx, errors: s.errors };
+}
+
+/** The server side of one build: every model at saturation, then `GET /v2/health/live`; and the tiny answers. */
+async function served(root: string, names: readonly string[]) {
+  const server = await ServerProcess.start({}, path.join(root, 'dist', 'main.js'));
+  const rps = new Map<string, HttpFigure>();
+  const tasks = new Map<string, string>();
+  const answers = new Map<string, string>();
+  try {
+    const index = (await (await fetch(`${server.baseUrl}/v1/models`)).json()) as {
+      models: { name: string; task: string }[];
+    };
+    for (const m of index.models) tasks.set(m.name, m.task);
+    for (const name of names) {
+      const task = tasks.get(name)!;
+      const url = `${server.baseUrl}/predict?model=${name}`;
+      if (TINY.has(task)) {
+        const r = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': inputs[task].type },
+          body: body(task),
+        });
+        answers.set(name, await r.text());
+      }
+      rps.set(name, await load(url, task));
+      log(`server ${name}: ${rps.get(name)!.rps.toFixed(1)} req/s`);
+    }
+    return { rps, tasks, answers, live: await load(`${server.baseUrl}/v2/health/live`, undefined) };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** The bare-Fastify ceiling for `answer`: POST /predict and GET /v2/health/live. */
+async function bare(answer: string, task: string): Promise<{ predict: HttpFigure; live: HttpFigure }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(packageRoot, 'bench/bare/fastify.mjs')], {
+    env: { ...process.env, PORT: String(port), BARE_ANSWER: answer },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const up = () =>
+      fetch(`${base}/v2/health/live`).then(
+        (r) => r.ok,
+        () => false,
+      );
+    for (let i = 0; i < 100 && !(await up()); i++) await new Promise((r) => setTimeout(r, 100));
+    return { predict: await load(`${base}/predict`, task), live: await load(`${base}/v2/health/live`, undefined) };
+  } finally {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+}
+
+assertBuildFresh();
+const startedAt = new Date().toISOString();
+const names = positionals.length
+  ? positionals
+  : readdirSync(path.join(packageRoot, 'models'), { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
+const builds = [
+  { label: 'this build', root: packageRoot },
+  ...(values.baseline ? [{ label: `baseline (${path.basename(values.baseline)})`, root: values.baseline }] : []),
+];
+
+const measured = [];
+for (const build of builds) {
+  log(`${build.label}: in process`);
+  const pipeline = await inProcess(build.root, names);
+  log(`${build.label}: server`);
+  measured.push({ ...build, pipeline, server: await served(build.root, names) });
+}
+const { tasks, answers } = measured[0].server;
+const ceilings = new Map<string, { predict: HttpFigure; live: HttpFigure }>();
+for (const [name, answer] of answers) {
+  ceilings.set(name, await bare(answer, tasks.get(name)!));
+  log(`bare fastify for ${name}: ${ceilings.get(name)!.predict.rps.toFixed(0)} req/s`);
+}
+
+const machine = describeMachine();
+const rows = measured.flatMap((b) =>
+  names.map((name) => {
+    const p = b.pipeline.get(name)!;
+    const s = b.server.rps.get(name)!;
+    const c = ceilings.get(name);
+    return {
+      build: b.label,
+      model: name,
+      task: tasks.get(name),
+      pipelineRps: p.rps,
+      pipelineFailed: p.failed,
+      serverRps: s.rps,
+      serverNon2xx: s.non2xx,
+      serverErrors: s.errors,
+      ratio: s.rps / p.rps,
+      bareFastifyRps: c?.predict.rps,
+      ratioToBare: c ? s.rps / c.predict.rps : undefined,
+      // one main thread does both the HTTP and the pipeline's share: the most it could serve
+      combinedLimitRps: c ? 1 / (1 / c.predict.rps + 1 / p.rps) : undefined,
+    };
+  }),
+);
+const bareLive = [...ceilings.values()][0]?.live;
+const f = (n: number | undefined, d = 1) => (n === undefined ? '-' : n.toFixed(d));
+const md = [
+  '# Throughput at saturation against the limit of this machine',
+  '',
+  `${startedAt}, ${machine.cpuModel} x ${machine.cores}, Node ${process.version}. Every default model loaded with the` +
+    ` server's default settings; ${concurrency} concurrent requests, ${seconds} s measured after ${WARMUP_S} s of` +
+    ` warm-up, builds in turns. \`npm run build && npx tsx bench/saturation.ts` +
+    (values.baseline ? ' --baseline <worktree>' : '') +
+    '`.',
+  '',
+  'in process = `LoadedModel.infer` in a loop on every concurrent slot, no HTTP (the machine limit for the pipeline);' +
+    ' server = the same body over loopback from autocannon, which shares the two cores; bare Fastify = a Fastify' +
+    ' server that reads the same body and sends the same answer bytes (the HTTP ceiling); combined = one thread doing' +
+    ' both, 1 / (1 / bare Fastify + 1 / in process).',
+  '',
+  '| build | model | task | in process req/s | server req/s | server / in process | bare Fastify req/s | combined req/s | server / combined | non-2xx |',
+  '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.build} | ${r.model} | ${r.task} | ${f(r.pipelineRps)} | ${f(r.serverRps)} | ${f(r.ratio, 2)} | ${f(r.bareFastifyRps, 0)} | ${f(r.combinedLimitRps, 0)} | ${r.combinedLimitRps ? f(r.serverRps / r.combinedLimitRps, 2) : '-'} | ${r.serverNon2xx + r.serverErrors} |`,
+  ),
+  '',
+  ...measured.map(
+    (b) =>
+      `\`GET /v2/health/live\`, ${b.label}: ${f(b.server.live.rps, 0)} req/s` +
+      (bareLive ? ` (${f(b.server.live.rps / bareLive.rps, 2)} of bare Fastify's ${f(bareLive.rps, 0)})` : '') +
+      '.',
+  ),
+  '',
+];
+await writeFile(path.join(packageRoot, 'bench/results/saturation.md'), md.join('\n'));
+await writeFile(
+  path.join(packageRoot, 'bench/results/saturation.json'),
+  JSON.stringify(
+    {
+      startedAt,
+      machine,
+      concurrency,
+      seconds,
+      rows,
+      live: measured.map((b) => ({ build: b.label, rps: b.server.live.rps })),
+      bareLive,
+    },
+    null,
+    2,
+  ) + '\n',
+);
+console.log(md.join('\n'));
