@@ -25,6 +25,7 @@ import { batchesOnAxis0, runTensorRows, TensorRow } from '../src/models/tensors.
 import { configureImageDecoder } from '../src/preprocess/image.js';
 import { pipelineFeeds } from '../src/quantize/dataset.js';
 import { poolLoad, runLoad, type LoadResult } from './lib/load.js';
+import { taskInputs as inputs } from './lib/inputs.js';
 import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
 import { batchingStats, diffTotals, waitIdle } from './lib/metrics.js';
@@ -32,16 +33,6 @@ import { assertBuildFresh, ServerProcess } from './lib/server.js';
 import { writePlots } from './plot.js';
 import { median } from './lib/stats.js';
 import { repeatTimed, type Budget } from './lib/timing.js';
-
-/** A real input of each task, as a client sends it. */
-const inputs: Record<string, { file: string; type: string }> = {
-  ocr: { file: 'test/fixtures/photos/page.png', type: 'image/png' },
-  'image-classification': { file: 'test/fixtures/text-lines/line-03.png', type: 'image/png' },
-  'text-recognition': { file: 'test/fixtures/text-lines/line-03.png', type: 'image/png' },
-  'face-detection': { file: 'test/fixtures/photos/astronaut.jpg', type: 'image/jpeg' },
-  'voice-activity': { file: 'test/fixtures/audio/speech-16k-mono.wav', type: 'audio/wav' },
-  'language-id': { file: 'bench/inputs/sentence.txt', type: 'text/plain' },
-};
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -27,6 +27,7 @@ import { pino } from 'pino';
 import { packageRoot } from '../src/config.js';
 import type { LoadedModel } from '../src/models/loaded-model.js';
 import { runLoad } from './lib/load.js';
+import { taskInputs as inputs } from './lib/inputs.js';
 import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
 import { assertBuildFresh, freePort, ServerProcess } from './lib/server.js';
@@ -43,15 +44,6 @@ const seconds = Number(values.seconds);
 const concurrency = Number(values.concurrency);
 const WARMUP_S = 2;
 
-/** A real input of each task, as a client sends it (as bench/models.ts). */
-const inputs: Record<string, { file: string; type: string }> = {
-  ocr: { file: 'test/fixtures/photos/page.png', type: 'image/png' },
-  'image-classification': { file: 'test/fixtures/text-lines/line-03.png', type: 'image/png' },
-  'text-recognition': { file: 'test/fixtures/text-lines/line-03.png', type: 'image/png' },
-  'face-detection': { file: 'test/fixtures/photos/astronaut.jpg', type: 'image/jpeg' },
-  'voice-activity': { file: 'test/fixtures/audio/speech-16k-mono.wav', type: 'audio/wav' },
-  'language-id': { file: 'bench/inputs/sentence.txt', type: 'text/plain' },
-};
 /** Models whose request costs less than HTTP: the bare-Fastify ceiling applies. */
 const TINY = new Set(['language-id']);
 
