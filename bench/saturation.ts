@@ -21,7 +21,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { packageRoot } from '../src/config.js';
@@ -30,7 +30,8 @@ import { runLoad } from './lib/load.js';
 import { taskInputs as inputs } from './lib/inputs.js';
 import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
-import { assertBuildFresh, freePort, ServerProcess } from './lib/server.js';
+import { assertBuildFresh, freePort, ServerProcess, startFlags } from './lib/server.js';
+import { median } from './lib/stats.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -38,6 +39,9 @@ const { values, positionals } = parseArgs({
     seconds: { type: 'string', default: '8' },
     concurrency: { type: 'string', default: '32' },
     baseline: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
+    // internal: run the in-process side of the build at this root, print its figures as JSON, exit
+    'in-process': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -99,6 +103,26 @@ async function inProcess(
     await repository.close();
   }
   return out;
+}
+
+/**
+ * The in-process side in a child process started with the build's own `npm start` flags (the old generation's
+ * size changes how often external memory triggers a full collection), so that it runs as its server would.
+ */
+async function inProcessChild(
+  root: string,
+  names: readonly string[],
+): Promise<Map<string, { rps: number; failed: number }>> {
+  const args = [...startFlags(path.join(root, 'dist', 'main.js')), '--import', 'tsx', fileURLToPath(import.meta.url)];
+  const child = spawn(process.execPath, [...args, ...passed, '--in-process', root, ...names], {
+    cwd: packageRoot,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`the in-process side of ${root} exited with ${code}`);
+  return new Map(JSON.parse(out.trim().split('\n').at(-1)!) as [string, { rps: number; failed: number }][]);
 }
 
 interface HttpFigure {
@@ -169,26 +193,58 @@ async function bare(answer: string, task: string): Promise<{ predict: HttpFigure
   }
 }
 
-assertBuildFresh();
-const startedAt = new Date().toISOString();
 const names = positionals.length
   ? positionals
   : readdirSync(path.join(packageRoot, 'models'), { withFileTypes: true })
       .filter((e) => e.isDirectory())
       .map((e) => e.name)
       .sort();
+const passed = ['--seconds', String(seconds), '--concurrency', String(concurrency)];
+if (values['in-process']) {
+  console.log(JSON.stringify([...(await inProcess(values['in-process'], names))]));
+  process.exit(0);
+}
+
+assertBuildFresh();
+const startedAt = new Date().toISOString();
+const rounds = Number(values.rounds);
 const builds = [
   { label: 'this build', root: packageRoot },
   ...(values.baseline ? [{ label: `baseline (${path.basename(values.baseline)})`, root: values.baseline }] : []),
 ];
 
-const measured = [];
-for (const build of builds) {
-  log(`${build.label}: in process`);
-  const pipeline = await inProcess(build.root, names);
-  log(`${build.label}: server`);
-  measured.push({ ...build, pipeline, server: await served(build.root, names) });
+type Round = { pipeline: Map<string, { rps: number; failed: number }>; server: Awaited<ReturnType<typeof served>> };
+const runs = new Map<string, Round[]>(builds.map((b) => [b.label, []]));
+for (let round = 1; round <= rounds; round++) {
+  for (const build of builds) {
+    log(`round ${round}, ${build.label}: in process`);
+    const pipeline = await inProcessChild(build.root, names);
+    log(`round ${round}, ${build.label}: server`);
+    runs.get(build.label)!.push({ pipeline, server: await served(build.root, names) });
+  }
 }
+/** The median over the rounds of each build: pipeline and server figures per model, and liveness. */
+const measured = builds.map((b) => {
+  const rs = runs.get(b.label)!;
+  const mid = (f: (r: Round) => number) => median(rs.map(f));
+  const byModel = <T>(f: (name: string) => T) => new Map(names.map((n) => [n, f(n)]));
+  return {
+    ...b,
+    pipeline: byModel((n) => ({
+      rps: mid((r) => r.pipeline.get(n)!.rps),
+      failed: mid((r) => r.pipeline.get(n)!.failed),
+    })),
+    server: {
+      ...rs[0].server,
+      rps: byModel((n) => ({
+        rps: mid((r) => r.server.rps.get(n)!.rps),
+        non2xx: rs.reduce((sum, r) => sum + r.server.rps.get(n)!.non2xx, 0),
+        errors: rs.reduce((sum, r) => sum + r.server.rps.get(n)!.errors, 0),
+      })),
+      live: { rps: mid((r) => r.server.live.rps), non2xx: 0, errors: 0 },
+    },
+  };
+});
 const { tasks, answers } = measured[0].server;
 const ceilings = new Map<string, { predict: HttpFigure; live: HttpFigure }>();
 for (const [name, answer] of answers) {
@@ -226,7 +282,8 @@ const md = [
   '',
   `${startedAt}, ${machine.cpuModel} x ${machine.cores}, Node ${process.version}. Every default model loaded with the` +
     ` server's default settings; ${concurrency} concurrent requests, ${seconds} s measured after ${WARMUP_S} s of` +
-    ` warm-up, builds in turns. \`npm run build && npx tsx bench/saturation.ts` +
+    ` warm-up, builds in turns, the median of ${rounds} round(s).` +
+    ` \`npm run build && npx tsx bench/saturation.ts --rounds ${rounds}` +
     (values.baseline ? ' --baseline <worktree>' : '') +
     '`.',
   '',

@@ -16,7 +16,7 @@ const OUTPUT_LINES = 40;
  * The node flags of `npm start` in the package that holds `main` (`dist/main.js`), so that a bench runs the server as
  * users start it (a baseline build: as its own commit started it).
  */
-function startFlags(main: string): string[] {
+export function startFlags(main: string): string[] {
   const pkg = JSON.parse(readFileSync(path.join(path.dirname(main), '..', 'package.json'), 'utf8')) as {
     scripts?: { start?: string };
   };
