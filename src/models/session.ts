@@ -76,6 +76,9 @@ export class ModelSession {
       intraOpNumThreads: opts.intraOpThreads,
       interOpNumThreads: 1,
       enableCpuMemArena: true,
+      // onnxruntime's intra-op threads spin after a run by default, waiting for the next one: on a machine that also
+      // decodes, parses HTTP and runs other models, that spinning takes cores from exactly that work
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
       // onnxruntime writes its own lines to stderr, outside the structured log: only errors (its warnings are about
       // model files, e.g. unused initializers in BlazeFace, which the operator cannot act on at run time)
       logSeverityLevel: 3,
