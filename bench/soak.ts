@@ -85,10 +85,33 @@ function metric(text: string, name: string): number {
 assertBuildFresh();
 const machine = describeMachine();
 const server = await ServerProcess.start({});
-const samples: { done: number; s: number; rssMb: number; heapMb: number; lagP99Ms: number }[] = [];
+const samples: {
+  done: number;
+  s: number;
+  rssMb: number;
+  heapMb: number;
+  lagP99Ms: number;
+  lagMaxMs: number;
+  liveWorstMs: number;
+}[] = [];
+// a liveness probe every 100 ms, as an orchestrator's would be (more often): the worst answer time per sample
+let liveWorst = 0;
+let soaking = true;
+const prober = (async () => {
+  while (soaking) {
+    const started = performance.now();
+    await fetch(`${server.baseUrl}/v2/health/live`).then((r) => r.arrayBuffer());
+    liveWorst = Math.max(liveWorst, performance.now() - started);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+})();
 const sample = async (done: number) => {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+  const liveWorstMs = liveWorst;
+  liveWorst = 0;
   samples.push({
+    liveWorstMs,
+    lagMaxMs: lagBeyondSampling(metric(text, 'nodejs_eventloop_lag_max_seconds')),
     done,
     s: (performance.now() - t0) / 1000,
     rssMb: metric(text, 'process_resident_memory_bytes') / 2 ** 20,
@@ -118,10 +141,13 @@ try {
       }
     }),
   );
+  soaking = false;
+  await prober;
   const elapsed = (performance.now() - t0) / 1000;
   const first = samples[1] ?? samples[0];
   const last = samples.at(-1)!;
   const half = samples[Math.floor(samples.length / 2)];
+  const loaded = samples.slice(1);
   const lines = [
     '# Soak',
     '',
@@ -140,11 +166,16 @@ try {
     `RSS after the first ${step} requests ${first.rssMb.toFixed(0)} MB, at half-way ${half.rssMb.toFixed(0)} MB, at the end ${last.rssMb.toFixed(0)} MB; ` +
       `heap used ${first.heapMb.toFixed(1)} / ${half.heapMb.toFixed(1)} / ${last.heapMb.toFixed(1)} MB.`,
     '',
-    '| requests done | seconds | RSS MB | heap used MB | event-loop lag p99 ms (beyond the 10 ms sampling period) |',
-    '| ---: | ---: | ---: | ---: | ---: |',
+    // the first sample is the idle server just started (its lag is startup's)
+    `Under load: event-loop lag p99 beyond sampling ${Math.min(...loaded.map((s) => s.lagP99Ms)).toFixed(1)} to ` +
+      `${Math.max(...loaded.map((s) => s.lagP99Ms)).toFixed(1)} ms, max ${Math.max(...loaded.map((s) => s.lagMaxMs)).toFixed(1)} ms; ` +
+      `worst /v2/health/live answer ${Math.max(...loaded.map((s) => s.liveWorstMs)).toFixed(1)} ms (probed every 100 ms).`,
+    '',
+    '| requests done | seconds | RSS MB | heap used MB | event-loop lag p99 / max ms (beyond the 10 ms sampling period) | worst /v2/health/live ms |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: |',
     ...samples.map(
       (s) =>
-        `| ${s.done} | ${s.s.toFixed(0)} | ${s.rssMb.toFixed(0)} | ${s.heapMb.toFixed(1)} | ${s.lagP99Ms.toFixed(1)} |`,
+        `| ${s.done} | ${s.s.toFixed(0)} | ${s.rssMb.toFixed(0)} | ${s.heapMb.toFixed(1)} | ${s.lagP99Ms.toFixed(1)} / ${s.lagMaxMs.toFixed(1)} | ${s.liveWorstMs.toFixed(1)} |`,
     ),
     '',
   ];
