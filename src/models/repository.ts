@@ -65,6 +65,12 @@ export class ModelRepository {
 
   /** The threads every model's pre- and post-processing runs on. */
   readonly #workers: TaskWorkers;
+
+  /** The task workers, for request work outside a model's pipeline (decoding a large v2 infer body). */
+  get workers(): TaskWorkers {
+    return this.#workers;
+  }
+
   readonly #loader: ModelLoader;
 
   #draining = false;

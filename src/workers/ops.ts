@@ -1,9 +1,10 @@
 import { decodeWavSliced, resampleSliced } from '../preprocess/audio.js';
 import { imageToTensorSized, type ImageSource, type ImageSpec, type ImageTensor } from '../preprocess/image.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
+import { decodeInferBody } from '../protocol/v2-codec.js';
 
-// The tasks' CPU work that is worth a thread hop and more than one task needs: decoding and sampling images,
-// decoding and resampling audio. A task's own ops live in its folder (the OCR pipeline's in tasks/ocr/ops.ts).
+// The CPU work that is worth a thread hop and more than one task needs: decoding and sampling images, decoding and
+// resampling audio, decoding large v2 infer bodies. A task's own ops live in its folder (the OCR pipeline's in tasks/ocr/ops.ts).
 
 /** How an image's tensor size follows from its upright size. */
 export type Sizing =
@@ -64,6 +65,9 @@ export function defineOp<A, R>(name: string, run: (args: A, signal?: AbortSignal
   return { name, run };
 }
 
+/** A v2 infer body, parsed and decoded (see {@link decodeInferBody}). */
+export const inferBody = defineOp('inferBody', async (a: Parameters<typeof decodeInferBody>[0]) => decodeInferBody(a));
+
 /** Nothing: a thread's first answer, once its modules are loaded. */
 export const ping = defineOp('ping', async (_: Record<string, never>): Promise<null> => null);
 
@@ -101,4 +105,4 @@ export const audioFrames = defineOp(
 );
 
 /** The ops every worker runs whatever the tasks. */
-export const commonOps: readonly Op<any, any>[] = [ping, imageTensor, audioFrames];
+export const commonOps: readonly Op<any, any>[] = [ping, imageTensor, audioFrames, inferBody];

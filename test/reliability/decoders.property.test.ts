@@ -5,7 +5,7 @@ import { lineSpec } from '../helpers/image-spec.js';
 import { decodeWav } from '../../src/preprocess/audio.js';
 import { imageToTensor } from '../../src/preprocess/image.js';
 import { decodeUtf8 } from '../../src/preprocess/text.js';
-import { decodeInferRequest, parseInferBody } from '../../src/server/v2/codec.js';
+import { decodeInferRequest, parseInferBody } from '../../src/protocol/v2-codec.js';
 
 // Property tests over the request decoders: whatever bytes a client sends, a decoder returns a value or throws one
 // of our client errors (a MUON_ERR_ code with a 4xx status); never a TypeError, a RangeError or a crash.
