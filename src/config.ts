@@ -52,6 +52,11 @@ export interface Config {
   readonly preprocessThreads: number;
   /** Worker threads for the tasks' CPU work (decoding, sampling, post-processing); 0 runs it on the event loop. */
   readonly taskThreads: number;
+  /**
+   * How much lower the worker threads' CPU priority (Linux nice) is than the event loop's: task workers, session
+   * workers and the threads they start. 0 leaves them equal.
+   */
+  readonly workerNice: number;
   /** Run one batch through each model before reporting ready. */
   readonly warmup: boolean;
   /** After SIGTERM: readiness is 503 at once, new requests are still served for this long (load balancers catch up). */
@@ -212,6 +217,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),
     preprocessThreads: int(env, 'MUON_PREPROCESS_THREADS', d.MUON_PREPROCESS_THREADS, 0, 1024)!,
     taskThreads: int(env, 'MUON_TASK_THREADS', cpus, 0, 1024)!,
+    workerNice: int(env, 'MUON_WORKER_NICE', 5, 0, 19)!,
     warmup: bool(env, 'MUON_WARMUP', d.MUON_WARMUP),
     adminToken: adminToken(env),
     shutdownGraceMs: int(env, 'MUON_SHUTDOWN_GRACE_MS', d.MUON_SHUTDOWN_GRACE_MS, 0, 600_000)!,

@@ -78,6 +78,7 @@ export class ModelLoader {
     const session: ServingSession = onWorkers
       ? await WorkerSessionPool.create(source, options, instances, {
           workerEntry: this.faults.workerEntry,
+          nice: this.config.workerNice,
           poisoned: context.poisoned,
           onRestart: (reason) => {
             this.metrics.sessionRestarts.inc({ model: name });

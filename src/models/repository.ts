@@ -55,7 +55,7 @@ export class ModelRepository {
     this.#config = config;
     this.#metrics = metrics;
     this.#log = log;
-    this.#workers = new TaskWorkers(config.taskThreads, config.preprocessThreads);
+    this.#workers = new TaskWorkers(config.taskThreads, config.preprocessThreads, undefined, config.workerNice);
     this.#loader = new ModelLoader(config, metrics, log, this.#workers, faults);
   }
 

@@ -17,6 +17,8 @@ import {
 export interface WorkerInit {
   readonly model: Uint8Array | string;
   readonly options: Omit<SessionOptions, 'onFallback'>;
+  /** How much lower than the event loop the worker's CPU priority is (MUON_WORKER_NICE). */
+  readonly nice?: number;
 }
 
 /** Main thread to worker. */
@@ -50,6 +52,8 @@ export interface PoolEvents {
   readonly workerEntry?: URL;
   /** Inputs known to kill workers, shared by the model's versions (default: this pool's own). */
   readonly poisoned?: PoisonedInputs;
+  /** How much lower than the event loop the workers' CPU priority is (MUON_WORKER_NICE). */
+  readonly nice?: number;
 }
 
 interface Job {
@@ -115,7 +119,7 @@ export class WorkerSessionPool implements ServingSession {
     for (const n of Object.values(instances))
       if (!Number.isInteger(n) || n < 1) throw new RangeError(`instances must be >= 1, got ${n}`);
     const { onFallback, ...options } = opts;
-    const pool = new WorkerSessionPool({ model, options }, { ...events, onFallback });
+    const pool = new WorkerSessionPool({ model, options, nice: events.nice }, { ...events, onFallback });
     // on a machine without the CUDA provider the answer is known: start them all at once
     const surelyCpu = options.provider === 'cpu' || !existsSync(cudaProviderPath());
     const starts = Array.from({ length: surelyCpu ? instances.cpu : 1 }, () => pool.#start());

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './session-pool.js';
 import { ModelSession, type HostTensor } from './session.js';
+import { lowerThreadPriority } from '../workers/priority.js';
 import { postMoving } from '../workers/wire.js';
 
 // One model session on its own thread. onnxruntime-node runs `session.run` synchronously on the thread that calls
@@ -9,6 +10,7 @@ import { postMoving } from '../workers/wire.js';
 const port = parentPort;
 if (!port) throw new Error('session-worker.ts runs as a worker thread; this is a bug');
 const init = workerData as WorkerInit;
+lowerThreadPriority(init.nice ?? 0); // first: onnxruntime's intra-op threads inherit it
 
 let session: ModelSession | undefined;
 try {

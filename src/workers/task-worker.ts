@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { configureImageDecoder } from '../preprocess/image.js';
 import { taskOps } from '../models/tasks/registry.js';
 import { commonOps, type Op } from './ops.js';
+import { lowerThreadPriority } from './priority.js';
 import { postMoving, toWire, type OpReply, type OpRequest } from './wire.js';
 
 // One task worker: runs the ops the event loop hands it (several at once: sharp decodes on its own threads) and
@@ -9,7 +10,9 @@ import { postMoving, toWire, type OpReply, type OpRequest } from './wire.js';
 
 const port = parentPort;
 if (!port) throw new Error('task-worker.ts runs as a worker thread; this is a bug');
-configureImageDecoder((workerData as { imageThreads: number }).imageThreads);
+const init = workerData as { imageThreads: number; nice: number };
+lowerThreadPriority(init.nice); // first: libvips's threads inherit it
+configureImageDecoder(init.imageThreads);
 const ops = new Map<string, Op<unknown, unknown>>([...commonOps, ...taskOps].map((o) => [o.name, o]));
 
 port.on('message', (req: OpRequest) => {

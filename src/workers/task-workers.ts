@@ -24,6 +24,7 @@ interface Thread {
 export class TaskWorkers {
   readonly #threads: (Thread | undefined)[];
   readonly #imageThreads: number;
+  readonly #nice: number;
   readonly #entry: URL;
   #nextId = 0;
   #closed = false;
@@ -31,11 +32,13 @@ export class TaskWorkers {
   /**
    * @param threads worker threads (0: run on the calling thread)
    * @param imageThreads libvips threads per image on each worker
+   * @param nice how much lower than the event loop the workers' CPU priority is (MUON_WORKER_NICE)
    */
-  constructor(threads: number, imageThreads = 1, entry = sibling('task-worker', import.meta.url)) {
+  constructor(threads: number, imageThreads = 1, entry = sibling('task-worker', import.meta.url), nice = 0) {
     if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`threads must be >= 0, got ${threads}`);
     this.#threads = Array.from({ length: threads }, () => undefined);
     this.#imageThreads = imageThreads;
+    this.#nice = nice;
     this.#entry = entry;
   }
 
@@ -106,7 +109,7 @@ export class TaskWorkers {
   }
 
   #start(slot: number): Thread {
-    const worker = startWorker(this.#entry, { imageThreads: this.#imageThreads });
+    const worker = startWorker(this.#entry, { imageThreads: this.#imageThreads, nice: this.#nice });
     const thread: Thread = { worker, pending: new Map() };
     worker.unref();
     worker.on('message', (reply: OpReply) => {
