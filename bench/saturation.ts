@@ -16,7 +16,7 @@
  * Usage: npm run build && npx tsx bench/saturation.ts [--seconds 8] [--concurrency 32] [--baseline <dir>] [model ...]
  * Writes bench/results/saturation.md and .json.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -208,9 +208,10 @@ if (values['in-process']) {
 assertBuildFresh();
 const startedAt = new Date().toISOString();
 const rounds = Number(values.rounds);
+const commitOf = (dir: string) => execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']).toString().trim();
 const builds = [
-  { label: 'this build', root: packageRoot },
-  ...(values.baseline ? [{ label: `baseline (${path.basename(values.baseline)})`, root: values.baseline }] : []),
+  { label: `this build (${commitOf(packageRoot)})`, root: packageRoot },
+  ...(values.baseline ? [{ label: `baseline (${commitOf(values.baseline)})`, root: values.baseline }] : []),
 ];
 
 type Round = { pipeline: Map<string, { rps: number; failed: number }>; server: Awaited<ReturnType<typeof served>> };
