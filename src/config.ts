@@ -54,7 +54,7 @@ export interface Config {
   readonly taskThreads: number;
   /**
    * How much lower the worker threads' CPU priority (Linux nice) is than the event loop's: task workers, session
-   * workers and the threads they start. 0 leaves them equal.
+   * workers and the onnxruntime threads a session worker starts (not libuv's shared pool). 0 leaves them equal.
    */
   readonly workerNice: number;
   /** Run one batch through each model before reporting ready. */

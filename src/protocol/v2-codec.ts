@@ -157,6 +157,8 @@ export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
 /** An infer body decoded in one step: its tensors' declared bytes, and the request unless they exceed the limit. */
 export interface DecodedInferBody {
   readonly declaredBytes: number;
+  /** The outputs asked for (undefined: all), read before anything else. */
+  readonly outputs?: readonly RequestedOutput[];
   /** Absent when the declared bytes exceed `maxTensorBytes`: nothing was walked. */
   readonly request?: InferRequest;
 }
@@ -172,10 +174,10 @@ export function decodeInferBody(a: {
   readonly maxTensorBytes: number;
 }): DecodedInferBody {
   const body = parseInferBody(Buffer.from(a.body.buffer, a.body.byteOffset, a.body.byteLength), a.headerLength);
-  requestedOutputs(body);
+  const outputs = requestedOutputs(body);
   const declaredBytes = declaredTensorBytes(body);
-  if (declaredBytes > a.maxTensorBytes) return { declaredBytes };
-  return { declaredBytes, request: decodeInferRequest(body) };
+  if (declaredBytes > a.maxTensorBytes) return { declaredBytes, outputs };
+  return { declaredBytes, outputs, request: decodeInferRequest(body) };
 }
 
 /** Index of the first NaN or infinite value of float data, else -1 (other types: -1). */

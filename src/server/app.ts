@@ -67,8 +67,8 @@ export function buildApp(deps: AppDeps): App {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Memory: what a request holds is admitted against the budget and held until its answer is done with and its
-  // handler has returned (Holdings). A body is charged as it arrives; one declared larger than the whole budget is
-  // refused before it is read.
+  // handler has returned (Holdings). A body is charged as it arrives (one that declares at most a step, before it is
+  // read); one declared larger than the whole budget is refused before it is read.
   const { metrics } = deps;
   metrics.memoryBudget.set({ kind: 'limit' }, deps.config.memoryBudget.bytes);
   metrics.memoryBudget.set({ kind: 'used' }, 0);
@@ -96,7 +96,9 @@ export function buildApp(deps: AppDeps): App {
     req.holdings = new Holdings(reply.raw);
     const declared = Number(req.headers['content-length']);
     try {
-      if (declared > 0 && declared <= deps.config.maxBodyBytes) budget.refuseIfTooLarge(declared, 'the request body');
+      // (a GET or HEAD body is never read: BodyMeter.meter lets it pass)
+      if (declared > 0 && declared <= deps.config.maxBodyBytes && req.method !== 'GET' && req.method !== 'HEAD')
+        budget.refuseIfTooLarge(declared, 'the request body');
     } catch (err) {
       return done(err as Error);
     }
@@ -106,7 +108,11 @@ export function buildApp(deps: AppDeps): App {
   // a multipart body is read by its handler straight from the request, which meters it as it reads
   app.addHook('preParsing', (req, _reply, payload, done) => {
     if (isStreamedBody(req)) return done(null, payload);
-    const metered = req.bodyMeter.meter(payload, req.headers['transfer-encoding'] !== undefined);
+    const metered = req.bodyMeter.meter(payload, {
+      method: req.method,
+      chunked: req.headers['transfer-encoding'] !== undefined,
+      bodyLimit: deps.config.maxBodyBytes,
+    });
     if (metered instanceof Promise) metered.then((p) => done(null, p), done);
     else done(null, metered);
   });
@@ -131,8 +137,11 @@ export function buildApp(deps: AppDeps): App {
   });
   app.addHook('preHandler', (req, reply, done) => {
     if (!isStreamedBody(req)) bodyReceived(req);
-    watchdog.watch(req, reply);
-    req.holdings.onAnswered = () => watchdog.forget(reply);
+    // a client gone before its handler starts needs no watching (and must not be held until the deadline)
+    if (!req.holdings.answered) {
+      watchdog.watch(req, reply);
+      req.holdings.onAnswered = () => watchdog.forget(reply);
+    }
     done();
   });
   app.addHook('onSend', (req, reply, payload, done) => {

@@ -242,6 +242,11 @@ export class Holdings {
       });
   }
 
+  /** True once the answer is done with (sent, or the client gone). */
+  get answered(): boolean {
+    return this.#answered;
+  }
+
   add(grant: Grant): void {
     if (this.#released) grant.release();
     else this.#grants.push(grant);
@@ -279,7 +284,7 @@ const BODY_STEP = 2 ** 20;
 
 /**
  * Charges a request body to the budget as its bytes arrive, a step at a time (a step waits for room like any other
- * cost): a connection that declares 8 MiB and stalls holds only what it sent.
+ * cost): a connection that declares 8 MiB and stalls holds at most one step (1 MiB) more than it sent.
  */
 export class BodyMeter {
   #received = 0;
@@ -304,13 +309,20 @@ export class BodyMeter {
   }
 
   /**
-   * `payload` with its bytes charged. A request without a body passes as it is; a body whose declared length fits
-   * one step is charged once, before it is read, and read as it is; a longer or undeclared one goes through
-   * {@link stream}. (The pass-through stream costs more than a small request's whole answer.)
-   * @param chunked the request declares `transfer-encoding` (a body of unknown length)
+   * `payload` with its bytes charged. A request without a body passes as it is, and so does one that will not be
+   * read: a GET or HEAD (Fastify reads no body for them) or one declared over the body limit (refused with 413
+   * before it is read). A body whose declared length fits one step is charged once, before it is read, and read as
+   * it is; a longer or undeclared one goes through {@link stream}. (The pass-through stream costs more than a small
+   * request's whole answer.)
+   * @param request the method, whether it declares `transfer-encoding` (a body of unknown length), and the body limit
    */
-  meter(payload: Readable, chunked: boolean): Readable | Promise<Readable> {
-    if (this.declared === undefined ? !chunked : this.declared === 0) return payload;
+  meter(
+    payload: Readable,
+    request: { readonly method: string; readonly chunked: boolean; readonly bodyLimit: number },
+  ): Readable | Promise<Readable> {
+    if (this.declared === undefined ? !request.chunked : this.declared === 0) return payload;
+    if (request.method === 'GET' || request.method === 'HEAD') return payload;
+    if (this.declared !== undefined && this.declared > request.bodyLimit) return payload;
     if (this.declared !== undefined && this.declared <= BODY_STEP)
       return this.received(this.declared).then(() => payload);
     return this.stream(payload);

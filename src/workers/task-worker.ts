@@ -11,7 +11,7 @@ import { postMoving, toWire, type OpReply, type OpRequest } from './wire.js';
 const port = parentPort;
 if (!port) throw new Error('task-worker.ts runs as a worker thread; this is a bug');
 const init = workerData as { imageThreads: number; nice: number };
-lowerThreadPriority(init.nice); // first: libvips's threads inherit it
+lowerThreadPriority(init.nice);
 configureImageDecoder(init.imageThreads);
 const ops = new Map<string, Op<unknown, unknown>>([...commonOps, ...taskOps].map((o) => [o.name, o]));
 

@@ -28,4 +28,9 @@ t.test('the k best classes are the first k of a stable sort, ties in index order
     { label: 'c', index: 2, score: Math.fround(0.2) },
   ]);
   t.same(topK(new Float32Array([0.5]), 0, ['a']), [], 'k = 0: nothing');
+  t.same(
+    topK(new Float32Array([0.1, 0.7, 0.2]), 2.5, []).map((c) => c.index),
+    [1, 2],
+    'a fractional k is rounded down',
+  );
 });

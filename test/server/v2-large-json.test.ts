@@ -73,4 +73,8 @@ t.test('tensors declaring more than the budget are refused from their shapes (41
   const r = await infer(huge);
   t.equal(r.statusCode, 413);
   t.match(r.json(), { code: 'MUON_ERR_OVER_MEMORY_BUDGET' });
+  // an output the graph does not have is the first mistake, as in a small body
+  const both = JSON.stringify({ ...JSON.parse(huge), outputs: [{ name: 'nope' }] });
+  const r2 = await infer(both);
+  t.equal(r2.statusCode, 400, 'an unknown output is refused before the size');
 });

@@ -27,18 +27,14 @@ t.test('the main thread is never reniced', { skip: !linux && 'not Linux' }, asyn
   t.equal(nices().get(process.pid), base);
 });
 
-t.test(
-  'task workers start below the event loop, and so do their threads',
-  { skip: !linux && 'not Linux' },
-  async (t) => {
-    const before = lowered();
-    const workers = new TaskWorkers(2, 1, undefined, 5);
-    t.teardown(() => workers.close());
-    await workers.warm();
-    t.ok(lowered() >= before + 2, `${lowered() - before} more threads at nice ${base + 5}`);
-    t.equal(nices().get(process.pid), base, 'the event loop keeps its priority');
-  },
-);
+t.test('task workers start below the event loop', { skip: !linux && 'not Linux' }, async (t) => {
+  const before = lowered();
+  const workers = new TaskWorkers(2, 1, undefined, 5);
+  t.teardown(() => workers.close());
+  await workers.warm();
+  t.ok(lowered() >= before + 2, `${lowered() - before} more threads at nice ${base + 5}`);
+  t.equal(nices().get(process.pid), base, 'the event loop keeps its priority');
+});
 
 t.test(
   'session workers start below the event loop (onnxruntime threads too)',

@@ -26,6 +26,12 @@ import { inferBody } from '../../workers/ops.js';
  */
 export const OFF_LOOP_JSON_BYTES = 32 * 1024;
 
+/**
+ * What parsing a JSON body holds at most, per byte of JSON: the text, the parsed tree (a number in an array takes
+ * 8-16 bytes for its 2 or more characters), the flattened array and the typed array.
+ */
+const PARSE_BYTES_PER_JSON_BYTE = 12;
+
 const Params = Type.Object({
   name: Type.String({ maxLength: 256 }),
   version: Type.Optional(Type.String({ maxLength: 64 })),
@@ -135,14 +141,24 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       req.holdings.add(await budget.acquire(2 * declaredTensorBytes(body), 'the input tensors'));
       request = decodeInferRequest(body);
     } else {
-      // a large JSON header is parsed and walked on a task worker; tensors declaring more than the whole budget are
-      // refused there from their shapes, and the others admitted here once decoded (what the worker held meanwhile
-      // is bounded by the body, already charged)
-      const maxTensorBytes = budget.limit / 2;
-      const decoded = await workers.run(inferBody, { body: req.body, headerLength, maxTensorBytes });
-      if (decoded.request) checkRequestedOutputs(decoded.request.outputs, m.session.outputs);
-      req.holdings.add(await budget.acquire(2 * decoded.declaredBytes, 'the input tensors'));
-      request = decoded.request!;
+      // a large JSON header is parsed and walked on a task worker: what parsing holds there (the text, the JSON
+      // tree, the arrays) is admitted first from the body's size, until the decoded tensors are admitted from their
+      // declared shapes; tensors declaring more than the whole budget are refused from their shapes before their
+      // data is walked
+      const jsonBytes = headerLength ?? req.body.length;
+      const parsing = await budget.acquire(
+        Math.min(budget.limit, PARSE_BYTES_PER_JSON_BYTE * jsonBytes),
+        'parsing the JSON tensors',
+      );
+      try {
+        const maxTensorBytes = budget.limit / 2;
+        const decoded = await workers.run(inferBody, { body: req.body, headerLength, maxTensorBytes });
+        checkRequestedOutputs(decoded.outputs, m.session.outputs);
+        req.holdings.add(await budget.acquire(2 * decoded.declaredBytes, 'the input tensors'));
+        request = decoded.request!; // present: tensors declaring more than the whole budget were refused (413)
+      } finally {
+        parsing.release();
+      }
     }
     // looked up again after the wait for memory (a reload may have swapped the model), and handed to it at once
     const serving = model(req.params);

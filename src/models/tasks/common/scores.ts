@@ -23,9 +23,17 @@ export function activate(x: Float32Array, kind: 'none' | 'softmax' | 'sigmoid'):
   return out;
 }
 
+/** Up to this many best classes are selected by insertion; more are sorted. */
+const SELECT_AT_MOST = 32;
+
 /** The k best classes, best first; ties keep the lower index first. */
 export function topK(scores: Float32Array, k: number, labels: readonly string[]): ClassScore[] {
-  const n = Math.min(k, scores.length);
+  const n = Math.max(0, Math.min(Math.floor(k), scores.length));
+  if (n > SELECT_AT_MOST) {
+    // many asked for (a client's top_k): a stable sort of every class, O(classes log classes)
+    const idx = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+    return idx.slice(0, n).map((i) => ({ label: labels[i] ?? String(i), index: i, score: scores[i] }));
+  }
   // the k best by insertion, in index order (an equal score never passes an earlier one): O(classes x k) beats a
   // sort of every class for the few a client asks for
   const best: number[] = [];
