@@ -11,6 +11,13 @@ const ctx = await startApp({
 });
 t.teardown(() => ctx.close());
 const { app } = ctx;
+const postText = (bytes: number) =>
+  app.inject({
+    method: 'POST',
+    url: '/predict?model=language-id',
+    headers: { 'content-type': 'text/plain' },
+    payload: 'a'.repeat(bytes),
+  });
 
 t.test('a GET with a body larger than the whole budget is answered', async (t) => {
   const r = await app.inject({ method: 'GET', url: '/v2/health/live', payload: 'x'.repeat(17 * MiB) });
@@ -18,22 +25,12 @@ t.test('a GET with a body larger than the whole budget is answered', async (t) =
 });
 
 t.test('a body over the body limit is 413, whatever the budget', async (t) => {
-  const r = await app.inject({
-    method: 'POST',
-    url: '/predict?model=language-id',
-    headers: { 'content-type': 'text/plain' },
-    payload: 'a'.repeat(33 * MiB),
-  });
+  const r = await postText(33 * MiB);
   t.equal(r.statusCode, 413, r.body);
 });
 
 t.test('a POST body larger than the whole budget is 413 over the budget', async (t) => {
-  const r = await app.inject({
-    method: 'POST',
-    url: '/predict?model=language-id',
-    headers: { 'content-type': 'text/plain' },
-    payload: 'a'.repeat(17 * MiB),
-  });
+  const r = await postText(17 * MiB);
   t.equal(r.statusCode, 413, r.body);
   t.match(r.json(), { code: 'MUON_ERR_OVER_MEMORY_BUDGET' });
 });
