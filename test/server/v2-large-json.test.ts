@@ -61,6 +61,10 @@ t.test('client errors in a large body keep their code across the thread', async 
     outputs: [{ name: 'nope' }],
   });
   t.equal((await infer(unknown)).statusCode, 400);
+  for (const length of ['abc', '-1', String(10 ** 9)]) {
+    const r = await infer(twice, { 'inference-header-content-length': length });
+    t.equal(r.statusCode, 400, `Inference-Header-Content-Length: ${length}`);
+  }
   const broken = Buffer.from(twice.slice(0, -10));
   const r3 = await infer(broken);
   t.equal(r3.statusCode, 400, 'JSON cut short');

@@ -145,7 +145,9 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       // tree, the arrays) is admitted first from the body's size, until the decoded tensors are admitted from their
       // declared shapes; tensors declaring more than the whole budget are refused from their shapes before their
       // data is walked
-      const jsonBytes = headerLength ?? req.body.length;
+      // (a header length that is not within the body is refused by the worker: charged as the whole body meanwhile)
+      const inBody = headerLength !== undefined && headerLength >= 0 && headerLength <= req.body.length;
+      const jsonBytes = inBody ? headerLength : req.body.length;
       const parsing = await budget.acquire(
         Math.min(budget.limit, PARSE_BYTES_PER_JSON_BYTE * jsonBytes),
         'parsing the JSON tensors',
