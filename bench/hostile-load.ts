@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { packageRoot } from '../src/config.js';
 import { wavFile } from '../test/helpers/wav.js';
 import { describeMachine, rssMib } from './lib/machine.js';
+import { LivenessProber } from './lib/liveness.js';
 import { lagBeyondSampling } from './lib/metrics.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
 
@@ -124,20 +125,7 @@ async function phase(attack: boolean, sliceSeconds: number): Promise<Phase> {
   const until = () => performance.now() > end;
   const rss: number[] = [];
   const sampler = setInterval(() => rss.push(rssMib(server.pid)), 250);
-  let liveWorst = 0;
-  let liveFailed = 0;
-  const prober = (async () => {
-    while (!until()) {
-      const t0 = performance.now();
-      const ok = await fetch(`${base}/v2/health/live`, { signal: AbortSignal.timeout(10_000) }).then(
-        (r) => r.ok,
-        () => false,
-      );
-      liveWorst = Math.max(liveWorst, performance.now() - t0);
-      if (!ok) liveFailed++;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
+  const prober = new LivenessProber(base);
   await lag(); // prom-client resets the lag histogram at each scrape: this phase's figures start here
   const before = new Map(status.get('ordinary') ?? []);
   const work = [loop('ordinary', 8, until, ordinary)];
@@ -153,11 +141,20 @@ async function phase(attack: boolean, sliceSeconds: number): Promise<Phase> {
       work.push(loop('deep-json', 1, until, () => post('/v2/models/text-recognition/infer', 'application/json', deep)));
     if (on('stalled-body')) work.push(...Array.from({ length: 40 }, () => stalled(port, until)));
   }
-  await Promise.all([...work, prober]);
+  await Promise.all(work);
+  await prober.stop();
+  const live = prober.take();
   clearInterval(sampler);
   const l = await lag();
   const ok = (status.get('ordinary')?.get(200) ?? 0) - (before.get(200) ?? 0);
-  return { goodput: ok / sliceSeconds, rssPeak: Math.max(...rss), liveWorst, liveFailed, lagP99: l.p99, lagMax: l.max };
+  return {
+    goodput: ok / sliceSeconds,
+    rssPeak: Math.max(...rss),
+    liveWorst: live.worstMs,
+    liveFailed: live.failed,
+    lagP99: l.p99,
+    lagMax: l.max,
+  };
 }
 
 /** Slices of one condition merged: mean goodput, and the worst of everything else. */

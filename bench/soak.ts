@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
 import { describeMachine } from './lib/machine.js';
+import { LivenessProber } from './lib/liveness.js';
 import { lagBeyondSampling } from './lib/metrics.js';
 import { assertBuildFresh, ServerProcess } from './lib/server.js';
 
@@ -94,27 +95,15 @@ const samples: {
   lagMaxMs: number;
   liveWorstMs: number;
 }[] = [];
-// a liveness probe every 100 ms, as an orchestrator's would be (more often): the worst answer time per sample
-let liveWorst = 0;
-let soaking = true;
-const prober = (async () => {
-  while (soaking) {
-    const started = performance.now();
-    // a probe that fails counts as the slowest: the table shows it, the run goes on
-    const answered = await fetch(`${server.baseUrl}/v2/health/live`).then(
-      (r) => r.arrayBuffer().then(() => r.ok),
-      () => false,
-    );
-    liveWorst = Math.max(liveWorst, answered ? performance.now() - started : Infinity);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-})();
+// a liveness probe every 100 ms: the worst answer time per sample, and the failed probes
+const prober = new LivenessProber(server.baseUrl);
+let liveFailed = 0;
 const sample = async (done: number) => {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  const liveWorstMs = liveWorst;
-  liveWorst = 0;
+  const live = prober.take();
+  liveFailed += live.failed;
   samples.push({
-    liveWorstMs,
+    liveWorstMs: live.worstMs,
     lagMaxMs: lagBeyondSampling(metric(text, 'nodejs_eventloop_lag_max_seconds')),
     done,
     s: (performance.now() - t0) / 1000,
@@ -145,8 +134,7 @@ try {
       }
     }),
   );
-  soaking = false;
-  await prober;
+  await prober.stop();
   const elapsed = (performance.now() - t0) / 1000;
   const first = samples[1] ?? samples[0];
   const last = samples.at(-1)!;
@@ -173,7 +161,7 @@ try {
     // the first sample is the idle server just started (its lag is startup's)
     `Under load: event-loop lag p99 beyond sampling ${Math.min(...loaded.map((s) => s.lagP99Ms)).toFixed(1)} to ` +
       `${Math.max(...loaded.map((s) => s.lagP99Ms)).toFixed(1)} ms, max ${Math.max(...loaded.map((s) => s.lagMaxMs)).toFixed(1)} ms; ` +
-      `worst /v2/health/live answer ${Math.max(...loaded.map((s) => s.liveWorstMs)).toFixed(1)} ms (probed every 100 ms).`,
+      `worst /v2/health/live answer ${Math.max(...loaded.map((s) => s.liveWorstMs)).toFixed(1)} ms (probed every 100 ms), ${liveFailed} probes failed.`,
     '',
     '| requests done | seconds | RSS MB | heap used MB | event-loop lag p99 / max ms (beyond the 10 ms sampling period) | worst /v2/health/live ms |',
     '| ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -186,7 +174,6 @@ try {
   await writeFile(path.join(packageRoot, 'bench/results/soak.md'), lines.join('\n'));
   process.stdout.write(lines.join('\n'));
 } finally {
-  soaking = false;
-  await prober;
+  await prober.stop();
   await server.stop();
 }

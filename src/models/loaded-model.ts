@@ -18,7 +18,19 @@ export interface InferOptions extends PredictParams {
 }
 
 /** What a {@link LoadedModel} is made of: the loader's product for one model version. */
-export interface ModelParts {
+export type ModelParts = Pick<
+  LoadedModel,
+  'name' | 'dir' | 'manifest' | 'session' | 'pipeline' | 'labels' | 'timeoutMs'
+> & {
+  /** The batching limits in effect (the manifest's, narrowed by the graph, the provider and the server). */
+  readonly batching: BatchingOptions;
+  /** Receives the batcher's events (the model's metrics). */
+  readonly observer: BatchObserver;
+  readonly metrics: Metrics;
+};
+
+/** A model loaded, warmed up and serving behind its own batcher. */
+export class LoadedModel {
   readonly name: string;
   /** The model folder. */
   readonly dir: string;
@@ -26,23 +38,7 @@ export interface ModelParts {
   readonly session: ServingSession;
   readonly pipeline: TaskPipeline;
   readonly labels: readonly string[];
-  /** The batching limits in effect (the manifest's, narrowed by the graph, the provider and the server). */
-  readonly batching: BatchingOptions;
-  /** Receives the batcher's events (the model's metrics). */
-  readonly observer: BatchObserver;
   /** Default per-request deadline. */
-  readonly timeoutMs: number;
-  readonly metrics: Metrics;
-}
-
-/** A model loaded, warmed up and serving behind its own batcher. */
-export class LoadedModel {
-  readonly name: string;
-  readonly dir: string;
-  readonly manifest: Manifest;
-  readonly session: ServingSession;
-  readonly pipeline: TaskPipeline;
-  readonly labels: readonly string[];
   readonly timeoutMs: number;
   /** One queue for the model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ). */
   readonly batcher: Batcher<unknown, unknown>;

@@ -95,24 +95,25 @@ export function buildApp(deps: AppDeps): App {
     if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
     req.holdings = new Holdings(reply.raw);
     const declared = Number(req.headers['content-length']);
+    // a body that is never read is never charged: a GET's or HEAD's (Fastify reads none) and one declared over the
+    // body limit (refused with 413 before it is read)
+    const unread = req.method === 'GET' || req.method === 'HEAD' || declared > deps.config.maxBodyBytes;
     try {
-      // (a GET or HEAD body is never read: BodyMeter.meter lets it pass)
-      if (declared > 0 && declared <= deps.config.maxBodyBytes && req.method !== 'GET' && req.method !== 'HEAD')
-        budget.refuseIfTooLarge(declared, 'the request body');
+      if (!unread && declared > 0) budget.refuseIfTooLarge(declared, 'the request body');
     } catch (err) {
       return done(err as Error);
     }
-    req.bodyMeter = new BodyMeter(budget, req.holdings, Number.isSafeInteger(declared) ? declared : undefined);
+    req.bodyMeter = new BodyMeter(
+      budget,
+      req.holdings,
+      unread ? 0 : Number.isSafeInteger(declared) ? declared : undefined,
+    );
     done();
   });
   // a multipart body is read by its handler straight from the request, which meters it as it reads
   app.addHook('preParsing', (req, _reply, payload, done) => {
     if (isStreamedBody(req)) return done(null, payload);
-    const metered = req.bodyMeter.meter(payload, {
-      method: req.method,
-      chunked: req.headers['transfer-encoding'] !== undefined,
-      bodyLimit: deps.config.maxBodyBytes,
-    });
+    const metered = req.bodyMeter.meter(payload, req.headers['transfer-encoding'] !== undefined);
     if (metered instanceof Promise) metered.then((p) => done(null, p), done);
     else done(null, metered);
   });

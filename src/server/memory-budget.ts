@@ -293,7 +293,7 @@ export class BodyMeter {
   constructor(
     private readonly budget: AdmissionBudget,
     private readonly holdings: Holdings,
-    /** The body's content-length, when it has one (the last step is cut to it). */
+    /** The body's content-length, when it has one (the last step is cut to it); 0 for a body that is never read. */
     private readonly declared: number | undefined,
   ) {}
 
@@ -309,20 +309,14 @@ export class BodyMeter {
   }
 
   /**
-   * `payload` with its bytes charged. A request without a body passes as it is, and so does one that will not be
-   * read: a GET or HEAD (Fastify reads no body for them) or one declared over the body limit (refused with 413
-   * before it is read). A body whose declared length fits one step is charged once, before it is read, and read as
-   * it is; a longer or undeclared one goes through {@link stream}. (The pass-through stream costs more than a small
+   * `payload` with its bytes charged. A request without a body (declared 0, also for a body that is never read)
+   * passes as it is; a body whose declared length fits one step is charged once, before it is read, and read as it
+   * is; a longer or undeclared one goes through {@link stream}. (The pass-through stream costs more than a small
    * request's whole answer.)
-   * @param request the method, whether it declares `transfer-encoding` (a body of unknown length), and the body limit
+   * @param chunked the request declares `transfer-encoding` (a body of unknown length)
    */
-  meter(
-    payload: Readable,
-    request: { readonly method: string; readonly chunked: boolean; readonly bodyLimit: number },
-  ): Readable | Promise<Readable> {
-    if (this.declared === undefined ? !request.chunked : this.declared === 0) return payload;
-    if (request.method === 'GET' || request.method === 'HEAD') return payload;
-    if (this.declared !== undefined && this.declared > request.bodyLimit) return payload;
+  meter(payload: Readable, chunked: boolean): Readable | Promise<Readable> {
+    if (this.declared === undefined ? !chunked : this.declared === 0) return payload;
     if (this.declared !== undefined && this.declared <= BODY_STEP)
       return this.received(this.declared).then(() => payload);
     return this.stream(payload);
