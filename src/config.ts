@@ -44,6 +44,11 @@ export interface Config {
   readonly reloadBackoffMs: number;
   /** Liveness fails for a minute after the event loop was blocked longer than this (a wedged process). */
   readonly livenessMaxBlockMs: number;
+  /**
+   * Client errors (4xx but 429) per second a client address gets at once (twice as many in a burst); beyond, each
+   * further one is held back up to a second (see server/error-pacing.ts). 0 turns pacing off.
+   */
+  readonly clientErrorRate: number;
   /** `false` forces every model's maxBatchSize to 1 (for comparisons); manifests decide otherwise. */
   readonly batching: boolean;
   /** Overrides every manifest's maxQueueDelayMs when set. */
@@ -125,6 +130,7 @@ export const defaults = Object.freeze({
   MUON_HANDLER_TIMEOUT_MS: 120_000,
   MUON_MEMORY_WAIT_MS: 1_000,
   MUON_LIVENESS_MAX_BLOCK_MS: 5_000,
+  MUON_CLIENT_ERROR_RATE: 20,
   MUON_RELOAD_BACKOFF_MS: 5_000,
   MUON_BATCHING: true,
   MUON_PREPROCESS_THREADS: 1,
@@ -212,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     memoryBudget: memoryBudget(env),
     memoryWaitMs: int(env, 'MUON_MEMORY_WAIT_MS', d.MUON_MEMORY_WAIT_MS, 0, 600_000)!,
     livenessMaxBlockMs: int(env, 'MUON_LIVENESS_MAX_BLOCK_MS', d.MUON_LIVENESS_MAX_BLOCK_MS, 100)!,
+    clientErrorRate: int(env, 'MUON_CLIENT_ERROR_RATE', d.MUON_CLIENT_ERROR_RATE, 0, 1_000_000)!,
     reloadBackoffMs: int(env, 'MUON_RELOAD_BACKOFF_MS', d.MUON_RELOAD_BACKOFF_MS, 1, 300_000)!,
     batching: bool(env, 'MUON_BATCHING', d.MUON_BATCHING),
     maxQueueDelayMs: int(env, 'MUON_MAX_QUEUE_DELAY_MS', undefined, 0, 60_000),

@@ -97,6 +97,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly pacedRefusals = new Counter({
+    name: 'muon_client_errors_paced_total',
+    help: 'Client errors (4xx but 429) held back because their client went over MUON_CLIENT_ERROR_RATE.',
+    registers: [this.registry],
+  });
+
+  readonly pacedSeconds = new Counter({
+    name: 'muon_client_errors_paced_seconds_total',
+    help: 'Seconds client errors were held back in all (see muon_client_errors_paced_total).',
+    registers: [this.registry],
+  });
+
   #perModelHistogram(name: string, help: string, buckets = latencyBuckets): Histogram<'model'> {
     return new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers: [this.registry] });
   }

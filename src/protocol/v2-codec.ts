@@ -50,6 +50,40 @@ export interface InferBody {
 }
 
 /**
+ * How deep a request's JSON may nest: the request object, its input list, an input, then its data nested as deep as
+ * its shape has axes, with room to spare (onnxruntime's tensors have at most a few dozen axes).
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Byte classes for {@link nestedDeeperThan}: 1 opens, 2 closes, 3 quotes, 4 escapes; 0 is everything else. */
+const JSON_CLASS = new Uint8Array(256);
+JSON_CLASS[0x5b] = JSON_CLASS[0x7b] = 1; // [ {
+JSON_CLASS[0x5d] = JSON_CLASS[0x7d] = 2; // ] }
+JSON_CLASS[0x22] = 3; // "
+JSON_CLASS[0x5c] = 4; // \
+
+/**
+ * Whether JSON text nests lists and objects deeper than `limit` (brackets inside strings do not count). Stops at the
+ * first level too deep; about 1 ns per byte otherwise. Text that is not JSON is left to the parser to refuse.
+ */
+export function nestedDeeperThan(text: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const k = JSON_CLASS[text[i]];
+    if (k === 0) continue;
+    if (inString) {
+      if (k === 4) i++;
+      else if (k === 3) inString = false;
+    } else if (k === 1) {
+      if (++depth > limit) return true;
+    } else if (k === 2) depth--;
+    else if (k === 3) inString = true;
+  }
+  return false;
+}
+
+/**
  * Splits and parses an infer request body. `headerLength` is the `Inference-Header-Content-Length` header: the JSON
  * header's size when the body carries binary tensor data after it; absent, the whole body is JSON.
  */
@@ -59,6 +93,10 @@ export function parseInferBody(body: Buffer, headerLength: number | undefined): 
       `Inference-Header-Content-Length ${headerLength} is not within the body's ${body.length} bytes`,
     );
   const jsonPart = headerLength === undefined ? body : body.subarray(0, headerLength);
+  // V8 parses nested lists about 8x slower per byte than flat ones (a 20 KB body nested 10,000 deep: 0.9 ms), and
+  // no tensor needs more than a few levels: refused from a scan of the brackets before the parser sees it
+  if (nestedDeeperThan(jsonPart, MAX_JSON_DEPTH))
+    throw bad(`the inference request is nested deeper than ${MAX_JSON_DEPTH} levels`);
   let json: unknown;
   try {
     json = JSON.parse(jsonPart.toString('utf8'));

@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
 import { errorHandler, toClientError } from './error-mapping.js';
+import { ErrorPacer, isClientError } from './error-pacing.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -145,10 +146,27 @@ export function buildApp(deps: AppDeps): App {
     }
     done();
   });
+  // a client that keeps getting refused gets its further refusals later (server/error-pacing.ts)
+  const pacer = deps.config.clientErrorRate > 0 ? new ErrorPacer({ rate: deps.config.clientErrorRate }) : undefined;
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');
-    done(null, payload);
+    if (pacer === undefined || !isClientError(reply.statusCode)) return done(null, payload);
+    const client = req.ip;
+    const delay = pacer.delayFor(client);
+    if (typeof delay !== 'number') {
+      // a client with this many refusals held is sending in parallel: this one goes now, and ends its connection
+      if (delay === 'too-many-waiting') reply.header('connection', 'close');
+      return done(null, payload);
+    }
+    watchdog.forget(reply);
+    req.holdings.settle();
+    metrics.pacedRefusals.inc();
+    metrics.pacedSeconds.inc(delay / 1000);
+    setTimeout(() => {
+      pacer.sent(client);
+      done(null, payload);
+    }, delay);
   });
   app.addHook('onResponse', (req, reply, done) => {
     socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);

@@ -228,6 +228,7 @@ export class Holdings {
   #answered = false;
   #handling = false;
   #released = false;
+  #settled = false;
 
   /** Called once when the answer is done with (sent, or the client gone): the request's one `close` listener. */
   onAnswered: (() => void) | undefined;
@@ -263,8 +264,17 @@ export class Holdings {
     }
   }
 
+  /**
+   * The answer needs nothing the request was granted (a refusal, held back a while before it is sent): gives it all
+   * back now, or once the handler returns.
+   */
+  settle(): void {
+    this.#settled = true;
+    this.#releaseIfDone();
+  }
+
   #releaseIfDone(): void {
-    if (!this.#answered || this.#handling) return;
+    if (!(this.#answered || this.#settled) || this.#handling) return;
     this.#released = true;
     for (const grant of this.#grants.splice(0)) grant.release();
   }

@@ -5,7 +5,7 @@ import { lineSpec } from '../helpers/image-spec.js';
 import { decodeWav } from '../../src/preprocess/audio.js';
 import { imageToTensor } from '../../src/preprocess/image.js';
 import { decodeUtf8 } from '../../src/preprocess/text.js';
-import { decodeInferRequest, parseInferBody } from '../../src/protocol/v2-codec.js';
+import { decodeInferRequest, nestedDeeperThan, parseInferBody } from '../../src/protocol/v2-codec.js';
 
 // Property tests over the request decoders: whatever bytes a client sends, a decoder returns a value or throws one
 // of our client errors (a MUON_ERR_ code with a 4xx status); never a TypeError, a RangeError or a crash.
@@ -99,6 +99,23 @@ t.test('v2 infer bodies: random bytes, random JSON, random header lengths', asyn
     runs,
   );
   t.pass('no decoder crash');
+});
+
+t.test('the JSON depth scan agrees with the parsed depth (brackets in strings and escapes included)', async (t) => {
+  const depth = (v: unknown): number =>
+    typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0;
+  const tricky = fc.constantFrom('[', ']', '{', '}', '"', '\\', '\\"[', '[[[');
+  const value = fc.jsonValue({ maxDepth: 8 }).chain((v) =>
+    fc.oneof(fc.constant(v), tricky.map((s) => ({ s, v })), tricky.map((s) => [s, [v]])),
+  );
+  fc.assert(
+    fc.property(value, fc.integer({ min: 0, max: 10 }), (v, limit) => {
+      const text = Buffer.from(JSON.stringify(v));
+      return nestedDeeperThan(text, limit) === depth(v) > limit;
+    }),
+    runs,
+  );
+  t.pass('scan and parse agree');
 });
 
 t.test('image decoding: random bytes and mutated real PNGs', async (t) => {

@@ -50,6 +50,18 @@ t.test('outputs named after Object.prototype members are unknown outputs', async
 t.test('data nested 10,000 deep', async (t) => {
   const deep = '['.repeat(10_000) + '0' + ']'.repeat(10_000);
   const body = `{"inputs":[{"name":"x","shape":[1,3,48,320],"datatype":"FP32","data":${deep}}]}`;
+  await refused(t, await infer('text-recognition', body), /nested deeper than 64 levels/);
+});
+
+t.test('data nested 10,000 deep in a body parsed on a task worker (a JSON header of 32 KiB or more)', async (t) => {
+  const deep = '['.repeat(10_000) + '0' + ']'.repeat(10_000);
+  const body = `{"inputs":[{"name":"x","shape":[1,3,48,320],"datatype":"FP32","data":${deep}}],"pad":"${' '.repeat(40_000)}"}`;
+  await refused(t, await infer('text-recognition', body), /nested deeper than 64 levels/);
+});
+
+t.test('data nested within the limit but deeper than its shape is refused by the tensor check', async (t) => {
+  const deep = '['.repeat(10) + '0' + ']'.repeat(10);
+  const body = `{"inputs":[{"name":"x","shape":[1,3,48,320],"datatype":"FP32","data":${deep}}]}`;
   await refused(t, await infer('text-recognition', body), /nested deeper than its 4 axes/);
 });
 

@@ -1,0 +1,89 @@
+import t from 'tap';
+import { ErrorPacer, isClientError } from '../../src/server/error-pacing.js';
+import { startApp } from '../helpers/app.js';
+
+// Client errors are paced per client address (MUON_CLIENT_ERROR_RATE): a burst goes at once, further refusals are
+// held back; successes never are, and a held refusal holds nothing of the memory budget.
+
+t.test('the pacer: a burst at once, then one refusal per 1 / rate, never more than the longest delay', async (t) => {
+  const p = new ErrorPacer({ rate: 10, burst: 3, maxDelayMs: 500, maxWaiting: 100 });
+  t.same([p.delayFor('a', 0), p.delayFor('a', 0), p.delayFor('a', 0)], ['within-rate', 'within-rate', 'within-rate']);
+  const held = [1, 2, 3, 4, 5, 6, 7].map(() => p.delayFor('a', 0));
+  t.same(
+    held.map((d) => Math.round(d as number)),
+    [100, 200, 300, 400, 500, 500, 500],
+  );
+  t.equal(p.delayFor('b', 0), 'within-rate', 'another client has its own allowance');
+  // what a client owes refills at the rate: 500 ms after, the debt of 5 refusals is paid
+  for (let i = 0; i < held.length; i++) p.sent('a');
+  t.equal(p.delayFor('a', 600), 'within-rate');
+  t.equal(p.delayFor('a', 10_000), 'within-rate');
+});
+
+t.test('the pacer: a client with many refusals held gets the next at once', async (t) => {
+  const p = new ErrorPacer({ rate: 1, burst: 1, maxWaiting: 2 });
+  t.equal(p.delayFor('a', 0), 'within-rate');
+  t.type(p.delayFor('a', 0), 'number');
+  t.type(p.delayFor('a', 0), 'number');
+  t.equal(p.delayFor('a', 0), 'too-many-waiting');
+  p.sent('a');
+  t.type(p.delayFor('a', 0), 'number');
+});
+
+t.test('the pacer remembers a bounded number of clients', async (t) => {
+  const p = new ErrorPacer({ rate: 1, burst: 1 });
+  for (let i = 0; i < 25_000; i++) p.delayFor(`client-${i}`, 0);
+  t.ok(p.size <= 10_000, `${p.size} clients remembered`);
+  t.throws(() => new ErrorPacer({ rate: 0 }), RangeError);
+});
+
+t.test('which answers count as client errors', async (t) => {
+  t.same(
+    [200, 204, 400, 401, 404, 413, 415, 422, 429, 500, 503].map(isClientError),
+    [false, false, true, true, true, true, true, true, false, false, false],
+  );
+});
+
+t.test('over HTTP: refusals beyond the burst are held back, successes are not, held ones hold no memory', async (t) => {
+  const ctx = await startApp({ MUON_CLIENT_ERROR_RATE: '2' }); // a burst of 4, then one refusal per 500 ms
+  t.teardown(() => ctx.close());
+  const { app, metrics } = ctx;
+  const paced = async () => (await metrics.pacedRefusals.get()).values[0]?.value ?? 0;
+  const used = async () =>
+    (await metrics.memoryBudget.get()).values.find((v) => v.labels.kind === 'used')?.value ?? NaN;
+  const bad = () =>
+    app.inject({
+      method: 'POST',
+      url: '/v2/models/text-recognition/infer',
+      headers: { 'content-type': 'application/json' },
+      payload: `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[0]}],"pad":"${' '.repeat(2 ** 20)}"}`,
+    });
+  for (let i = 0; i < 4; i++) t.equal((await bad()).statusCode, 400);
+  t.equal(await paced(), 0, 'the burst is answered at once');
+
+  const fifth = bad();
+  while ((await paced()) === 0) await new Promise((r) => setImmediate(r));
+  t.equal(await used(), 0, 'a held refusal has given back its body and tensors');
+  const ok = await app.inject({
+    method: 'POST',
+    url: '/predict?model=language-id',
+    headers: { 'content-type': 'text/plain' },
+    payload: 'Bonjour tout le monde',
+  });
+  t.equal(ok.statusCode, 200, 'a success of the same client is answered while its refusal is held');
+  const res = await fifth;
+  t.equal(res.statusCode, 400);
+  t.equal(res.json().code, 'MUON_ERR_INVALID_TENSOR', 'the held refusal is the same answer');
+  t.equal(await paced(), 1);
+  t.ok((await metrics.pacedSeconds.get()).values[0].value > 0);
+});
+
+t.test('MUON_CLIENT_ERROR_RATE=0 turns pacing off', async (t) => {
+  const ctx = await startApp({ MUON_CLIENT_ERROR_RATE: '0' });
+  t.teardown(() => ctx.close());
+  for (let i = 0; i < 60; i++) {
+    const r = await ctx.app.inject({ method: 'GET', url: '/v2/models/no-such-model' });
+    t.equal(r.statusCode, 404);
+  }
+  t.equal((await ctx.metrics.pacedRefusals.get()).values[0]?.value ?? 0, 0);
+});
