@@ -20,7 +20,7 @@ export interface InferOptions extends PredictParams {
 /** What a {@link LoadedModel} is made of: the loader's product for one model version. */
 export type ModelParts = Pick<
   LoadedModel,
-  'name' | 'dir' | 'manifest' | 'session' | 'pipeline' | 'labels' | 'timeoutMs'
+  'name' | 'dir' | 'manifest' | 'session' | 'pipelineSession' | 'pipeline' | 'labels' | 'timeoutMs'
 > & {
   /** The batching limits in effect (the manifest's, narrowed by the graph, the provider and the server). */
   readonly batching: BatchingOptions;
@@ -35,7 +35,10 @@ export class LoadedModel {
   /** The model folder. */
   readonly dir: string;
   readonly manifest: Manifest;
+  /** The model file's graph: what the raw tensor API (v2 infer) runs and the metadata describes. */
   readonly session: ServingSession;
+  /** What the task's pipeline runs: `session`, or a graph the task built around the file's (see TaskDefinition). */
+  readonly pipelineSession: ServingSession;
   readonly pipeline: TaskPipeline;
   readonly labels: readonly string[];
   /** Default per-request deadline. */
@@ -50,6 +53,7 @@ export class LoadedModel {
       dir: this.dir,
       manifest: this.manifest,
       session: this.session,
+      pipelineSession: this.pipelineSession,
       pipeline: this.pipeline,
       labels: this.labels,
       timeoutMs: this.timeoutMs,
@@ -240,7 +244,7 @@ export class LoadedModel {
     this.#closed ??= (async () => {
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
       await this.batcher.close();
-      await this.session.release();
+      await Promise.all([this.session.release(), this.pipelineSession !== this.session && this.pipelineSession.release()]);
     })();
     return this.#closed;
   }

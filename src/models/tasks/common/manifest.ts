@@ -83,7 +83,7 @@ export const Runtime = Type.Object(
         "Where `session.run` executes (onnxruntime-node runs it synchronously on the calling thread). 'worker': on " +
         'worker threads, one session per in-flight batch (batching.maxInFlightBatches), so a run never stalls HTTP ' +
         "and a busy model can use that many cores. 'event-loop': on the main thread, for graphs whose run is " +
-        'shorter than the worker round trip (about 0.25 ms), such as one VAD frame or a small MLP.',
+        'shorter than the worker round trip (about 0.25 ms), such as a small MLP.',
     }),
   },
   { additionalProperties: false, default: {} },

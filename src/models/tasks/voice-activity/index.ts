@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { defineTask } from '../task.js';
 import { VoiceActivityManifestSchema } from './manifest.js';
+import { framedModel } from './graph.js';
 import { voiceActivity } from './pipeline.js';
 
 const Segment = Type.Object({ start_ms: Type.Number(), end_ms: Type.Number() });
@@ -14,4 +15,5 @@ export const voiceActivityTask = defineTask({
   // speech or not, per frame
   gate: { metric: 'decision-agreement', measure: 'decision', threshold: (m) => m.vad.threshold },
   cost: { sampleRate: (m) => m.input.sampleRate },
+  pipelineGraph: (model, m) => framedModel(model, m.output.name),
 });

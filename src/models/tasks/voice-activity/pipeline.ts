@@ -2,21 +2,32 @@ import { SequenceScheduler } from '../../../batching/sequence.js';
 import { audioFrames } from '../../../workers/ops.js';
 import { Errors } from '../../../errors.js';
 import { ManifestError } from '../common/manifest.js';
+import { FRAMED } from './graph.js';
 import type { VoiceActivityManifest } from './manifest.js';
 import type { TensorInfo } from '../../session.js';
 import type { TaskContext, TaskPipeline } from '../task.js';
 
-/** One frame of one request: the model's input row (context + new samples) and the request's state before it. */
+/**
+ * One step of one request: `frames` consecutive frames' input rows (context + new samples each, one after another)
+ * and the request's state before the first of them.
+ */
 export interface VadRow {
   readonly input: Float32Array;
+  readonly frames: number;
   readonly state: Float32Array;
 }
 
-/** One frame's output: the speech probability and the state to carry into the request's next frame. */
+/** One step's output: the speech probability of each of its frames, and the state to carry into the next step. */
 export interface VadStep {
-  readonly probability: number;
+  readonly probabilities: Float32Array;
   readonly state: Float32Array;
 }
+
+/**
+ * Frames a request runs per graph call when the model is served wrapped in a Scan over frames (graph.ts): 32
+ * frames are a second of audio at 16 kHz, a call of about 3 ms for one request.
+ */
+export const FRAMES_PER_CALL = 32;
 
 /** A decoded request: samples at the model's rate, with the context's zeros in front and the last frame padded. */
 export interface VadRequest {
@@ -44,12 +55,16 @@ export interface SpeechSegment {
  * (`input` [B, context + window] float32, `state` [2, B, 128] float32, `sr` int64 scalar -> probability [B, 1] and
  * the new state). The audio runs frame by frame (512 samples at 16 kHz, with the previous frame's last 64 samples as
  * context, as Silero's own wrapper feeds it); each request carries its own state from one frame to the next, and a
- * {@link SequenceScheduler} stacks the current frame of every request in progress into one batch.
+ * {@link SequenceScheduler} stacks the current step of every request in progress into one batch. On a session of
+ * the graph wrapped in a Scan over frames (graph.ts, what the server runs) a step is {@link FRAMES_PER_CALL} frames;
+ * on the file's own graph (the compressor's calibration) it is one.
  */
 export async function voiceActivity(
   ctx: TaskContext<VoiceActivityManifest>,
 ): Promise<TaskPipeline<VadRow, VadStep, { segments: SpeechSegment[]; duration_ms: number }, VadResult, VadRequest>> {
   const { manifest: m, session, where } = ctx;
+  const framed = session.inputs.some((t) => t.name === FRAMED.frames);
+  const named = (list: TensorInfo[], name: string) => list.find((t) => t.name === name)!;
   const find = (list: TensorInfo[], what: string, ok: (t: TensorInfo) => boolean, kind: string): TensorInfo => {
     const found = list.filter(ok);
     if (found.length !== 1) {
@@ -59,18 +74,12 @@ export async function voiceActivity(
     }
     return found[0];
   };
-  const audioIn = find(
-    session.inputs,
-    'audio input',
-    (t) => t.type === 'float32' && t.shape.length === 2,
-    'float32 [batch, samples]',
-  );
-  const stateIn = find(
-    session.inputs,
-    'state input',
-    (t) => t.type === 'float32' && t.shape.length === 3,
-    'float32 [2, batch, 128]',
-  );
+  const audioIn = framed
+    ? named(session.inputs, FRAMED.frames)
+    : find(session.inputs, 'audio input', (t) => t.type === 'float32' && t.shape.length === 2, 'float32 [batch, samples]');
+  const stateIn = framed
+    ? named(session.inputs, FRAMED.state)
+    : find(session.inputs, 'state input', (t) => t.type === 'float32' && t.shape.length === 3, 'float32 [2, batch, 128]');
   const srIn = find(
     session.inputs,
     'sample-rate input',
@@ -79,15 +88,14 @@ export async function voiceActivity(
   );
   if (session.inputs.length !== 3)
     throw new ManifestError(`${where}: voice-activity expects 3 graph inputs (audio, state, sr)`);
-  const probOut = m.output.name
-    ? find(session.outputs, `output '${m.output.name}'`, (t) => t.name === m.output.name, 'named')
-    : find(session.outputs, 'probability output', (t) => t.shape.length === 2, 'float32 [batch, 1]');
-  const stateOut = find(
-    session.outputs,
-    'state output',
-    (t) => t !== probOut && t.shape.length === 3,
-    'float32 [2, batch, 128]',
-  );
+  const probOut = framed
+    ? named(session.outputs, FRAMED.probabilities)
+    : m.output.name
+      ? find(session.outputs, `output '${m.output.name}'`, (t) => t.name === m.output.name, 'named')
+      : find(session.outputs, 'probability output', (t) => t.shape.length === 2, 'float32 [batch, 1]');
+  const stateOut = framed
+    ? named(session.outputs, FRAMED.stateOut)
+    : find(session.outputs, 'state output', (t) => t !== probOut && t.shape.length === 3, 'float32 [2, batch, 128]');
   const [layers, , units] = stateIn.shape;
   if (typeof layers !== 'number' || typeof units !== 'number') {
     throw new ManifestError(`${where}: state input '${stateIn.name}' needs fixed first and last dimensions`);
@@ -99,7 +107,7 @@ export async function voiceActivity(
   const window = rate === 16000 ? 512 : 256;
   const context = rate === 16000 ? 64 : 32;
   const rowSize = context + window;
-  const width = audioIn.shape[1];
+  const width = audioIn.shape.at(-1);
   if (typeof width === 'number' && width !== rowSize) {
     throw new ManifestError(
       `${where}: input '${audioIn.name}' takes ${width} samples; at ${rate} Hz frames are ${rowSize}`,
@@ -117,13 +125,24 @@ export async function voiceActivity(
     window,
   };
   let scheduler: SequenceScheduler<VadRow, VadStep> | undefined;
+  const perCall = framed ? FRAMES_PER_CALL : 1;
+  /** The input rows of frames [first, first + count) of a request, one after another (overlapping by the context). */
+  const rowsOf = (padded: Float32Array, first: number, count: number): Float32Array => {
+    if (count === 1) return padded.subarray(first * window, first * window + rowSize);
+    const rows = new Float32Array(count * rowSize);
+    for (let j = 0; j < count; j++) {
+      const at = (first + j) * window;
+      rows.set(padded.subarray(at, at + rowSize), j * rowSize);
+    }
+    return rows;
+  };
 
   return {
     accepts: ['audio'],
     inputSpec: {
       name: audioIn.name,
       datatype: 'FP32',
-      shape: [-1, rowSize],
+      shape: framed ? [-1, perCall, rowSize] : [-1, rowSize],
       kind: 'audio',
       format: 'WAV (PCM 8/16/24/32-bit, IEEE float 32/64-bit), any rate and channel count',
       sampleRate: rate,
@@ -145,16 +164,18 @@ export async function voiceActivity(
     },
     async runBatch(rows) {
       const n = rows.length;
-      const input = new Float32Array(n * rowSize);
+      // every row takes `perCall` frames; a request's last step may hold fewer, and zeros fill the rest (their
+      // probabilities and the state after them are not used)
+      const input = new Float32Array(n * perCall * rowSize);
       const state = new Float32Array(n * stateSize);
       rows.forEach((r, b) => {
-        input.set(r.input, b * rowSize);
+        input.set(r.input, b * perCall * rowSize);
         // a row's state is [layers, units]; the batch's is [layers, batch, units]
         for (let l = 0; l < layers; l++) state.set(r.state.subarray(l * units, (l + 1) * units), (l * n + b) * units);
       });
       const out = await session.run(
         {
-          [audioIn.name]: { type: 'float32', data: input, dims: [n, rowSize] },
+          [audioIn.name]: { type: 'float32', data: input, dims: framed ? [n, perCall, rowSize] : [n, rowSize] },
           [stateIn.name]: { type: 'float32', data: state, dims: [layers, n, units] },
           [srIn.name]: sr,
         },
@@ -162,10 +183,10 @@ export async function voiceActivity(
       );
       const prob = out[probOut.name].data as Float32Array;
       const next = out[stateOut.name].data as Float32Array;
-      return rows.map((_, b) => {
+      return rows.map((r, b) => {
         const s = new Float32Array(stateSize);
         for (let l = 0; l < layers; l++) s.set(next.subarray((l * n + b) * units, (l * n + b + 1) * units), l * units);
-        return { probability: prob[b], state: s };
+        return { probabilities: prob.slice(b * perCall, b * perCall + r.frames), state: s };
       });
     },
     async sequence(request, opts, submit) {
@@ -173,10 +194,15 @@ export async function voiceActivity(
       const probabilities = new Float32Array(request.frames);
       let frame = 0;
       await scheduler.run((previous) => {
-        if (previous) probabilities[frame++] = previous.probability;
+        if (previous) {
+          probabilities.set(previous.probabilities, frame);
+          frame += previous.probabilities.length;
+        }
         if (frame === request.frames) return undefined;
+        const frames = Math.min(perCall, request.frames - frame);
         return {
-          input: request.padded.subarray(frame * window, frame * window + rowSize),
+          input: rowsOf(request.padded, frame, frames),
+          frames,
           state: previous?.state ?? new Float32Array(stateSize),
         };
       }, opts);
@@ -193,7 +219,10 @@ export async function voiceActivity(
       };
     },
     warmupRow() {
-      return { row: { input: new Float32Array(rowSize), state: new Float32Array(stateSize) }, key: '' };
+      return {
+        row: { input: new Float32Array(perCall * rowSize), frames: perCall, state: new Float32Array(stateSize) },
+        key: '',
+      };
     },
   };
 }
