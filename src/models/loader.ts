@@ -91,10 +91,13 @@ export class ModelLoader {
             },
           })
         : await ModelSession.create(source, options);
-    const session = await createSession(external ? modelPath : bytes);
     // the graph the task's pipeline runs, where the task builds one around the file's (weights kept in sidecar
-    // files stay with the file's graph: onnxruntime finds them only from its path)
+    // files stay with the file's graph: onnxruntime finds them only from its path). The file's graph then only
+    // serves the raw tensor API: it runs on the event loop, which saves a worker thread and its isolate (about
+    // 36 MB); a task builds its own graph where the file's runs too little per call to be worth a hop (a VAD frame)
     const built = proto && !external ? taskDefinition(manifest.task)?.pipelineGraph?.(proto, manifest) : undefined;
+    const source = external ? modelPath : bytes;
+    const session = built ? await ModelSession.create(source, options) : await createSession(source);
     let pipelineSession = session;
     try {
       if (built) pipelineSession = await createSession(encodeModel(built));

@@ -38,10 +38,19 @@ t.test('the pacer remembers a bounded number of clients', async (t) => {
 });
 
 t.test('which answers count as client errors', async (t) => {
-  t.same(
-    [200, 204, 400, 401, 404, 413, 415, 422, 429, 500, 503].map(isClientError),
-    [false, false, true, true, true, true, true, true, false, false, false],
-  );
+  t.same([200, 204, 400, 401, 404, 413, 415, 422, 429, 500, 503].map(isClientError), [
+    false,
+    false,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    false,
+    false,
+    false,
+  ]);
 });
 
 t.test('over HTTP: refusals beyond the burst are held back, successes are not, held ones hold no memory', async (t) => {

@@ -182,10 +182,26 @@ t.test('requests that do not match the graph are 400s with the spec error body',
 });
 
 t.test('concurrent v2 requests share batches on the model batcher; answers unchanged', async (t) => {
+  // binary tensor data: a small JSON header is decoded on the event loop, so the 16 requests reach the batcher
+  // together (a large JSON one is decoded on a task worker, and they would arrive one by one as the workers finish)
+  const bin = Buffer.from(Float32Array.from(x.data).buffer);
+  const head = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: 'x', shape: x.shape, datatype: 'FP32', parameters: { binary_data_size: bin.length } }],
+    }),
+  );
+  const inferBinary = () =>
+    app.inject({
+      method: 'POST',
+      url: '/v2/models/text-orientation/infer',
+      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(head.length) },
+      payload: Buffer.concat([head, bin]),
+    });
   const alone = (await infer({ inputs: [x] })).json().outputs;
+  t.same((await inferBinary()).json().outputs, alone, 'binary and JSON inputs give the same answer');
   const before = await metricValue(metrics, 'muon_batch_size_count', { model: 'text-orientation' });
   const items = await metricValue(metrics, 'muon_batch_size_sum', { model: 'text-orientation' });
-  const all = await Promise.all(Array.from({ length: 16 }, () => infer({ inputs: [x] })));
+  const all = await Promise.all(Array.from({ length: 16 }, inferBinary));
   for (const r of all) t.same(r.json().outputs, alone);
   const batches = (await metricValue(metrics, 'muon_batch_size_count', { model: 'text-orientation' })) - before;
   const rows = (await metricValue(metrics, 'muon_batch_size_sum', { model: 'text-orientation' })) - items;

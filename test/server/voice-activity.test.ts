@@ -47,7 +47,14 @@ t.test('the model loads and describes its input', async (t) => {
     task: 'voice-activity',
     state: 'READY',
     // what the pipeline runs: the frame graph wrapped in a Scan, 32 frames of each request per call
-    input: { name: 'muon_frames', shape: [-1, 32, 576], kind: 'audio', sampleRate: 16000, frameSamples: 512, maxSeconds: 600 },
+    input: {
+      name: 'muon_frames',
+      shape: [-1, 32, 576],
+      kind: 'audio',
+      sampleRate: 16000,
+      frameSamples: 512,
+      maxSeconds: 600,
+    },
     outputs: [{ name: 'output' }, { name: 'stateN' }],
   });
 });
@@ -94,7 +101,10 @@ t.test('steps of concurrent requests share batches, and answers equal the one-by
   const steps = (await metricValue(metrics, 'muon_batch_size_sum', labels)) - sumBefore;
   // a request runs 32 frames (of 512 samples at 16 kHz) per step
   const expected = all.reduce((n, f) => n + Math.ceil(Math.ceil(((f === silence ? 2 : 5.5828) * 16000) / 512) / 32), 0);
-  t.ok(Math.abs(steps - expected) <= all.length, `every step went through the batcher (${steps}, ${expected} expected)`);
+  t.ok(
+    Math.abs(steps - expected) <= all.length,
+    `every step went through the batcher (${steps}, ${expected} expected)`,
+  );
   // the recordings are decoded on the task workers, whose answers come back at different moments: the steps of
   // requests decoded together share batches from the start, the others join them once they arrive
   t.ok(batches < steps / 2, `${steps} steps ran in ${batches} batches (mean batch ${(steps / batches).toFixed(1)})`);

@@ -76,10 +76,20 @@ export async function voiceActivity(
   };
   const audioIn = framed
     ? named(session.inputs, FRAMED.frames)
-    : find(session.inputs, 'audio input', (t) => t.type === 'float32' && t.shape.length === 2, 'float32 [batch, samples]');
+    : find(
+        session.inputs,
+        'audio input',
+        (t) => t.type === 'float32' && t.shape.length === 2,
+        'float32 [batch, samples]',
+      );
   const stateIn = framed
     ? named(session.inputs, FRAMED.state)
-    : find(session.inputs, 'state input', (t) => t.type === 'float32' && t.shape.length === 3, 'float32 [2, batch, 128]');
+    : find(
+        session.inputs,
+        'state input',
+        (t) => t.type === 'float32' && t.shape.length === 3,
+        'float32 [2, batch, 128]',
+      );
   const srIn = find(
     session.inputs,
     'sample-rate input',
