@@ -244,7 +244,10 @@ export class LoadedModel {
     this.#closed ??= (async () => {
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
       await this.batcher.close();
-      await Promise.all([this.session.release(), this.pipelineSession !== this.session && this.pipelineSession.release()]);
+      await Promise.all([
+        this.session.release(),
+        this.pipelineSession !== this.session && this.pipelineSession.release(),
+      ]);
     })();
     return this.#closed;
   }

@@ -106,7 +106,11 @@ t.test('the JSON depth scan agrees with the parsed depth (brackets in strings an
     typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0;
   const tricky = fc.constantFrom('[', ']', '{', '}', '"', '\\', '\\"[', '[[[');
   const value = fc.jsonValue({ maxDepth: 8 }).chain((v) =>
-    fc.oneof(fc.constant(v), tricky.map((s) => ({ s, v })), tricky.map((s) => [s, [v]])),
+    fc.oneof(
+      fc.constant(v),
+      tricky.map((s) => ({ s, v })),
+      tricky.map((s) => [s, [v]]),
+    ),
   );
   fc.assert(
     fc.property(value, fc.integer({ min: 0, max: 10 }), (v, limit) => {
