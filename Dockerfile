@@ -56,7 +56,7 @@ COPY --from=build /usr/local/bin/node /usr/local/bin/node
 RUN (userdel --remove ubuntu 2>/dev/null || true) \
  && groupadd --gid 1000 node \
  && useradd --uid 1000 --gid node --create-home --shell /bin/sh node
-ENV NODE_ENV=production PORT=8080 MUON_LOG_LEVEL=info MUON_EXECUTION_PROVIDER=auto
+ENV NODE_ENV=production MALLOC_ARENA_MAX=2 PORT=8080 MUON_LOG_LEVEL=info MUON_EXECUTION_PROVIDER=auto
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/stubs ./stubs
@@ -85,7 +85,7 @@ CMD ["node", "--initial-old-space-size=128", "dist/main.js"]
 # ---------------------------------------------------------------------------------------------------------------
 # cpu: the default target (last stage), Node 20 on Debian slim, onnxruntime's CPU provider
 FROM node:20-bookworm-slim AS cpu
-ENV NODE_ENV=production PORT=8080 MUON_LOG_LEVEL=info MUON_EXECUTION_PROVIDER=cpu
+ENV NODE_ENV=production MALLOC_ARENA_MAX=2 PORT=8080 MUON_LOG_LEVEL=info MUON_EXECUTION_PROVIDER=cpu
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/stubs ./stubs

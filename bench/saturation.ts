@@ -30,7 +30,7 @@ import { runLoad } from './lib/load.js';
 import { taskInputs as inputs } from './lib/inputs.js';
 import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
-import { assertBuildFresh, freePort, ServerProcess, startFlags } from './lib/server.js';
+import { assertBuildFresh, freePort, ServerProcess, startCommand } from './lib/server.js';
 import { median } from './lib/stats.js';
 
 const { values, positionals } = parseArgs({
@@ -106,16 +106,18 @@ async function inProcess(
 }
 
 /**
- * The in-process side in a child process started with the build's own `npm start` flags (the old generation's
+ * The in-process side in a child process started with the build's own `npm start` flags and environment (the old generation's
  * size changes how often external memory triggers a full collection), so that it runs as its server would.
  */
 async function inProcessChild(
   root: string,
   names: readonly string[],
 ): Promise<Map<string, { rps: number; failed: number }>> {
-  const args = [...startFlags(path.join(root, 'dist', 'main.js')), '--import', 'tsx', fileURLToPath(import.meta.url)];
+  const start = startCommand(path.join(root, 'dist', 'main.js'));
+  const args = [...start.flags, '--import', 'tsx', fileURLToPath(import.meta.url)];
   const child = spawn(process.execPath, [...args, ...passed, '--in-process', root, ...names], {
     cwd: packageRoot,
+    env: { ...process.env, ...start.env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

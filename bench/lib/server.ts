@@ -13,15 +13,20 @@ const STOP_TIMEOUT_MS = 20_000;
 const OUTPUT_LINES = 40;
 
 /**
- * The node flags of `npm start` in the package that holds `main` (`dist/main.js`), so that a bench runs the server as
- * users start it (a baseline build: as its own commit started it).
+ * `npm start`'s environment assignments and node flags in the package that holds `main` (`dist/main.js`), so that a
+ * bench runs the server as users start it (a baseline build: as its own commit started it).
  */
-export function startFlags(main: string): string[] {
+export function startCommand(main: string): { env: Record<string, string>; flags: string[] } {
   const pkg = JSON.parse(readFileSync(path.join(path.dirname(main), '..', 'package.json'), 'utf8')) as {
     scripts?: { start?: string };
   };
   const words = pkg.scripts?.start?.split(' ') ?? [];
-  return words[0] === 'node' ? words.slice(1).filter((w) => w.startsWith('--')) : [];
+  const env: Record<string, string> = {};
+  while (/^[A-Z_][A-Z0-9_]*=/.test(words[0] ?? '')) {
+    const [name, ...value] = words.shift()!.split('=');
+    env[name] = value.join('=');
+  }
+  return { env, flags: words[0] === 'node' ? words.slice(1).filter((w) => w.startsWith('--')) : [] };
 }
 
 /** Servers still running, killed if the bench exits early (error, Ctrl-C). */
@@ -96,10 +101,12 @@ export class ServerProcess {
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUON_')));
     // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server under a bench
     const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...startFlags(main), ...nodeArgs, main], {
+    const start = startCommand(main);
+    const child = spawn(process.execPath, [...start.flags, ...nodeArgs, main], {
       cwd: packageRoot,
       env: {
         ...inherited,
+        ...start.env,
         HOST,
         PORT: String(port),
         MUON_LOG_LEVEL: 'warn',

@@ -108,7 +108,11 @@ t.test('the install step is `npm ci`, as in the README, and it builds dist/', as
   t.match(install, /npm prune --omit=dev/, 'then only production dependencies are kept');
   const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
   t.match(pkg.scripts.prepare, /\btsc\b/, '`prepare` compiles the TypeScript');
-  t.match(pkg.scripts.start, /^node( --[a-z-]+=\d+)* dist\/main\.js$/, '`npm start` runs node on dist/main.js');
+  t.match(
+    pkg.scripts.start,
+    /^([A-Z_]+=\S+ )*node( --[a-z-]+=\d+)* dist\/main\.js$/,
+    '`npm start` runs node on dist/main.js',
+  );
   // `prepare` needs the sources and the tsconfigs before `npm ci` runs
   const body = build!.body;
   const installAt = body.findIndex((i) => i.keyword === 'RUN' && i.args === install);
@@ -155,7 +159,14 @@ for (const name of targets) {
     const cmd = last(s, 'CMD');
     t.ok(cmd?.startsWith('['), 'CMD in exec form, so SIGTERM reaches node');
     const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
-    t.same(JSON.parse(cmd!), pkg.scripts.start.split(' '), 'CMD runs what `npm start` runs, node flags included');
+    // `npm start` sets its environment in the shell (NAME=value before node); the image sets it with ENV
+    const words = pkg.scripts.start.split(' ');
+    const assigned = words.filter((w) => /^[A-Z_]+=/.test(w));
+    t.same(JSON.parse(cmd!), words.slice(assigned.length), 'CMD runs what `npm start` runs, node flags included');
+    for (const a of assigned) {
+      const [k, v] = a.split('=');
+      t.equal(env(s)[k], v, `ENV ${a}, as npm start sets it`);
+    }
     t.notOk(last(s, 'ENTRYPOINT'), 'no ENTRYPOINT wrapping node');
 
     const e = env(s);
