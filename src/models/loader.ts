@@ -95,21 +95,30 @@ export class ModelLoader {
     // files stay with the file's graph: onnxruntime finds them only from its path). The file's graph then only
     // serves the raw tensor API: it runs on the event loop, which saves a worker thread and its isolate (about
     // 36 MB); a task builds its own graph where the file's runs too little per call to be worth a hop (a VAD frame)
-    const built = proto && !external ? taskDefinition(manifest.task)?.pipelineGraph?.(proto, manifest) : undefined;
+    const builds = taskDefinition(manifest.task)?.pipelineGraph;
+    const built = builds && proto && !external ? builds(proto, manifest) : undefined;
+    if (builds && !built)
+      this.log.warn(
+        { model: name },
+        `${manifest.task}: the file's graph is served as it is (not one the task knows how to wrap)`,
+      );
     const source = external ? modelPath : bytes;
     const session = built ? await ModelSession.create(source, options) : await createSession(source);
     let pipelineSession = session;
-    try {
-      if (built) pipelineSession = await createSession(encodeModel(built));
-    } catch (err) {
-      await session.release();
-      throw err;
+    if (built) {
+      try {
+        pipelineSession = await createSession(encodeModel(built));
+      } catch (err) {
+        // the file's graph still serves, as it is: slower, not broken
+        this.log.warn({ model: name, err: (err as Error).message }, 'the graph built around the file failed to load');
+      }
     }
     try {
       const { pipeline, labels } = await createPipeline(manifest, pipelineSession, dir, where, {
         maxImagePixels: this.config.maxImagePixels,
         workers: this.workers,
         stages: context.stages,
+        fileGraph: session,
       });
       const batching = effectiveBatching(manifest.batching, session.provider, pipeline.graphMaxBatch, this.config);
       model = new LoadedModel({

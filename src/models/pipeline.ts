@@ -32,6 +32,8 @@ export async function createPipeline(
     /** Where the task's CPU work runs; by default on the calling thread (tools). */
     readonly workers?: TaskWorkers;
     readonly stages?: StageModels;
+    /** The file's graph, where `session` runs one the task built around it. */
+    readonly fileGraph?: Pick<SessionRunner, 'inputs' | 'outputs'>;
   },
 ): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
   const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
@@ -51,6 +53,7 @@ export async function createPipeline(
     where,
     readFile: read,
     stages: opts.stages ?? noStages,
+    fileGraph: opts.fileGraph ?? session,
   });
   return { pipeline, labels };
 }

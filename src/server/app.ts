@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
 import { errorHandler, toClientError } from './error-mapping.js';
-import { ErrorPacer, isClientError } from './error-pacing.js';
+import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -151,20 +151,24 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');
-    if (pacer === undefined || !isClientError(reply.statusCode)) return done(null, payload);
-    const client = req.ip;
+    // a refusal nobody will read (its client is gone) is neither paced nor charged
+    if (pacer === undefined || !isClientError(reply.statusCode) || reply.raw.destroyed) return done(null, payload);
+    const client = clientKey(req.ip);
     const delay = pacer.delayFor(client);
     if (typeof delay !== 'number') {
-      // a client with this many refusals held is sending in parallel: this one goes now, and ends its connection
+      // too many refusals held (this client's, or everyone's): this one goes now, and ends its connection
       if (delay === 'too-many-waiting') reply.header('connection', 'close');
       return done(null, payload);
     }
+    // while it waits the refusal holds only itself: not the watchdog's attention, not its memory grants, not its body
     watchdog.forget(reply);
     req.holdings.settle();
+    req.body = undefined;
     metrics.pacedRefusals.inc();
     metrics.pacedSeconds.inc(delay / 1000);
     setTimeout(() => {
       pacer.sent(client);
+      if (closing) reply.header('connection', 'close');
       done(null, payload);
     }, delay);
   });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ErrorPacer, isClientError } from '../../src/server/error-pacing.js';
+import { clientKey, ErrorPacer, isClientError } from '../../src/server/error-pacing.js';
 import { startApp } from '../helpers/app.js';
 
 // Client errors are paced per client address (MUON_CLIENT_ERROR_RATE): a burst goes at once, further refusals are
@@ -30,11 +30,37 @@ t.test('the pacer: a client with many refusals held gets the next at once', asyn
   t.type(p.delayFor('a', 0), 'number');
 });
 
-t.test('the pacer remembers a bounded number of clients', async (t) => {
-  const p = new ErrorPacer({ rate: 1, burst: 1 });
-  for (let i = 0; i < 25_000; i++) p.delayFor(`client-${i}`, 0);
-  t.ok(p.size <= 10_000, `${p.size} clients remembered`);
+t.test('the pacer remembers a bounded number of clients, and holds a bounded number of refusals', async (t) => {
+  const p = new ErrorPacer({ rate: 1, burst: 1, maxHeld: 100 });
+  // each client is refused twice: the second refusal is held, until 100 are held in all
+  const answers = new Map<string, number>();
+  for (let i = 0; i < 25_000; i++)
+    for (const d of [p.delayFor(`client-${i}`, 0), p.delayFor(`client-${i}`, 0)]) {
+      const k = typeof d === 'number' ? 'held' : d;
+      answers.set(k, (answers.get(k) ?? 0) + 1);
+    }
+  t.ok(p.size.clients <= 10_000, `${p.size.clients} clients remembered`);
+  t.equal(p.size.held, 100);
+  t.same(Object.fromEntries(answers), { 'within-rate': 25_000, held: 100, 'too-many-waiting': 24_900 });
+  // a client refused again is the most recent: forgetting takes the least recent first
+  p.delayFor('client-24000', 0);
+  for (let i = 0; i < 1000; i++) p.delayFor(`late-${i}`, 0);
+  t.equal(p.delayFor('client-24000', 0), 'too-many-waiting', 'still remembered: its allowance is spent');
+  t.equal(p.delayFor('client-15000', 0), 'within-rate', 'forgotten: a fresh allowance');
+  for (let i = 0; i < 100; i++) p.sent(`client-${i}`);
+  t.equal(p.size.held, 0);
   t.throws(() => new ErrorPacer({ rate: 0 }), RangeError);
+});
+
+t.test('clients are peer addresses, IPv6 ones by their /64', async (t) => {
+  t.equal(clientKey('203.0.113.7'), '203.0.113.7');
+  t.equal(clientKey('::ffff:203.0.113.7'), '203.0.113.7', 'IPv4-mapped');
+  t.equal(clientKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  t.equal(clientKey('2001:DB8:1:2:ffff:ffff:ffff:fffe'), '2001:db8:1:2::/64', 'the same /64');
+  t.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
+  t.equal(clientKey('::1'), '0:0:0:0::/64');
+  t.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
+  t.equal(clientKey(undefined), 'unknown');
 });
 
 t.test('which answers count as client errors', async (t) => {

@@ -48,8 +48,9 @@ t.test('the model loads and describes its input', async (t) => {
     state: 'READY',
     // what the pipeline runs: the frame graph wrapped in a Scan, 32 frames of each request per call
     input: {
-      name: 'muon_frames',
-      shape: [-1, 32, 576],
+      name: 'input',
+      shape: [-1, 576],
+      framesPerCall: 32, // the frame graph wrapped in a Scan: 32 frames of each request per call
       kind: 'audio',
       sampleRate: 16000,
       frameSamples: 512,

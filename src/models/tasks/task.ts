@@ -102,6 +102,11 @@ export interface TaskContext<M = BaseManifest> {
   readFile(ref: { readonly file: string; readonly package?: string }, field: string): Promise<string>;
   /** The repository's other models, for pipelines that call them as stages (OCR). */
   readonly stages: StageModels;
+  /**
+   * The model file's graph, as the raw tensor API and the metadata show it: `session`'s own, unless the task built
+   * its pipeline a graph of its own (see {@link TaskDefinition.pipelineGraph}).
+   */
+  readonly fileGraph: Pick<SessionRunner, 'inputs' | 'outputs'>;
 }
 
 /** A model another pipeline calls as a stage: its request goes through that model's own queue and batcher. */

@@ -74,14 +74,10 @@ export async function voiceActivity(
     }
     return found[0];
   };
+  const isAudioRow = (t: TensorInfo) => t.type === 'float32' && t.shape.length === 2;
   const audioIn = framed
     ? named(session.inputs, FRAMED.frames)
-    : find(
-        session.inputs,
-        'audio input',
-        (t) => t.type === 'float32' && t.shape.length === 2,
-        'float32 [batch, samples]',
-      );
+    : find(session.inputs, 'audio input', isAudioRow, 'float32 [batch, samples]');
   const stateIn = framed
     ? named(session.inputs, FRAMED.state)
     : find(
@@ -150,9 +146,11 @@ export async function voiceActivity(
   return {
     accepts: ['audio'],
     inputSpec: {
-      name: audioIn.name,
+      // the file graph's input, whose rows the pipeline runs `framesPerCall` at a time
+      name: framed ? (ctx.fileGraph.inputs.find(isAudioRow)?.name ?? audioIn.name) : audioIn.name,
       datatype: 'FP32',
-      shape: framed ? [-1, perCall, rowSize] : [-1, rowSize],
+      shape: [-1, rowSize],
+      framesPerCall: perCall,
       kind: 'audio',
       format: 'WAV (PCM 8/16/24/32-bit, IEEE float 32/64-bit), any rate and channel count',
       sampleRate: rate,
