@@ -24,7 +24,9 @@ export function startCommand(main: string): { env: Record<string, string>; flags
   const env: Record<string, string> = {};
   while (/^[A-Z_][A-Z0-9_]*=/.test(words[0] ?? '')) {
     const [name, ...value] = words.shift()!.split('=');
-    env[name] = value.join('=');
+    // `${NAME:-default}`: the caller's own value, else the default
+    const fallback = /^\$\{([A-Z_][A-Z0-9_]*):-(.*)\}$/.exec(value.join('='));
+    env[name] = fallback ? (process.env[fallback[1]] ?? fallback[2]) : value.join('=');
   }
   return { env, flags: words[0] === 'node' ? words.slice(1).filter((w) => w.startsWith('--')) : [] };
 }

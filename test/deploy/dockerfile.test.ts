@@ -164,8 +164,10 @@ for (const name of targets) {
     const assigned = words.filter((w) => /^[A-Z_]+=/.test(w));
     t.same(JSON.parse(cmd!), words.slice(assigned.length), 'CMD runs what `npm start` runs, node flags included');
     for (const a of assigned) {
+      // NAME=value, or NAME=${NAME:-value} (the caller's own value wins)
       const [k, v] = a.split('=');
-      t.equal(env(s)[k], v, `ENV ${a}, as npm start sets it`);
+      const value = /^\$\{[A-Z_]+:-(.*)\}$/.exec(v)?.[1] ?? v;
+      t.equal(env(s)[k], value, `ENV ${k}=${value}, as npm start sets it`);
     }
     t.notOk(last(s, 'ENTRYPOINT'), 'no ENTRYPOINT wrapping node');
 
