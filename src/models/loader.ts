@@ -65,13 +65,16 @@ export class ModelLoader {
     // one session per in-flight batch on workers; how many can depend on the provider the first one gets
     const { maxInFlightBatches: onCpu, cuda } = manifest.batching;
     const instances = { cpu: onCpu, cuda: cuda?.maxInFlightBatches ?? onCpu };
+    let fellBack = false;
     const options: SessionOptions = {
       provider: this.config.executionProvider,
       // sessions on workers compute at the same time: together they get the model's share of the cores
       intraOpThreads: Math.max(1, Math.floor(intraOpThreads / (onWorkers ? onCpu : 1))),
       onFallback: (reason) => {
         this.metrics.providerFallbacks.inc({ model: name });
-        this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
+        // one line per model, whatever number of sessions it has (voice-activity: its file's graph and its own)
+        if (!fellBack) this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
+        fellBack = true;
       },
     };
     let model: LoadedModel | undefined;

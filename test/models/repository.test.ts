@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -6,6 +6,7 @@ import t from 'tap';
 import { loadConfig, packageRoot } from '../../src/config.js';
 import { Metrics } from '../../src/metrics.js';
 import { ModelRepository } from '../../src/models/repository.js';
+import { cudaProviderPath } from '../../src/models/session.js';
 
 // The repository core without HTTP: states, the index, load, swap and unload, and what a caller gets for each
 // state, on a repository of real models through real onnxruntime.
@@ -97,3 +98,35 @@ t.test('a swap that fails keeps the serving version', async (t) => {
   t.equal(repository.status('text-orientation')?.state, 'READY', 'still serving');
   t.equal(repository.readyModel('text-orientation'), serving, 'the same loaded version');
 });
+
+const noCuda = existsSync(cudaProviderPath()) ? 'the CUDA provider is installed here: nothing falls back' : false;
+t.test(
+  'without a CUDA provider, one warning per model, whatever number of sessions it has',
+  { skip: noCuda },
+  async (t) => {
+    const root = mkdtempSync(path.join(tmpdir(), 'muon-repo-fallback-'));
+    // voice-activity has two sessions (its file's graph and the graph its pipeline runs), text-orientation-fp32 two
+    // session workers
+    for (const f of ['voice-activity', 'text-orientation-fp32'])
+      cpSync(path.join(packageRoot, 'models', f), path.join(root, f), { recursive: true });
+    const lines: { model?: string; msg?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const config = loadConfig({
+      MUON_EXECUTION_PROVIDER: 'auto',
+      MUON_MODEL_REPOSITORY: root,
+      MUON_DEFAULT_MODEL: 'voice-activity',
+    });
+    const metrics = new Metrics(false);
+    const repository = new ModelRepository(config, metrics, logger);
+    t.teardown(async () => {
+      await repository.close();
+      rmSync(root, { recursive: true, force: true });
+    });
+    t.same(await repository.loadAll(), []);
+    const warnings = lines
+      .filter((l) => /CUDA unavailable/.test(l.msg ?? ''))
+      .map((l) => l.model)
+      .sort();
+    t.same(warnings, ['text-orientation-fp32', 'voice-activity']);
+  },
+);
