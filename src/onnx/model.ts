@@ -41,6 +41,7 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from './proto/onnx_pb.js';
+import { toInt64 } from './tensor.js';
 
 /** The generated message types most callers need, re-exported for convenience. */
 export type {
@@ -57,6 +58,11 @@ export type {
  * because it is needed by nearly every builder call (`DataType.FLOAT`, ...).
  */
 export { TensorProto_DataType as DataType } from './proto/onnx_pb.js';
+
+// Tensors (`tensor`, `dataTypeOf`) and the plain-JS view of a graph's inputs and outputs live in their own files;
+// this module is the toolkit's one entry point.
+export { dataTypeOf, tensor, type TensorData } from './tensor.js';
+export { describeValueInfo, graphInputs, graphOutputs, type ValueDescription } from './signature.js';
 
 /**
  * Default operator-set version of the default (`ai.onnx`, domain `""`) domain used by
@@ -110,91 +116,6 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
  */
 export function encodeModel(model: ModelProto): Uint8Array {
   return toBinary(ModelProtoSchema, model, { writeUnknownFields: true });
-}
-
-/** Typed arrays accepted as tensor contents by {@link tensor}. */
-export type TensorData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array;
-
-/**
- * Infer the ONNX element type of a typed array.
- *
- * @param data - tensor contents
- * @returns the matching `DataType` (a `Uint8Array` maps to UINT8; pass an explicit
- *   type to {@link tensor} for BOOL)
- */
-export function dataTypeOf(data: TensorData): TensorProto_DataType {
-  if (data instanceof Float32Array) return TensorProto_DataType.FLOAT;
-  if (data instanceof Float64Array) return TensorProto_DataType.DOUBLE;
-  if (data instanceof Int8Array) return TensorProto_DataType.INT8;
-  if (data instanceof Uint8Array) return TensorProto_DataType.UINT8;
-  if (data instanceof Int16Array) return TensorProto_DataType.INT16;
-  if (data instanceof Uint16Array) return TensorProto_DataType.UINT16;
-  if (data instanceof Int32Array) return TensorProto_DataType.INT32;
-  if (data instanceof Uint32Array) return TensorProto_DataType.UINT32;
-  if (data instanceof BigInt64Array) return TensorProto_DataType.INT64;
-  return TensorProto_DataType.UINT64;
-}
-
-// True on every platform Node realistically runs on (x86-64, arm64); checked anyway
-// because ONNX raw_data is defined as little-endian and a silent byte-order bug in
-// model weights would be very hard to diagnose.
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/**
- * Build an initializer / constant tensor.
- *
- * Contents are stored in `raw_data` (little-endian bytes), like PyTorch and
- * onnx.numpy_helper do: it is the most compact encoding and the one every runtime
- * reads, instead of the type-specific repeated fields (`float_data`, ...).
- *
- * @param name - tensor name (the graph value it defines when used as an initializer)
- * @param dims - shape; the product must equal `data.length` (`[]` for a scalar)
- * @param data - contents in row-major order; the element type is inferred from it
- * @param dataType - override the inferred type when the array type is ambiguous,
- *   e.g. `DataType.BOOL` for a `Uint8Array` of 0/1 (must have the same byte width)
- * @returns a `TensorProto`
- * @throws if the element count does not match `dims`, or the override changes width
- */
-export function tensor(
-  name: string,
-  dims: readonly (number | bigint)[],
-  data: TensorData,
-  dataType: TensorProto_DataType = dataTypeOf(data),
-): TensorProto {
-  const shape = dims.map(toInt64);
-  const count = shape.reduce((a, b) => a * b, 1n);
-  if (count !== BigInt(data.length)) {
-    throw new RangeError(
-      `tensor ${name}: dims [${dims.join(', ')}] hold ${count} elements but data has ${data.length}`,
-    );
-  }
-  const reinterpretable =
-    (dataType === TensorProto_DataType.BOOL && data instanceof Uint8Array) ||
-    ((dataType === TensorProto_DataType.FLOAT16 || dataType === TensorProto_DataType.BFLOAT16) &&
-      data instanceof Uint16Array);
-  if (dataType !== dataTypeOf(data) && !reinterpretable) {
-    throw new TypeError(`tensor ${name}: cannot store a ${data.constructor.name} as ${TensorProto_DataType[dataType]}`);
-  }
-  // Copy: the caller's array may be a view into a larger buffer, and the proto must
-  // not alias memory the caller can still mutate.
-  const raw = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-  /* c8 ignore start -- big-endian hosts only; CI runs on little-endian x86-64/arm64 */
-  if (!LITTLE_ENDIAN && data.BYTES_PER_ELEMENT > 1) {
-    const w = data.BYTES_PER_ELEMENT;
-    for (let i = 0; i < raw.length; i += w) raw.subarray(i, i + w).reverse();
-  }
-  /* c8 ignore stop */
-  return create(TensorProtoSchema, { name, dims: shape, dataType, rawData: raw });
 }
 
 /**
@@ -437,66 +358,4 @@ export function makeModel(spec: ModelSpec): ModelProto {
   if (spec.producerVersion !== undefined) m.producerVersion = spec.producerVersion;
   if (spec.docString !== undefined) m.docString = spec.docString;
   return m;
-}
-
-/** A plain-JS description of a tensor value's declared type and shape. */
-export interface ValueDescription {
-  /** Value name. */
-  name: string;
-  /** Element type, or `undefined` if the value is not a tensor (sequence, map, ...). */
-  elemType: TensorProto_DataType | undefined;
-  /**
-   * Declared shape: numbers for fixed sizes, strings for symbolic dims, `null` for
-   * unknown ones; `undefined` when the rank itself is unknown.
-   */
-  dims: Dim[] | undefined;
-}
-
-/**
- * Describe a value's declared type and shape. Fixed dims become `number`s (real
- * tensor dims are far below 2^53).
- *
- * @param vi - a graph input/output/value_info entry
- * @returns name, element type and dims
- */
-export function describeValueInfo(vi: ValueInfoProto): ValueDescription {
-  const t = vi.type?.value.case === 'tensorType' ? vi.type.value.value : undefined;
-  const dims = t?.shape?.dim.map((d): Dim => {
-    if (d.value.case === 'dimValue') return Number(d.value.value);
-    if (d.value.case === 'dimParam') return d.value.value;
-    return null;
-  });
-  return { name: vi.name, elemType: t?.elemType, dims };
-}
-
-/**
- * The inputs a caller must feed: graph inputs minus initializers. Models with
- * IR < 4 (e.g. older Paddle/Caffe2 exports) also list every weight as a graph input;
- * those are filtered out here.
- *
- * @param model - a decoded model
- * @returns descriptions of the runtime inputs, in graph order
- */
-export function graphInputs(model: ModelProto): ValueDescription[] {
-  const graph = model.graph;
-  if (!graph) return [];
-  const weights = new Set(graph.initializer.map((t) => t.name));
-  return graph.input.filter((vi) => !weights.has(vi.name)).map(describeValueInfo);
-}
-
-/**
- * The graph's outputs.
- *
- * @param model - a decoded model
- * @returns descriptions of the outputs, in graph order
- */
-export function graphOutputs(model: ModelProto): ValueDescription[] {
-  return (model.graph?.output ?? []).map(describeValueInfo);
-}
-
-/** Convert to int64, refusing fractional or unsafe numbers (which would lose precision). */
-function toInt64(v: number | bigint): bigint {
-  if (typeof v === 'bigint') return v;
-  if (!Number.isSafeInteger(v)) throw new RangeError(`not a safe integer: ${v}`);
-  return BigInt(v);
 }
