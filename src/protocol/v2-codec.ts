@@ -84,15 +84,25 @@ export function nestedDeeperThan(text: Uint8Array, limit: number): boolean {
 }
 
 /**
+ * Bytes of an infer body's JSON header: `headerLength` (the `Inference-Header-Content-Length` header) when it is a
+ * length within the body, the whole body when there is none; undefined for a length that is not within the body.
+ */
+export function jsonHeaderBytes(bodyLength: number, headerLength: number | undefined): number | undefined {
+  if (headerLength === undefined) return bodyLength;
+  return Number.isInteger(headerLength) && headerLength >= 0 && headerLength <= bodyLength ? headerLength : undefined;
+}
+
+/**
  * Splits and parses an infer request body. `headerLength` is the `Inference-Header-Content-Length` header: the JSON
  * header's size when the body carries binary tensor data after it; absent, the whole body is JSON.
  */
 export function parseInferBody(body: Buffer, headerLength: number | undefined): InferBody {
-  if (headerLength !== undefined && (!Number.isInteger(headerLength) || headerLength < 0 || headerLength > body.length))
+  const jsonBytes = jsonHeaderBytes(body.length, headerLength);
+  if (jsonBytes === undefined)
     throw new Errors.BAD_REQUEST(
       `Inference-Header-Content-Length ${headerLength} is not within the body's ${body.length} bytes`,
     );
-  const jsonPart = headerLength === undefined ? body : body.subarray(0, headerLength);
+  const jsonPart = body.subarray(0, jsonBytes);
   // V8 parses nested lists about 8x slower per byte than flat ones (a 20 KB body nested 10,000 deep: 0.9 ms), and
   // no tensor needs more than a few levels: refused from a scan of the brackets before the parser sees it
   if (nestedDeeperThan(jsonPart, MAX_JSON_DEPTH))

@@ -13,6 +13,7 @@ import {
   declaredTensorBytes,
   decodeInferRequest,
   encodeInferResponse,
+  jsonHeaderBytes,
   parseInferBody,
   requestedOutputs,
   type InferRequest,
@@ -131,8 +132,10 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       throw new Errors.MISSING_INPUT('the request body is empty');
     const raw = req.headers[HEADER_LENGTH];
     const headerLength = raw === undefined ? undefined : Number(raw);
+    // a header length that is not within the body is refused by the parser: charged as the whole body meanwhile
+    const jsonBytes = jsonHeaderBytes(req.body.length, headerLength) ?? req.body.length;
     let request: InferRequest;
-    if ((headerLength ?? req.body.length) < OFF_LOOP_JSON_BYTES) {
+    if (jsonBytes < OFF_LOOP_JSON_BYTES) {
       const body = parseInferBody(req.body, headerLength);
       // outputs the graph cannot give are refused before any tensor data is walked
       checkRequestedOutputs(requestedOutputs(body), m.session.outputs);
@@ -145,16 +148,18 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       // tree, the arrays) is admitted first from the body's size, until the decoded tensors are admitted from their
       // declared shapes; tensors declaring more than the whole budget are refused from their shapes before their
       // data is walked
-      // (a header length that is not within the body is refused by the worker: charged as the whole body meanwhile)
-      const inBody = headerLength !== undefined && headerLength >= 0 && headerLength <= req.body.length;
-      const jsonBytes = inBody ? headerLength : req.body.length;
       const parsing = await budget.acquire(
         Math.min(budget.limit, PARSE_BYTES_PER_JSON_BYTE * jsonBytes),
         'parsing the JSON tensors',
       );
       try {
         const maxTensorBytes = budget.limit / 2;
-        const decoded = await workers.run(inferBody, { body: req.body, headerLength, maxTensorBytes });
+        // the body moves to the worker rather than being copied (nothing here reads it again)
+        const decoded = await workers.run(
+          inferBody,
+          { body: req.body, headerLength, maxTensorBytes },
+          { move: [req.body] },
+        );
         checkRequestedOutputs(decoded.outputs, m.session.outputs);
         req.holdings.add(await budget.acquire(2 * decoded.declaredBytes, 'the input tensors'));
         request = decoded.request!; // present: tensors declaring more than the whole budget were refused (413)
