@@ -290,13 +290,19 @@ export class WorkerSessionPool implements ServingSession {
       instance.job = job;
       // a worker keeps the process alive only while it computes for someone
       instance.worker.ref();
-      // one copy of each feed's own elements (a feed may view a larger pooled buffer, which stays here), handed over
+      // a feed in shared memory is lent as it is (the worker copies it before its run, and its owner takes it back
+      // only after the answer); any other is copied once, its own elements only (it may view a larger pooled buffer,
+      // which stays here), and the copy handed over
       const feeds: Record<string, HostTensor> = {};
-      for (const [name, t] of Object.entries(job.feeds)) feeds[name] = { ...t, data: copyOf(t.data) };
-      instance.worker.postMessage(
-        { kind: 'run', feeds, outputNames: job.outputNames } satisfies WorkerRequest,
-        Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer),
-      );
+      const moved: ArrayBuffer[] = [];
+      for (const [name, t] of Object.entries(job.feeds)) {
+        if (t.data.buffer instanceof SharedArrayBuffer) feeds[name] = t;
+        else {
+          feeds[name] = { ...t, data: copyOf(t.data) };
+          moved.push(feeds[name].data.buffer as ArrayBuffer);
+        }
+      }
+      instance.worker.postMessage({ kind: 'run', feeds, outputNames: job.outputNames } satisfies WorkerRequest, moved);
     }
   }
 

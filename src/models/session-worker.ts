@@ -1,8 +1,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './session-pool.js';
-import { ModelSession, type HostTensor } from './session.js';
+import { ModelSession } from './session.js';
 import { lowerThreadPriority } from '../workers/priority.js';
-import { postMoving } from '../workers/wire.js';
+import { postCopied } from '../workers/wire.js';
 
 // One model session on its own thread. onnxruntime-node runs `session.run` synchronously on the thread that calls
 // it, so a session on the main thread stops HTTP for the whole run; here it stops only this thread.
@@ -43,17 +43,11 @@ async function handle(req: WorkerRequest): Promise<void> {
   }
   try {
     const outputs = await session.run(req.feeds, req.outputNames);
-    reply({ kind: 'result', outputs }, outputs);
+    postCopied(port!, { kind: 'result', outputs } satisfies WorkerReply);
   } catch (err) {
-    reply({ kind: 'error', message: err instanceof Error ? err.message : String(err) });
+    port!.postMessage({
+      kind: 'error',
+      message: err instanceof Error ? err.message : String(err),
+    } satisfies WorkerReply);
   }
-}
-
-/** Sends a reply, handing the output buffers over instead of copying them where the runtime allows it. */
-function reply(msg: WorkerReply, outputs?: Record<string, HostTensor>): void {
-  postMoving(
-    port!,
-    msg,
-    Object.values(outputs ?? {}).map((t) => t.data),
-  );
 }

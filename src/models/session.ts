@@ -120,7 +120,7 @@ export class ModelSession {
   /** Runs the graph once on host tensors and returns the requested outputs as host tensors. */
   async run(feeds: Record<string, HostTensor>, outputNames: readonly string[]): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, ownMemory(t.data), t.dims);
     const result = await this.session.run(ortFeeds, outputNames);
     const out: Record<string, HostTensor> = {};
     for (const name of outputNames) {
@@ -134,6 +134,14 @@ export class ModelSession {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/**
+ * `data`, or a copy of it where it lives in shared memory (what worker threads send the event loop, and the loop
+ * lends the session workers), which onnxruntime-node refuses as input ("Invalid argument").
+ */
+function ownMemory(data: HostTensor['data']): HostTensor['data'] {
+  return data.buffer instanceof SharedArrayBuffer ? data.slice() : data;
 }
 
 function info(m: ort.InferenceSession.ValueMetadata): TensorInfo {

@@ -37,3 +37,19 @@ t.test('BatchBuffers: narrower batches use the start of the same buffer; one ove
     t.equal(batch.data.buffer, wide, 'the oversized buffer was not kept');
   });
 });
+
+t.test('BatchBuffers: the pooled buffers are shared memory (lent to session workers as they are)', async (t) => {
+  const b = new BatchBuffers(8);
+  await b.with([new Float32Array(4), new Float32Array(4)], [2, 4], async (batch) =>
+    t.ok(batch.data.buffer instanceof SharedArrayBuffer, 'pooled: shared'),
+  );
+  await b.with([new Float32Array(4), new Float32Array(4), new Float32Array(4)], [3, 4], async (batch) =>
+    t.ok(batch.data.buffer instanceof ArrayBuffer, 'one-off, over capacity: an ordinary buffer, which V8 counts'),
+  );
+  const seen = await b.lend(3, async (data) => {
+    t.equal(data.length, 3);
+    data.set([7, 8, 9]);
+    return data.buffer;
+  });
+  await b.lend(2, async (data) => t.equal(data.buffer, seen, 'lend hands out the same pool'));
+});

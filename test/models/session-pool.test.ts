@@ -50,6 +50,26 @@ t.test('a pool of two answers as the session on the event loop does, runs queued
   for (const [k, f] of asks.entries()) t.same(answers[k], await inline.run(f, ['y']), `request ${k}`);
 });
 
+t.test("a feed in shared memory runs on a worker and on the event loop, and stays its owner's", async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, each(1));
+  t.teardown(() => pool.release());
+  const inline = await ModelSession.create(bytes, options);
+  t.teardown(() => inline.release());
+  // onnxruntime-node refuses typed arrays over a SharedArrayBuffer ("Invalid argument"): the session copies them
+  const shared = new Float32Array(new SharedArrayBuffer(4 * 8));
+  shared.set([3, 0, 1, 2, 0, 0, 0, 4]);
+  const f = { x: { type: 'float32', data: shared, dims: [2, 4] } } satisfies Record<string, HostTensor>;
+  t.same([...(await pool.run(f, ['y'])).y.data], [9, 16], 'on a worker');
+  t.same([...(await inline.run(f, ['y'])).y.data], [9, 16], 'on the event loop');
+  t.equal(shared.length, 8, 'lent, not moved: the owner keeps it');
+  t.same([...shared], [3, 0, 1, 2, 0, 0, 0, 4]);
+  const plain = Float32Array.from([5, 0, 0, 0]);
+  t.same([...(await pool.run({ x: { type: 'float32', data: plain, dims: [1, 4] } }, ['y'])).y.data], [25]);
+  t.equal(plain.length, 4, 'an ordinary feed is copied before it moves: the caller keeps its own');
+  const out = await pool.run(f, ['y']);
+  t.ok(out.y.data.buffer instanceof ArrayBuffer, 'outputs arrive in an ordinary buffer of the event loop');
+});
+
 t.test('a run that fails in a worker rejects with the runtime message; the next run is answered', async (t) => {
   const pool = await WorkerSessionPool.create(bytes, options, each(1));
   t.teardown(() => pool.release());

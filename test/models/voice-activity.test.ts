@@ -85,9 +85,11 @@ t.test('the frame graph wrapped in a Scan (what the server runs) gives its proba
       `${name}: equal bit for bit`,
     );
   }
-  // a step of several requests, the shorter ones padded: each row's frames equal its own run alone
+  // a step of several requests, the shorter ones padded, from frames at several offsets: each row's frames equal
+  // its own run alone
   const rows = [3, 32, 17].map((frames, i) => ({
-    input: Float32Array.from({ length: frames * 576 }, (_, j) => Math.sin((i + 1) * j * 0.01) * 0.5),
+    padded: Float32Array.from({ length: 64 + (i + frames) * 512 }, (_, j) => Math.sin((i + 1) * j * 0.01) * 0.5),
+    first: i,
     frames,
     state: new Float32Array(256),
   }));

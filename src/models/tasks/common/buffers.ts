@@ -25,11 +25,12 @@ export function splitRows(t: HostTensor, n: number): { data: Float32Array; dims:
 }
 
 /**
- * Reusable batch input buffers for one model. Without them every batch allocates a fresh tensor outside the JS heap,
- * and at a few hundred requests per second that external memory forces a ~7 ms mark-compact GC several times a
- * second: the p99 tail of a lone client. A batch of one needs no copy at all: its row is the batch. Each buffer
- * holds the largest batch; a smaller one (fewer rows, or narrower rows: a recognizer's width buckets) uses its start,
- * so one buffer serves each batch in flight whatever its shape.
+ * Reusable batch input buffers for one model, in shared memory. Without them every batch allocates a fresh tensor
+ * outside the JS heap, and at a few hundred requests per second that external memory forces a 10-20 ms mark-compact
+ * of the event loop's heap about once a second. A session worker reads a shared buffer where it lies (see
+ * session-pool.ts), so the loop copies each row once, into the batch. A batch of one needs no copy at all: its row is
+ * the batch. Each buffer holds the largest batch; a smaller one (fewer rows, or narrower rows: a recognizer's width
+ * buckets) uses its start, so one buffer serves each batch in flight whatever its shape.
  */
 export class BatchBuffers {
   readonly #free: Float32Array[] = [];
@@ -46,16 +47,29 @@ export class BatchBuffers {
     const size = rowDims.reduce((a, b) => a * b, 1);
     if (rows.length === 1 && batch === 1 && rows[0].length === size)
       return fn({ type: 'float32', data: rows[0], dims: [...dims] });
-    const pooled = size * batch <= this.capacity;
-    const buffer = (pooled && this.#free.pop()) || new Float32Array(pooled ? this.capacity : size * batch);
-    const data = buffer.subarray(0, size * batch);
-    rows.forEach((r, i) => {
-      if (r.length !== size) throw new Error(`row ${i} has ${r.length} values, expected ${size}; this is a bug`);
-      data.set(r, i * size);
+    return this.lend(size * batch, (data) => {
+      rows.forEach((r, i) => {
+        if (r.length !== size) throw new Error(`row ${i} has ${r.length} values, expected ${size}; this is a bug`);
+        data.set(r, i * size);
+      });
+      data.fill(0, rows.length * size);
+      return fn({ type: 'float32', data, dims: [...dims] });
     });
-    data.fill(0, rows.length * size);
+  }
+
+  /**
+   * Lends `fn` a buffer of `values` values (its contents are what the last borrower left) and takes it back once `fn`
+   * has settled. A request larger than the capacity gets a buffer of its own.
+   */
+  async lend<T>(values: number, fn: (data: Float32Array) => Promise<T>): Promise<T> {
+    const pooled = values <= this.capacity;
+    // only the pool's own buffers are shared: V8 does not count shared memory, so a one-off shared buffer would stay
+    // until both threads' collectors happen to run
+    const buffer =
+      (pooled && this.#free.pop()) ||
+      (pooled ? new Float32Array(new SharedArrayBuffer(4 * this.capacity)) : new Float32Array(values));
     try {
-      return await fn({ type: 'float32', data, dims: [...dims] });
+      return await fn(buffer.subarray(0, values));
     } finally {
       if (pooled) this.#free.push(buffer);
     }

@@ -1,4 +1,5 @@
 import { SequenceScheduler } from '../../../batching/sequence.js';
+import { BatchBuffers } from '../common/buffers.js';
 import { audioFrames } from '../../../workers/ops.js';
 import { Errors } from '../../../errors.js';
 import { ManifestError } from '../common/manifest.js';
@@ -8,11 +9,12 @@ import type { TensorInfo } from '../../session.js';
 import type { TaskContext, TaskPipeline } from '../task.js';
 
 /**
- * One step of one request: `frames` consecutive frames' input rows (context + new samples each, one after another)
- * and the request's state before the first of them.
+ * One step of one request: `frames` consecutive frames from frame `first` of its padded samples (each frame's input
+ * row is the context before it and its new samples), and the request's state before the first of them.
  */
 export interface VadRow {
-  readonly input: Float32Array;
+  readonly padded: Float32Array;
+  readonly first: number;
   readonly frames: number;
   readonly state: Float32Array;
 }
@@ -132,15 +134,17 @@ export async function voiceActivity(
   };
   let scheduler: SequenceScheduler<VadRow, VadStep> | undefined;
   const perCall = framed ? FRAMES_PER_CALL : 1;
-  /** The input rows of frames [first, first + count) of a request, one after another (overlapping by the context). */
-  const rowsOf = (padded: Float32Array, first: number, count: number): Float32Array => {
-    if (count === 1) return padded.subarray(first * window, first * window + rowSize);
-    const rows = new Float32Array(count * rowSize);
-    for (let j = 0; j < count; j++) {
-      const at = (first + j) * window;
-      rows.set(padded.subarray(at, at + rowSize), j * rowSize);
+  const buffers = new BatchBuffers(m.batching.maxBatchSize * perCall * rowSize);
+  /**
+   * Writes a step's input rows at `at` in `input`, one after another (overlapping in the samples by the context), and
+   * zeros for the frames a request's last step lacks (their probabilities and the state after them are not used).
+   */
+  const writeRows = (r: VadRow, input: Float32Array, at: number): void => {
+    for (let j = 0; j < r.frames; j++) {
+      const from = (r.first + j) * window;
+      input.set(r.padded.subarray(from, from + rowSize), at + j * rowSize);
     }
-    return rows;
+    input.fill(0, at + r.frames * rowSize, at + perCall * rowSize);
   };
 
   return {
@@ -172,23 +176,23 @@ export async function voiceActivity(
     },
     async runBatch(rows) {
       const n = rows.length;
-      // every row takes `perCall` frames; a request's last step may hold fewer, and zeros fill the rest (their
-      // probabilities and the state after them are not used)
-      const input = new Float32Array(n * perCall * rowSize);
-      const state = new Float32Array(n * stateSize);
-      rows.forEach((r, b) => {
-        input.set(r.input, b * perCall * rowSize);
-        // a row's state is [layers, units]; the batch's is [layers, batch, units]
-        for (let l = 0; l < layers; l++) state.set(r.state.subarray(l * units, (l + 1) * units), (l * n + b) * units);
+      // every row takes `perCall` frames (a request's last step may hold fewer: see writeRows)
+      const out = await buffers.lend(n * perCall * rowSize, (input) => {
+        const state = new Float32Array(n * stateSize);
+        rows.forEach((r, b) => {
+          writeRows(r, input, b * perCall * rowSize);
+          // a row's state is [layers, units]; the batch's is [layers, batch, units]
+          for (let l = 0; l < layers; l++) state.set(r.state.subarray(l * units, (l + 1) * units), (l * n + b) * units);
+        });
+        return session.run(
+          {
+            [audioIn.name]: { type: 'float32', data: input, dims: framed ? [n, perCall, rowSize] : [n, rowSize] },
+            [stateIn.name]: { type: 'float32', data: state, dims: [layers, n, units] },
+            [srIn.name]: sr,
+          },
+          [probOut.name, stateOut.name],
+        );
       });
-      const out = await session.run(
-        {
-          [audioIn.name]: { type: 'float32', data: input, dims: framed ? [n, perCall, rowSize] : [n, rowSize] },
-          [stateIn.name]: { type: 'float32', data: state, dims: [layers, n, units] },
-          [srIn.name]: sr,
-        },
-        [probOut.name, stateOut.name],
-      );
       const prob = out[probOut.name].data as Float32Array;
       const next = out[stateOut.name].data as Float32Array;
       return rows.map((r, b) => {
@@ -208,11 +212,7 @@ export async function voiceActivity(
         }
         if (frame === request.frames) return undefined;
         const frames = Math.min(perCall, request.frames - frame);
-        return {
-          input: rowsOf(request.padded, frame, frames),
-          frames,
-          state: previous?.state ?? new Float32Array(stateSize),
-        };
+        return { padded: request.padded, first: frame, frames, state: previous?.state ?? new Float32Array(stateSize) };
       }, opts);
       return { probabilities, request };
     },
@@ -228,7 +228,12 @@ export async function voiceActivity(
     },
     warmupRow() {
       return {
-        row: { input: new Float32Array(perCall * rowSize), frames: perCall, state: new Float32Array(stateSize) },
+        row: {
+          padded: new Float32Array((perCall - 1) * window + rowSize),
+          first: 0,
+          frames: perCall,
+          state: new Float32Array(stateSize),
+        },
         key: '',
       };
     },
