@@ -52,4 +52,11 @@ t.test('BatchBuffers: the pooled buffers are shared memory (lent to session work
     return data.buffer;
   });
   await b.lend(2, async (data) => t.equal(data.buffer, seen, 'lend hands out the same pool'));
+  const small = new BatchBuffers(64);
+  const first = await small.lend(3, async (data) => data.buffer);
+  t.equal(first.byteLength, 12, 'a buffer starts at the batch it first serves');
+  const grown = await small.lend(5, async (data) => data.buffer);
+  t.equal(grown.byteLength, 24, 'and doubles when a larger batch comes (shared memory is committed when made)');
+  t.equal(await small.lend(4, async (data) => data.buffer), grown, 'the grown buffer serves smaller batches');
+  t.equal((await small.lend(60, async (data) => data.buffer)).byteLength, 240, 'at most the capacity');
 });

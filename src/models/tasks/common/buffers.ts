@@ -29,8 +29,8 @@ export function splitRows(t: HostTensor, n: number): { data: Float32Array; dims:
  * outside the JS heap, and at a few hundred requests per second that external memory forces a 10-20 ms mark-compact
  * of the event loop's heap about once a second. A session worker reads a shared buffer where it lies (see
  * session-pool.ts), so the loop copies each row once, into the batch. A batch of one needs no copy at all: its row is
- * the batch. Each buffer holds the largest batch; a smaller one (fewer rows, or narrower rows: a recognizer's width
- * buckets) uses its start, so one buffer serves each batch in flight whatever its shape.
+ * the batch. Each buffer grows to the largest batch it has served; a smaller one (fewer rows, or narrower rows: a
+ * recognizer's width buckets) uses its start, so one buffer serves each batch in flight whatever its shape.
  */
 export class BatchBuffers {
   readonly #free: Float32Array[] = [];
@@ -59,19 +59,22 @@ export class BatchBuffers {
 
   /**
    * Lends `fn` a buffer of `values` values (its contents are what the last borrower left) and takes it back once `fn`
-   * has settled. A request larger than the capacity gets a buffer of its own.
+   * has settled. A request larger than the capacity gets an ordinary buffer of its own: V8 does not count shared
+   * memory, so a one-off shared buffer would stay until both threads' collectors happen to run.
    */
   async lend<T>(values: number, fn: (data: Float32Array) => Promise<T>): Promise<T> {
-    const pooled = values <= this.capacity;
-    // only the pool's own buffers are shared: V8 does not count shared memory, so a one-off shared buffer would stay
-    // until both threads' collectors happen to run
-    const buffer =
-      (pooled && this.#free.pop()) ||
-      (pooled ? new Float32Array(new SharedArrayBuffer(4 * this.capacity)) : new Float32Array(values));
+    if (values > this.capacity) return fn(new Float32Array(values));
+    let buffer = this.#free.pop();
+    // shared memory is committed when it is made, so a buffer grows (doubling, up to the capacity) to the largest
+    // batch it has served rather than starting at the largest the model allows
+    if (!buffer || buffer.length < values) {
+      const size = Math.min(this.capacity, Math.max(values, 2 * (buffer?.length ?? 0)));
+      buffer = new Float32Array(new SharedArrayBuffer(4 * size));
+    }
     try {
       return await fn(buffer.subarray(0, values));
     } finally {
-      if (pooled) this.#free.push(buffer);
+      this.#free.push(buffer);
     }
   }
 }
