@@ -137,8 +137,8 @@ export class ModelSession {
 }
 
 /**
- * `data`, or a copy of it where it lives in shared memory (what worker threads send the event loop, and the loop
- * lends the session workers), which onnxruntime-node refuses as input ("Invalid argument").
+ * `data`, or a copy of it where it lives in shared memory (a model's pooled batch buffers, which the event loop lends
+ * its session workers), which onnxruntime-node refuses as input ("Invalid argument").
  */
 function ownMemory(data: HostTensor['data']): HostTensor['data'] {
   return data.buffer instanceof SharedArrayBuffer ? data.slice() : data;
