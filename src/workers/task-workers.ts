@@ -28,6 +28,8 @@ export class TaskWorkers {
   readonly #entry: URL;
   #nextId = 0;
   #closed = false;
+  /** Ops running inline on the event loop now. */
+  #inline = 0;
 
   /**
    * @param threads worker threads (0: run on the calling thread)
@@ -50,15 +52,20 @@ export class TaskWorkers {
   /**
    * Runs one op. `move` lists arrays of the arguments the caller gives up: they travel without a copy when each
    * spans its whole buffer (and are unusable here afterwards). `signal` stops a long op between slices when it runs
-   * on the event loop; on a worker the op runs to its end, off the loop. `inline` runs it here: for work smaller
-   * than the hop to a thread (see {@link isSmallImage}).
+   * on the event loop; on a worker the op runs to its end, off the loop. `inline` runs it here when nothing else
+   * is being prepared (no op on a thread, none inline): for work smaller than the hop to a thread (see
+   * {@link isSmallImage}), which a lone request should not pay, but which, under load, would add up on the loop.
    */
   run<A, R>(
     op: Op<A, R>,
     args: A,
     opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal; inline?: boolean } = {},
   ): Promise<R> {
-    if (this.#threads.length === 0 || opts.inline === true) return op.run(args, opts.signal);
+    if (this.#threads.length === 0) return op.run(args, opts.signal);
+    if (opts.inline === true && this.#inline === 0 && this.#threads.every((t) => !t?.pending.size)) {
+      this.#inline++;
+      return op.run(args, opts.signal).finally(() => this.#inline--);
+    }
     if (this.#closed) return Promise.reject(new Error('task workers are closed'));
     // a cold pool starts whole, so that ops spread from the first (a failed start fails the op below, not this)
     if (this.#threads.includes(undefined)) this.warm().catch(() => {});

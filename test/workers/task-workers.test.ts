@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { lineSpec } from '../helpers/image-spec.js';
-import { audioFrames, imageTensor, ping, type Sizing } from '../../src/workers/ops.js';
+import { audioFrames, defineOp, imageTensor, ping, type Sizing } from '../../src/workers/ops.js';
 import { ocrLines, ocrPage, type DetectorSizing } from '../../src/models/tasks/ocr/ops.js';
 import { TaskWorkers } from '../../src/workers/task-workers.js';
 
@@ -112,6 +112,29 @@ t.test('moved arrays travel without a copy; views of a larger buffer are copied'
     { move: [view] },
   );
   t.equal(whole.length, 2 * 64 * 32, 'a view of a larger buffer was copied, its buffer kept');
+});
+
+t.test('answers arrive in buffers of the event loop (copied, not moved: see postCopied)', async (t) => {
+  const a = await workers.run(imageTensor, { source: line, sizing: lineSizing, maxPixels: 1e8 });
+  t.ok(a.data.buffer instanceof ArrayBuffer);
+  t.equal(a.data.byteOffset, 0);
+});
+
+t.test('an inline op runs on the event loop only while nothing else is being prepared', async (t) => {
+  const pool = new TaskWorkers(1);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  // an op the workers do not know: on a thread it fails, on the loop it answers
+  const here = defineOp('where-am-i', async () => 'event loop');
+  const slow = defineOp('slow-where-am-i', () => new Promise((resolve) => setTimeout(() => resolve('event loop'), 50)));
+  t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'alone: on the loop');
+  const onThread = pool.run(ping, {});
+  await t.rejects(pool.run(here, {}, { inline: true }), /no op 'where-am-i'/, 'beside an op on a thread: on a thread');
+  await onThread;
+  const first = pool.run(slow, {}, { inline: true });
+  await t.rejects(pool.run(here, {}, { inline: true }), /no op/, 'beside an op running inline: on a thread');
+  t.equal(await first, 'event loop');
+  t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'idle again: on the loop');
 });
 
 t.test('a thread that dies fails only its own ops, and is replaced', async (t) => {
