@@ -7,7 +7,8 @@ export const DECODED_BYTES_PER_PIXEL = 4;
 
 /**
  * An image input (encoded bytes, or another pipeline's pixels) to its tensor row, sized by `sizing`: on the event
- * loop when it is small (a text line: the hop would cost as much), else on a task worker.
+ * loop when it is small (a text line: the hop would cost as much) and nothing else is being prepared, else on a
+ * task worker.
  */
 export function imageRow(
   ctx: TaskContext<unknown>,
