@@ -3,7 +3,7 @@
  * list), copied (structured clone), or in a SharedArrayBuffer. A worker thread sends `--messages` rows of
  * `--bytes` bytes (a text-orientation row by default) to this thread, which drops each; this thread counts its own
  * collections (PerformanceObserver 'gc' entries only see the thread that observes) and its peak RSS. The answer for
- * the server's workers (src/workers/wire.ts postCopied): copy. Usage: npx tsx bench/worker-gc.ts [--messages 20000]
+ * the server's workers (src/workers/wire.ts postToLoop): copy, except buffers of 1 MiB or more. Usage: npx tsx bench/worker-gc.ts [--messages 20000]
  * [--bytes 110592]   (writes bench/results/worker-gc.md)
  */
 import { writeFile } from 'node:fs/promises';

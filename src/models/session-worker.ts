@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './session-pool.js';
 import { ModelSession } from './session.js';
 import { lowerThreadPriority } from '../workers/priority.js';
-import { postCopied } from '../workers/wire.js';
+import { postToLoop } from '../workers/wire.js';
 
 // One model session on its own thread. onnxruntime-node runs `session.run` synchronously on the thread that calls
 // it, so a session on the main thread stops HTTP for the whole run; here it stops only this thread.
@@ -43,7 +43,7 @@ async function handle(req: WorkerRequest): Promise<void> {
   }
   try {
     const outputs = await session.run(req.feeds, req.outputNames);
-    postCopied(port!, { kind: 'result', outputs } satisfies WorkerReply);
+    postToLoop(port!, { kind: 'result', outputs } satisfies WorkerReply);
   } catch (err) {
     port!.postMessage({
       kind: 'error',

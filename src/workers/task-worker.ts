@@ -3,10 +3,10 @@ import { configureImageDecoder } from '../preprocess/image.js';
 import { taskOps } from '../models/tasks/registry.js';
 import { commonOps, type Op } from './ops.js';
 import { lowerThreadPriority } from './priority.js';
-import { postCopied, toWire, type OpReply, type OpRequest } from './wire.js';
+import { postToLoop, toWire, type OpReply, type OpRequest } from './wire.js';
 
 // One task worker: runs the ops the event loop hands it (several at once: sharp decodes on its own threads) and
-// sends their results back, copied (see postCopied).
+// sends their results back (see postToLoop: copied, or moved when large).
 
 const port = parentPort;
 if (!port) throw new Error('task-worker.ts runs as a worker thread; this is a bug');
@@ -29,7 +29,7 @@ async function run({ id, op, args }: OpRequest): Promise<void> {
     reply = { id, ok: false, error: toWire(err) };
   }
   try {
-    postCopied(port!, reply);
+    postToLoop(port!, reply);
   } catch (err) {
     port!.postMessage({ id, ok: false, error: toWire(err) } satisfies OpReply); // a result that cannot be sent fails
   }

@@ -56,14 +56,24 @@ export function transferables(value: unknown, depth = 3, found = new Set<ArrayBu
   return [...found];
 }
 
+/** Buffers at least this large move to the event loop instead of being copied (see {@link postToLoop}). */
+export const MOVE_BYTES = 1 << 20;
+
 /**
- * Posts `msg` to the event loop, its typed arrays copied rather than moved. A buffer moved into the loop's isolate
- * counts there as external memory that only a mark-compact gives back: V8 starts one for about every 64 MB received,
- * 10-20 ms stops of the loop about once a second under load. A copy is a fresh buffer of the loop's own, which a
- * young-generation scavenge frees when its request is done with it quickly (shared memory would cost the loop nothing
- * either, but V8 does not count it, and a worker that makes a new one per answer holds hundreds of MB before its
- * collector runs).
+ * Posts `msg` to the event loop, its typed arrays copied, except those of {@link MOVE_BYTES} or more, which move.
+ * A buffer moved into the loop's isolate counts there as external memory that only a mark-compact gives back: V8
+ * starts one for about every 64 MB received, 10-20 ms stops of the loop about once a second under load. A copy is a
+ * fresh buffer of the loop's own, which a young-generation scavenge frees when its request is done with it quickly
+ * (bench/results/worker-gc.md). But a copy lives twice until both threads collect: for a large buffer (a page's
+ * tensor, ten minutes of audio: tens of MB) that doubles what the memory budget charged, so those move. Throws
+ * only when `msg` cannot be copied either.
  */
-export function postCopied(port: MessagePort, msg: unknown): void {
-  port.postMessage(msg);
+export function postToLoop(port: MessagePort, msg: unknown): void {
+  const large = transferables(msg, 4).filter((b) => b.byteLength >= MOVE_BYTES);
+  try {
+    port.postMessage(msg, large);
+  } catch (err) {
+    if (large.length === 0) throw err;
+    port.postMessage(msg); // a buffer the runtime will not let go of (one a native addon owns) is copied instead
+  }
 }
