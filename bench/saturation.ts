@@ -286,8 +286,9 @@ const md = [
   `${startedAt}, ${machine.cpuModel} x ${machine.cores}, Node ${process.version}. Every default model loaded with the` +
     ` server's default settings; ${concurrency} concurrent requests, ${seconds} s measured after ${WARMUP_S} s of` +
     ` warm-up, builds in turns, the median of ${rounds} round(s).` +
-    ` \`npm run build && npx tsx bench/saturation.ts --rounds ${rounds}` +
+    ` \`npm run build && npx tsx bench/saturation.ts --seconds ${seconds} --concurrency ${concurrency} --rounds ${rounds}` +
     (values.baseline ? ' --baseline <worktree>' : '') +
+    (positionals.length ? ` ${positionals.join(' ')}` : '') +
     '`.',
   '',
   'in process = `LoadedModel.infer` in a loop on every concurrent slot, no HTTP (the machine limit for the pipeline);' +
