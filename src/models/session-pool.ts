@@ -176,7 +176,13 @@ export class WorkerSessionPool implements ServingSession {
     return [...this.#instances].filter((i) => !i.started).length;
   }
 
-  /** Runs the graph on an idle instance (feeds are copied to it; outputs come back without a copy). */
+  /** Feeds in shared memory are lent to the worker as they are (see {@link readsSharedMemory}). */
+  readonly readsSharedMemory = true;
+
+  /**
+   * Runs the graph on an idle instance: feeds in shared memory are lent, others copied to it; outputs come back as
+   * the worker posts them (see postToLoop).
+   */
   run(feeds: Record<string, HostTensor>, outputNames: readonly string[]): Promise<Record<string, HostTensor>> {
     if (this.#broken) return Promise.reject(new Error(this.#broken));
     if (this.#released) return Promise.reject(new Error('session released; this is a bug'));
@@ -291,8 +297,9 @@ export class WorkerSessionPool implements ServingSession {
       // a worker keeps the process alive only while it computes for someone
       instance.worker.ref();
       // a feed in shared memory is lent as it is (the worker copies it before its run, and its owner takes it back
-      // only after the answer); any other is copied once, its own elements only (it may view a larger pooled buffer,
-      // which stays here), and the copy handed over
+      // once the run settles: after the answer, or when the pool gives up, with the dying worker's answer unused);
+      // any other is copied once, its own elements only (it may view a larger pooled buffer, which stays here), and
+      // the copy handed over
       const feeds: Record<string, HostTensor> = {};
       const moved: ArrayBuffer[] = [];
       for (const [name, t] of Object.entries(job.feeds)) {

@@ -137,6 +137,14 @@ export class ModelSession {
 }
 
 /**
+ * Whether a session takes feeds in shared memory as they are, copying them off the event loop (a pool of session
+ * workers), so that a model's batch buffers are worth sharing; a session on the loop would copy them there.
+ */
+export function readsSharedMemory(session: SessionRunner): boolean {
+  return (session as { readonly readsSharedMemory?: boolean }).readsSharedMemory === true;
+}
+
+/**
  * `data`, or a copy of it where it lives in shared memory (a model's pooled batch buffers, which the event loop lends
  * its session workers), which onnxruntime-node refuses as input ("Invalid argument").
  */

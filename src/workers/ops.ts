@@ -52,8 +52,9 @@ export function isSmallImage(source: ImageSource): boolean {
 }
 
 /**
- * A piece of a task's CPU work that is worth a thread hop: plain data in, plain data out (typed arrays travel
- * without a copy), so the same op runs on a task worker or, inline or with MUON_TASK_THREADS=0, on the event loop.
+ * A piece of a task's CPU work that is worth a thread hop: plain data in, plain data out (typed arrays the caller
+ * gives up travel without a copy; results come back as wire.ts's postToLoop sends them), so the same op runs on a
+ * task worker or, inline or with MUON_TASK_THREADS=0, on the event loop.
  * Workers find an op by its name: the common ops below and those a task's definition lists (see tasks/registry.ts).
  */
 export interface Op<A, R> {

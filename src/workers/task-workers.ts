@@ -64,7 +64,13 @@ export class TaskWorkers {
     if (this.#threads.length === 0) return op.run(args, opts.signal);
     if (opts.inline === true && this.#inline === 0 && this.#threads.every((t) => !t?.pending.size)) {
       this.#inline++;
-      return op.run(args, opts.signal).finally(() => this.#inline--);
+      const done = () => void this.#inline--;
+      try {
+        return op.run(args, opts.signal).finally(done);
+      } catch (err) {
+        done(); // an op that throws before it returns its promise
+        return Promise.reject(err as Error);
+      }
     }
     if (this.#closed) return Promise.reject(new Error('task workers are closed'));
     // a cold pool starts whole, so that ops spread from the first (a failed start fails the op below, not this)

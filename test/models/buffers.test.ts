@@ -1,5 +1,6 @@
 import t from 'tap';
 import { BatchBuffers } from '../../src/models/tasks/common/buffers.js';
+import type { SessionRunner } from '../../src/models/session.js';
 
 t.test('BatchBuffers: a lone row is the batch; larger batches reuse one buffer, zero-padded', async (t) => {
   const b = new BatchBuffers(8);
@@ -38,25 +39,31 @@ t.test('BatchBuffers: narrower batches use the start of the same buffer; one ove
   });
 });
 
-t.test('BatchBuffers: the pooled buffers are shared memory (lent to session workers as they are)', async (t) => {
-  const b = new BatchBuffers(8);
-  await b.with([new Float32Array(4), new Float32Array(4)], [2, 4], async (batch) =>
-    t.ok(batch.data.buffer instanceof SharedArrayBuffer, 'pooled: shared'),
-  );
-  await b.with([new Float32Array(4), new Float32Array(4), new Float32Array(4)], [3, 4], async (batch) =>
-    t.ok(batch.data.buffer instanceof ArrayBuffer, 'one-off, over capacity: an ordinary buffer, which V8 counts'),
-  );
-  const seen = await b.lend(3, async (data) => {
-    t.equal(data.length, 3);
-    data.set([7, 8, 9]);
-    return data.buffer;
-  });
-  await b.lend(2, async (data) => t.equal(data.buffer, seen, 'lend hands out the same pool'));
-  const small = new BatchBuffers(64);
-  const first = await small.lend(3, async (data) => data.buffer);
-  t.equal(first.byteLength, 12, 'a buffer starts at the batch it first serves');
-  const grown = await small.lend(5, async (data) => data.buffer);
-  t.equal(grown.byteLength, 24, 'and doubles when a larger batch comes (shared memory is committed when made)');
-  t.equal(await small.lend(4, async (data) => data.buffer), grown, 'the grown buffer serves smaller batches');
-  t.equal((await small.lend(60, async (data) => data.buffer)).byteLength, 240, 'at most the capacity');
-});
+t.test(
+  'BatchBuffers: shared memory for a session that reads it where it lies, ordinary for one on the loop',
+  async (t) => {
+    const onWorkers = { readsSharedMemory: true } as unknown as SessionRunner;
+    const two = [new Float32Array(4), new Float32Array(4)];
+    await new BatchBuffers(8).with(two, [2, 4], async (batch) =>
+      t.ok(batch.data.buffer instanceof ArrayBuffer, 'no session said: ordinary'),
+    );
+    const b = new BatchBuffers(8, onWorkers);
+    await b.with(two, [2, 4], async (batch) => t.ok(batch.data.buffer instanceof SharedArrayBuffer, 'pooled: shared'));
+    await b.with([new Float32Array(4), new Float32Array(4), new Float32Array(4)], [3, 4], async (batch) =>
+      t.ok(batch.data.buffer instanceof ArrayBuffer, 'one-off, over capacity: an ordinary buffer, which V8 counts'),
+    );
+    const seen = await b.lend(3, async (data) => {
+      t.equal(data.length, 3);
+      data.set([7, 8, 9]);
+      return data.buffer;
+    });
+    await b.lend(2, async (data) => t.equal(data.buffer, seen, 'lend hands out the same pool'));
+    const small = new BatchBuffers(64);
+    const first = await small.lend(3, async (data) => data.buffer);
+    t.equal(first.byteLength, 12, 'a buffer starts at the batch it first serves');
+    const grown = await small.lend(5, async (data) => data.buffer);
+    t.equal(grown.byteLength, 24, 'and doubles when a larger batch comes');
+    t.equal(await small.lend(4, async (data) => data.buffer), grown, 'the grown buffer serves smaller batches');
+    t.equal((await small.lend(60, async (data) => data.buffer)).byteLength, 240, 'at most the capacity');
+  },
+);

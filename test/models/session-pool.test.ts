@@ -3,7 +3,13 @@ import t from 'tap';
 import { attr, DataType, encodeModel, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
 import { PoisonedInputs } from '../../src/models/poisoned-inputs.js';
 import { WorkerSessionPool } from '../../src/models/session-pool.js';
-import { cudaProviderPath, ModelSession, type HostTensor, type SessionOptions } from '../../src/models/session.js';
+import {
+  cudaProviderPath,
+  ModelSession,
+  readsSharedMemory,
+  type HostTensor,
+  type SessionOptions,
+} from '../../src/models/session.js';
 
 // Sessions on worker threads against the same model on the event loop. The model: y = table[max(x)] per row, so
 // an x above 9 is an index out of bounds that onnxruntime refuses at run time.
@@ -55,6 +61,8 @@ t.test("a feed in shared memory runs on a worker and on the event loop, and stay
   t.teardown(() => pool.release());
   const inline = await ModelSession.create(bytes, options);
   t.teardown(() => inline.release());
+  t.ok(readsSharedMemory(pool), 'a worker pool takes shared feeds as they are');
+  t.notOk(readsSharedMemory(inline), 'a session on the loop would copy them there');
   // onnxruntime-node refuses typed arrays over a SharedArrayBuffer ("Invalid argument"): the session copies them
   const shared = new Float32Array(new SharedArrayBuffer(4 * 8));
   shared.set([3, 0, 1, 2, 0, 0, 0, 4]);

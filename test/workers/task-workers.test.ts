@@ -138,6 +138,12 @@ t.test('an inline op runs on the event loop only while nothing else is being pre
   await t.rejects(pool.run(here, {}, { inline: true }), /no op/, 'beside an op running inline: on a thread');
   t.equal(await first, 'event loop');
   t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'idle again: on the loop');
+  // an op that throws before it returns its promise is a rejection, and leaves the loop free for the next
+  const throws = defineOp('throws-at-once', (): Promise<string> => {
+    throw new Error('at once');
+  });
+  await t.rejects(pool.run(throws, {}, { inline: true }), /at once/);
+  t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'after a throw: on the loop again');
 });
 
 t.test('a thread that dies fails only its own ops, and is replaced', async (t) => {

@@ -1,4 +1,4 @@
-import type { HostTensor } from '../../session.js';
+import { readsSharedMemory, type HostTensor, type SessionRunner } from '../../session.js';
 
 /**
  * Stacks equal-shaped float rows into one batch tensor [n, ...rowDims], padding with zero rows up to `batch`
@@ -25,18 +25,28 @@ export function splitRows(t: HostTensor, n: number): { data: Float32Array; dims:
 }
 
 /**
- * Reusable batch input buffers for one model, in shared memory. Without them every batch allocates a fresh tensor
- * outside the JS heap, and at a few hundred requests per second that external memory forces a 10-20 ms mark-compact
- * of the event loop's heap about once a second. A session worker reads a shared buffer where it lies (see
- * session-pool.ts), so the loop copies each row once, into the batch. A batch of one needs no copy at all: its row is
- * the batch. Each buffer grows to the largest batch it has served; a smaller one (fewer rows, or narrower rows: a
+ * Reusable batch input buffers for one model. Without them every batch allocates a fresh tensor outside the JS heap,
+ * and at a few hundred requests per second that external memory forces a 10-20 ms mark-compact of the event loop's
+ * heap about once a second. For a session on worker threads they are shared memory, lent as they are (the worker
+ * copies a batch off the loop: see session-pool.ts), so the loop copies each row once, into the batch; for a session
+ * on the loop, ordinary memory. A batch of one needs no copy at all: its row is the batch. Each buffer grows to the largest batch it has served; a smaller one (fewer rows, or narrower rows: a
  * recognizer's width buckets) uses its start, so one buffer serves each batch in flight whatever its shape.
  */
 export class BatchBuffers {
   readonly #free: Float32Array[] = [];
 
-  /** @param capacity values in the largest batch (rows x values per row) */
-  constructor(private readonly capacity: number) {}
+  readonly #shared: boolean;
+
+  /**
+   * @param capacity values in the largest batch (rows x values per row)
+   * @param session the session the batches are for: shared memory where it reads it (see readsSharedMemory)
+   */
+  constructor(
+    private readonly capacity: number,
+    session?: SessionRunner,
+  ) {
+    this.#shared = session !== undefined && readsSharedMemory(session);
+  }
 
   /**
    * Stacks `rows` into a batch of shape `dims` (zero rows pad a fixed batch axis), runs `fn` on it, and takes the
@@ -65,11 +75,11 @@ export class BatchBuffers {
   async lend<T>(values: number, fn: (data: Float32Array) => Promise<T>): Promise<T> {
     if (values > this.capacity) return fn(new Float32Array(values));
     let buffer = this.#free.pop();
-    // shared memory is committed when it is made, so a buffer grows (doubling, up to the capacity) to the largest
-    // batch it has served rather than starting at the largest the model allows
+    // a buffer grows (doubling, up to the capacity) to the largest batch it has served rather than starting at the
+    // largest the model allows (4.7 MB for voice-activity)
     if (!buffer || buffer.length < values) {
       const size = Math.min(this.capacity, Math.max(values, 2 * (buffer?.length ?? 0)));
-      buffer = new Float32Array(new SharedArrayBuffer(4 * size));
+      buffer = new Float32Array(this.#shared ? new SharedArrayBuffer(4 * size) : new ArrayBuffer(4 * size));
     }
     try {
       return await fn(buffer.subarray(0, values));

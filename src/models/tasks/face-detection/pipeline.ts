@@ -228,7 +228,7 @@ export function faceDetection(
   const batchDim = input.shape[0];
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
-  const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1));
+  const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1), session);
   const sizing = { kind: 'fixed', spec } as const;
   const names = [...scoreOutputs, ...boxOutputs].map((o) => o.name);
 

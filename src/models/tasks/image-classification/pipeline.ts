@@ -29,7 +29,7 @@ export function imageClassification(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const activation = m.output.activation;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
-  const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1));
+  const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1), session);
   const sizing = { kind: 'fixed', spec } as const;
 
   return {

@@ -43,7 +43,10 @@ export async function languageId(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const rowDims = [featurizer.size];
   const { maxBytes } = m.input;
-  const buffers = new BatchBuffers((fixedBatch ?? m.batching.maxBatchSize) * rowDims.reduce((a, b) => a * b, 1));
+  const buffers = new BatchBuffers(
+    (fixedBatch ?? m.batching.maxBatchSize) * rowDims.reduce((a, b) => a * b, 1),
+    ctx.session,
+  );
 
   return {
     accepts: ['text'],

@@ -102,7 +102,7 @@ export async function textRecognition(
     maxWidth,
     widthStep,
   };
-  const buffers = new BatchBuffers(maxRows * channels * height * maxWidth);
+  const buffers = new BatchBuffers(maxRows * channels * height * maxWidth, session);
 
   return {
     accepts: ['image'],

@@ -134,7 +134,7 @@ export async function voiceActivity(
   };
   let scheduler: SequenceScheduler<VadRow, VadStep> | undefined;
   const perCall = framed ? FRAMES_PER_CALL : 1;
-  const buffers = new BatchBuffers(m.batching.maxBatchSize * perCall * rowSize);
+  const buffers = new BatchBuffers(m.batching.maxBatchSize * perCall * rowSize, session);
   /**
    * Writes a step's input rows at `at` in `input`, one after another (overlapping in the samples by the context), and
    * zeros for the frames a request's last step lacks (their probabilities and the state after them are not used).
