@@ -3,6 +3,7 @@ import { sibling, startWorker } from '../workers/start-worker.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
 import { existsSync } from 'node:fs';
 import {
+  copyOf,
   cudaProviderPath,
   type HostTensor,
   type ServingSession,
@@ -342,9 +343,4 @@ export class WorkerSessionPool implements ServingSession {
     this.#rejectWaiting(reason);
     this.#checkQuiet();
   }
-}
-
-/** A copy of a feed's elements in a buffer of its own (a Node Buffer's `slice` would be a view of its slab). */
-function copyOf(data: HostTensor['data']): HostTensor['data'] {
-  return Buffer.isBuffer(data) ? new Uint8Array(data) : data.slice();
 }

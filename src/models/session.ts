@@ -149,7 +149,12 @@ export function readsSharedMemory(session: SessionRunner): boolean {
  * its session workers), which onnxruntime-node refuses as input ("Invalid argument").
  */
 function ownMemory(data: HostTensor['data']): HostTensor['data'] {
-  return data.buffer instanceof SharedArrayBuffer ? data.slice() : data;
+  return data.buffer instanceof SharedArrayBuffer ? copyOf(data) : data;
+}
+
+/** A copy of a tensor's elements in a buffer of its own (a Node Buffer's `slice` would be a view of its slab). */
+export function copyOf(data: HostTensor['data']): HostTensor['data'] {
+  return Buffer.isBuffer(data) ? new Uint8Array(data) : data.slice();
 }
 
 function info(m: ort.InferenceSession.ValueMetadata): TensorInfo {

@@ -45,7 +45,7 @@ export async function languageId(
   const { maxBytes } = m.input;
   const buffers = new BatchBuffers(
     (fixedBatch ?? m.batching.maxBatchSize) * rowDims.reduce((a, b) => a * b, 1),
-    ctx.session,
+    session,
   );
 
   return {

@@ -1,7 +1,7 @@
 import { SequenceScheduler } from '../../../batching/sequence.js';
-import { BatchBuffers } from '../common/buffers.js';
 import { audioFrames } from '../../../workers/ops.js';
 import { Errors } from '../../../errors.js';
+import { BatchBuffers } from '../common/buffers.js';
 import { ManifestError } from '../common/manifest.js';
 import { FRAMED } from './graph.js';
 import type { VoiceActivityManifest } from './manifest.js';
