@@ -146,7 +146,23 @@ export class WorkerSessionPool implements ServingSession {
       for (const { instance } of starts) pool.#idle.push(instance);
       return pool;
     } catch (err) {
-      await Promise.all(starts.map((s) => s.instance.worker.terminate()));
+      // waiting for their exit holds the process open: a worker that answered `failed` is already unreferenced (and
+      // one on its way out cannot be referenced again), so with nothing else to do the process could end before the
+      // caller hears why
+      const holdOpen = setInterval(() => {}, 1000);
+      try {
+        // stopping a thread while onnxruntime is still creating its session aborts the whole process (a native
+        // exception in a finalizer): the others finish loading first, for as long as a release may take
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled(starts.map((s) => s.ready)),
+          new Promise((resolve) => (timer = setTimeout(resolve, RELEASE_TIMEOUT_MS))),
+        ]);
+        clearTimeout(timer);
+        await Promise.all(starts.map((s) => s.instance.worker.terminate()));
+      } finally {
+        clearInterval(holdOpen);
+      }
       throw err;
     }
   }
