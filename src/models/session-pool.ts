@@ -147,8 +147,8 @@ export class WorkerSessionPool implements ServingSession {
       return pool;
     } catch (err) {
       // waiting for their exit holds the process open: a worker that answered `failed` is already unreferenced (and
-      // one on its way out cannot be referenced again), so with nothing else to do the process could end before the
-      // caller hears why
+      // referencing it again did not hold the process open in a test), so with nothing else to do the process could
+      // end before the caller hears why
       const holdOpen = setInterval(() => {}, 1000);
       try {
         // stopping a thread while onnxruntime is still creating its session aborts the whole process (a native
