@@ -71,12 +71,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** What {@link memoryBudget} reads at each scrape (set by {@link watchMemoryBudget}). */
+  #memoryBudget: { readonly limit: number; readonly used: number } | undefined;
   readonly memoryBudget = new Gauge({
     name: 'muon_memory_budget_bytes',
     help: 'The memory budget requests are admitted against (MUON_MEMORY_BUDGET_BYTES), and the bytes they hold now.',
     labelNames: ['kind'] as const,
     registers: [this.registry],
+    // read when scraped: requests take and give back budget several times each, which is no reason to update a gauge
+    collect: () => {
+      if (this.#memoryBudget === undefined) return;
+      this.memoryBudget.set({ kind: 'limit' }, this.#memoryBudget.limit);
+      this.memoryBudget.set({ kind: 'used' }, this.#memoryBudget.used);
+    },
   });
+  /** Exports `budget`'s limit and the bytes held now as `muon_memory_budget_bytes`, read at each scrape. */
+  watchMemoryBudget(budget: { readonly limit: number; readonly used: number }): void {
+    this.#memoryBudget = budget;
+  }
   readonly memoryAdmissions = new Counter({
     name: 'muon_memory_admissions_total',
     help: 'Memory budget admissions: admitted at once, after waiting, or refused (busy: 429, too_large: 413).',

@@ -71,17 +71,13 @@ export function buildApp(deps: AppDeps): App {
   // handler has returned (Holdings). A body is charged as it arrives (one that declares at most a step, before it is
   // read); one declared larger than the whole budget is refused before it is read.
   const { metrics } = deps;
-  metrics.memoryBudget.set({ kind: 'limit' }, deps.config.memoryBudget.bytes);
-  metrics.memoryBudget.set({ kind: 'used' }, 0);
   const budget = new MemoryBudget(
     deps.config.memoryBudget.bytes,
     deps.config.memoryBudget.source,
     deps.config.memoryWaitMs,
-    {
-      onUsed: (bytes) => metrics.memoryBudget.set({ kind: 'used' }, bytes),
-      onOutcome: (outcome) => metrics.memoryAdmissions.inc({ outcome }),
-    },
+    { onOutcome: (outcome) => metrics.memoryAdmissions.inc({ outcome }) },
   );
+  metrics.watchMemoryBudget(budget);
   app.decorateRequest('holdings', null as unknown as Holdings);
   app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
   // While draining, answers to requests admitted before close() end their keep-alive connection, so the server

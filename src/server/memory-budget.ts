@@ -71,8 +71,6 @@ export interface Grant {
 
 /** What the budget tells the metrics. */
 export interface BudgetEvents {
-  /** Bytes held changed. */
-  readonly onUsed?: (bytes: number) => void;
   /** An admission ended: admitted at once, after waiting, or refused (429 or 413). */
   readonly onOutcome?: (outcome: 'admitted' | 'waited' | 'refused_busy' | 'refused_too_large') => void;
 }
@@ -117,16 +115,28 @@ export class AdmissionBudget {
    * `quiet`: a further step of a cost already counted (a body's next MiB): an admission at once is not counted again.
    */
   acquire(bytes: number, what: string, { quiet = false } = {}): Promise<Grant> {
-    const cost = Math.max(0, Math.ceil(bytes));
+    let now: Grant | undefined;
     try {
-      this.refuseIfTooLarge(cost, what);
+      now = this.tryAcquire(bytes, what, { quiet });
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#used + cost <= this.limit) {
-      if (!quiet) this.events.onOutcome?.('admitted');
-      return Promise.resolve(this.#take(cost));
-    }
+    return now === undefined ? this.#wait(Math.max(0, Math.ceil(bytes)), what) : Promise.resolve(now);
+  }
+
+  /**
+   * {@link acquire} when `bytes` fit now (the common case, with no promise to wait on); undefined when they would
+   * have to wait. Throws the refusal of a cost larger than the whole budget.
+   */
+  tryAcquire(bytes: number, what: string, { quiet = false } = {}): Grant | undefined {
+    const cost = Math.max(0, Math.ceil(bytes));
+    this.refuseIfTooLarge(cost, what);
+    if (this.#used + cost > this.limit) return undefined;
+    if (!quiet) this.events.onOutcome?.('admitted');
+    return this.#take(cost);
+  }
+
+  #wait(cost: number, what: string): Promise<Grant> {
     return new Promise<Grant>((resolve, reject) => {
       const waiter: Waiter = {
         bytes: cost,
@@ -160,7 +170,6 @@ export class AdmissionBudget {
 
   #take(bytes: number): Grant {
     this.#used += bytes;
-    this.events.onUsed?.(this.#used);
     let held = true;
     return {
       bytes,
@@ -168,7 +177,6 @@ export class AdmissionBudget {
         if (!held) return;
         held = false;
         this.#used -= bytes;
-        this.events.onUsed?.(this.#used);
         this.#admitWaiting();
       },
     };
@@ -307,15 +315,29 @@ export class BodyMeter {
     private readonly declared: number | undefined,
   ) {}
 
-  /** Counts `bytes` more received; resolves once they are admitted (at once while the last step covers them). */
-  async received(bytes: number): Promise<void> {
+  /**
+   * Counts `bytes` more received. Returns nothing when they are admitted at once (the last step covers them, or the
+   * next one fits now), else a promise that settles once they are admitted or refused.
+   */
+  received(bytes: number): Promise<void> | undefined {
     this.#received += bytes;
-    if (this.#received <= this.#charged) return;
+    if (this.#received <= this.#charged) return undefined;
     const owed = this.#received - this.#charged;
     const step = Math.max(owed, Math.min(BODY_STEP, (this.declared ?? Infinity) - this.#charged));
     // the first step counts as the body's admission; the next ones only when they wait or are refused
-    this.holdings.add(await this.budget.acquire(step, 'the request body', { quiet: this.#charged > 0 }));
-    this.#charged += step;
+    const what = 'the request body';
+    const quiet = this.#charged > 0;
+    const admitted = (grant: Grant) => {
+      this.holdings.add(grant);
+      this.#charged += step;
+    };
+    try {
+      const now = this.budget.tryAcquire(step, what, { quiet });
+      if (now !== undefined) return void admitted(now);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.budget.acquire(step, what, { quiet }).then(admitted);
   }
 
   /**
@@ -327,8 +349,9 @@ export class BodyMeter {
    */
   meter(payload: Readable, chunked: boolean): Readable | Promise<Readable> {
     if (this.declared === undefined ? !chunked : this.declared === 0) return payload;
-    if (this.declared !== undefined && this.declared <= BODY_STEP)
-      return this.received(this.declared).then(() => payload);
+    if (this.declared !== undefined && this.declared <= BODY_STEP) {
+      return this.received(this.declared)?.then(() => payload) ?? payload;
+    }
     return this.stream(payload);
   }
 
@@ -336,7 +359,9 @@ export class BodyMeter {
   stream(payload: Readable): Readable {
     const meter = new Transform({
       transform: (chunk: Buffer, _encoding, done) => {
-        this.received(chunk.length).then(() => done(null, chunk), done);
+        const admitted = this.received(chunk.length);
+        if (admitted === undefined) done(null, chunk);
+        else admitted.then(() => done(null, chunk), done);
       },
     });
     pipeline(payload, meter, () => {}); // errors reach the reader through `meter`

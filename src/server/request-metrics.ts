@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -41,13 +42,26 @@ export function trackRequests(app: App, metrics: Metrics, unattributed = true): 
   };
 }
 
-/** A signal that aborts when the client hangs up before the answer: its queued work must not cost compute. */
+/** The signal of each connection that asked for one: it aborts when the connection closes. */
+const hangUps = new WeakMap<Socket, AbortSignal>();
+
+/**
+ * A signal that aborts when the client hangs up before the answer: its queued work must not cost compute.
+ * It is the connection's (made once per connection, not per request: an AbortSignal costs about as much as the rest
+ * of a small request's bookkeeping): an HTTP/1 connection carries one request at a time, or pipelined ones, which are
+ * all lost when it closes, and it closes only after its answers are written, when nothing listens any more.
+ */
 export function abortOnClose(reply: FastifyReply): AbortSignal {
-  const gone = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) gone.abort();
-  });
-  return gone.signal;
+  const socket = reply.raw.socket;
+  if (socket === null || socket.destroyed) return AbortSignal.abort();
+  let signal = hangUps.get(socket);
+  if (signal === undefined) {
+    const gone = new AbortController();
+    socket.once('close', () => gone.abort());
+    signal = gone.signal;
+    hangUps.set(socket, signal);
+  }
+  return signal;
 }
 
 /** The header a client sets its deadline with (milliseconds, queue and compute); `?timeout_ms=` does the same. */
