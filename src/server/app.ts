@@ -80,6 +80,8 @@ export function buildApp(deps: AppDeps): App {
   metrics.watchMemoryBudget(budget);
   app.decorateRequest('holdings', null as unknown as Holdings);
   app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
+  app.decorateRequest('arrivedAt', 0);
+  app.decorateRequest('servedModel', null);
   // While draining, answers to requests admitted before close() end their keep-alive connection, so the server
   // can close without waiting for idle sockets to time out.
   let closing = false;
@@ -89,6 +91,7 @@ export function buildApp(deps: AppDeps): App {
   // The hooks every request passes are callback hooks, one per stage: a small request's whole answer costs less
   // than a few promise-returning hooks.
   app.addHook('onRequest', (req, reply, done) => {
+    req.arrivedAt = performance.now();
     if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
     req.holdings = new Holdings(reply.raw);
     const declared = Number(req.headers['content-length']);

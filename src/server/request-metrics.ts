@@ -21,25 +21,30 @@ export interface RequestTracker {
  * as `_unknown` when `unattributed` is true (a predict call for a missing model), else not at all (metadata reads).
  */
 export function trackRequests(app: App, metrics: Metrics, unattributed = true): RequestTracker {
-  const modelOf = new WeakMap<FastifyRequest, string>();
-  const started = new WeakMap<FastifyRequest, number>();
-  app.addHook('onRequest', (req, _reply, done) => {
-    started.set(req, performance.now());
-    done();
-  });
   app.addHook('onResponse', (req, reply, done) => {
-    if (unattributed || modelOf.has(req)) {
-      const model = modelOf.get(req) ?? UNKNOWN_MODEL;
+    if (unattributed || req.servedModel !== null) {
+      const model = req.servedModel ?? UNKNOWN_MODEL;
       metrics.requests.inc({ model, code: String(reply.statusCode) });
-      const t0 = started.get(req);
-      if (t0 !== undefined) metrics.requestDuration.observe({ model }, (performance.now() - t0) / 1000);
+      // (a request refused before the hooks ran, by the router, has no arrival time)
+      if (req.arrivedAt > 0) metrics.requestDuration.observe({ model }, (performance.now() - req.arrivedAt) / 1000);
     }
     done();
   });
   return {
-    model: (req, name) => modelOf.set(req, name),
-    arrival: (req) => started.get(req) ?? performance.now(),
+    model: (req, name) => {
+      req.servedModel = name;
+    },
+    arrival: (req) => (req.arrivedAt > 0 ? req.arrivedAt : performance.now()),
   };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** When the request arrived (`performance.now()`; set for every request, in onRequest). */
+    arrivedAt: number;
+    /** The model a request is for, once a handler named it (see {@link trackRequests}). */
+    servedModel: string | null;
+  }
 }
 
 /** The signal of each connection that asked for one: it aborts when the connection closes. */

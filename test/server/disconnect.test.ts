@@ -1,5 +1,5 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,4 +47,55 @@ t.test('a disconnected client is dropped from the queue before compute', async (
     'counted as cancelled',
   );
   t.equal(await metricValue(ctx.metrics, 'muon_batch_size_count'), 0, 'no batch ever ran');
+});
+
+// The cancellation signal is the connection's (server/request-metrics.ts): a request on a reused keep-alive
+// connection is cancelled when its client hangs up too, and the earlier requests leave no listener behind.
+t.test('a request on a reused keep-alive connection is dropped when its client hangs up', async (t) => {
+  const body = readFileSync(path.join(root, 'test/fixtures/text-lines/line-03.png'));
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  const send = (timeoutMs?: number) => {
+    const req = request({
+      agent,
+      port,
+      method: 'POST',
+      path: `/predict${timeoutMs === undefined ? '' : `?timeout_ms=${timeoutMs}`}`,
+      headers: { 'content-type': 'image/png', 'content-length': body.length },
+    });
+    const answered = new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+    });
+    req.end(body);
+    return { req, answered };
+  };
+  const before = await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' });
+  // requests whose deadline passes in the queue are answered, and keep the connection
+  for (let i = 0; i < 12; i++) {
+    const { status, reused } = await send(20).answered;
+    t.equal(status, 504, `request ${i} timed out in the queue`);
+    if (i > 0) t.ok(reused, `request ${i} came on the same connection`);
+  }
+  const { req, answered } = send();
+  answered.catch(() => {}); // the socket is destroyed on purpose
+  for (let i = 0; i < 500 && batcher.depth === 0; i++) await sleep(10);
+  t.equal(batcher.depth, 1, 'the last request is waiting in the queue');
+  t.ok(req.reusedSocket, 'on the reused connection');
+  req.destroy();
+  for (let i = 0; i < 500 && batcher.depth === 1; i++) await sleep(10);
+  t.equal(batcher.depth, 0, 'the queue is empty again');
+  t.equal(
+    await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' }),
+    before + 1,
+    'counted as cancelled',
+  );
+  t.same(warnings, [], 'no warning (no listener piled up on the connection)');
 });
