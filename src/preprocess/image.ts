@@ -292,53 +292,75 @@ function axis(outLen: number, offset: number, resized: number, src: number, near
 
 /**
  * Resamples decoded pixels to the placement's resized size (taking its crop), normalizes, and writes them into a
- * padded tensor row in the model's layout and channel order, in one pass.
+ * padded tensor row in the model's layout and channel order, in one pass: each output pixel's four source offsets
+ * and weights are found once for all its channels.
  */
 function toTensor(img: Pixels, place: Placement, spec: ImageSpec, into?: Float32Array): Float32Array {
   const C = spec.channels === 'GRAY' ? 1 : 3;
   const { width: W, height: H } = spec;
   if (into && into.length !== C * H * W)
     throw new RangeError(`output row holds ${into.length} values, not ${C * H * W}`);
-  const out = (into ?? new Float32Array(C * H * W)).fill(spec.padValue);
   const crop = place.crop ?? { left: 0, top: 0, width: place.resizeW, height: place.resizeH };
+  const out = into ?? new Float32Array(C * H * W);
+  // padding only where the image does not reach (a new row is zeros already)
+  const covered = place.left === 0 && place.top === 0 && crop.width === W && crop.height === H;
+  if (!covered && (into !== undefined || spec.padValue !== 0)) out.fill(spec.padValue);
   const nearest = spec.interpolation === 'nearest';
   const xs = axis(crop.width, crop.left, place.resizeW, img.w, nearest);
   const ys = axis(crop.height, crop.top, place.resizeH, img.h, nearest);
-  // source channel feeding each model channel: BGR reads the decoded RGB backwards
-  const src = C === 1 ? [0] : spec.channels === 'BGR' ? [2, 1, 0] : [0, 1, 2];
-  const a = new Float32Array(C);
-  const b = new Float32Array(C);
+  // per model channel: its source channel (BGR reads the decoded RGB backwards), normalization, output offset
+  const src = C === 1 ? [0, 0, 0] : spec.channels === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const a = new Float32Array(3);
+  const b = new Float32Array(3);
   for (let c = 0; c < C; c++) {
     a[c] = spec.scale / spec.std[c % spec.std.length];
     b[c] = -spec.mean[c % spec.mean.length] / spec.std[c % spec.std.length];
   }
+  // NCHW: a plane per channel, pixels one apart; NHWC: channels interleaved, pixels C apart
+  const nchw = spec.layout === 'NCHW';
+  const [d1, d2] = nchw ? [H * W, 2 * H * W] : [1, 2];
+  const step = nchw ? 1 : C;
   const { px, w, channels: n } = img;
+  const [k0, k1, k2] = src;
+  const [a0, a1, a2] = a;
+  const [b0, b1, b2] = b;
   // per column: the two source offsets and the weight, computed once for all rows
-  const x0 = new Int32Array(crop.width);
-  const x1 = new Int32Array(crop.width);
-  for (let x = 0; x < crop.width; x++) [x0[x], x1[x]] = [xs.i0[x] * n, xs.i1[x] * n];
+  const cw = crop.width;
+  const x0 = new Int32Array(cw);
+  const x1 = new Int32Array(cw);
+  for (let x = 0; x < cw; x++) {
+    x0[x] = xs.i0[x] * n;
+    x1[x] = xs.i1[x] * n;
+  }
   const fxs = xs.f;
-  // where channel c of pixel (tx, ty) goes: NCHW planes, or NHWC interleaved
-  const plane = spec.layout === 'NCHW' ? H * W : 1;
-  const step = spec.layout === 'NCHW' ? 1 : C;
-  for (let c = 0; c < C; c++) {
-    const k = src[c];
-    const ac = a[c];
-    const bc = b[c];
-    for (let y = 0; y < crop.height; y++) {
-      const r0 = ys.i0[y] * w * n + k;
-      const r1 = ys.i1[y] * w * n + k;
-      const fy = ys.f[y];
-      const ty = y + place.top;
-      let o = spec.layout === 'NCHW' ? c * plane + ty * W + place.left : (ty * W + place.left) * C + c;
-      for (let x = 0; x < crop.width; x++, o += step) {
-        const fx = fxs[x];
-        const p00 = px[r0 + x0[x]];
-        const p10 = px[r1 + x0[x]];
-        const top = p00 + (px[r0 + x1[x]] - p00) * fx;
-        const bottom = p10 + (px[r1 + x1[x]] - p10) * fx;
-        out[o] = (top + (bottom - top) * fy) * ac + bc;
-      }
+  for (let y = 0; y < crop.height; y++) {
+    const r0 = ys.i0[y] * w * n;
+    const r1 = ys.i1[y] * w * n;
+    const fy = ys.f[y];
+    const ty = y + place.top;
+    let o = (ty * W + place.left) * step;
+    for (let x = 0; x < cw; x++, o += step) {
+      const fx = fxs[x];
+      const p00 = r0 + x0[x];
+      const p01 = r0 + x1[x];
+      const p10 = r1 + x0[x];
+      const p11 = r1 + x1[x];
+      let q = px[p00 + k0];
+      let r = px[p10 + k0];
+      let top = q + (px[p01 + k0] - q) * fx;
+      let bottom = r + (px[p11 + k0] - r) * fx;
+      out[o] = (top + (bottom - top) * fy) * a0 + b0;
+      if (C === 1) continue;
+      q = px[p00 + k1];
+      r = px[p10 + k1];
+      top = q + (px[p01 + k1] - q) * fx;
+      bottom = r + (px[p11 + k1] - r) * fx;
+      out[o + d1] = (top + (bottom - top) * fy) * a1 + b1;
+      q = px[p00 + k2];
+      r = px[p10 + k2];
+      top = q + (px[p01 + k2] - q) * fx;
+      bottom = r + (px[p11 + k2] - r) * fx;
+      out[o + d2] = (top + (bottom - top) * fy) * a2 + b2;
     }
   }
   return out;
