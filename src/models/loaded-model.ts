@@ -131,6 +131,9 @@ export class LoadedModel {
         : await this.batcher.submit(prepared.row, { ...step, key: prepared.key });
     } catch (err) {
       throw this.#asClientError(err, opts);
+    } finally {
+      // out of the queue, and any batch that read the row has ended (a row's promise settles after its batch's)
+      prepared.release?.();
     }
     return this.pipeline.finish(out, opts);
   }

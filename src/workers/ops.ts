@@ -1,5 +1,5 @@
 import { decodeWavSliced, resampleSliced } from '../preprocess/audio.js';
-import { imageToTensorSized, type ImageSource, type ImageSpec, type ImageTensor } from '../preprocess/image.js';
+import { dims, imageToTensorSized, type ImageSource, type ImageSpec, type ImageTensor } from '../preprocess/image.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
 import { decodeInferBody } from '../protocol/v2-codec.js';
 
@@ -76,14 +76,17 @@ export const ping = defineOp('ping', async (_: Record<string, never>): Promise<n
 /** An image (encoded, or pixels) to one normalized tensor row sized by `sizing`. */
 export const imageTensor = defineOp(
   'imageTensor',
-  async (a: { source: ImageSource; sizing: Sizing; maxPixels: number }): Promise<ImageTensor> => {
+  async (a: { source: ImageSource; sizing: Sizing; maxPixels: number; out?: Float32Array }): Promise<ImageTensor> => {
     const { sizing } = a;
-    return imageToTensorSized(a.source, a.maxPixels, (w, h) => ({
-      spec:
+    return imageToTensorSized(a.source, a.maxPixels, (w, h) => {
+      const spec =
         sizing.kind === 'fixed'
           ? sizing.spec
-          : { ...sizing.spec, width: bucketWidth(w, h, { ...sizing, height: sizing.spec.height }) },
-    }));
+          : { ...sizing.spec, width: bucketWidth(w, h, { ...sizing, height: sizing.spec.height }) };
+      // written into the caller's slot (shared memory: no copy back) when the row fits it
+      const values = dims(spec).reduce((x, y) => x * y, 1);
+      return { spec, out: a.out !== undefined && a.out.length >= values ? a.out.subarray(0, values) : undefined };
+    });
   },
 );
 

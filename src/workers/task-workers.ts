@@ -131,13 +131,13 @@ export class TaskWorkers {
       if (reply.ok) p.resolve(reply.result);
       else p.reject(fromWire(reply.error));
     });
-    // a reply that cannot be read back (it should never happen: ops return plain data) fails every op of the thread
-    worker.on('messageerror', (err) => {
-      for (const p of thread.pending.values()) p.reject(new Error(`a task worker's reply could not be read: ${err}`));
-      thread.pending.clear();
-      worker.unref();
-    });
     let why = 'exited';
+    // a reply that cannot be read back (it should never happen: ops return plain data) ends the thread, which fails
+    // its ops once it has stopped: an op's caller may lend it memory it writes (a row slot), taken back on failure
+    worker.on('messageerror', (err) => {
+      why = `sent a reply that could not be read (${err.message})`;
+      void worker.terminate();
+    });
     worker.on('error', (err) => (why = err.message));
     worker.on('exit', (code) => {
       if (this.#threads[slot] === thread) this.#threads[slot] = undefined; // the next op starts a new one

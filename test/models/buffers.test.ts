@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BatchBuffers } from '../../src/models/tasks/common/buffers.js';
+import { BatchBuffers, ROW_SLOT_BYTES, RowSlots, rowSlotsFor } from '../../src/models/tasks/common/buffers.js';
 import type { SessionRunner } from '../../src/models/session.js';
 
 t.test('BatchBuffers: a lone row is the batch; larger batches reuse one buffer, zero-padded', async (t) => {
@@ -67,3 +67,35 @@ t.test(
     t.equal((await small.lend(60, async (data) => data.buffer)).byteLength, 240, 'at most the capacity');
   },
 );
+
+t.test(
+  'RowSlots: shared slots, reused once given back, at most as many as asked and as fit the byte cap',
+  async (t) => {
+    const slots = new RowSlots(4, 2);
+    const a = slots.take()!;
+    const b = slots.take()!;
+    t.ok(a.buffer instanceof SharedArrayBuffer, 'shared memory');
+    t.equal(a.length, 4);
+    t.not(a.buffer, b.buffer);
+    t.equal(slots.take(), undefined, 'every slot lent: none (the row gets an ordinary buffer)');
+    slots.give(a);
+    t.equal(slots.take(), a, 'a slot given back is lent again');
+    const big = new RowSlots(Math.floor(ROW_SLOT_BYTES / 12), 100);
+    t.ok(big.take() && big.take() && big.take(), 'three fit the cap');
+    t.equal(big.take(), undefined, 'a fourth would not');
+    const sized = rowSlotsFor(4, { maxQueueSize: 1, maxBatchSize: 2, maxInFlightBatches: 2 });
+    for (let i = 0; i < 5; i++) t.ok(sized.take(), `slot ${i}: the queue and the batches in flight`);
+    t.equal(sized.take(), undefined);
+  },
+);
+
+t.test('BatchBuffers: a lone row in shared memory is copied for a session that cannot read it', async (t) => {
+  const row = new Float32Array(new SharedArrayBuffer(8)).fill(3);
+  await new BatchBuffers(8).with([row], [1, 2], async (batch) => {
+    t.not(batch.data, row, 'copied into the pool');
+    t.ok(batch.data.buffer instanceof ArrayBuffer);
+    t.same([...batch.data], [3, 3]);
+  });
+  const shared = { readsSharedMemory: true } as unknown as SessionRunner;
+  await new BatchBuffers(8, shared).with([row], [1, 2], async (batch) => t.equal(batch.data, row, 'lent as it is'));
+});

@@ -168,3 +168,33 @@ t.test('a closed pool refuses ops', async (t) => {
   await t.rejects(pool.run(ping, {}), /closed/);
   t.throws(() => new TaskWorkers(-1), RangeError);
 });
+
+t.test(
+  'an image row written into a shared slot: the same floats, in the slot, on a worker and on the loop',
+  async (t) => {
+    for (const [name, sizing] of [
+      ['fixed size', { kind: 'fixed', spec: { ...spec, resize: 'stretch' } }],
+      ['width bucket (the slot holds the widest)', lineSizing],
+    ] as const) {
+      const plain = await inline.run(imageTensor, { source: line, sizing: sizing as Sizing, maxPixels: 1e8 });
+      for (const [where, pool] of [
+        ['loop', inline],
+        ['worker', workers],
+      ] as const) {
+        const out = new Float32Array(new SharedArrayBuffer(4 * 3 * 48 * 4096));
+        const got = await pool.run(imageTensor, { source: line, sizing: sizing as Sizing, maxPixels: 1e8, out });
+        t.same(got.dims, plain.dims);
+        t.ok(
+          Buffer.from(got.data.slice().buffer).equals(Buffer.from(plain.data.buffer)),
+          `${name}, ${where}: same floats`,
+        );
+        out[0] = 12345; // the row is the slot's memory (a worker's answer brings another handle on the same memory)
+        t.equal(got.data[0], 12345, `${name}, ${where}: written into the slot, not copied back`);
+        t.equal(got.data.byteOffset, 0);
+      }
+    }
+    const small = new Float32Array(new SharedArrayBuffer(4 * 10));
+    const own = await workers.run(imageTensor, { source: line, sizing: lineSizing, maxPixels: 1e8, out: small });
+    t.not(own.data.buffer, small.buffer, 'a row larger than the slot gets a buffer of its own');
+  },
+);

@@ -135,6 +135,8 @@ export interface StageModels {
 export interface Prepared<Row> {
   readonly row: Row;
   readonly key: string;
+  /** Called once the request is done with its row (answered or failed): gives back memory lent to it. */
+  readonly release?: () => void;
 }
 
 /** Queue options of one row a task submits itself (see {@link TaskPipeline.sequence}). */

@@ -2,7 +2,7 @@ import { dims as imageDims, placement, type ImageSpec, type ImageTensor } from '
 import { ManifestError } from '../common/manifest.js';
 import type { FaceDetectionManifest } from './manifest.js';
 import type { TensorInfo } from '../../session.js';
-import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { BatchBuffers, rowSlotsFor, splitRows } from '../common/buffers.js';
 import { imageRow } from '../common/image.js';
 import { checkShape, pick } from '../common/graph.js';
 import { type TaskContext, type TaskPipeline } from '../task.js';
@@ -229,6 +229,10 @@ export function faceDetection(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
   const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1), session);
+  const slots = rowSlotsFor(
+    rowDims.reduce((a, b) => a * b, 1),
+    m.batching,
+  );
   const sizing = { kind: 'fixed', spec } as const;
   const names = [...scoreOutputs, ...boxOutputs].map((o) => o.name);
 
@@ -251,8 +255,8 @@ export function faceDetection(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const t = await imageRow(ctx, req, 'face-detection', sizing);
-      return { row: t, key: '' };
+      const { tensor, release } = await imageRow(ctx, req, 'face-detection', sizing, slots);
+      return { row: tensor, key: '', release };
     },
     async runBatch(batchRows) {
       const data = batchRows.map((r) => r.data);

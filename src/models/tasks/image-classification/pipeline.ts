@@ -3,7 +3,7 @@ import { ManifestError } from '../common/manifest.js';
 import { checkShape, pick } from '../common/graph.js';
 import { activate, topK, type ClassScore } from '../common/scores.js';
 import type { ImageManifest } from './manifest.js';
-import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { BatchBuffers, rowSlotsFor, splitRows } from '../common/buffers.js';
 import { imageRow } from '../common/image.js';
 import { type TaskContext, type TaskPipeline } from '../task.js';
 
@@ -30,6 +30,10 @@ export function imageClassification(
   const activation = m.output.activation;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
   const buffers = new BatchBuffers(maxRows * rowDims.reduce((a, b) => a * b, 1), session);
+  const slots = rowSlotsFor(
+    rowDims.reduce((a, b) => a * b, 1),
+    m.batching,
+  );
   const sizing = { kind: 'fixed', spec } as const;
 
   return {
@@ -37,8 +41,8 @@ export function imageClassification(
     inputSpec: { name: input.name, datatype: 'FP32', shape: [fixedBatch ?? -1, ...rowDims], ...spec },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const t = await imageRow(ctx, req, 'image-classification', sizing);
-      return { row: t, key: '' }; // every row has the manifest's fixed size, so all rows stack
+      const { tensor, release } = await imageRow(ctx, req, 'image-classification', sizing, slots);
+      return { row: tensor, key: '', release }; // every row has the manifest's fixed size, so all rows stack
     },
     async runBatch(batchRows) {
       const data = batchRows.map((r) => r.data);

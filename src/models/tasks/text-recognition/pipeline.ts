@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ManifestError } from '../common/manifest.js';
 import type { TextRecognitionManifest } from './manifest.js';
-import { BatchBuffers, splitRows } from '../common/buffers.js';
+import { BatchBuffers, rowSlotsFor, splitRows } from '../common/buffers.js';
 import { imageRow } from '../common/image.js';
 import type { Sizing } from '../../../workers/ops.js';
 import { pick } from '../common/graph.js';
@@ -103,6 +103,7 @@ export async function textRecognition(
     widthStep,
   };
   const buffers = new BatchBuffers(maxRows * channels * height * maxWidth, session);
+  const slots = rowSlotsFor(channels * height * maxWidth, m.batching);
 
   return {
     accepts: ['image'],
@@ -126,9 +127,9 @@ export async function textRecognition(
     },
     graphMaxBatch: fixedBatch,
     async prepare(req) {
-      const t = await imageRow(ctx, req, 'text-recognition', sizing);
-      const width = t.dims[2];
-      return { row: { data: t.data, width }, key: String(width) };
+      const { tensor, release } = await imageRow(ctx, req, 'text-recognition', sizing, slots);
+      const width = tensor.dims[2];
+      return { row: { data: tensor.data, width }, key: String(width), release };
     },
     async runBatch(rows) {
       const width = rows[0].width;
