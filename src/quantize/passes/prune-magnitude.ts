@@ -4,7 +4,8 @@ import type { ModelProto, NodeProto, TensorProto } from '../../onnx/model.js';
 import { DataType } from '../../onnx/model.js';
 import { TensorProtoSchema } from '../../onnx/proto/onnx_pb.js';
 import { cloneModel, GraphIndex, readFloats } from '../graph.js';
-import { elementBytes, liftConstants } from './prune-structured.js';
+import { liftConstants } from './prune-structured.js';
+import { elementBytes } from './slice-tensor.js';
 
 /**
  * Unstructured magnitude pruning: the smallest-|w| weights are set to exactly 0.

@@ -9,12 +9,12 @@ export {
   checkConvShapes,
   liftConstants,
   pruneChannels,
-  sliceAxis,
   type PruneChannelsOptions,
   type PruneChannelsResult,
   type PrunedLayer,
   type SkippedLayer,
 } from './prune-structured.js';
+export { sliceAxis } from './slice-tensor.js';
 export {
   compressedSize,
   pruneMagnitude,
