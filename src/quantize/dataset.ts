@@ -138,12 +138,16 @@ export async function pipelineFeeds(
     } catch (err) {
       throw new DatasetError(`${file}: ${(err as Error).message}`);
     }
-    if (pipeline.sequence) {
-      await pipeline.sequence(prepared.row, { deadline: Infinity }, submit).catch((err: unknown) => {
-        if (err !== stop) throw err;
-      });
-    } else {
-      await pipeline.runBatch([prepared.row]);
+    try {
+      if (pipeline.sequence) {
+        await pipeline.sequence(prepared.row, { deadline: Infinity }, submit).catch((err: unknown) => {
+          if (err !== stop) throw err;
+        });
+      } else {
+        await pipeline.runBatch([prepared.row]);
+      }
+    } finally {
+      prepared.release?.(); // the recorder kept copies of what ran
     }
     return recorded;
   };

@@ -25,7 +25,7 @@ export function trackRequests(app: App, metrics: Metrics, unattributed = true): 
     if (unattributed || req.servedModel !== null) {
       const model = req.servedModel ?? UNKNOWN_MODEL;
       metrics.requests.inc({ model, code: String(reply.statusCode) });
-      // (a request refused before the hooks ran, by the router, has no arrival time)
+      // (0 only for a request that failed before the app's first onRequest hook set it)
       if (req.arrivedAt > 0) metrics.requestDuration.observe({ model }, (performance.now() - req.arrivedAt) / 1000);
     }
     done();
@@ -54,11 +54,12 @@ const hangUps = new WeakMap<Socket, AbortSignal>();
  * A signal that aborts when the client hangs up before the answer: its queued work must not cost compute.
  * It is the connection's (made once per connection, not per request: an AbortSignal costs about as much as the rest
  * of a small request's bookkeeping): an HTTP/1 connection carries one request at a time, or pipelined ones, which are
- * all lost when it closes, and it closes only after its answers are written, when nothing listens any more.
+ * all lost when it closes. The request's socket, not the response's: a pipelined request's response gets the socket
+ * only once the answers before it are written.
  */
 export function abortOnClose(reply: FastifyReply): AbortSignal {
-  const socket = reply.raw.socket;
-  if (socket === null || socket.destroyed) return AbortSignal.abort();
+  const socket = reply.request.raw.socket as Socket | null;
+  if (socket === null || socket.destroyed === true) return AbortSignal.abort();
   let signal = hangUps.get(socket);
   if (signal === undefined) {
     const gone = new AbortController();

@@ -136,6 +136,7 @@ export class TaskWorkers {
     // its ops once it has stopped: an op's caller may lend it memory it writes (a row slot), taken back on failure
     worker.on('messageerror', (err) => {
       why = `sent a reply that could not be read (${err.message})`;
+      if (this.#threads[slot] === thread) this.#threads[slot] = undefined; // no new op for it; the next starts one
       void worker.terminate();
     });
     worker.on('error', (err) => (why = err.message));

@@ -1,5 +1,6 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -56,7 +57,9 @@ t.test('a request on a reused keep-alive connection is dropped when its client h
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const warnings: string[] = [];
-  const onWarning = (w: Error) => warnings.push(w.name);
+  const onWarning = (w: Error) => {
+    if (w.name === 'MaxListenersExceededWarning') warnings.push(w.message);
+  };
   process.on('warning', onWarning);
   t.teardown(() => process.off('warning', onWarning));
   const send = (timeoutMs?: number) => {
@@ -80,7 +83,7 @@ t.test('a request on a reused keep-alive connection is dropped when its client h
   const before = await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' });
   // requests whose deadline passes in the queue are answered, and keep the connection
   for (let i = 0; i < 12; i++) {
-    const { status, reused } = await send(20).answered;
+    const { status, reused } = await send(200).answered;
     t.equal(status, 504, `request ${i} timed out in the queue`);
     if (i > 0) t.ok(reused, `request ${i} came on the same connection`);
   }
@@ -98,4 +101,37 @@ t.test('a request on a reused keep-alive connection is dropped when its client h
     'counted as cancelled',
   );
   t.same(warnings, [], 'no warning (no listener piled up on the connection)');
+});
+
+// Pipelined requests (sent one after another without waiting for the answers) reach their handlers at once, while
+// the socket still belongs to the first response: none may be taken for a client that hung up.
+t.test('pipelined requests on one connection all wait in the queue, and are answered in order', async (t) => {
+  const body = readFileSync(path.join(root, 'test/fixtures/text-lines/line-03.png'));
+  const head = (id: string) =>
+    `POST /predict?timeout_ms=1500 HTTP/1.1\r\nhost: x\r\nx-request-id: ${id}\r\n` +
+    `content-type: image/png\r\ncontent-length: ${body.length}\r\n\r\n`;
+  const before = await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' });
+  const socket = connect(port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  let answers = '';
+  socket.on('data', (d: Buffer) => (answers += d.toString('latin1')));
+  socket.write(Buffer.concat([Buffer.from(head('first')), body, Buffer.from(head('second')), body]));
+  for (let i = 0; i < 500 && batcher.depth < 2; i++) await sleep(10);
+  t.equal(batcher.depth, 2, 'both wait in the queue');
+  for (let i = 0; i < 500 && (answers.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await sleep(10);
+  t.same(
+    [...answers.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]),
+    ['504', '504'],
+    'both answered when their deadline passed in the queue, none as cancelled',
+  );
+  t.same(
+    [...answers.matchAll(/x-request-id: (\w+)/g)].map((m) => m[1]),
+    ['first', 'second'],
+    'in order',
+  );
+  t.equal(
+    await metricValue(ctx.metrics, 'muon_requests_dropped_total', { reason: 'cancelled' }),
+    before,
+    'nothing counted as cancelled',
+  );
 });

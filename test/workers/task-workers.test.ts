@@ -195,6 +195,18 @@ t.test(
     }
     const small = new Float32Array(new SharedArrayBuffer(4 * 10));
     const own = await workers.run(imageTensor, { source: line, sizing: lineSizing, maxPixels: 1e8, out: small });
-    t.not(own.data.buffer, small.buffer, 'a row larger than the slot gets a buffer of its own');
+    t.ok(own.data.length > small.length, 'a row larger than the slot gets a buffer of its own');
+    t.ok(own.data.buffer instanceof ArrayBuffer && small.every((v) => v === 0), 'and the slot is left alone');
+    // a slot is reused with what its last row left in it: padding must be written, not assumed
+    const boxed = { kind: 'fixed', spec: { ...spec, resize: 'letterbox', width: 128, height: 128, padValue: -1 } };
+    const fresh = await inline.run(imageTensor, { source: line, sizing: boxed as Sizing, maxPixels: 1e8 });
+    for (const pool of [inline, workers]) {
+      const dirty = new Float32Array(new SharedArrayBuffer(4 * fresh.data.length)).fill(7);
+      const got = await pool.run(imageTensor, { source: line, sizing: boxed as Sizing, maxPixels: 1e8, out: dirty });
+      t.ok(
+        Buffer.from(got.data.slice().buffer).equals(Buffer.from(fresh.data.buffer)),
+        'a reused slot is padded like a fresh row',
+      );
+    }
   },
 );

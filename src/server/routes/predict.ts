@@ -116,7 +116,8 @@ export async function predictRoutes(
     const input = await readInput(req);
     // what decoding will hold, admitted before it happens (from the image or WAV header)
     const cost = inputCost(input, lookup(name).manifest, config.maxImagePixels);
-    req.holdings.add(await budget.acquire(cost, `this ${input.kind} input`));
+    const what = `this ${input.kind} input`;
+    req.holdings.add(budget.tryAcquire(cost, what) ?? (await budget.acquire(cost, what)));
     if (cost >= LARGE_INPUT_BYTES) req.holdings.add(await largeInputs.acquire(1, `this large ${input.kind} input`));
     // looked up again once the body is in and admitted (an upload can outlast a reload of the model), and handed
     // to it at once

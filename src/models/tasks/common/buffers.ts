@@ -100,7 +100,7 @@ export const ROW_SLOT_BYTES = 16 * 2 ** 20;
 /**
  * Slots for prepared rows (an image's tensor), in shared memory reused from request to request. A row written into
  * a slot, by a task worker or on the loop, reaches its batch without a new buffer on the event loop: each new buffer
- * there is external memory (about 110 KB for a text line, 4.7 MB for a face-detection photo), and at a thousand
+ * there is external memory (about 110 KB for a text line), and at a thousand
  * requests per second it forced a mark-compact of the loop's heap several times a second; V8 does not count shared
  * memory. A slot is taken before the row is prepared and given back when its request is done (the batch that read
  * it has ended); when every slot is lent, rows get ordinary buffers, as before.
@@ -119,7 +119,8 @@ export class RowSlots {
     readonly values: number,
     rowsInFlight: number,
   ) {
-    this.#max = Math.max(1, Math.min(rowsInFlight, Math.floor(ROW_SLOT_BYTES / (4 * values))));
+    // none for a row larger than the cap: one such slot would be kept for ever
+    this.#max = Math.min(rowsInFlight, Math.floor(ROW_SLOT_BYTES / (4 * values)));
   }
 
   /** A free slot of {@link values} values, or undefined when every slot is lent. */
@@ -136,7 +137,10 @@ export class RowSlots {
   }
 }
 
-/** Row slots for a model whose rows hold at most `values` values: as many as its queue and batches in flight hold. */
+/**
+ * Row slots for a model whose rows worth a slot hold at most `values` values (a larger row gets an ordinary buffer),
+ * as many as the manifest's queue and batches in flight hold (rows beyond them get ordinary buffers too).
+ */
 export function rowSlotsFor(
   values: number,
   batching: { readonly maxQueueSize: number; readonly maxBatchSize: number; readonly maxInFlightBatches: number },

@@ -26,6 +26,9 @@ interface LineScores {
   readonly dims: readonly number[];
 }
 
+/** The widest line row written into a row slot; wider ones get buffers of their own. */
+const SLOT_WIDTH = 1024;
+
 /**
  * `text-recognition`: one cropped text line in, its text out, with a CTC recognizer such as PaddleOCR's PP-OCRv4
  * (`x` [B, 3, 48, W] with W dynamic, softmax output [B, W/8, classes]).
@@ -103,7 +106,8 @@ export async function textRecognition(
     widthStep,
   };
   const buffers = new BatchBuffers(maxRows * channels * height * maxWidth, session);
-  const slots = rowSlotsFor(channels * height * maxWidth, m.batching);
+  // slots for rows up to 1024 wide (most lines; 590 KB each): at the widest (4096) only 7 would fit the cap
+  const slots = rowSlotsFor(channels * height * Math.min(maxWidth, SLOT_WIDTH), m.batching);
 
   return {
     accepts: ['image'],
