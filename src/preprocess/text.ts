@@ -19,6 +19,22 @@ export interface NgramFeaturizer {
   featurize(text: string): Float32Array;
   /** The same for a text already passed through {@link normalizeText} (callers that normalized it to check it). */
   featurizeNormalized(norm: string): Float32Array;
+  /**
+   * The non-zero values of {@link featurizeNormalized}'s row, by position: a few dozen numbers in the JS heap
+   * instead of a row of `size` floats outside it (which the event loop's collector counts as external memory).
+   */
+  featurizeSparse(norm: string): SparseRow;
+}
+
+/** A row given by its non-zero values: `value[i]` at position `index[i]`; stored as float32 they are the row's. */
+export interface SparseRow {
+  readonly index: readonly number[];
+  readonly value: readonly number[];
+}
+
+/** Writes `row` into `out` (which must be zeros where the row is). */
+export function scatter(row: SparseRow, out: Float32Array): void {
+  for (let i = 0; i < row.index.length; i++) out[row.index[i]] = row.value[i];
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -125,21 +141,32 @@ export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer 
       lengthOf[offset + i] = n;
     });
   }
-  const featurizeNormalized = (norm: string): Float32Array => {
-    const row = new Float32Array(size);
-    const touched: number[] = [];
-    // counts first (exact in float32), then each divided once by its length's n-gram total: the same values as
-    // ngramFrequencies gives
+  // counts of the text being featurized (exact in float32), zeroed again before the next: featurizing is synchronous
+  const counts = new Float32Array(size);
+  const featurizeSparse = (norm: string): SparseRow => {
+    const index: number[] = [];
     for (let i = 0; i < norm.length; i++) {
       let node: Node | undefined = root;
       for (let c = i; c < norm.length && c - i < longest; c++) {
         node = node.next?.get(norm.charCodeAt(c));
         if (!node) break;
-        if (node.at) for (const p of node.at) if (row[p]++ === 0) touched.push(p);
+        if (node.at) for (const p of node.at) if (counts[p]++ === 0) index.push(p);
       }
     }
-    for (const p of touched) row[p] = row[p] / (norm.length - lengthOf[p] + 1);
+    // each count divided once by its length's n-gram total: the same values as ngramFrequencies gives
+    const value = index.map((p) => counts[p] / (norm.length - lengthOf[p] + 1));
+    for (const p of index) counts[p] = 0;
+    return { index, value };
+  };
+  const featurizeNormalized = (norm: string): Float32Array => {
+    const row = new Float32Array(size);
+    scatter(featurizeSparse(norm), row);
     return row;
   };
-  return { size, featurize: (text) => featurizeNormalized(normalizeText(text)), featurizeNormalized };
+  return {
+    size,
+    featurize: (text) => featurizeNormalized(normalizeText(text)),
+    featurizeNormalized,
+    featurizeSparse,
+  };
 }

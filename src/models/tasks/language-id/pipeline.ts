@@ -4,7 +4,9 @@ import {
   hasLetters,
   ngramFeaturizer,
   normalizeText,
+  scatter,
   type NgramFeaturizer,
+  type SparseRow,
   type NgramGroup,
 } from '../../../preprocess/text.js';
 import { ManifestError } from '../common/manifest.js';
@@ -21,7 +23,7 @@ import type { TaskContext, TaskPipeline } from '../task.js';
  */
 export async function languageId(
   ctx: TaskContext<TextManifest>,
-): Promise<TaskPipeline<Float32Array, Float32Array, { predictions: ClassScore[] }>> {
+): Promise<TaskPipeline<SparseRow, Float32Array, { predictions: ClassScore[] }>> {
   const { manifest: m, session, labels, where } = ctx;
   const featurizer = await readVocabulary(ctx);
   const input = pick(session.inputs, m.input.name, 'input', where);
@@ -67,11 +69,16 @@ export async function languageId(
         // digits and punctuation only: the features would be empty and the answer meaningless
         throw new Errors.MISSING_INPUT('the text has no letters to identify a language from');
       }
-      return { row: featurizer.featurizeNormalized(norm), key: '' };
+      return { row: featurizer.featurizeSparse(norm), key: '' };
     },
     async runBatch(rows) {
-      return buffers.with(rows, [fixedBatch ?? rows.length, ...rowDims], async (batch) => {
-        const out = await session.run({ [input.name]: batch }, [output.name]);
+      const batch = fixedBatch ?? rows.length;
+      return buffers.lend(batch * featurizer.size, async (data) => {
+        data.fill(0);
+        rows.forEach((r, i) => scatter(r, data.subarray(i * featurizer.size, (i + 1) * featurizer.size)));
+        const out = await session.run({ [input.name]: { type: 'float32', data, dims: [batch, ...rowDims] } }, [
+          output.name,
+        ]);
         return splitRows(out[output.name], rows.length).map((r) => r.data);
       });
     },
@@ -80,7 +87,7 @@ export async function languageId(
       return { predictions: topK(activate(scores, m.output.activation), k, labels) };
     },
     warmupRow() {
-      return { row: new Float32Array(featurizer.size), key: '' };
+      return { row: { index: [], value: [] }, key: '' };
     },
   };
 }
