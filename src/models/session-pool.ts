@@ -3,6 +3,7 @@ import { sibling, startWorker } from '../workers/start-worker.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
 import { existsSync } from 'node:fs';
 import {
+  type ArgmaxReduction,
   copyOf,
   cudaProviderPath,
   type HostTensor,
@@ -24,7 +25,13 @@ export interface WorkerInit {
 
 /** Main thread to worker. */
 export type WorkerRequest =
-  { kind: 'run'; feeds: Record<string, HostTensor>; outputNames: readonly string[] } | { kind: 'release' };
+  | {
+      kind: 'run';
+      feeds: Record<string, HostTensor>;
+      outputNames: readonly string[];
+      reduce: Readonly<Record<string, ArgmaxReduction>>;
+    }
+  | { kind: 'release' };
 
 /** Worker to main thread. */
 export type WorkerReply =
@@ -60,6 +67,7 @@ export interface PoolEvents {
 interface Job {
   readonly feeds: Record<string, HostTensor>;
   readonly outputNames: readonly string[];
+  readonly reduce: Readonly<Record<string, ArgmaxReduction>>;
   readonly resolve: (outputs: Record<string, HostTensor>) => void;
   readonly reject: (err: Error) => void;
 }
@@ -198,16 +206,20 @@ export class WorkerSessionPool implements ServingSession {
 
   /**
    * Runs the graph on an idle instance: feeds in shared memory are lent, others copied to it; outputs come back as
-   * the worker posts them (see postToLoop).
+   * the worker posts them (see postToLoop), those named in `reduce` reduced there (see ModelSession.run).
    */
-  run(feeds: Record<string, HostTensor>, outputNames: readonly string[]): Promise<Record<string, HostTensor>> {
+  run(
+    feeds: Record<string, HostTensor>,
+    outputNames: readonly string[],
+    reduce: Readonly<Record<string, ArgmaxReduction>> = {},
+  ): Promise<Record<string, HostTensor>> {
     if (this.#broken) return Promise.reject(new Error(this.#broken));
     if (this.#released) return Promise.reject(new Error('session released; this is a bug'));
     const deaths = this.#poisoned.refused(feeds);
     if (deaths !== undefined)
       return Promise.reject(new Error(`this input killed a session worker ${deaths} times; it is not run again`));
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ feeds, outputNames, resolve, reject });
+      this.#waiting.push({ feeds, outputNames, reduce, resolve, reject });
       this.#dispatch();
     });
   }
@@ -326,7 +338,8 @@ export class WorkerSessionPool implements ServingSession {
           moved.push(feeds[name].data.buffer as ArrayBuffer);
         }
       }
-      instance.worker.postMessage({ kind: 'run', feeds, outputNames: job.outputNames } satisfies WorkerRequest, moved);
+      const run = { kind: 'run', feeds, outputNames: job.outputNames, reduce: job.reduce } satisfies WorkerRequest;
+      instance.worker.postMessage(run, moved);
     }
   }
 

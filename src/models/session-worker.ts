@@ -42,7 +42,7 @@ async function handle(req: WorkerRequest): Promise<void> {
     return;
   }
   try {
-    const outputs = await session.run(req.feeds, req.outputNames);
+    const outputs = await session.run(req.feeds, req.outputNames, req.reduce);
     postToLoop(port!, { kind: 'result', outputs } satisfies WorkerReply);
   } catch (err) {
     port!.postMessage({

@@ -23,6 +23,39 @@ export interface HostTensor {
   readonly dims: readonly number[];
 }
 
+/**
+ * An output reduced where its session ran (on a session worker, before it crosses to the event loop): along its last
+ * axis, the best class and its score, then the scores of `classes`, as float32 `[..., 2 + classes.length]`. The
+ * scores are the output's own (exact); a recognizer's 6,625 scores per step become 3 numbers.
+ */
+export interface ArgmaxReduction {
+  readonly classes: readonly number[];
+}
+
+/** `t` reduced as {@link ArgmaxReduction} says (ties go to the lowest class, as a scan that keeps the first max). */
+export function argmaxLastAxis(t: HostTensor, { classes }: ArgmaxReduction): HostTensor {
+  if (!(t.data instanceof Float32Array)) throw new Error(`argmax of a ${t.type} output; this is a bug`);
+  const n = t.dims.at(-1) ?? 1;
+  const rows = t.data.length / n;
+  const w = 2 + classes.length;
+  const out = new Float32Array(rows * w);
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    let best = 0;
+    let max = t.data[base];
+    for (let k = 1; k < n; k++) {
+      if (t.data[base + k] > max) {
+        max = t.data[base + k];
+        best = k;
+      }
+    }
+    out[r * w] = best;
+    out[r * w + 1] = max;
+    for (let c = 0; c < classes.length; c++) out[r * w + 2 + c] = t.data[base + classes[c]];
+  }
+  return { type: 'float32', data: out, dims: [...t.dims.slice(0, -1), w] };
+}
+
 /** How a session is placed and threaded. */
 export interface SessionOptions {
   readonly provider: ExecutionProviderChoice;
@@ -117,15 +150,23 @@ export class ModelSession {
     return this.session.outputMetadata.map((m) => info(m));
   }
 
-  /** Runs the graph once on host tensors and returns the requested outputs as host tensors. */
-  async run(feeds: Record<string, HostTensor>, outputNames: readonly string[]): Promise<Record<string, HostTensor>> {
+  /**
+   * Runs the graph once on host tensors and returns the requested outputs as host tensors, those named in `reduce`
+   * reduced (see {@link ArgmaxReduction}).
+   */
+  async run(
+    feeds: Record<string, HostTensor>,
+    outputNames: readonly string[],
+    reduce: Readonly<Record<string, ArgmaxReduction>> = {},
+  ): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, ownMemory(t.data), t.dims);
     const result = await this.session.run(ortFeeds, outputNames);
     const out: Record<string, HostTensor> = {};
     for (const name of outputNames) {
       const t = result[name];
-      out[name] = { type: t.type as TensorType, data: t.data as HostTensor['data'], dims: t.dims };
+      const host = { type: t.type as TensorType, data: t.data as HostTensor['data'], dims: t.dims };
+      out[name] = Object.hasOwn(reduce, name) ? argmaxLastAxis(host, reduce[name]) : host;
     }
     return out;
   }

@@ -103,11 +103,11 @@ export async function pipelineFeeds(
     get outputs() {
       return session.outputs;
     },
-    run(feeds, names) {
+    run(feeds, names, reduce) {
       // pipelines reuse their batch buffers, so keep a copy
       const copy = Object.entries(feeds).map(([k, t]) => [k, { ...t, dims: [...t.dims], data: t.data.slice() }]);
       recorded.push(Object.fromEntries(copy));
-      return session.run(feeds, names);
+      return session.run(feeds, names, reduce);
     },
   };
   // a multi-model pipeline (ocr) stops at its first stage call: the samples are what this model itself runs

@@ -244,3 +244,16 @@ t.test('the number of sessions follows the provider the first one got', async (t
   t.equal(pool.instances, 2, 'two on the CPU');
   await t.rejects(WorkerSessionPool.create(bytes, options, { cpu: 0, cuda: 1 }), RangeError);
 });
+
+t.test('an output reduced on the worker is what the session on the loop reduces', async (t) => {
+  const pool = await WorkerSessionPool.create(bytes, options, each(1));
+  t.teardown(() => pool.release());
+  const inline = await ModelSession.create(bytes, options);
+  t.teardown(() => inline.release());
+  const f = feeds([3, 0, 1, 2], [0, 0, 0, 4]); // y = [9, 16]
+  const reduce = { y: { classes: [0] } };
+  const onWorker = await pool.run(f, ['y'], reduce);
+  t.same(onWorker.y.dims, [3], 'the last axis became: the best class, its score, the score of class 0');
+  t.same([...onWorker.y.data], [1, 16, 9]);
+  t.same(onWorker, await inline.run(f, ['y'], reduce), 'on the event loop too');
+});

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { parseManifest, type TextRecognitionManifest } from '../../src/models/manifest.js';
-import { ctcGreedyDecode } from '../../src/models/tasks/text-recognition/pipeline.js';
+import { argmaxLastAxis } from '../../src/models/session.js';
+import { ctcDecodeReduced, ctcGreedyDecode } from '../../src/models/tasks/text-recognition/pipeline.js';
 import { bucketWidth } from '../../src/workers/ops.js';
 
 // CTC greedy decoding and width buckets of the `text-recognition` task, without a model: the end-to-end checks on
@@ -105,4 +106,29 @@ t.test('the shipped manifest is valid and pins its files', async (t) => {
       /spaceThreshold/,
       `spaceThreshold ${JSON.stringify(spaceThreshold)} is refused`,
     );
+});
+
+t.test('steps reduced where the session ran decode exactly as the whole scores do', async (t) => {
+  // random scores over 7 classes (the last a space), many blanks, ties included: text and score bit for bit
+  const cls = ['', 'a', 'b', 'c', 'd', 'e', ' '];
+  let seed = 11;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32;
+  };
+  for (let i = 0; i < 200; i++) {
+    const T = 1 + Math.floor(rand() * 40);
+    const scores = new Float32Array(T * cls.length).map(() => (rand() < 0.05 ? 0.5 : rand() * 2 - 1));
+    for (let s = 0; s < T; s++) if (rand() < 0.5) scores[s * cls.length] = 3; // a blank step
+    const reduced = argmaxLastAxis({ type: 'float32', data: scores, dims: [T, cls.length] }, { classes: [6] });
+    t.same(reduced.dims, [T, 3]);
+    for (const activation of ['none', 'sigmoid'] as const)
+      for (const threshold of [undefined, 0.2]) {
+        const whole = ctcGreedyDecode(scores, T, cls.length, cls, activation, threshold);
+        const part = ctcDecodeReduced(reduced.data as Float32Array, T, cls, activation, threshold);
+        if (whole.text !== part.text || !Object.is(whole.score, part.score))
+          t.fail(`case ${i} (${activation}, ${threshold}): ${JSON.stringify(whole)} vs ${JSON.stringify(part)}`);
+      }
+  }
+  t.pass('200 random lines, both activations, with and without spaces');
 });

@@ -5,6 +5,7 @@ import { BatchBuffers, rowSlotsFor, splitRows } from '../common/buffers.js';
 import { imageRow } from '../common/image.js';
 import type { Sizing } from '../../../workers/ops.js';
 import { pick } from '../common/graph.js';
+import { argmaxLastAxis } from '../../session.js';
 import { type TaskContext, type TaskPipeline } from '../task.js';
 
 /** One recognized text line: PaddleOCR's `(text, score)`. */
@@ -20,7 +21,10 @@ export interface LineRow {
   readonly width: number;
 }
 
-/** One line's output: [time steps, classes] probabilities (a view into the batch output). */
+/**
+ * One line's output (a view into the batch output): [time steps, classes] scores, or, reduced on the session's
+ * thread, [time steps, 3]: the best class, its score and the space's (see ctcDecodeReduced).
+ */
 interface LineScores {
   readonly data: Float32Array;
   readonly dims: readonly number[];
@@ -85,6 +89,10 @@ export async function textRecognition(
   const fixedBatch = typeof batchDim === 'number' ? batchDim : undefined;
   const maxRows = fixedBatch ?? m.batching.maxBatchSize;
   const activation = m.output.activation;
+  // the session's thread keeps only what the decoder reads of each step (3 numbers, not a score per class), except
+  // for a softmax the decoder computes over the whole step
+  const space = m.ctc.spaceThreshold === undefined ? -1 : classes.lastIndexOf(' ');
+  const reduced = activation === 'softmax' ? undefined : { activation, reduce: { classes: [Math.max(space, 0)] } };
 
   const { channels: order, interpolation, scale, mean, std, padValue } = m.input;
   const sizing: Sizing = {
@@ -143,14 +151,21 @@ export async function textRecognition(
         rows.map((r) => r.data),
         dims,
         async (batch) => {
-          const out = await session.run({ [input.name]: batch }, [output.name]);
+          const out = await session.run(
+            { [input.name]: batch },
+            [output.name],
+            reduced && { [output.name]: reduced.reduce },
+          );
           return splitRows(out[output.name], rows.length);
         },
       );
     },
     finish(scores) {
       const [steps, n] = scores.dims;
-      return { lines: [ctcGreedyDecode(scores.data, steps, n, classes, activation, m.ctc.spaceThreshold)] };
+      const line = reduced
+        ? ctcDecodeReduced(scores.data, steps, classes, reduced.activation, m.ctc.spaceThreshold)
+        : ctcGreedyDecode(scores.data, steps, n, classes, activation, m.ctc.spaceThreshold);
+      return { lines: [line] };
     },
     warmupRow() {
       return { row: { data: new Float32Array(channels * height * minWidth), width: minWidth }, key: String(minWidth) };
@@ -176,6 +191,47 @@ export function ctcGreedyDecode(
 ): TextLine {
   if (probs.length < steps * n) throw new RangeError(`${probs.length} scores for ${steps} steps of ${n} classes`);
   const space = spaceThreshold === undefined ? -1 : classes.lastIndexOf(' ');
+  const best = argmaxLastAxis(
+    { type: 'float32', data: probs.subarray(0, steps * n), dims: [steps, n] },
+    { classes: [] },
+  ).data as Float32Array;
+  return decodeSteps(steps, classes, space, spaceThreshold, {
+    best: (t) => best[2 * t],
+    probability: (t, k) => probabilityOf(probs, t * n, n, k, best[2 * t + 1], activation),
+  });
+}
+
+/**
+ * {@link ctcGreedyDecode} of steps reduced where the session ran (`argmaxLastAxis` with the space as its one extra
+ * class): [steps, 3] of the best class, its score and the space's score. Not for a softmax, which needs every score.
+ */
+export function ctcDecodeReduced(
+  reduced: Float32Array,
+  steps: number,
+  classes: readonly string[],
+  activation: 'none' | 'sigmoid',
+  spaceThreshold?: number,
+): TextLine {
+  if (reduced.length < steps * 3) throw new RangeError(`${reduced.length} values for ${steps} reduced steps`);
+  const space = spaceThreshold === undefined ? -1 : classes.lastIndexOf(' ');
+  const activate = activation === 'none' ? (x: number) => x : (x: number) => 1 / (1 + Math.exp(-x));
+  return decodeSteps(steps, classes, space, spaceThreshold, {
+    best: (t) => reduced[3 * t],
+    probability: (t, k) => activate(k === reduced[3 * t] ? reduced[3 * t + 1] : reduced[3 * t + 2]),
+  });
+}
+
+/**
+ * The merging rules of CTC greedy decoding over each step's best class and the probability of a class at a step
+ * (only ever asked for the step's best class or the space).
+ */
+function decodeSteps(
+  steps: number,
+  classes: readonly string[],
+  space: number,
+  spaceThreshold: number | undefined,
+  at: { best(t: number): number; probability(t: number, k: number): number },
+): TextLine {
   let text = '';
   let sum = 0;
   let kept = 0;
@@ -184,32 +240,19 @@ export function ctcGreedyDecode(
   let last = 0; // and its probability
   let spaceDue = false;
   for (let t = 0; t < steps; t++) {
-    const base = t * n;
-    let best = 0;
-    let max = probs[base];
-    for (let k = 1; k < n; k++) {
-      if (probs[base + k] > max) {
-        max = probs[base + k];
-        best = k;
-      }
-    }
+    const best = at.best(t);
     if (best === 0) {
       // a blank step where a space is likely enough: a space goes before the next character, if there is one. (A
       // blank also separates a doubled letter; on the quality bench's pages no doubled letter got a space, while
       // refusing spaces between equal letters lost true ones: "this shall".)
-      if (
-        space > 0 &&
-        lastChar > 0 &&
-        lastChar !== space &&
-        probabilityOf(probs, base, n, space, max, activation) >= spaceThreshold!
-      )
+      if (space > 0 && lastChar > 0 && lastChar !== space && at.probability(t, space) >= spaceThreshold!)
         spaceDue = true;
     } else if (best !== previous && !(space > 0 && best === space && text.endsWith(' '))) {
       // inserted spaces stay out of the score: it is the mean probability of the characters the model chose
       if (spaceDue && best !== space) text += ' ';
       spaceDue = false;
       text += classes[best] ?? '';
-      last = probabilityOf(probs, base, n, best, max, activation);
+      last = at.probability(t, best);
       sum += last;
       kept++;
       lastChar = best;
