@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -121,7 +121,10 @@ export class ServerProcess {
     live.add(child);
     child.once('exit', () => live.delete(child));
     const output: string[] = [];
+    // BENCH_SERVER_OUTPUT=<file> keeps all of it (with "--trace-gc" above: the server's collections)
+    const log = process.env.BENCH_SERVER_OUTPUT;
     const keep = (chunk: Buffer) => {
+      if (log) appendFileSync(log, chunk);
       output.push(...chunk.toString('utf8').split('\n').filter(Boolean));
       output.splice(0, Math.max(0, output.length - OUTPUT_LINES));
     };

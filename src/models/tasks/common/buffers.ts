@@ -29,7 +29,7 @@ export function splitRows(t: HostTensor, n: number): { data: Float32Array; dims:
  * and at a few hundred requests per second that external memory forces a 10-20 ms mark-compact of the event loop's
  * heap about once a second. For a session on worker threads they are shared memory, lent as they are (the worker
  * copies a batch off the loop: see session-pool.ts), so the loop copies each row once, into the batch; for a session
- * on the loop, ordinary memory. A batch of one needs no copy at all: its row is the batch. Each buffer grows to the
+ * on the loop, ordinary memory. A batch of one in the session's kind of memory needs no copy: its row is the batch. Each buffer grows to the
  * largest batch it has served; a smaller one (fewer rows, or narrower rows: a recognizer's width buckets) uses its
  * start, so one buffer serves each batch in flight whatever its shape.
  */
@@ -56,9 +56,12 @@ export class BatchBuffers {
   async with<T>(rows: readonly Float32Array[], dims: readonly number[], fn: (t: HostTensor) => Promise<T>): Promise<T> {
     const [batch, ...rowDims] = dims;
     const size = rowDims.reduce((a, b) => a * b, 1);
-    // a batch of one is its row, unless the row is shared memory the session would have to copy (see RowSlots)
+    // a batch of one is its row when the row is the kind of memory the session reads as it is: shared for a session
+    // on workers (see RowSlots), ordinary for one on the loop. Otherwise it is copied into a pooled buffer: cheaper
+    // than the copy the session would make (a new buffer each run: 20 MB for an OCR page, most of it page faults,
+    // and external memory the loop's collector then has to find)
     const row = rows[0];
-    if (rows.length === 1 && batch === 1 && row.length === size && (this.#shared || !isShared(row)))
+    if (rows.length === 1 && batch === 1 && row.length === size && isShared(row) === this.#shared)
       return fn({ type: 'float32', data: row, dims: [...dims] });
     return this.lend(size * batch, (data) => {
       rows.forEach((r, i) => {

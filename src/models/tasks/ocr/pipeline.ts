@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { ManifestError } from '../common/manifest.js';
 import type { OcrManifest } from './manifest.js';
-import { splitRows, stackRows } from '../common/buffers.js';
+import { BatchBuffers, splitRows } from '../common/buffers.js';
 import { pick } from '../common/graph.js';
 import { rotate180 } from './crop.js';
 import type { Quad } from './db-postprocess.js';
@@ -61,6 +61,11 @@ export function ocr(
 
   // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors;
   // every line's step listens to the page's signal (more than the default ten listeners)
+  // a page's tensor is at most 3 x side x side floats for a 'max' limit (a 'min' limit has no such bound: larger
+  // pages get buffers of their own); a lone page is its own batch, with no copy on the loop (see BatchBuffers)
+  const side = detectorSize(limitSideLen, limitSideLen, limitSideLen, limitType, sizeMultiple)[0];
+  const buffers = new BatchBuffers((fixedBatch ?? m.batching.maxBatchSize) * 3 * side * side, session);
+
   const stepOpts = (opts: StepOptions) => {
     if (opts.signal) setMaxListeners(0, opts.signal);
     return { ...opts, timeoutMs: Math.max(0, opts.deadline - performance.now()), admitted: true };
@@ -89,15 +94,11 @@ export function ocr(
     },
     async runBatch(rows) {
       const { w, h } = rows[0];
-      const feeds = {
-        [input.name]: stackRows(
-          rows.map((r) => r.data),
-          [3, h, w],
-          fixedBatch ?? rows.length,
-        ),
-      };
-      const out = await session.run(feeds, [output.name]);
-      return splitRows(out[output.name], rows.length).map((r) => r.data);
+      const pages = rows.map((r) => r.data);
+      return await buffers.with(pages, [fixedBatch ?? rows.length, 3, h, w], async (batch) => {
+        const out = await session.run({ [input.name]: batch }, [output.name]);
+        return splitRows(out[output.name], rows.length).map((r) => r.data);
+      });
     },
     async sequence(page, opts, submit) {
       const [detected] = submit([{ row: page, opts, key: `${page.w}x${page.h}` }]);
