@@ -100,23 +100,26 @@ t.test('BatchBuffers: a lone row in shared memory is copied for a session that c
   await new BatchBuffers(8, shared).with([row], [1, 2], async (batch) => t.equal(batch.data, row, 'lent as it is'));
 });
 
-t.test('BatchBuffers: a lone ordinary row is copied into a pooled shared buffer for a session on workers', async (t) => {
-  // the session would otherwise copy it into a new buffer each run (an OCR page: 20 MB of fresh memory on the loop)
-  const shared = { readsSharedMemory: true } as unknown as SessionRunner;
-  const buffers = new BatchBuffers(8, shared);
-  const row = new Float32Array([1, 2]);
-  let first: ArrayBufferLike | undefined;
-  await buffers.with([row], [1, 2], async (batch) => {
-    t.not(batch.data, row, 'copied');
-    t.ok(batch.data.buffer instanceof SharedArrayBuffer, 'into shared memory, which the session lends as it is');
-    t.same([...batch.data], [1, 2]);
-    first = batch.data.buffer;
-  });
-  await buffers.with([new Float32Array([3, 4])], [1, 2], async (batch) => {
-    t.equal(batch.data.buffer, first, 'the same buffer, once the run before settled');
-    t.same([...batch.data], [3, 4]);
-  });
-  await buffers.with([new Float32Array(16)], [1, 16], async (batch) => {
-    t.ok(batch.data.buffer instanceof ArrayBuffer, 'a row over the capacity gets a buffer of its own');
-  });
-});
+t.test(
+  'BatchBuffers: a lone ordinary row is copied into a pooled shared buffer for a session on workers',
+  async (t) => {
+    // the session would otherwise copy it into a new buffer each run (an OCR page: 20 MB of fresh memory on the loop)
+    const shared = { readsSharedMemory: true } as unknown as SessionRunner;
+    const buffers = new BatchBuffers(8, shared);
+    const row = new Float32Array([1, 2]);
+    let first: ArrayBufferLike | undefined;
+    await buffers.with([row], [1, 2], async (batch) => {
+      t.not(batch.data, row, 'copied');
+      t.ok(batch.data.buffer instanceof SharedArrayBuffer, 'into shared memory, which the session lends as it is');
+      t.same([...batch.data], [1, 2]);
+      first = batch.data.buffer;
+    });
+    await buffers.with([new Float32Array([3, 4])], [1, 2], async (batch) => {
+      t.equal(batch.data.buffer, first, 'the same buffer, once the run before settled');
+      t.same([...batch.data], [3, 4]);
+    });
+    await buffers.with([new Float32Array(16)], [1, 16], async (batch) => {
+      t.ok(batch.data.buffer instanceof ArrayBuffer, 'a row over the capacity gets a buffer of its own');
+    });
+  },
+);
