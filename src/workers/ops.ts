@@ -1,4 +1,4 @@
-import { decodeWavSliced, resampleSliced } from '../preprocess/audio.js';
+import { decodeWavSliced, readWavHeader, resampledLength, resampleSliced } from '../preprocess/audio.js';
 import { dims, imageToTensorSized, type ImageSource, type ImageSpec, type ImageTensor } from '../preprocess/image.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
 import { decodeInferBody } from '../protocol/v2-codec.js';
@@ -90,22 +90,51 @@ export const imageTensor = defineOp(
   },
 );
 
+/** How a voice-activity model reads a recording: `context` zeros, then the samples, then zeros up to whole frames. */
+export interface AudioLayout {
+  readonly rate: number;
+  readonly context: number;
+  readonly window: number;
+}
+
+/** Values of a recording of `samples` (at the layout's rate) laid out as {@link audioFrames} lays it out. */
+const paddedLength = (samples: number, l: AudioLayout) => l.context + Math.ceil(samples / l.window) * l.window;
+
 /**
- * A WAV file to mono samples at `rate`, laid out as a voice-activity model reads them: `context` zeros, then the
- * samples, then zeros up to a whole number of `window`-sample frames.
+ * The values {@link audioFrames} will return for a WAV file, read from its header (cheap enough for the loop), or
+ * undefined when the header is not one it will decode (the op says why).
+ */
+export function audioFramesLength(bytes: Uint8Array, l: AudioLayout): number | undefined {
+  try {
+    const { frames, sampleRate } = readWavHeader(bytes);
+    return paddedLength(resampledLength(frames, sampleRate, l.rate), l);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A WAV file to mono samples at `rate`, laid out as a voice-activity model reads them (see {@link AudioLayout}):
+ * written into `out` (a row slot: shared memory, no copy back) when it is long enough.
  */
 export const audioFrames = defineOp(
   'audioFrames',
   async (
-    a: { bytes: Uint8Array; maxSeconds: number; rate: number; context: number; window: number },
+    a: AudioLayout & { bytes: Uint8Array; maxSeconds: number; out?: Float32Array },
     signal?: AbortSignal,
   ): Promise<{ padded: Float32Array; frames: number; samples: number; durationMs: number }> => {
     const audio = await decodeWavSliced(a.bytes, a.maxSeconds, signal);
     const samples = await resampleSliced(audio.samples, audio.sampleRate, a.rate, signal);
-    const frames = Math.ceil(samples.length / a.window);
-    const padded = new Float32Array(a.context + frames * a.window); // zeros: the first context, the last frame's tail
+    const length = paddedLength(samples.length, a);
+    let padded: Float32Array;
+    if (a.out !== undefined && a.out.length >= length) {
+      // a slot holds what its last row left: the zeros are written
+      padded = a.out.subarray(0, length);
+      padded.fill(0, 0, a.context);
+      padded.fill(0, a.context + samples.length);
+    } else padded = new Float32Array(length); // zeros: the first context, the last frame's tail
     padded.set(samples, a.context);
-    return { padded, frames, samples: samples.length, durationMs: audio.durationMs };
+    return { padded, frames: (length - a.context) / a.window, samples: samples.length, durationMs: audio.durationMs };
   },
 );
 

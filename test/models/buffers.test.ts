@@ -123,3 +123,27 @@ t.test(
     });
   },
 );
+
+t.test('RowSlots: rows of varying size get a power-of-two slot, or a larger free one, within the caps', async (t) => {
+  const slots = new RowSlots(1000, 4);
+  const a = slots.take(100)!;
+  t.equal(a.length, 128, 'the next power of two');
+  t.equal(slots.take(1000)!.length, 1000, 'at most the largest row');
+  t.equal(slots.take(1001), undefined, 'a row larger than the largest gets none');
+  t.equal(slots.take(0), undefined, 'nor does an empty one');
+  slots.give(a);
+  const big = slots.take(600)!;
+  t.equal(big.length, 1000, 'a new slot of its own size while one may be made');
+  slots.give(big);
+  t.equal(slots.take(300), big, 'then a larger free one rather than a new slot');
+  t.equal(slots.take(64), a, 'the smallest free one that fits');
+  t.ok(slots.take(3), 'the fourth slot');
+  t.equal(slots.take(3), undefined, 'no fifth: at most rowsInFlight slots');
+  const capped = new RowSlots(ROW_SLOT_BYTES / 4, 100);
+  t.ok(capped.take(ROW_SLOT_BYTES / 8), 'half the byte cap');
+  t.ok(capped.take(ROW_SLOT_BYTES / 16), 'a quarter');
+  t.equal(capped.take(ROW_SLOT_BYTES / 8), undefined, 'not another half: the slots would hold more than the cap');
+  const lent = slots.lend(0);
+  t.equal(lent.slot, undefined, 'lend without a slot');
+  lent.release(); // a no-op
+});

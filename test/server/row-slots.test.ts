@@ -2,18 +2,20 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { readWavHeader } from '../../src/preprocess/audio.js';
 import { startApp } from '../helpers/app.js';
+import { wavFile } from '../helpers/wav.js';
 
-// Image rows are written into shared slots that are lent again as soon as their request is done
-// (tasks/common/buffers.ts RowSlots). Many requests with different images at once must each get the answer their
-// image gets alone: no row read after its slot was lent again, none written into another request's slot. (Scores
+// Image rows and recordings' samples are written into shared slots that are lent again as soon as their request is
+// done (tasks/common/buffers.ts RowSlots). Many requests with different inputs at once must each get the answer their
+// input gets alone: no row read after its slot was lent again, none written into another request's slot. (Scores
 // are compared to 1e-5: a batch may sum in another order than a lone row.) A row that finds every slot lent gets an
 // ordinary buffer: test/workers/image-row.test.ts.
 
 const root = path.resolve(import.meta.dirname, '../..');
 const dir = mkdtempSync(path.join(tmpdir(), 'muon-row-slots-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-for (const m of ['text-orientation', 'face-detection'])
+for (const m of ['text-orientation', 'face-detection', 'voice-activity'])
   cpSync(path.join(root, 'models', m), path.join(dir, m), { recursive: true });
 
 const ctx = await startApp({ MUON_MODEL_REPOSITORY: dir, MUON_WARMUP: 'false' });
@@ -31,18 +33,54 @@ const predict = async (model: string, body: Buffer, type: string) => {
   return res.json() as unknown;
 };
 
-for (const [model, type, files, concurrent] of [
-  [
-    'text-orientation',
-    'image/png',
-    ['line-01.png', 'line-01-rot180.png', 'line-02.png', 'line-02-rot180.png', 'hard-01.png', 'hard-01-rot180.png'],
-    96,
-  ],
-  ['face-detection', 'image/jpeg', ['astronaut.jpg', 'chelsea.jpg', 'coffee.jpg'], 12],
-] as const) {
-  t.test(`${model}: ${concurrent} requests at once each get their own image's answer`, async (t) => {
-    const dirOf = model === 'face-detection' ? 'photos' : 'text-lines';
-    const bodies = files.map((f) => fixture(`${dirOf}/${f}`));
+const speech = fixture('audio/speech-16k-mono.wav');
+const head = readWavHeader(speech);
+/** The first `seconds` of the speech fixture. */
+const speechCut = (seconds: number) => {
+  const block = (head.channels * head.bitsPerSample) / 8;
+  const bytes = block * Math.round(seconds * head.sampleRate);
+  const f = { tag: 1, channels: head.channels, sampleRate: head.sampleRate, bits: head.bitsPerSample };
+  return wavFile(f, speech.subarray(head.dataOffset, head.dataOffset + bytes));
+};
+
+const cases: { model: string; type: string; bodies: Buffer[]; concurrent: number }[] = [
+  {
+    model: 'text-orientation',
+    type: 'image/png',
+    bodies: [
+      'line-01.png',
+      'line-01-rot180.png',
+      'line-02.png',
+      'line-02-rot180.png',
+      'hard-01.png',
+      'hard-01-rot180.png',
+    ].map((f) => fixture(`text-lines/${f}`)),
+    concurrent: 96,
+  },
+  {
+    model: 'face-detection',
+    type: 'image/jpeg',
+    bodies: ['astronaut.jpg', 'chelsea.jpg', 'coffee.jpg'].map((f) => fixture(`photos/${f}`)),
+    concurrent: 12,
+  },
+  // recordings of different lengths share slots of one size class: a shorter one written where a longer one was
+  // must not read its samples (the zeros after its last frame are written, not assumed)
+  {
+    model: 'voice-activity',
+    type: 'audio/wav',
+    bodies: [
+      speech,
+      speechCut(1.3),
+      fixture('audio/silence-16k.wav'),
+      speechCut(3.7),
+      fixture('audio/speech-44k-stereo.wav'),
+    ],
+    concurrent: 20,
+  },
+];
+
+for (const { model, type, bodies, concurrent } of cases) {
+  t.test(`${model}: ${concurrent} requests at once each get their own input's answer`, async (t) => {
     const alone: unknown[] = [];
     for (const b of bodies) alone.push(await predict(model, b, type));
     for (let round = 0; round < 3; round++) {
@@ -50,7 +88,7 @@ for (const [model, type, files, concurrent] of [
         Array.from({ length: concurrent }, (_, i) => predict(model, bodies[i % bodies.length], type)),
       );
       const wrong = answers.filter((a, i) => !close(a, alone[i % bodies.length]));
-      t.equal(wrong.length, 0, `round ${round}: every answer is its image's`);
+      t.equal(wrong.length, 0, `round ${round}: every answer is its input's`);
     }
   });
 }

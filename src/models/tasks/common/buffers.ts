@@ -101,42 +101,70 @@ const isShared = (a: ArrayBufferView) => a.buffer instanceof SharedArrayBuffer;
 export const ROW_SLOT_BYTES = 16 * 2 ** 20;
 
 /**
- * Slots for prepared rows (an image's tensor), in shared memory reused from request to request. A row written into
- * a slot, by a task worker or on the loop, reaches its batch without a new buffer on the event loop: each new buffer
- * there is external memory (about 110 KB for a text line), and at a thousand
- * requests per second it forced a mark-compact of the loop's heap several times a second; V8 does not count shared
- * memory. A slot is taken before the row is prepared and given back when its request is done (the batch that read
- * it has ended); when every slot is lent, rows get ordinary buffers, as before.
+ * Slots for prepared rows (an image's tensor, a recording's samples), in shared memory reused from request to
+ * request. A row written into a slot, by a task worker or on the loop, reaches its batch without a new buffer on the
+ * event loop: each new buffer there is external memory (about 110 KB for a text line, 360 KB for 5 s of audio), and
+ * at a thousand requests per second it forced a mark-compact of the loop's heap several times a second; V8 does not
+ * count shared memory. A slot is taken before the row is prepared and given back when its request is done (the
+ * batch that read it has ended); when every slot is lent, rows get ordinary buffers, as before.
+ *
+ * Rows of one size (an image model's) get slots of that size. Rows of varying size (audio) ask for what they need
+ * and get a slot of the next power of two (at most {@link values}), or a larger free one.
  */
 export class RowSlots {
-  readonly #free: Float32Array[] = [];
+  /** Free slots by size (values). */
+  readonly #free = new Map<number, Float32Array[]>();
   #made = 0;
-  readonly #max: number;
+  #bytes = 0;
 
   /**
-   * @param values values in the largest row
+   * @param values values in the largest row worth a slot
    * @param rowsInFlight the most rows worth a slot (the model's queue and its batches in flight); fewer when that
    *   many would hold more than {@link ROW_SLOT_BYTES}
    */
   constructor(
     readonly values: number,
-    rowsInFlight: number,
-  ) {
-    // none for a row larger than the cap: one such slot would be kept for ever
-    this.#max = Math.min(rowsInFlight, Math.floor(ROW_SLOT_BYTES / (4 * values)));
+    private readonly rowsInFlight: number,
+  ) {}
+
+  /**
+   * A free slot of at least `values` values, or undefined when none is free and no more may be made (or the row is
+   * larger than {@link values}). The slot may be longer than asked: its first `values` are the row's.
+   */
+  take(values = this.values): Float32Array | undefined {
+    if (!(values > 0 && values <= this.values)) return undefined;
+    const size = Math.min(this.values, 2 ** Math.ceil(Math.log2(values)));
+    let fit: number | undefined;
+    for (const [free, list] of this.#free)
+      if (free >= size && list.length > 0 && (fit === undefined || free < fit)) fit = free;
+    if (fit !== undefined) return this.#free.get(fit)!.pop();
+    // none beyond the byte cap: a slot is kept for ever once made
+    if (this.#made >= this.rowsInFlight || this.#bytes + 4 * size > ROW_SLOT_BYTES) return undefined;
+    this.#made++;
+    this.#bytes += 4 * size;
+    return new Float32Array(new SharedArrayBuffer(4 * size));
   }
 
-  /** A free slot of {@link values} values, or undefined when every slot is lent. */
-  take(): Float32Array | undefined {
-    const slot = this.#free.pop();
-    if (slot !== undefined || this.#made >= this.#max) return slot;
-    this.#made++;
-    return new Float32Array(new SharedArrayBuffer(4 * this.values));
+  /** {@link take}, with its give-back as a function that may be called more than once (a no-op without a slot). */
+  lend(values = this.values): { slot: Float32Array | undefined; release: () => void } {
+    const slot = this.take(values);
+    if (slot === undefined) return { slot, release: () => {} };
+    let given = false;
+    return {
+      slot,
+      release: () => {
+        if (given) return;
+        given = true;
+        this.give(slot);
+      },
+    };
   }
 
   /** Takes a slot back: nothing may read or write it any more. */
   give(slot: Float32Array): void {
-    this.#free.push(slot);
+    const list = this.#free.get(slot.length);
+    if (list) list.push(slot);
+    else this.#free.set(slot.length, [slot]);
   }
 }
 

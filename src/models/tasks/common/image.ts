@@ -26,8 +26,7 @@ export async function imageRow(
   slots?: RowSlots,
 ): Promise<ImageRow> {
   const source = imageOf(input, task);
-  const out = slots?.take();
-  const release = out === undefined ? () => {} : once(() => slots!.give(out));
+  const { slot: out, release } = slots?.lend() ?? { slot: undefined, release: () => {} };
   try {
     const tensor = await ctx.workers.run(
       imageTensor,
@@ -41,12 +40,3 @@ export async function imageRow(
     throw err;
   }
 }
-
-const once = (fn: () => void) => {
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    fn();
-  };
-};

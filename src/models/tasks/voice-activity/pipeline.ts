@@ -1,7 +1,7 @@
 import { SequenceScheduler } from '../../../batching/sequence.js';
-import { audioFrames } from '../../../workers/ops.js';
+import { audioFrames, audioFramesLength } from '../../../workers/ops.js';
 import { Errors } from '../../../errors.js';
-import { BatchBuffers } from '../common/buffers.js';
+import { BatchBuffers, rowSlotsFor } from '../common/buffers.js';
 import { ManifestError } from '../common/manifest.js';
 import { FRAMED } from './graph.js';
 import type { VoiceActivityManifest } from './manifest.js';
@@ -30,6 +30,9 @@ export interface VadStep {
  * frames are a second of audio at 16 kHz, a call of about 3 ms for one request.
  */
 export const FRAMES_PER_CALL = 32;
+
+/** Recordings up to this long are prepared into a row slot (3.8 MB at 16 kHz; see RowSlots). */
+const SLOT_SECONDS = 60;
 
 /** A decoded request: samples at the model's rate, with the context's zeros in front and the last frame padded. */
 export interface VadRequest {
@@ -135,6 +138,8 @@ export async function voiceActivity(
   let scheduler: SequenceScheduler<VadRow, VadStep> | undefined;
   const perCall = framed ? FRAMES_PER_CALL : 1;
   const buffers = new BatchBuffers(m.batching.maxBatchSize * perCall * rowSize, session);
+  // recordings up to a minute get a row slot (see RowSlots): most requests' samples never become external memory
+  const slots = rowSlotsFor(context + Math.ceil((SLOT_SECONDS * rate) / window) * window, m.batching);
   /**
    * Writes a step's input rows at `at` in `input`, one after another (overlapping in the samples by the context), and
    * zeros for the frames a request's last step lacks (their probabilities and the state after them are not used).
@@ -165,14 +170,19 @@ export async function voiceActivity(
     graphMaxBatch: undefined,
     async prepare(req, signal) {
       if (req.kind !== 'audio') throw new Error(`voice-activity got ${req.kind} input; this is a bug`);
-      const row = await ctx.workers.run(
-        audioFrames,
-        { bytes: req.bytes, maxSeconds, rate, context, window },
-        { signal },
-      );
-      if (row.frames === 0)
-        throw new Errors.MISSING_INPUT('the audio is too short to hold one sample at the model rate');
-      return { row, key: '' };
+      const layout = { rate, context, window };
+      const length = audioFramesLength(req.bytes, layout);
+      const { slot: out, release } = slots.lend(length ?? 0); // none for a header the op will refuse
+      try {
+        const row = await ctx.workers.run(audioFrames, { bytes: req.bytes, maxSeconds, ...layout, out }, { signal });
+        if (row.frames === 0)
+          throw new Errors.MISSING_INPUT('the audio is too short to hold one sample at the model rate');
+        return { row, key: '', release };
+      } catch (err) {
+        // the op has ended (on a worker it runs to its end): nothing writes the slot any more
+        release();
+        throw err;
+      }
     },
     async runBatch(rows) {
       const n = rows.length;
