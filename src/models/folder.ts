@@ -3,7 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { packageRoot } from '../config.js';
-import { ManifestError, npmPackagePattern, parseManifest, type Manifest } from './manifest.js';
+import { ManifestError, modelNamePattern, npmPackagePattern, parseManifest, type Manifest } from './manifest.js';
 
 // The model folder rules: what a model folder is, which versions it serves (the version policy), how its manifest is
 // read, and where the files its manifest names are (inside the folder or an npm package, never outside).
@@ -21,6 +21,27 @@ export function isModelFolder(dir: string): boolean {
   return readdirSync(dir, { withFileTypes: true }).some(
     (e) => e.isDirectory() && versionFolder.test(e.name) && existsSync(path.join(dir, e.name, 'manifest.json')),
   );
+}
+
+/**
+ * The model folders of a repository: those with a manifest.json (or version folders) whose name matches
+ * {@link modelNamePattern}, in name order; `skipped` hears of the others that hold a model.
+ */
+export async function modelFolders(root: string, skipped: (folder: string) => void): Promise<string[]> {
+  if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
+  const names: string[] = [];
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !isModelFolder(path.join(root, entry.name))) continue;
+    if (new RegExp(modelNamePattern).test(entry.name)) names.push(entry.name);
+    else skipped(entry.name);
+  }
+  return names.sort();
+}
+
+/** Whether a model name from a client is a model folder of the repository (no separators, no dots first). */
+export function isServedName(root: string, name: string): boolean {
+  const dir = path.join(root, name);
+  return new RegExp(modelNamePattern).test(name) && existsSync(dir) && isModelFolder(dir);
 }
 
 /** The version folders a model folder's policy selects, oldest first; a single-manifest folder is one version. */

@@ -190,7 +190,6 @@ export class LoadedModel {
 
   /** Translates the batcher's refusals, and runtime failures, into the service's error codes. */
   #asClientError(err: unknown, opts: InferOptions): Error {
-    // a stage model's refusal (queue full, deadline, ...) reached a multi-model pipeline already translated
     // a stage model's refusal reached a multi-model pipeline already translated: the ones about load and time pass
     // through; anything else a stage says (its own 4xx about an internal crop, a missing stage) is this model's fault
     const code = (err as { code?: unknown } | undefined)?.code;

@@ -231,3 +231,8 @@ async function warmUp(pipeline: TaskPipeline, size: number, sessions: number): P
     Array.from({ length: sessions }, () => pipeline.runBatch(Array.from({ length: size }, () => row.row))),
   );
 }
+
+/** Intra-op threads per model: MUON_INTRA_OP_THREADS, else the cores split over the models. */
+export function threadsPerModel(config: Config, models: number): number {
+  return config.intraOpThreads ?? Math.max(1, Math.floor(config.cpuCount / Math.max(1, models)));
+}

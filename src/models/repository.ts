@@ -1,44 +1,21 @@
-import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { TaskWorkers } from '../workers/task-workers.js';
-import { compareVersions, isModelFolder, redactPaths, servedVersions } from './folder.js';
+import { compareVersions, isServedName, modelFolders, redactPaths, servedVersions } from './folder.js';
 import { LoadError, LoadedModel } from './loaded-model.js';
-import { ModelLoader, type LoadContext } from './loader.js';
+import { ModelLoader, threadsPerModel, type LoadContext } from './loader.js';
 import { modelNamePattern } from './manifest.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
 import { checkSwap } from './rollout.js';
+import { ready, type ModelStatus } from './status.js';
 
 export { LoadError, LoadedModel, type InferOptions } from './loaded-model.js';
 
 /** The longest wait between two background reloads of a model that broke. */
 const MAX_RELOAD_BACKOFF_MS = 300_000;
-
-/** Status of one model folder in the repository. */
-export type ModelStatus =
-  | { readonly state: 'LOADING'; readonly name: string }
-  | {
-      readonly state: 'READY';
-      readonly name: string;
-      /** The version unversioned requests get: the highest one served. */
-      readonly model: LoadedModel;
-      /** Every version served, by version. */
-      readonly versions: ReadonlyMap<string, LoadedModel>;
-    }
-  | {
-      readonly state: 'FAILED';
-      readonly name: string;
-      readonly error: string;
-      /** Background reloads tried so far, and when the next one starts (epoch ms), for a model that broke. */
-      readonly reloads?: number;
-      readonly nextReloadAt?: number;
-    }
-  /** Unloaded on purpose (`POST /v2/repository/models/{name}/unload`); does not count against readiness. */
-  | { readonly state: 'UNAVAILABLE'; readonly name: string };
 
 /**
  * The model repository: one folder per model, each with a `manifest.json`. Loads every model, keeps their status,
@@ -240,20 +217,11 @@ export class ModelRepository {
     return failures;
   }
 
-  /** Model folders of the repository (those with a manifest.json and a valid name), in name order. */
-  async #folders(): Promise<string[]> {
-    const root = this.#config.modelRepository;
-    if (!existsSync(root)) throw new Error(`model repository ${root} does not exist (MUON_MODEL_REPOSITORY)`);
-    const names: string[] = [];
-    for (const entry of await readdir(root, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !isModelFolder(path.join(root, entry.name))) continue;
-      if (!new RegExp(modelNamePattern).test(entry.name)) {
-        this.#log.warn({ folder: entry.name }, 'skipping model folder: name must match %s', modelNamePattern);
-        continue;
-      }
-      names.push(entry.name);
-    }
-    return names.sort();
+  /** Model folders of the repository, in name order (see modelFolders). */
+  #folders(): Promise<string[]> {
+    return modelFolders(this.#config.modelRepository, (folder) =>
+      this.#log.warn({ folder }, 'skipping model folder: name must match %s', modelNamePattern),
+    );
   }
 
   /** A failure reason as clients may read it: no absolute paths (the log keeps the whole message). */
@@ -291,12 +259,9 @@ export class ModelRepository {
     if (!this.#loaded) throw new Errors.MODEL_NOT_READY(name, 'the repository is still loading; retry once ready');
   }
 
-  /** Checks a model name from a client: the folder pattern (no separators, no dots first), and that it exists. */
+  /** Checks a model name from a client (see isServedName). */
   #checkName(name: string): void {
-    const dir = path.join(this.#config.modelRepository, name);
-    if (!new RegExp(modelNamePattern).test(name) || !existsSync(dir) || !isModelFolder(dir)) {
-      throw new Errors.MODEL_NOT_FOUND(name);
-    }
+    if (!isServedName(this.#config.modelRepository, name)) throw new Errors.MODEL_NOT_FOUND(name);
   }
 
   /**
@@ -421,15 +386,4 @@ export class ModelRepository {
     await Promise.all(serving.map((m) => m.close()));
     await this.#workers.close();
   }
-}
-
-/** Intra-op threads per model: MUON_INTRA_OP_THREADS, else the cores split over the models. */
-export function threadsPerModel(config: Config, models: number): number {
-  return config.intraOpThreads ?? Math.max(1, Math.floor(config.cpuCount / Math.max(1, models)));
-}
-
-/** A READY status over the versions loaded; unversioned requests get the highest version. */
-function ready(name: string, versions: Map<string, LoadedModel>): Extract<ModelStatus, { state: 'READY' }> {
-  const order = [...versions.keys()].sort(compareVersions);
-  return { state: 'READY', name, model: versions.get(order.at(-1)!)!, versions };
 }

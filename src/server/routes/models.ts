@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { Errors } from '../../errors.js';
-import type { ModelStatus } from '../../models/repository.js';
+import type { ModelStatus } from '../../models/status.js';
 import type { AppDeps, App } from '../app.js';
 
 function describe(s: ModelStatus): Record<string, unknown> {
