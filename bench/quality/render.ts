@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import sharp from 'sharp';
 import { homography } from '../../src/models/tasks/ocr/crop.js';
-import type { Point, Quad } from '../../src/models/tasks/ocr/db-postprocess.js';
+import type { Point, Quad } from '../../src/models/tasks/ocr/geometry.js';
 
 /** mulberry32: a small, fast, seedable generator (enough for picking fonts and jitter). */
 export class Rng {

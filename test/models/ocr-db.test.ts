@@ -6,17 +6,19 @@ import { ModelSession } from '../../src/models/session.js';
 import {
   binarize,
   boxScoreFast,
-  convexHull,
   dbPostprocess,
   dilate2x2,
   findContours,
+  sortBoxes,
+} from '../../src/models/tasks/ocr/db-postprocess.js';
+import {
+  convexHull,
   minAreaRect,
   orderMiniBox,
-  sortBoxes,
   unclip,
   type Point,
   type Quad,
-} from '../../src/models/tasks/ocr/db-postprocess.js';
+} from '../../src/models/tasks/ocr/geometry.js';
 
 // The geometry of PaddleOCR's DB text-detector post-processing on synthetic probability maps, then once end to end on
 // a photographed book page with the real PP-OCRv4 detector.

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { parseManifest } from '../../src/models/manifest.js';
-import type { Quad } from '../../src/models/tasks/ocr/db-postprocess.js';
+import type { Quad } from '../../src/models/tasks/ocr/geometry.js';
 import { readingOrder } from '../../src/models/tasks/ocr/reading-order.js';
 
 // Line boxes of made-up pages, each named; the order read is compared by name.

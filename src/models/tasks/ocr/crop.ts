@@ -1,5 +1,5 @@
 import type { RawImage } from '../../../preprocess/image.js';
-import type { Point, Quad } from './db-postprocess.js';
+import type { Point, Quad } from './geometry.js';
 
 /**
  * Cuts a text line out of a page along its (possibly tilted) box, as PaddleOCR's `get_rotate_crop_image` does: the

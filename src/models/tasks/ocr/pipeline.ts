@@ -4,7 +4,7 @@ import type { OcrManifest } from './manifest.js';
 import { BatchBuffers, splitRows } from '../common/buffers.js';
 import { pick } from '../common/graph.js';
 import { rotate180 } from './crop.js';
-import type { Quad } from './db-postprocess.js';
+import type { Quad } from './geometry.js';
 import { orderLines } from './reading-order.js';
 import type { ClassScore } from '../common/scores.js';
 import type { TextLine } from '../text-recognition/pipeline.js';

@@ -1,4 +1,5 @@
-import { type Quad, sortBoxes } from './db-postprocess.js';
+import { sortBoxes } from './db-postprocess.js';
+import type { Quad } from './geometry.js';
 
 /** A page's line boxes in the manifest's reading order: `columns` ({@link readingOrder}) or `rows` (PaddleOCR's). */
 export function orderLines<T extends { readonly box: Quad }>(boxes: readonly T[], order: 'columns' | 'rows'): T[] {
