@@ -24,15 +24,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, realpath, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { clearField, create, isFieldSet } from '@bufbuild/protobuf';
-import { decodeModel, encodeModel, type GraphProto, type ModelProto, type TensorProto } from './model.js';
-import {
-  StringStringEntryProtoSchema,
-  TensorProto_DataLocation,
-  TensorProtoSchema,
-  type AttributeProto,
-  type NodeProto,
-  type SparseTensorProto,
-} from './proto/onnx_pb.js';
+import { decodeModel, encodeModel, type ModelProto, type TensorProto } from './model.js';
+import { StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from './proto/onnx_pb.js';
+import { initializerSlots, tensorBytes, tensors } from './tensor-slots.js';
 
 /** A broken or unsafe external data reference; the message names the tensor and the file. */
 export class ExternalDataError extends Error {
@@ -233,68 +227,6 @@ function externalStandIn(
 
 function isExternal(t: TensorProto): boolean {
   return t.dataLocation === TensorProto_DataLocation.EXTERNAL || t.externalData.length > 0;
-}
-
-/** A tensor and a way to replace it in its parent. */
-interface TensorSlot {
-  readonly tensor: TensorProto;
-  replace(t: TensorProto): void;
-}
-
-/** Every tensor a model holds: initializers, sparse initializers and attribute tensors, in all graphs and functions. */
-function* tensors(model: ModelProto): Generator<TensorSlot> {
-  if (model.graph) yield* graphTensors(model.graph, true);
-  for (const f of model.functions) yield* nodeTensors(f.node, true);
-}
-
-/** Dense initializers only, in the main graph and subgraphs: what {@link saveModelFile} moves out (as onnx does). */
-function* initializerSlots(model: ModelProto): Generator<TensorSlot> {
-  if (model.graph) yield* graphTensors(model.graph, false);
-}
-
-function* graphTensors(g: GraphProto, all: boolean): Generator<TensorSlot> {
-  yield* arraySlots(g.initializer);
-  if (all) for (const s of g.sparseInitializer) yield* sparseSlots(s);
-  yield* nodeTensors(g.node, all);
-}
-
-function* nodeTensors(nodes: readonly NodeProto[], all: boolean): Generator<TensorSlot> {
-  for (const n of nodes) for (const a of n.attribute) yield* attributeTensors(a, all);
-}
-
-function* attributeTensors(a: AttributeProto, all: boolean): Generator<TensorSlot> {
-  if (all) {
-    const t = a.t;
-    if (t) yield { tensor: t, replace: (x) => (a.t = x) };
-    yield* arraySlots(a.tensors);
-    if (a.sparseTensor) yield* sparseSlots(a.sparseTensor);
-    for (const s of a.sparseTensors) yield* sparseSlots(s);
-  }
-  if (a.g) yield* graphTensors(a.g, all);
-  for (const g of a.graphs) yield* graphTensors(g, all);
-}
-
-function* sparseSlots(s: SparseTensorProto): Generator<TensorSlot> {
-  const { values, indices } = s;
-  if (values) yield { tensor: values, replace: (x) => (s.values = x) };
-  if (indices) yield { tensor: indices, replace: (x) => (s.indices = x) };
-}
-
-function* arraySlots(list: TensorProto[]): Generator<TensorSlot> {
-  for (let i = 0; i < list.length; i++) yield { tensor: list[i], replace: (x) => (list[i] = x) };
-}
-
-/** Approximate bytes of tensor data in the model, to decide whether it fits in one protobuf. */
-function tensorBytes(model: ModelProto): number {
-  let n = 0;
-  for (const { tensor: t } of tensors(model)) {
-    n +=
-      t.rawData.length +
-      4 * (t.floatData.length + t.int32Data.length) +
-      8 * (t.int64Data.length + t.doubleData.length + t.uint64Data.length);
-    for (const s of t.stringData) n += s.length;
-  }
-  return n;
 }
 
 /** A resolved, bounds-checked external reference. */
