@@ -169,11 +169,6 @@ class TextInput {
 }
 
 /**
- * Reads the single input of a predict request: the one file of a multipart body, a raw image or audio body, a raw
- * text body or a JSON `{"text"}` body. Files and raw bodies whose bytes are RIFF/WAVE are audio, whatever their
- * declared type; other bytes are images (the image decoder refuses what is not one).
- */
-/**
  * The one file of a multipart body. busboy reports a malformed body (cut off, no boundary, a broken part header)
  * with plain errors that carry no code; they are the client's fault, so they become 400s, not 500s.
  */
@@ -209,6 +204,11 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
   return bytes;
 }
 
+/**
+ * Reads the single input of a predict request: the one file of a multipart body, a raw image or audio body, a raw
+ * text body or a JSON `{"text"}` body. Files and raw bodies whose bytes are RIFF/WAVE are audio, whatever their
+ * declared type; other bytes are images (the image decoder refuses what is not one).
+ */
 async function readInput(req: FastifyRequest): Promise<WireInput> {
   let bytes: Buffer | undefined;
   if (req.isMultipart()) {
