@@ -21,7 +21,9 @@ import {
   type Source,
 } from './compress.js';
 import { DatasetError, loadSamples, pipelineFeeds, type Sample } from './dataset.js';
+import { LATENCY_TOLERANCE, objectives } from './latency.js';
 import { reportMarkdown } from './report.js';
+import { compressedEvidence } from './source-check.js';
 
 /** Exit codes: documented in `--help` and the README. */
 export const exitCodes = { ok: 0, gateFailed: 1, usage: 2, input: 3 } as const;
@@ -58,12 +60,17 @@ Options:
                               text-mask agreement (ocr detector), mean output cosine (anything else)
   --search                    try per-layer settings (keep sensitive layers in float, lower prune ratio)
                               to fit the budget
-  --runs <n>                  latency runs per model (default 50)
+  --objective <o>             latency | size (default latency): for latency, a model slower than its original
+                              (beyond ${LATENCY_TOLERANCE * 100} %) at a batch size the manifest serves (1 and batching.maxBatchSize)
+                              is not written (exit 1); for size, the smaller model is written whatever its speed
+  --allow-compressed-source   compress a model that was compressed already (refused by default: exit 2)
+  --runs <n>                  latency runs per model and batch size (default 50)
   --threads <n>               onnxruntime intra-op threads for measurements (default 1)
   --force                     replace --out if it exists
   -h, --help                  this text
 
-Exit codes: 0 written; 1 over the fidelity budget (nothing written); 2 bad arguments; 3 unreadable model or data.`;
+Exit codes: 0 written; 1 over the fidelity budget or slower than the original for --objective latency (nothing
+written); 2 bad arguments, or a source that was compressed already; 3 unreadable model or data.`;
 
 /** Turns argv into options, or throws a UsageError naming the problem. */
 export function parseCli(argv: string[]) {
@@ -89,6 +96,8 @@ export function parseCli(argv: string[]) {
       sparsity: { type: 'string' },
       'max-fidelity-loss': { type: 'string' },
       search: { type: 'boolean', default: false },
+      objective: { type: 'string', default: 'latency' },
+      'allow-compressed-source': { type: 'boolean', default: false },
       runs: { type: 'string', default: '50' },
       threads: { type: 'string', default: '1' },
       force: { type: 'boolean', default: false },
@@ -139,6 +148,7 @@ export function parseCli(argv: string[]) {
     sparsity: num('sparsity', values.sparsity, 0, 0.999),
     maxFidelityLoss: num('max-fidelity-loss', values['max-fidelity-loss'], 0, 1),
     search: values.search,
+    objective: oneOf('objective', values.objective, objectives),
     runs: num('runs', values.runs, 1, 100_000, true)!,
     threads: num('threads', values.threads, 1, 1024, true)!,
   };
@@ -154,6 +164,7 @@ export function parseCli(argv: string[]) {
     evaluation: values.eval ?? values.calibration!,
     maxSamples: num('max-samples', values['max-samples'], 1, 1_000_000, true)!,
     force: values.force,
+    allowCompressedSource: values['allow-compressed-source'],
     options,
   };
 }
@@ -254,6 +265,20 @@ export async function main(argv: string[]): Promise<number> {
   const tmp = `${args.out}.tmp-${process.pid}`;
   try {
     const source = await readSource(args.model);
+    const evidence = compressedEvidence(decodeModel(source.bytes), source.manifest);
+    if (evidence.length > 0) {
+      const made = source.manifest?.compression?.source;
+      const message =
+        `${args.model} was compressed already: ${evidence.join('; ')}. ` +
+        `Compress its original${made ? ` (${made})` : ''} instead: compressing again stacks both passes' errors and ` +
+        'reports against the wrong "before"';
+      if (!args.allowCompressedSource) {
+        bars.stop();
+        process.stderr.write(`muon-compress: ${message}; --allow-compressed-source does it anyway\n`);
+        return exitCodes.usage;
+      }
+      process.stderr.write(`muon-compress: warning: ${message}\n`);
+    }
     // the source's own session preprocesses media samples (the server's pipeline, recorded at session.run)
     const probe = await ModelSession.create(source.bytes, { provider: 'cpu', intraOpThreads: args.options.threads });
     let calibration: Sample[];
@@ -273,13 +298,22 @@ export async function main(argv: string[]): Promise<number> {
     bars.stop();
     const summary =
       `${report.method}: ${(report.sizeBytes.before / 1e6).toFixed(2)} MB -> ${(report.sizeBytes.after / 1e6).toFixed(2)} MB, ` +
-      `latency ${report.latencyMs.before.toFixed(2)} -> ${report.latencyMs.after.toFixed(2)} ms, ` +
+      `latency ${report.latencyMs.batches.map((l) => `${l.before.toFixed(2)} -> ${l.after.toFixed(2)} ms (batch ${l.batch})`).join(', ')}, ` +
       `${report.fidelity.metric} ${report.fidelity.value.toFixed(4)} on ${report.fidelity.samples} samples`;
     if (!report.passedGate) {
       process.stderr.write(
         `muon-compress: over the fidelity budget (${summary}, allowed loss ${args.options.maxFidelityLoss}); nothing written\n`,
       );
       process.stderr.write(reportMarkdown(report));
+      return exitCodes.gateFailed;
+    }
+    if (!report.objective.met) {
+      const slower = report.objective.slowerAt
+        .map((l) => `batch ${l.batch}: ${l.before.toFixed(2)} -> ${l.after.toFixed(2)} ms`)
+        .join(', ');
+      process.stderr.write(
+        `muon-compress: slower than the original (${slower}); nothing written. --objective size writes it for its size\n`,
+      );
       return exitCodes.gateFailed;
     }
     // write next to the target and rename, so a crash never leaves a half-written model folder

@@ -7,7 +7,8 @@ import type { ModelSession } from '../models/session.js';
 import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import { calibrate } from './calibrate.js';
 import type { Sample } from './dataset.js';
-import { compareModels, cpuSession, medianLatencyMs, runtimeKernels, type Fidelity } from './evaluate.js';
+import { compareModels, cpuSession, runtimeKernels, type Fidelity } from './evaluate.js';
+import { compareLatency, servedBatchSizes, slowerAt, type BatchLatency, type Objective } from './latency.js';
 import { optimizeForQuantization } from './optimize.js';
 import { upgradeOpset } from './opset.js';
 import { fixInputs } from './passes/fix-inputs.js';
@@ -44,6 +45,8 @@ export interface CompressOptions {
   readonly maxFidelityLoss?: number;
   /** Search per-layer settings (float fallback for the most sensitive layers, lower prune ratio) to meet the budget. */
   readonly search: boolean;
+  /** `latency`: a model slower than its original at a batch size the manifest serves is not shipped. */
+  readonly objective: Objective;
   readonly runs: number;
   readonly threads: number;
 }
@@ -63,7 +66,10 @@ export interface Progress {
   tick(): void;
 }
 
-/** The compressed model and its report; `report.passedGate` says whether it may be written. */
+/**
+ * The compressed model and its report; it may be written when `report.passedGate` (the fidelity budget) and
+ * `report.objective.met` (not slower, for the latency objective) both hold.
+ */
 export interface CompressResult {
   readonly bytes: Uint8Array;
   readonly report: CompressionReport;
@@ -121,7 +127,7 @@ export async function compress(
   let attempt: Attempt;
   let fidelity: Fidelity;
   let passed: boolean;
-  let latency: { before: number; after: number };
+  let latency: BatchLatency[];
   try {
     const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
     attempt = await buildModel(base, ranges, opts);
@@ -131,12 +137,14 @@ export async function compress(
       const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
       if (found) ({ attempt, fidelity, options: used, passed } = { ...found, passed: true });
     }
-    latency = await compareLatency(original, attempt.bytes, evaluation[0], opts, progress);
+    const batches = servedBatchSizes(source.manifest);
+    latency = await compareLatency(original, attempt.bytes, evaluation[0], batches, opts, progress);
   } finally {
     await original.release();
   }
   steps.push(...attempt.steps);
-  const { before, after } = latency;
+  const { before, after } = latency[0];
+  const slower = slowerAt(latency);
   const gate = gateMetric(fidelity, source.manifest);
   const report: CompressionReport = {
     tool: toolName,
@@ -149,34 +157,14 @@ export async function compress(
     ...(used.sparsity !== undefined
       ? { compressedSizeBytes: { before: compressedSize(source.bytes), after: compressedSize(attempt.bytes) } }
       : {}),
-    latencyMs: { before, after, runs: opts.runs, threads: opts.threads },
+    latencyMs: { before, after, runs: opts.runs, threads: opts.threads, batches: latency },
+    objective: { name: opts.objective, met: opts.objective === 'size' || slower.length === 0, slowerAt: slower },
     fidelity: { ...fidelity, ...gate, ...(opts.maxFidelityLoss !== undefined ? { budget: opts.maxFidelityLoss } : {}) },
     kernels: { before: await runtimeKernels(source.bytes), after: await runtimeKernels(attempt.bytes) },
     steps,
     passedGate: passed,
   };
   return { bytes: attempt.bytes, report };
-}
-
-/** Median latency of the original and the compressed model, measured in this process with the same threads. */
-async function compareLatency(
-  original: ModelSession,
-  compressedBytes: Uint8Array,
-  sample: Sample,
-  opts: CompressOptions,
-  progress: Progress,
-): Promise<{ before: number; after: number }> {
-  const compressed = await cpuSession(compressedBytes, opts.threads);
-  try {
-    progress.phase('latency', 2);
-    const before = await medianLatencyMs(original, sample, opts.runs);
-    progress.tick();
-    const after = await medianLatencyMs(compressed, sample, opts.runs);
-    progress.tick();
-    return { before, after };
-  } finally {
-    await compressed.release();
-  }
 }
 
 /** Lower-case hex SHA-256. */

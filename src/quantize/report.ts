@@ -1,4 +1,5 @@
 import type { Fidelity } from './evaluate.js';
+import { LATENCY_TOLERANCE, type BatchLatency, type Objective } from './latency.js';
 
 /** Everything the CLI measured about one compression run; written as report.json and report.md. */
 export interface CompressionReport {
@@ -10,13 +11,16 @@ export interface CompressionReport {
   readonly sizeBytes: { readonly before: number; readonly after: number };
   /** Gzipped sizes: what magnitude pruning gains (dense kernels do not get faster from zeros). */
   readonly compressedSizeBytes?: { readonly before: number; readonly after: number };
-  /** Median `session.run` latency on the CPU, same process, same threads. */
+  /** Median `session.run` latency on the CPU, same process, same threads: at batch 1, then per batch size. */
   readonly latencyMs: {
     readonly before: number;
     readonly after: number;
     readonly runs: number;
     readonly threads: number;
+    readonly batches: readonly BatchLatency[];
   };
+  /** The objective (see latency.ts), and the batch sizes at which it was missed. */
+  readonly objective: { readonly name: Objective; readonly met: boolean; readonly slowerAt: readonly BatchLatency[] };
   readonly fidelity: Fidelity & { readonly metric: string; readonly value: number; readonly budget?: number };
   /** Operators of the graph onnxruntime runs, before and after. */
   readonly kernels: { readonly before: Record<string, number>; readonly after: Record<string, number> };
@@ -43,8 +47,20 @@ export function reportMarkdown(r: CompressionReport): string {
     const c = r.compressedSizeBytes;
     lines.push(`| size, gzipped | ${mib(c.before)} | ${mib(c.after)} | ${pct(c.after, c.before)} |`);
   }
+  const { threads, runs } = r.latencyMs;
+  for (const l of r.latencyMs.batches)
+    lines.push(
+      `| median latency, batch ${l.batch} (CPU, ${threads} threads, ${runs} runs) | ${l.before.toFixed(3)} ms | ${l.after.toFixed(3)} ms | speed-up ${(l.before / l.after).toFixed(2)}x |`,
+    );
+  const o = r.objective;
   lines.push(
-    `| median latency (CPU, ${r.latencyMs.threads} threads, ${r.latencyMs.runs} runs) | ${r.latencyMs.before.toFixed(3)} ms | ${r.latencyMs.after.toFixed(3)} ms | speed-up ${(r.latencyMs.before / r.latencyMs.after).toFixed(2)}x |`,
+    '',
+    `Objective **${o.name}**: ` +
+      (o.name === 'size'
+        ? 'the smaller model ships whatever its speed.'
+        : o.met
+          ? `not slower than the original (beyond ${LATENCY_TOLERANCE * 100} %) at any batch size served: **met**.`
+          : `slower than the original at batch ${o.slowerAt.map((l) => l.batch).join(', ')}: **MISSED (model not written)**.`),
     '',
     `## Fidelity on ${r.fidelity.samples} samples`,
     '',

@@ -14,8 +14,13 @@ t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const source = path.join(root, 'models/text-orientation-fp32');
 const calibration = path.join(root, 'test/fixtures/text-lines');
 
-/** Runs the CLI with stdout/stderr captured. */
+/**
+ * Runs the CLI with stdout/stderr captured, for the size objective unless `args` name one: whether a model is
+ * faster than its original is a wall-clock measurement no test may depend on (the latency objective's decision is
+ * tested on given latencies in latency.test.ts).
+ */
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  if (args.length > 1 && !args.includes('--objective')) args = [...args, '--objective', 'size'];
   let out = '';
   let err = '';
   const w1 = process.stdout.write.bind(process.stdout);
@@ -83,6 +88,12 @@ t.test('int8-static on the default model: a folder the server serves, with an ho
     sizeBytes: { before: Number, after: Number },
   });
   t.notOk(manifest.model.package, 'the output points at its own model.onnx');
+  t.same(
+    report.latencyMs.batches.map((l: { batch: number }) => l.batch),
+    [1, manifest.batching.maxBatchSize],
+    'latency at one request and at the largest batch the manifest serves',
+  );
+  t.match(report.objective, { name: 'size', met: true });
 
   // the server loads the output folder as is
   const repo = mkdtempSync(path.join(tmpdir(), 'muon-cli-repo-'));
@@ -105,6 +116,22 @@ t.test('int8-static on the default model: a folder the server serves, with an ho
     });
     t.equal(res.json().predictions[0].label, label, file);
   }
+});
+
+t.test('a source that was compressed already is refused unless asked for, naming what shows it', async (t) => {
+  const served = path.join(root, 'models/text-orientation'); // the int8 default
+  const out = path.join(work, 'twice');
+  const args = [served, '--out', out, '--mode', 'none', '--eval', calibration, '--max-samples', '2', '--runs', '1'];
+  const refused = await run(args);
+  t.equal(refused.code, exitCodes.usage);
+  t.match(refused.err, /was compressed already: its manifest records a compression \(int8-static\)/);
+  t.match(refused.err, /quantized ops \(\d+ DequantizeLinear, \d+ QuantizeLinear\)/);
+  t.match(refused.err, /Compress its original \(npm:/, 'names the original');
+  t.match(refused.err, /--allow-compressed-source/);
+  t.notOk(existsSync(out), 'nothing written');
+  const allowed = await run([...args, '--allow-compressed-source']);
+  t.equal(allowed.code, exitCodes.ok, allowed.err);
+  t.match(allowed.err, /warning: .* was compressed already/);
 });
 
 t.test('the gate refuses a model over budget and writes nothing', async (t) => {
