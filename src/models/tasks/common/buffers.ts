@@ -29,9 +29,9 @@ export function splitRows(t: HostTensor, n: number): { data: Float32Array; dims:
  * and at a few hundred requests per second that external memory forces a 10-20 ms mark-compact of the event loop's
  * heap about once a second. For a session on worker threads they are shared memory, lent as they are (the worker
  * copies a batch off the loop: see session-pool.ts), so the loop copies each row once, into the batch; for a session
- * on the loop, ordinary memory. A batch of one in the session's kind of memory needs no copy: its row is the batch. Each buffer grows to the
- * largest batch it has served; a smaller one (fewer rows, or narrower rows: a recognizer's width buckets) uses its
- * start, so one buffer serves each batch in flight whatever its shape.
+ * on the loop, ordinary memory. A batch of one in the session's kind of memory needs no copy: its row is the batch.
+ * Each buffer grows to the largest batch it has served; a smaller one (fewer rows, or narrower rows: a recognizer's
+ * width buckets) uses its start, so one buffer serves each batch in flight whatever its shape.
  */
 export class BatchBuffers {
   readonly #free: Float32Array[] = [];

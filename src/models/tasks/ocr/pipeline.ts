@@ -59,13 +59,13 @@ export function ocr(
     },
   };
 
-  // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors;
-  // every line's step listens to the page's signal (more than the default ten listeners)
   // a page's tensor is at most 3 x side x side floats for a 'max' limit (a 'min' limit has no such bound: larger
-  // pages get buffers of their own); a lone page is its own batch, with no copy on the loop (see BatchBuffers)
+  // pages get buffers of their own); pages are copied into a pooled batch buffer (see BatchBuffers)
   const side = detectorSize(limitSideLen, limitSideLen, limitSideLen, limitType, sizeMultiple)[0];
   const buffers = new BatchBuffers((fixedBatch ?? m.batching.maxBatchSize) * 3 * side * side, session);
 
+  // the page was admitted at this model's door: its lines must not be refused one by one at the stages' doors;
+  // every line's step listens to the page's signal (more than the default ten listeners)
   const stepOpts = (opts: StepOptions) => {
     if (opts.signal) setMaxListeners(0, opts.signal);
     return { ...opts, timeoutMs: Math.max(0, opts.deadline - performance.now()), admitted: true };
