@@ -38,9 +38,9 @@ echo "== exporting the server's tensors for $DATA"
 npx tsx scripts/ort-compare/export-tensors.ts "$MODEL_DIR" "$DATA" "$WORK/tensors"
 
 echo "== muon-compress: int8-static, int8-dynamic, fp16"
-npx tsx src/quantize/cli.ts "$MODEL_DIR" --out "$WORK/ours-int8-static" --calibration "$DATA" --runs "$RUNS"
-npx tsx src/quantize/cli.ts "$MODEL_DIR" --out "$WORK/ours-int8-dynamic" --mode int8-dynamic --calibration "$DATA" --runs "$RUNS"
-npx tsx src/quantize/cli.ts "$MODEL_DIR" --out "$WORK/ours-fp16" --mode fp16 --calibration "$DATA" --runs "$RUNS"
+npx tsx src/quantize/cli.ts "$MODEL_DIR" --out "$WORK/ours-int8-static" --calibration "$DATA" --runs "$RUNS" --objective size
+npx tsx src/quantize/cli.ts "$MODEL_DIR" --out "$WORK/ours-int8-dynamic" --mode int8-dynamic --calibration "$DATA" --runs "$RUNS" --objective size
+npx tsx src/quantize/cli.ts "$MODEL_DIR" --out "$WORK/ours-fp16" --mode fp16 --calibration "$DATA" --runs "$RUNS" --objective size
 
 echo "== onnxruntime.quantization: quant_pre_process, quantize_static, quantize_dynamic, float16"
 "$VENV/bin/python" scripts/ort-compare/ort_quantize.py "$SOURCE" "$WORK/tensors" "$WORK/ort" "$WORK/ours-int8-static/model.onnx"

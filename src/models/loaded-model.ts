@@ -122,9 +122,9 @@ export class LoadedModel {
       if (opts.signal?.aborted) throw new Errors.CLIENT_CLOSED();
       throw err;
     }
-    this.#metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
     let out: unknown;
     try {
+      this.#metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
       const step = { deadline: opts.deadline, signal: opts.signal };
       out = this.pipeline.sequence
         ? await this.#runSequence(this.pipeline.sequence, prepared.row, step)

@@ -21,6 +21,9 @@ export interface WavInfo {
   readonly dataBytes: number;
 }
 
+/** Chunks a WAV file may have before its `data` chunk (real files have a handful: fmt, fact, LIST, bext, ...). */
+const MAX_CHUNKS = 256;
+
 const WAVE_FORMAT_PCM = 0x0001;
 const WAVE_FORMAT_IEEE_FLOAT = 0x0003;
 const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
@@ -44,7 +47,9 @@ export function readWavHeader(bytes: Uint8Array): WavInfo {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let fmt: Omit<WavInfo, 'frames' | 'dataOffset' | 'dataBytes'> | undefined;
   let at = 12;
-  while (at + 8 <= bytes.length) {
+  for (let chunks = 0; at + 8 <= bytes.length; chunks++) {
+    // the header is read on the event loop (to price a request): a file of millions of tiny chunks must not hold it
+    if (chunks === MAX_CHUNKS) throw bad(`more than ${MAX_CHUNKS} chunks before the 'data' chunk`);
     const id = ascii(bytes, at, 4);
     let size = view.getUint32(at + 4, true);
     const body = at + 8;

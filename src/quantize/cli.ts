@@ -22,7 +22,7 @@ import {
 } from './compress.js';
 import { DatasetError, loadSamples, pipelineFeeds, type Sample } from './dataset.js';
 import { LATENCY_TOLERANCE, objectives } from './latency.js';
-import { reportMarkdown } from './report.js';
+import { reportMarkdown, type CompressionReport } from './report.js';
 import { compressedEvidence } from './source-check.js';
 
 /** Exit codes: documented in `--help` and the README. */
@@ -244,6 +244,39 @@ function progressBars(): Progress & { stop(): void } {
   };
 }
 
+/** One line: sizes, latencies per batch size, the gate metric. */
+export function summaryOf(report: CompressionReport): string {
+  const mb = (b: number) => (b / 1e6).toFixed(2);
+  const latency = [
+    ...report.latencyMs.batches.map((l) => `${l.before.toFixed(2)} -> ${l.after.toFixed(2)} ms (batch ${l.batch})`),
+    ...report.latencyMs.unmeasured.map((u) => `batch ${u.batch} not measured`),
+  ];
+  return (
+    `${report.method}: ${mb(report.sizeBytes.before)} MB -> ${mb(report.sizeBytes.after)} MB, ` +
+    `latency ${latency.join(', ')}, ` +
+    `${report.fidelity.metric} ${report.fidelity.value.toFixed(4)} on ${report.fidelity.samples} samples`
+  );
+}
+
+/**
+ * Why a compressed model must not be written (exit 1), as printed; undefined when it may be: over the fidelity
+ * budget (with the whole report), or slower than its original for the latency objective.
+ */
+export function refusalOf(report: CompressionReport, budget: number | undefined): string | undefined {
+  if (!report.passedGate)
+    return (
+      `muon-compress: over the fidelity budget (${summaryOf(report)}, allowed loss ${budget}); nothing written\n` +
+      reportMarkdown(report)
+    );
+  if (!report.objective.met) {
+    const slower = report.objective.slowerAt
+      .map((l) => `batch ${l.batch}: ${l.before.toFixed(2)} -> ${l.after.toFixed(2)} ms`)
+      .join(', ');
+    return `muon-compress: slower than the original (${slower}); nothing written. --objective size writes it for its size\n`;
+  }
+  return undefined;
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let args: ReturnType<typeof parseCli>;
@@ -296,24 +329,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { bytes, report } = await compress(source, calibration, evaluation, args.options, bars);
     bars.stop();
-    const summary =
-      `${report.method}: ${(report.sizeBytes.before / 1e6).toFixed(2)} MB -> ${(report.sizeBytes.after / 1e6).toFixed(2)} MB, ` +
-      `latency ${report.latencyMs.batches.map((l) => `${l.before.toFixed(2)} -> ${l.after.toFixed(2)} ms (batch ${l.batch})`).join(', ')}, ` +
-      `${report.fidelity.metric} ${report.fidelity.value.toFixed(4)} on ${report.fidelity.samples} samples`;
-    if (!report.passedGate) {
-      process.stderr.write(
-        `muon-compress: over the fidelity budget (${summary}, allowed loss ${args.options.maxFidelityLoss}); nothing written\n`,
-      );
-      process.stderr.write(reportMarkdown(report));
-      return exitCodes.gateFailed;
-    }
-    if (!report.objective.met) {
-      const slower = report.objective.slowerAt
-        .map((l) => `batch ${l.batch}: ${l.before.toFixed(2)} -> ${l.after.toFixed(2)} ms`)
-        .join(', ');
-      process.stderr.write(
-        `muon-compress: slower than the original (${slower}); nothing written. --objective size writes it for its size\n`,
-      );
+    const refusal = refusalOf(report, args.options.maxFidelityLoss);
+    if (refusal !== undefined) {
+      process.stderr.write(refusal);
       return exitCodes.gateFailed;
     }
     // write next to the target and rename, so a crash never leaves a half-written model folder
@@ -328,7 +346,7 @@ export async function main(argv: string[]): Promise<number> {
     await writeFile(path.join(tmp, 'report.md'), reportMarkdown(report));
     await rm(args.out, { recursive: true, force: true });
     await rename(tmp, args.out);
-    process.stdout.write(`${summary}\nwrote ${args.out}\n`);
+    process.stdout.write(`${summaryOf(report)}\nwrote ${args.out}\n`);
     return exitCodes.ok;
   } catch (err) {
     bars.stop();

@@ -8,7 +8,7 @@ import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import { calibrate } from './calibrate.js';
 import type { Sample } from './dataset.js';
 import { compareModels, cpuSession, runtimeKernels, type Fidelity } from './evaluate.js';
-import { compareLatency, servedBatchSizes, slowerAt, type BatchLatency, type Objective } from './latency.js';
+import { compareLatency, servedBatchSizes, slowerAt, type Objective } from './latency.js';
 import { optimizeForQuantization } from './optimize.js';
 import { upgradeOpset } from './opset.js';
 import { fixInputs } from './passes/fix-inputs.js';
@@ -127,7 +127,7 @@ export async function compress(
   let attempt: Attempt;
   let fidelity: Fidelity;
   let passed: boolean;
-  let latency: BatchLatency[];
+  let latency: Awaited<ReturnType<typeof compareLatency>>;
   try {
     const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
     attempt = await buildModel(base, ranges, opts);
@@ -143,8 +143,8 @@ export async function compress(
     await original.release();
   }
   steps.push(...attempt.steps);
-  const { before, after } = latency[0];
-  const slower = slowerAt(latency);
+  const { before, after } = latency.measured[0];
+  const slower = slowerAt(latency.measured);
   const gate = gateMetric(fidelity, source.manifest);
   const report: CompressionReport = {
     tool: toolName,
@@ -157,7 +157,14 @@ export async function compress(
     ...(used.sparsity !== undefined
       ? { compressedSizeBytes: { before: compressedSize(source.bytes), after: compressedSize(attempt.bytes) } }
       : {}),
-    latencyMs: { before, after, runs: opts.runs, threads: opts.threads, batches: latency },
+    latencyMs: {
+      before,
+      after,
+      runs: opts.runs,
+      threads: opts.threads,
+      batches: latency.measured,
+      unmeasured: latency.unmeasured,
+    },
     objective: { name: opts.objective, met: opts.objective === 'size' || slower.length === 0, slowerAt: slower },
     fidelity: { ...fidelity, ...gate, ...(opts.maxFidelityLoss !== undefined ? { budget: opts.maxFidelityLoss } : {}) },
     kernels: { before: await runtimeKernels(source.bytes), after: await runtimeKernels(attempt.bytes) },

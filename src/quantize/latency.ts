@@ -39,7 +39,8 @@ export function batchOf(sample: Sample, n: number, inputs: readonly TensorInfo[]
   let batched = false;
   const feeds: Record<string, HostTensor> = {};
   for (const [name, t] of Object.entries(sample.feeds)) {
-    const free = typeof inputs.find((i) => i.name === name)?.shape[0] !== 'number';
+    const input = inputs.find((i) => i.name === name);
+    const free = input !== undefined && input.shape.length > 0 && typeof input.shape[0] !== 'number';
     if (!free || t.dims[0] !== 1) {
       feeds[name] = t;
       continue;
@@ -52,10 +53,17 @@ export function batchOf(sample: Sample, n: number, inputs: readonly TensorInfo[]
   return batched ? { name: `${sample.name} x${n}`, feeds } : undefined;
 }
 
+/** A batch size served but not measured, and why. */
+export interface Unmeasured {
+  readonly batch: number;
+  readonly reason: string;
+}
+
 /**
  * Median latencies of the original and the compressed model at each batch size (in this process, the same
- * threads, taking turns per batch size). A batch size the graph refuses (a feed that does not batch along its first
- * axis) is left out.
+ * threads, taking turns per batch size). A batch size the original does not run at with this sample (a fixed batch
+ * axis, a feed that does not batch along its first axis, such as a recurrent state) is reported as unmeasured; one
+ * the compressed model fails at where the original runs is an error.
  */
 export async function compareLatency(
   original: ModelSession,
@@ -64,29 +72,42 @@ export async function compareLatency(
   batches: readonly number[],
   opts: { readonly runs: number; readonly threads: number },
   progress: { phase(name: string, total: number): void; tick(): void },
-): Promise<BatchLatency[]> {
+): Promise<{ measured: BatchLatency[]; unmeasured: Unmeasured[] }> {
   const compressed = await cpuSession(compressedBytes, opts.threads);
   try {
     progress.phase('latency', 2 * batches.length);
-    const out: BatchLatency[] = [];
+    const measured: BatchLatency[] = [];
+    const unmeasured: Unmeasured[] = [];
     for (const n of batches) {
       const s = batchOf(sample, n, original.inputs);
-      if (!s) continue;
+      let before: number;
       try {
-        const before = await medianLatencyMs(original, s, opts.runs);
-        progress.tick();
-        const after = await medianLatencyMs(compressed, s, opts.runs);
-        progress.tick();
-        out.push({ batch: n, before, after });
+        if (!s) throw new Error('no input of the graph has a free first axis');
+        before = await medianLatencyMs(original, s, opts.runs);
       } catch (err) {
         if (n === 1) throw err; // the sample itself does not run: not a batching question
+        unmeasured.push({ batch: n, reason: `the original does not run this sample as a batch: ${message(err)}` });
+        progress.tick();
+        progress.tick();
+        continue;
       }
+      progress.tick();
+      let after: number;
+      try {
+        after = await medianLatencyMs(compressed, s!, opts.runs);
+      } catch (err) {
+        throw new Error(`the compressed model fails at batch ${n}, where the original runs: ${message(err)}`);
+      }
+      progress.tick();
+      measured.push({ batch: n, before, after });
     }
-    return out;
+    return { measured, unmeasured };
   } finally {
     await compressed.release();
   }
 }
+
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
 
 /** The batch sizes at which the compressed model is slower than its original beyond {@link LATENCY_TOLERANCE}. */
 export function slowerAt(latencies: readonly BatchLatency[]): BatchLatency[] {

@@ -1,5 +1,5 @@
 import type { Fidelity } from './evaluate.js';
-import { LATENCY_TOLERANCE, type BatchLatency, type Objective } from './latency.js';
+import { LATENCY_TOLERANCE, type BatchLatency, type Objective, type Unmeasured } from './latency.js';
 
 /** Everything the CLI measured about one compression run; written as report.json and report.md. */
 export interface CompressionReport {
@@ -18,6 +18,8 @@ export interface CompressionReport {
     readonly runs: number;
     readonly threads: number;
     readonly batches: readonly BatchLatency[];
+    /** Batch sizes served that this sample could not measure (see compareLatency). */
+    readonly unmeasured: readonly Unmeasured[];
   };
   /** The objective (see latency.ts), and the batch sizes at which it was missed. */
   readonly objective: { readonly name: Objective; readonly met: boolean; readonly slowerAt: readonly BatchLatency[] };
@@ -52,6 +54,7 @@ export function reportMarkdown(r: CompressionReport): string {
     lines.push(
       `| median latency, batch ${l.batch} (CPU, ${threads} threads, ${runs} runs) | ${l.before.toFixed(3)} ms | ${l.after.toFixed(3)} ms | speed-up ${(l.before / l.after).toFixed(2)}x |`,
     );
+  for (const u of r.latencyMs.unmeasured) lines.push(`| latency, batch ${u.batch} | not measured: ${u.reason} | | |`);
   const o = r.objective;
   lines.push(
     '',
@@ -59,7 +62,7 @@ export function reportMarkdown(r: CompressionReport): string {
       (o.name === 'size'
         ? 'the smaller model ships whatever its speed.'
         : o.met
-          ? `not slower than the original (beyond ${LATENCY_TOLERANCE * 100} %) at any batch size served: **met**.`
+          ? `not slower than the original (beyond ${LATENCY_TOLERANCE * 100} %) at any batch size measured: **met**.`
           : `slower than the original at batch ${o.slowerAt.map((l) => l.batch).join(', ')}: **MISSED (model not written)**.`),
     '',
     `## Fidelity on ${r.fidelity.samples} samples`,

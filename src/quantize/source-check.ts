@@ -1,4 +1,4 @@
-import { DataType, type GraphProto, type ModelProto } from '../onnx/model.js';
+import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/model.js';
 import type { Manifest } from '../models/manifest.js';
 
 /**
@@ -36,21 +36,29 @@ export function compressedEvidence(model: ModelProto, manifest?: Manifest): stri
   if (manifest?.compression) found.push(`its manifest records a compression (${manifest.compression.method})`);
   const ops = new Map<string, number>();
   let halfWeights = 0;
-  const visit = (g: GraphProto) => {
-    for (const t of g.initializer) if (t.dataType === DataType.FLOAT16) halfWeights++;
-    for (const n of g.node) {
+  const half = (t: TensorProto | undefined) => {
+    if (t?.dataType === DataType.FLOAT16 || t?.dataType === DataType.BFLOAT16) halfWeights++;
+  };
+  const visitNodes = (nodes: readonly NodeProto[]) => {
+    for (const n of nodes) {
       if (QUANTIZED_OPS.has(n.opType)) ops.set(n.opType, (ops.get(n.opType) ?? 0) + 1);
       for (const a of n.attribute) {
+        half(a.t); // a Constant's value (some exporters keep weights there)
         if (a.g) visit(a.g);
         for (const sub of a.graphs) visit(sub);
       }
     }
   };
+  const visit = (g: GraphProto) => {
+    g.initializer.forEach(half);
+    visitNodes(g.node);
+  };
   if (model.graph) visit(model.graph);
+  for (const f of model.functions) visitNodes(f.node);
   if (ops.size > 0) {
     const list = [...ops].sort(([, a], [, b]) => b - a).map(([op, n]) => `${n} ${op}`);
     found.push(`its graph has quantized ops (${list.join(', ')})`);
   }
-  if (halfWeights > 0) found.push(`${halfWeights} of its weights are float16`);
+  if (halfWeights > 0) found.push(`${halfWeights} of its weights are 16-bit floats`);
   return found;
 }

@@ -102,15 +102,19 @@ const paddedLength = (samples: number, l: AudioLayout) => l.context + Math.ceil(
 
 /**
  * The values {@link audioFrames} will return for a WAV file, read from its header (cheap enough for the loop), or
- * undefined when the header is not one it will decode (the op says why).
+ * undefined when it will refuse the file (the op says why): a header it does not decode, no samples, or more than
+ * `maxSeconds`.
  */
-export function audioFramesLength(bytes: Uint8Array, l: AudioLayout): number | undefined {
+export function audioFramesLength(bytes: Uint8Array, l: AudioLayout, maxSeconds: number): number | undefined {
+  let header: ReturnType<typeof readWavHeader>;
   try {
-    const { frames, sampleRate } = readWavHeader(bytes);
-    return paddedLength(resampledLength(frames, sampleRate, l.rate), l);
+    header = readWavHeader(bytes);
   } catch {
     return undefined;
   }
+  const { frames, sampleRate } = header;
+  if (frames === 0 || frames / sampleRate > maxSeconds) return undefined;
+  return paddedLength(resampledLength(frames, sampleRate, l.rate), l);
 }
 
 /**

@@ -147,3 +147,40 @@ t.test('RowSlots: rows of varying size get a power-of-two slot, or a larger free
   t.equal(lent.slot, undefined, 'lend without a slot');
   lent.release(); // a no-op
 });
+
+t.test('RowSlots: free slots too small for a row make room for it, only when that is enough', async (t) => {
+  const counted = new RowSlots(1024, 3);
+  const small = [counted.take(10)!, counted.take(10)!, counted.take(10)!];
+  t.same(
+    small.map((s) => s.length),
+    [128, 128, 128],
+    'an eighth of the largest row at least',
+  );
+  small.forEach((s) => counted.give(s));
+  const large = counted.take(1000)!;
+  t.equal(large.length, 1024, 'a free small slot was dropped to make a large one within the count cap');
+  t.ok(counted.take(10) && counted.take(10), 'the two small ones left');
+  t.equal(counted.take(10), undefined, 'all three lent');
+
+  const v = ROW_SLOT_BYTES / 4; // values that fill the byte cap
+  const bytes = new RowSlots(v, 100);
+  const a = bytes.take(v / 2)!; // half the cap, lent
+  const b = bytes.take(v / 8)!;
+  bytes.take(v / 8); // a quarter of the cap lent in all
+  bytes.give(b);
+  t.equal(bytes.take(v / 2), undefined, 'dropping the free eighth would not make room for another half');
+  t.equal(bytes.take(v / 8), b, 'so it was kept');
+  bytes.give(b);
+  bytes.give(a);
+  t.equal(bytes.take(v / 2), a, 'a free slot that fits is lent first');
+
+  const lent = new RowSlots(4, 1).lend();
+  lent.release();
+  lent.release(); // twice is once
+  const slots = new RowSlots(4, 2);
+  const one = slots.lend();
+  one.release();
+  one.release();
+  t.ok(slots.take() && slots.take(), 'the slot came back once: two slots, not three');
+  t.equal(slots.take(), undefined);
+});

@@ -99,6 +99,19 @@ t.test(
     );
     // a streaming writer's 0xFFFFFFFF data size means "to the end of the file"
     t.equal(readWavHeader(wavFile(f, Buffer.alloc(64), 0xffffffff)).frames, 32);
+    // chunks before the data: a handful in real files; beyond 256, refused (the loop reads headers)
+    const withChunks = (n: number) => {
+      const file = wavFile(f, Buffer.alloc(64));
+      const junk = Buffer.alloc(8 * n);
+      for (let at = 0; at < junk.length; at += 8) junk.write('junk', at, 'latin1');
+      return Buffer.concat([file.subarray(0, 12), junk, file.subarray(12)]);
+    };
+    t.equal(readWavHeader(withChunks(250)).frames, 32, '250 empty chunks, then fmt and data: read');
+    t.equal(
+      code(() => readWavHeader(withChunks(300))),
+      'MUON_ERR_INVALID_AUDIO',
+      '300: refused',
+    );
   },
 );
 

@@ -2,7 +2,8 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { exitCodes, main } from '../../src/quantize/cli.js';
+import { exitCodes, main, refusalOf, summaryOf } from '../../src/quantize/cli.js';
+import type { CompressionReport } from '../../src/quantize/report.js';
 import { startApp } from '../helpers/app.js';
 
 // The compression CLI end to end on the real default model and real calibration images: a model folder the server
@@ -116,6 +117,42 @@ t.test('int8-static on the default model: a folder the server serves, with an ho
     });
     t.equal(res.json().predictions[0].label, label, file);
   }
+});
+
+t.test('the latency objective: a model slower than its original is refused, naming where', async (t) => {
+  // on given latencies: whether a real model measures faster is not something a test may depend on
+  const l = (batch: number, before: number, after: number) => ({ batch, before, after });
+  const report = (name: 'latency' | 'size', met: boolean, slowerAt: ReturnType<typeof l>[]) =>
+    ({
+      method: 'int8-static',
+      sizeBytes: { before: 580_000, after: 330_000 },
+      latencyMs: {
+        before: 0.74,
+        after: 1.08,
+        runs: 50,
+        threads: 1,
+        batches: [l(1, 0.74, 1.08), l(32, 32.76, 31.24)],
+        unmeasured: [{ batch: 64, reason: 'x' }],
+      },
+      fidelity: { metric: 'top1-agreement', value: 1, samples: 29 },
+      objective: { name, met, slowerAt },
+      passedGate: true,
+    }) as unknown as CompressionReport;
+  t.equal(
+    summaryOf(report('size', true, [])),
+    'int8-static: 0.58 MB -> 0.33 MB, latency 0.74 -> 1.08 ms (batch 1), 32.76 -> 31.24 ms (batch 32), ' +
+      'batch 64 not measured, top1-agreement 1.0000 on 29 samples',
+  );
+  t.equal(refusalOf(report('size', true, []), undefined), undefined, 'size: written');
+  t.equal(refusalOf(report('latency', true, []), undefined), undefined, 'latency, not slower: written');
+  t.equal(
+    refusalOf(report('latency', false, [l(1, 0.74, 1.08)]), undefined),
+    'muon-compress: slower than the original (batch 1: 0.74 -> 1.08 ms); nothing written. ' +
+      '--objective size writes it for its size\n',
+  );
+  const bad = await run([source, '--out', path.join(work, 'x'), '--objective', 'speed', '--eval', calibration]);
+  t.equal(bad.code, exitCodes.usage);
+  t.match(bad.err, /--objective must be one of latency, size/);
 });
 
 t.test('a source that was compressed already is refused unless asked for, naming what shows it', async (t) => {

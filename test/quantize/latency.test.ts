@@ -1,7 +1,9 @@
 import t from 'tap';
 import type { Manifest } from '../../src/models/manifest.js';
 import type { TensorInfo } from '../../src/models/session.js';
-import { batchOf, LATENCY_TOLERANCE, servedBatchSizes, slowerAt } from '../../src/quantize/latency.js';
+import { DataType, encodeModel, makeGraph, makeModel, node, valueInfo } from '../../src/onnx/model.js';
+import { cpuSession } from '../../src/quantize/evaluate.js';
+import { batchOf, compareLatency, LATENCY_TOLERANCE, servedBatchSizes, slowerAt } from '../../src/quantize/latency.js';
 
 // The latency objective's pieces, on given numbers: which batch sizes are measured, how a sample becomes a batch,
 // and what counts as slower. (Whether a real model is faster is a measurement no test may depend on.)
@@ -50,3 +52,49 @@ t.test('slowerAt: beyond the tolerance only', async (t) => {
   t.same(slowerAt([within, l(8, 2, 1)]), [], 'faster, or within the noise');
   t.same(slowerAt([within, beyond]), [beyond]);
 });
+
+t.test(
+  'compareLatency: a batch the original cannot run is unmeasured; one only the compressed fails is an error',
+  async (t) => {
+    /** y = Relu(x), x [batch, 2], with the batch axis free or fixed at 1. */
+    const relu = (batch: string | number) =>
+      encodeModel(
+        makeModel({
+          graph: makeGraph({
+            name: 'g',
+            nodes: [node('Relu', ['x'], ['y'])],
+            inputs: [valueInfo('x', DataType.FLOAT, [batch, 2])],
+            outputs: [valueInfo('y', DataType.FLOAT, [batch, 2])],
+          }),
+        }),
+      );
+    const sample = {
+      name: 's',
+      feeds: { x: { type: 'float32' as const, data: new Float32Array([1, -1]), dims: [1, 2] } },
+    };
+    const quiet = { phase: () => {}, tick: () => {} };
+    const opts = { runs: 3, threads: 1 };
+    const free = await cpuSession(relu('n'), 1);
+    const fixed = await cpuSession(relu(1), 1);
+    t.teardown(async () => {
+      await free.release();
+      await fixed.release();
+    });
+    const both = await compareLatency(free, relu('n'), sample, [1, 8], opts, quiet);
+    t.same(
+      both.measured.map((l) => l.batch),
+      [1, 8],
+    );
+    t.same(both.unmeasured, []);
+    const one = await compareLatency(fixed, relu(1), sample, [1, 8], opts, quiet);
+    t.same(
+      one.measured.map((l) => l.batch),
+      [1],
+    );
+    t.match(one.unmeasured, [{ batch: 8, reason: /the original does not run this sample as a batch/ }]);
+    await t.rejects(
+      compareLatency(free, relu(1), sample, [1, 8], opts, quiet),
+      /the compressed model fails at batch 8, where the original runs/,
+    );
+  },
+);

@@ -31,7 +31,7 @@ for (const [where, threads] of [
     for (const [name, bytes] of recordings) {
       const args = { bytes, maxSeconds: 600, ...layout };
       const fresh = await workers.run(audioFrames, args);
-      t.equal(audioFramesLength(bytes, layout), fresh.padded.length, `${name}: the header says the length`);
+      t.equal(audioFramesLength(bytes, layout, 600), fresh.padded.length, `${name}: the header says the length`);
       const slot = new Float32Array(new SharedArrayBuffer(4 * (fresh.padded.length + 100))).fill(Number.NaN);
       const slotted = await workers.run(audioFrames, { ...args, out: slot });
       t.same([...slot.subarray(0, fresh.padded.length)], [...fresh.padded], `${name}: written into the slot`);
@@ -44,6 +44,10 @@ for (const [where, threads] of [
 }
 
 t.test('audioFramesLength: undefined for what the op will refuse', async (t) => {
-  t.equal(audioFramesLength(new Uint8Array([1, 2, 3]), layout), undefined);
-  t.equal(audioFramesLength(Buffer.from('RIFF\0\0\0\0WAVEjunk'), layout), undefined);
+  t.equal(audioFramesLength(new Uint8Array([1, 2, 3]), layout, 600), undefined);
+  t.equal(audioFramesLength(Buffer.from('RIFF\0\0\0\0WAVEjunk'), layout, 600), undefined);
+  t.equal(audioFramesLength(encodeWav([new Float32Array(0)], 16000), layout, 600), undefined, 'no samples');
+  const twoSeconds = encodeWav([new Float32Array(32000)], 16000);
+  t.equal(audioFramesLength(twoSeconds, layout, 1), undefined, 'over the longest accepted');
+  t.ok(audioFramesLength(twoSeconds, layout, 2), 'at the longest accepted');
 });

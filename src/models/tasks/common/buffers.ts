@@ -60,8 +60,14 @@ export class BatchBuffers {
     // on workers (see RowSlots), ordinary for one on the loop. Otherwise it is copied into a pooled buffer: cheaper
     // than the copy the session would make (a new buffer each run: 20 MB for an OCR page, most of it page faults,
     // and external memory the loop's collector then has to find)
+    // (or when it is larger than the pool's buffers: the one-off buffer would be a copy more)
     const row = rows[0];
-    if (rows.length === 1 && batch === 1 && row.length === size && isShared(row) === this.#shared)
+    if (
+      rows.length === 1 &&
+      batch === 1 &&
+      row.length === size &&
+      (isShared(row) === this.#shared || size > this.capacity)
+    )
       return fn({ type: 'float32', data: row, dims: [...dims] });
     return this.lend(size * batch, (data) => {
       rows.forEach((r, i) => {
@@ -109,7 +115,9 @@ export const ROW_SLOT_BYTES = 16 * 2 ** 20;
  * batch that read it has ended); when every slot is lent, rows get ordinary buffers, as before.
  *
  * Rows of one size (an image model's) get slots of that size. Rows of varying size (audio) ask for what they need
- * and get a slot of the next power of two (at most {@link values}), or a larger free one.
+ * and get a slot of the next power of two, at least an eighth of {@link values} and at most {@link values}, or a
+ * larger free one. When no free slot fits and no more may be made, the smallest free slots are dropped to make room:
+ * the sizes kept follow the sizes asked for, and a burst of small rows cannot keep larger ones out for good.
  */
 export class RowSlots {
   /** Free slots by size (values). */
@@ -133,13 +141,22 @@ export class RowSlots {
    */
   take(values = this.values): Float32Array | undefined {
     if (!(values > 0 && values <= this.values)) return undefined;
-    const size = Math.min(this.values, 2 ** Math.ceil(Math.log2(values)));
+    const size = Math.min(this.values, 2 ** Math.ceil(Math.log2(Math.max(values, this.values / 8))));
     let fit: number | undefined;
     for (const [free, list] of this.#free)
       if (free >= size && list.length > 0 && (fit === undefined || free < fit)) fit = free;
     if (fit !== undefined) return this.#free.get(fit)!.pop();
-    // none beyond the byte cap: a slot is kept for ever once made
-    if (this.#made >= this.rowsInFlight || this.#bytes + 4 * size > ROW_SLOT_BYTES) return undefined;
+    // a slot is kept once made, within both caps; free ones (all too small for this row) make room for it, the
+    // smallest first, when dropping them is enough
+    const over = (made: number, bytes: number) => made >= this.rowsInFlight || bytes + 4 * size > ROW_SLOT_BYTES;
+    if (over(this.#made, this.#bytes)) {
+      const free = [...this.#free].flatMap(([n, list]) => list.map(() => n)).sort((a, b) => a - b);
+      let [made, bytes, drop] = [this.#made, this.#bytes, 0];
+      for (; drop < free.length && over(made, bytes); drop++) [made, bytes] = [made - 1, bytes - 4 * free[drop]];
+      if (over(made, bytes)) return undefined;
+      for (const n of free.slice(0, drop)) this.#free.get(n)!.pop();
+      [this.#made, this.#bytes] = [made, bytes];
+    }
     this.#made++;
     this.#bytes += 4 * size;
     return new Float32Array(new SharedArrayBuffer(4 * size));

@@ -60,7 +60,7 @@ export function ocr(
   };
 
   // a page's tensor is at most 3 x side x side floats for a 'max' limit (a 'min' limit has no such bound: larger
-  // pages get buffers of their own); pages are copied into a pooled batch buffer (see BatchBuffers)
+  // pages get buffers of their own); see BatchBuffers for when pages are copied into the pooled buffer
   const side = detectorSize(limitSideLen, limitSideLen, limitSideLen, limitType, sizeMultiple)[0];
   const buffers = new BatchBuffers((fixedBatch ?? m.batching.maxBatchSize) * 3 * side * side, session);
 

@@ -171,7 +171,7 @@ export async function voiceActivity(
     async prepare(req, signal) {
       if (req.kind !== 'audio') throw new Error(`voice-activity got ${req.kind} input; this is a bug`);
       const layout = { rate, context, window };
-      const length = audioFramesLength(req.bytes, layout);
+      const length = audioFramesLength(req.bytes, layout, maxSeconds);
       const { slot: out, release } = slots.lend(length ?? 0); // none for a header the op will refuse
       try {
         const row = await ctx.workers.run(audioFrames, { bytes: req.bytes, maxSeconds, ...layout, out }, { signal });
