@@ -1,0 +1,132 @@
+import t from 'tap';
+import { DataType, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
+import { POINTWISE, refitConv, type ConvGeometry, type FeatureMap } from '../../src/quantize/passes/refit.js';
+import { compare, gaussian, mulberry32, runFloat } from '../helpers/models.js';
+
+// The least-squares refit of a layer whose input channels were pruned: a layer pruned and refit reproduces the
+// unpruned layer's outputs on its calibration data (exactly, when the removed channels are combinations of the kept
+// ones), far better than pruning alone, and onnxruntime's Conv with the refit weights computes what the refit says.
+
+/**
+ * Samples of a [C, H, W] input whose channels past `free` are fixed combinations of the first `free` (plus `noise`
+ * of their own): what makes channels redundant, and pruning them recoverable. The combinations depend on C and
+ * `free` only, so held-out samples (another `seed`) share them.
+ */
+function inputs(n: number, C: number, free: number, h: number, w: number, noise: number, seed = 1): FeatureMap[] {
+  const mix = gaussian((C - free) * free, 0.5, mulberry32(1000 + C * 31 + free));
+  const r = mulberry32(seed);
+  return Array.from({ length: n }, () => {
+    const data = gaussian(C * h * w, 1, r);
+    const plane = h * w;
+    for (let c = free; c < C; c++)
+      for (let p = 0; p < plane; p++) {
+        let v = 0;
+        for (let k = 0; k < free; k++) v += mix[(c - free) * free + k] * data[k * plane + p];
+        data[c * plane + p] = v + noise * data[c * plane + p];
+      }
+    return { data, channels: C, height: h, width: w };
+  });
+}
+
+/** One Conv as a model: x [1, C, H, W] -> y. */
+function conv(weight: Float32Array, bias: Float32Array, M: number, C: number, g: ConvGeometry) {
+  const [kh, kw] = g.kernel;
+  return makeModel({
+    graph: makeGraph({
+      name: 'conv',
+      nodes: [
+        node('Conv', ['x', 'w', 'b'], ['y'], {
+          kernel_shape: [kh, kw],
+          strides: [...g.strides],
+          pads: [...g.pads],
+          dilations: [...g.dilations],
+        }),
+      ],
+      inputs: [valueInfo('x', DataType.FLOAT, [1, C, 'h', 'w'])],
+      outputs: [valueInfo('y', DataType.FLOAT)],
+      initializers: [tensor('w', [M, C, kh, kw], weight), tensor('b', [M], bias)],
+    }),
+  });
+}
+
+/** The kept channels of a [C, H, W] map. */
+const keep = (x: FeatureMap, kept: number[]) => {
+  const plane = x.height * x.width;
+  const data = new Float32Array(kept.length * plane);
+  kept.forEach((c, j) => data.set(x.data.subarray(c * plane, (c + 1) * plane), j * plane));
+  return data;
+};
+
+const geometries: [string, ConvGeometry][] = [
+  ['3x3, padded', { kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1] }],
+  [
+    '3x2, stride 2, dilation 2, uneven padding',
+    { kernel: [3, 2], strides: [2, 2], pads: [2, 0, 1, 1], dilations: [2, 2] },
+  ],
+  ['1x1', POINTWISE],
+];
+
+for (const [name, g] of geometries) {
+  t.test(`${name}: removed channels that the kept ones explain are recovered exactly`, async (t) => {
+    const [C, M, free] = [8, 5, 6];
+    const r = mulberry32(7);
+    const [kh, kw] = g.kernel;
+    const weight = gaussian(M * C * kh * kw, 0.4, r);
+    const bias = gaussian(M, 0.1, r);
+    const calibration = inputs(6, C, free, 9, 11, 0);
+    const kept = [0, 1, 2, 3, 4, 5];
+    const fit = refitConv(weight, bias, M, g, calibration, kept);
+    t.ok(fit.error.pruned > 1e-2, `pruning alone: relative error ${fit.error.pruned.toExponential(2)}`);
+    t.ok(fit.error.refit < 1e-6, `refit: relative error ${fit.error.refit.toExponential(2)}`);
+
+    // onnxruntime: the refit Conv on the kept channels of a held-out input computes the unpruned Conv's output
+    const held = inputs(1, C, free, 9, 11, 0, 99)[0];
+    const original = await runFloat(
+      conv(weight, bias, M, C, g),
+      { name: 'x', data: held.data, dims: [1, C, 9, 11] },
+      'y',
+    );
+    const pruned = await runFloat(
+      conv(fit.weight, fit.bias, M, kept.length, g),
+      { name: 'x', data: keep(held, kept), dims: [1, kept.length, 9, 11] },
+      'y',
+    );
+    const c = compare(original, pruned);
+    t.ok(c.cosine > 0.99999, `held-out output cosine ${c.cosine}`);
+    t.ok(c.maxAbs < 1e-2, `max abs error ${c.maxAbs}`);
+  });
+}
+
+t.test('all channels kept: the refit is the layer itself', async (t) => {
+  const [C, M] = [4, 3];
+  const g = geometries[1][1];
+  const r = mulberry32(3);
+  const weight = gaussian(M * C * 6, 0.4, r);
+  const bias = gaussian(M, 0.1, r);
+  const fit = refitConv(weight, bias, M, g, inputs(4, C, C, 12, 10, 0), [0, 1, 2, 3], { ridge: 1e-9 });
+  t.ok(fit.error.refit < 1e-8 && fit.error.pruned < 1e-12, 'no error either way');
+  t.ok(compare(weight, fit.weight).maxAbs < 1e-3, 'the same weights');
+});
+
+t.test('partly redundant channels: the refit halves the error of pruning alone, at least', async (t) => {
+  const [C, M] = [12, 6];
+  const r = mulberry32(5);
+  const weight = gaussian(M * C * 9, 0.3, r);
+  const fit = refitConv(
+    weight,
+    undefined,
+    M,
+    geometries[0][1],
+    inputs(8, C, 8, 10, 10, 0.3),
+    [0, 1, 2, 3, 4, 5, 6, 7, 9],
+  );
+  t.ok(fit.error.refit < fit.error.pruned / 2, `${fit.error.pruned.toFixed(3)} -> ${fit.error.refit.toFixed(3)}`);
+  t.ok(fit.error.refit > 0, 'noise no kept channel explains stays');
+});
+
+t.test('bad arguments', async (t) => {
+  const x = inputs(1, 2, 2, 3, 3, 0);
+  t.throws(() => refitConv(new Float32Array(3), undefined, 1, POINTWISE, x, [0]), /weight has 3 values/);
+  t.throws(() => refitConv(new Float32Array(2), undefined, 1, POINTWISE, x, [1, 0]), /kept must be ascending/);
+  t.throws(() => refitConv(new Float32Array(2), undefined, 1, POINTWISE, [], [0]), /at least one input sample/);
+});
