@@ -52,6 +52,8 @@ Options:
   --prune-ratio <r>           structured channel pruning: fraction of Conv output channels removed
   --prune-importance <i>      l1 | bn-gamma (default l1)
   --prune-layer <node=r>      per-layer prune ratio (repeatable)
+  --no-prune-refit            keep the weights of layers that read pruned channels as they were (by default they
+                              are refit by least squares on the calibration data, when there is some)
   --sparsity <s>              magnitude pruning: fraction of weights zeroed (a size gain after compression,
                               not a speed-up)
   --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - the task's metric
@@ -92,6 +94,7 @@ export function parseCli(argv: string[]) {
       'prune-ratio': { type: 'string' },
       'prune-importance': { type: 'string', default: 'l1' },
       'prune-layer': { type: 'string', multiple: true, default: [] },
+      'no-prune-refit': { type: 'boolean', default: false },
       'fix-input': { type: 'string', multiple: true, default: [] },
       sparsity: { type: 'string' },
       'max-fidelity-loss': { type: 'string' },
@@ -144,6 +147,7 @@ export function parseCli(argv: string[]) {
     pruneRatio: num('prune-ratio', values['prune-ratio'], 0, 0.99),
     pruneImportance: oneOf('prune-importance', values['prune-importance'], ['l1', 'bn-gamma'] as const),
     pruneLayers,
+    pruneRefit: !values['no-prune-refit'],
     fixInputs,
     sparsity: num('sparsity', values.sparsity, 0, 0.999),
     maxFidelityLoss: num('max-fidelity-loss', values['max-fidelity-loss'], 0, 1),

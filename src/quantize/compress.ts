@@ -12,12 +12,11 @@ import { compareLatency, servedBatchSizes, slowerAt, type Objective } from './la
 import { optimizeForQuantization } from './optimize.js';
 import { upgradeOpset } from './opset.js';
 import { fixInputs } from './passes/fix-inputs.js';
-import { convertFp16WithStats } from './passes/fp16.js';
-import { quantizeInt4WithStats } from './passes/int4.js';
-import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
-import { quantizableTensors, quantizeStatic } from './passes/quantize-static.js';
-import { compressedSize, pruneChannels, pruneMagnitude } from './passes/prune.js';
+import { quantizableTensors } from './passes/quantize-static.js';
+import { compressedSize } from './passes/prune.js';
 import { simplifyForQuantization } from './passes/simplify.js';
+import { buildModel, type Attempt } from './build.js';
+import { REFIT_MIN_SAMPLES } from './refit-sinks.js';
 import type { CompressionReport } from './report.js';
 
 /** The compression methods; `none` only prunes (or only measures). */
@@ -39,6 +38,8 @@ export interface CompressOptions {
   readonly pruneRatio?: number;
   readonly pruneImportance: 'l1' | 'bn-gamma';
   readonly pruneLayers: Readonly<Record<string, number>>;
+  /** Refit the layers that read pruned channels by least squares on the calibration data (see refit-sinks.ts). */
+  readonly pruneRefit: boolean;
   /** Magnitude pruning: fraction of weights zeroed. */
   readonly sparsity?: number;
   /** Allowed fidelity loss (1 - top-1 agreement for classifiers, 1 - mean cosine otherwise). */
@@ -130,11 +131,14 @@ export async function compress(
   let latency: Awaited<ReturnType<typeof compareLatency>>;
   try {
     const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
-    attempt = await buildModel(base, ranges, opts);
+    // the pruned layers' inputs are refit on the calibration data (not the evaluation data: the gate would then
+    // measure the fit on what it was fit to)
+    const refitData = opts.pruneRefit && calibration.length >= REFIT_MIN_SAMPLES ? calibration : undefined;
+    attempt = await buildModel(base, ranges, opts, refitData);
     fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress, decisionThreshold(source.manifest));
     passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
     if (!passed && opts.search) {
-      const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps);
+      const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps, refitData);
       if (found) ({ attempt, fidelity, options: used, passed } = { ...found, passed: true });
     }
     const batches = servedBatchSizes(source.manifest);
@@ -211,73 +215,6 @@ async function calibrateRanges(
   });
 }
 
-interface Attempt {
-  bytes: Uint8Array;
-  steps: { step: string; detail: unknown }[];
-}
-
-/** Prune, then quantize: pure graph passes on a copy of the optimized model. */
-async function buildModel(
-  base: ModelProto,
-  ranges: Map<string, { min: number; max: number }> | undefined,
-  o: CompressOptions,
-): Promise<Attempt> {
-  const steps: Attempt['steps'] = [];
-  let model = base;
-  const exclude = [...o.excludeNodes];
-  if (o.pruneRatio || Object.keys(o.pruneLayers).length > 0) {
-    const r = pruneChannels(model, {
-      ratio: o.pruneRatio ?? 0,
-      perLayer: { ...o.pruneLayers },
-      importance: o.pruneImportance,
-      excludeNodes: exclude,
-    });
-    model = r.model;
-    steps.push({ step: 'prune-channels', detail: { pruned: r.layers, skipped: r.skipped } });
-  }
-  if (o.sparsity) {
-    const r = pruneMagnitude(model, { sparsity: o.sparsity, excludeNodes: exclude });
-    model = r.model;
-    steps.push({ step: 'prune-magnitude', detail: { sparsity: r.sparsity, layers: r.layers.length } });
-  }
-  switch (o.mode) {
-    case 'int8-static':
-      model = quantizeStatic(model, ranges!, {
-        perChannel: o.perChannel,
-        reduceRange: o.reduceRange,
-        excludeNodes: exclude,
-      });
-      break;
-    case 'int8-dynamic': {
-      // DynamicQuantizeLinear needs opset 11; old exports (Paddle writes opset 9) are upgraded like for int8-static
-      const r = quantizeDynamicWithStats(upgradeOpset(model, 13), {
-        reduceRange: o.reduceRange,
-        perChannel: o.perChannel,
-        excludeNodes: exclude,
-      });
-      model = r.model;
-      steps.push({ step: 'int8-dynamic', detail: r.stats });
-      break;
-    }
-    case 'int4-weight': {
-      const r = quantizeInt4WithStats(model, { blockSize: o.blockSize, excludeNodes: exclude });
-      model = r.model;
-      steps.push({ step: 'int4-weight', detail: r.stats });
-      break;
-    }
-    case 'fp16': {
-      const r = convertFp16WithStats(model, { excludeNodes: exclude });
-      model = r.model;
-      steps.push({ step: 'fp16', detail: r.stats });
-      break;
-    }
-    case 'none':
-      break;
-  }
-  if (exclude.length) steps.push({ step: 'kept in float', detail: exclude });
-  return { bytes: encodeModel(model), steps };
-}
-
 async function evaluate(
   original: ModelSession,
   bytes: Uint8Array,
@@ -317,10 +254,11 @@ async function search(
   manifest: Manifest | undefined,
   progress: Progress,
   steps: { step: string; detail: unknown }[],
+  refitData: readonly Sample[] | undefined,
 ): Promise<{ attempt: Attempt; fidelity: Fidelity; options: CompressOptions } | undefined> {
   const loss = (f: Fidelity) => 1 - gateMetric(f, manifest).value;
   const tryWith = async (o: CompressOptions) => {
-    const attempt = await buildModel(base, ranges, o);
+    const attempt = await buildModel(base, ranges, o, refitData);
     return {
       attempt,
       options: o,

@@ -192,6 +192,7 @@ t.test('the gate refuses a model over budget and writes nothing', async (t) => {
   t.equal(r.code, exitCodes.gateFailed, r.err);
   t.match(r.err, /over the fidelity budget/);
   t.match(r.err, /prune-channels/);
+  t.match(r.err, /prune-refit\*\*: not refit: it needs at least 32 calibration inputs/, 'no calibration: no refit');
   t.notOk(existsSync(out), 'nothing written');
 });
 

@@ -71,6 +71,19 @@ export interface SkippedLayer {
   reason: string;
 }
 
+/**
+ * A layer that reads a pruned group: its weight lost input channels. What it computed from the removed channels can
+ * be partly recovered by refitting its weights on calibration data (see refit.ts and quantize/refit-sinks.ts).
+ */
+export interface PrunedSink {
+  /** The layer (in the pruned model; same name as in the original). */
+  readonly node: NodeProto;
+  /** Input channels kept, as indices of the original's. */
+  readonly keptInputs: readonly number[];
+  /** Output channels kept, when the layer is also a pruned group's source; undefined: all. */
+  readonly keptOutputs?: readonly number[];
+}
+
 /** What {@link pruneChannels} did. */
 export interface PruneChannelsResult {
   /** The pruned model (a new ModelProto; the input is not modified). */
@@ -79,6 +92,8 @@ export interface PruneChannelsResult {
   layers: PrunedLayer[];
   /** Convs left alone, with the reason. */
   skipped: SkippedLayer[];
+  /** Group=1 Convs, Gemms and MatMuls whose weight lost input channels. */
+  sinks: PrunedSink[];
 }
 
 /**
@@ -148,12 +163,30 @@ export function pruneChannels(model: ModelProto, opts: PruneChannelsOptions = {}
     skipped.push({ node: names.get(conv)!, reason });
   }
 
-  for (const grp of groups) if (grp.failures.length === 0 && grp.keep!.length < grp.channels) applyGroup(grp, g);
+  const pruned = groups.filter((grp) => grp.failures.length === 0 && grp.keep!.length < grp.channels);
+  const sinks = sinksOf(pruned, g);
+  for (const grp of pruned) applyGroup(grp, g);
   g.pruneUnusedInitializers();
 
   const fresh = checkConvShapes(out).filter((p) => !problemsBefore.has(p));
   if (fresh.length > 0) throw new Error(`pruneChannels produced an inconsistent graph (this is a bug): ${fresh[0]}`);
-  return { model: out, layers, skipped };
+  return { model: out, layers, skipped, sinks };
+}
+
+/** The layers whose weight a pruned group slices along its input axis: group=1 Convs (dim 1), Gemms and MatMuls. */
+function sinksOf(pruned: readonly Group[], g: GraphIndex): PrunedSink[] {
+  const outputsKept = new Map<NodeProto, number[]>();
+  for (const grp of pruned) for (const n of grp.sources) outputsKept.set(n, grp.keep!);
+  const sinks: PrunedSink[] = [];
+  for (const grp of pruned)
+    for (const slice of grp.slices)
+      for (const n of g.consumers.get(slice.tensor) ?? []) {
+        if (n.input[1] !== slice.tensor) continue;
+        const conv = n.opType === 'Conv' && intAttr(n, 'group', 1) === 1 && slice.axis === 1;
+        if (conv || n.opType === 'Gemm' || n.opType === 'MatMul')
+          sinks.push({ node: n, keptInputs: grp.keep!, keptOutputs: outputsKept.get(n) });
+      }
+  return sinks;
 }
 
 function checkRatio(what: string, v: number): void {

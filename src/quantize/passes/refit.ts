@@ -13,7 +13,12 @@ import { CholeskyDecomposition, Matrix } from 'ml-matrix';
  * output there. Every output channel shares F, so one Cholesky factorization of F'F + λI serves them all.
  */
 
-/** Sampled positions the reported errors are measured on (the first ones; F'F uses them all). */
+/**
+ * Every HOLD_OUT-th input (or sampled position, with fewer inputs) is held out of the fit and the errors are measured
+ * there (at most ERROR_ROWS positions): a layer fit to fewer positions than it has weights matches them and nothing
+ * else, which only held-out data shows.
+ */
+const HOLD_OUT = 5;
 const ERROR_ROWS = 1024;
 
 /** A 2-D convolution's geometry, as its ONNX attributes give it. */
@@ -41,6 +46,8 @@ export interface RefitOptions {
   readonly positions?: number;
   /** Ridge, relative to the mean diagonal of F'F. Default 1e-4. */
   readonly ridge?: number;
+  /** Refit the bias too (default); false keeps it (a MatMul has none to change). */
+  readonly fitBias?: boolean;
 }
 
 export interface RefitResult {
@@ -49,15 +56,16 @@ export interface RefitResult {
   /** [outputs] */
   readonly bias: Float32Array;
   /**
-   * Mean squared output error on (up to 1,024 of) the sampled positions, relative to the outputs' variance: `pruned` with the original
-   * weights of the kept channels (pruning alone), `refit` with the refit weights.
+   * Mean squared output error on held-out data (one input in five, at most 1,024 positions), relative to the outputs'
+   * variance: `pruned` with the layer as it was (pruning alone: the kept channels' original weights), `refit` with
+   * the refit weights.
    */
   readonly error: { readonly pruned: number; readonly refit: number };
 }
 
 /**
  * Refits a layer of weight [M, C, kh, kw] (and bias [M], zeros when absent) to the `kept` input channels (ascending
- * indices into C) from samples of its unpruned input.
+ * indices into C) from samples of its unpruned input: the targets are what the unpruned layer computes from them.
  */
 export function refitConv(
   weight: Float32Array,
@@ -70,62 +78,98 @@ export function refitConv(
 ): RefitResult {
   const [kh, kw] = geometry.kernel;
   const C = inputs[0]?.channels ?? 0;
-  const M = outputs;
   if (inputs.length === 0) throw new RangeError('refitConv needs at least one input sample');
-  if (weight.length !== M * C * kh * kw)
-    throw new RangeError(`weight has ${weight.length} values, not ${M} x ${C} x ${kh} x ${kw}`);
-  if (inputs.some((x) => x.channels !== C || x.data.length !== C * x.height * x.width))
-    throw new RangeError('every input sample needs the same channels and [C, H, W] values');
+  if (weight.length !== outputs * C * kh * kw)
+    throw new RangeError(`weight has ${weight.length} values, not ${outputs} x ${C} x ${kh} x ${kw}`);
   if (kept.some((c, i) => !Number.isInteger(c) || c < 0 || c >= C || (i > 0 && c <= kept[i - 1])))
     throw new RangeError('kept must be ascending channel indices');
+  const b = bias ?? new Float32Array(outputs);
+  const targets = inputs.map((x) => convolve(x, weight, b, outputs, geometry));
   const taps = kh * kw;
-  const D = kept.length * taps + 1; // the kept channels' taps, and the bias
-  const b0 = bias ?? new Float32Array(M);
+  const start = new Float32Array(outputs * kept.length * taps);
+  for (let m = 0; m < outputs; m++)
+    kept.forEach((c, j) =>
+      start.set(weight.subarray((m * C + c) * taps, (m * C + c + 1) * taps), (m * kept.length + j) * taps),
+    );
+  return fitConv(
+    inputs.map((x) => channelsOf(x, kept)),
+    targets,
+    geometry,
+    { weight: start, bias: b },
+    opts,
+  );
+}
+
+/**
+ * Fits the weights [M, C, kh, kw] and the bias [M] of a convolution of `inputs` ([C, H, W] each) so that it computes
+ * `targets` ([M, OH, OW] each, one per input) by least squares over sampled output positions. `start` is the layer
+ * as it was, which the reported errors compare the fit with.
+ */
+export function fitConv(
+  inputs: readonly FeatureMap[],
+  targets: readonly FeatureMap[],
+  geometry: ConvGeometry,
+  start: { readonly weight: Float32Array; readonly bias: Float32Array },
+  opts: RefitOptions = {},
+): RefitResult {
+  const [kh, kw] = geometry.kernel;
+  const C = inputs[0]?.channels ?? 0;
+  const M = targets[0]?.channels ?? 0;
+  if (inputs.length === 0 || inputs.length !== targets.length)
+    throw new RangeError('fitConv needs at least one input, and one target per input');
+  if (inputs.some((x) => x.channels !== C || x.data.length !== C * x.height * x.width))
+    throw new RangeError('every input sample needs the same channels and [C, H, W] values');
+  targets.forEach((y, i) => {
+    const [oh, ow] = outputSize(inputs[i], geometry);
+    if (y.channels !== M || y.height !== oh || y.width !== ow || y.data.length !== M * oh * ow)
+      throw new RangeError(`target ${i} is not [${M}, ${oh}, ${ow}]`);
+  });
+  const taps = kh * kw;
+  const W = C * taps;
+  if (start.weight.length !== M * W || start.bias.length !== M) throw new RangeError('start is not [M, C, kh, kw]');
+  const fitBias = opts.fitBias ?? true;
+  const D = W + (fitBias ? 1 : 0); // the channels' taps, and the bias
 
   // output positions: every one, or evenly spaced over all inputs' positions when there are more
-  const sites = inputs.map((x) => outputSize(x, geometry));
-  const total = sites.reduce((n, [oh, ow]) => n + oh * ow, 0);
+  const sites = targets.map((y) => y.height * y.width);
+  const total = sites.reduce((n, k) => n + k, 0);
   const want = Math.min(total, opts.positions ?? 8192);
-  const rows: { sample: number; oy: number; ox: number }[] = [];
-  for (let r = 0; r < want; r++) {
-    let k = Math.floor((r * total) / want);
-    let s = 0;
-    while (k >= sites[s][0] * sites[s][1]) {
-      k -= sites[s][0] * sites[s][1];
-      s++;
-    }
-    rows.push({ sample: s, oy: Math.floor(k / sites[s][1]), ox: k % sites[s][1] });
-  }
 
   // F'F and F'Y, accumulated a row at a time (F itself is never held)
   const ata = new Float64Array(D * D);
   const aty = new Float64Array(D * M);
-  const all = new Float64Array(C * taps); // every channel's taps at a position: for the unpruned output
   const f = new Float64Array(D);
   const y = new Float64Array(M);
-  const targets: Float64Array[] = [];
-  const features: Float64Array[] = [];
-  for (const { sample, oy, ox } of rows) {
-    gather(inputs[sample], geometry, oy, ox, all);
-    for (let m = 0; m < M; m++) {
-      let v = b0[m];
-      const w = m * C * taps;
-      for (let i = 0; i < C * taps; i++) v += weight[w + i] * all[i];
-      y[m] = v;
+  const heldTargets: Float64Array[] = [];
+  const heldFeatures: Float64Array[] = [];
+  for (let r = 0; r < want; r++) {
+    let k = Math.floor((r * total) / want);
+    let sample = 0;
+    while (k >= sites[sample]) k -= sites[sample++];
+    // whole inputs are held out when there are enough of them (positions of one image are alike: fitting some of
+    // them and measuring others would not show a fit to these images only)
+    const held = (inputs.length >= HOLD_OUT ? sample : r) % HOLD_OUT === HOLD_OUT - 1;
+    if (held && heldFeatures.length >= ERROR_ROWS) continue;
+    const out = targets[sample];
+    const oy = Math.floor(k / out.width);
+    const ox = k % out.width;
+    gather(inputs[sample], geometry, oy, ox, f);
+    if (fitBias) f[D - 1] = 1;
+    const plane = out.height * out.width;
+    // without a bias term the target is what the weights must produce: the output less the bias kept
+    for (let m = 0; m < M; m++) y[m] = out.data[m * plane + k] - (fitBias ? 0 : start.bias[m]);
+    if (held) {
+      heldTargets.push(Float64Array.from(y));
+      heldFeatures.push(Float64Array.from(f));
+      continue;
     }
-    kept.forEach((c, j) => f.set(all.subarray(c * taps, (c + 1) * taps), j * taps));
-    f[D - 1] = 1;
     for (let i = 0; i < D; i++) {
       const fi = f[i];
       if (fi === 0) continue;
       const row = i * D;
       for (let j = i; j < D; j++) ata[row + j] += fi * f[j];
-      const out = i * M;
-      for (let m = 0; m < M; m++) aty[out + m] += fi * y[m];
-    }
-    if (features.length < ERROR_ROWS) {
-      targets.push(Float64Array.from(y));
-      features.push(Float64Array.from(f));
+      const o = i * M;
+      for (let m = 0; m < M; m++) aty[o + m] += fi * y[m];
     }
   }
   let trace = 0;
@@ -144,55 +188,77 @@ export function refitConv(
   if (!cholesky.isPositiveDefinite()) throw new Error('refit: the normal equations are not positive definite');
   const solved = cholesky.solve(b);
 
-  // [M, kept, kh, kw] and the bias, from the solution's columns
-  const refit = new Float32Array(M * kept.length * taps);
-  const newBias = new Float32Array(M);
+  const weight = new Float32Array(M * W);
+  const bias = Float32Array.from(start.bias);
   for (let m = 0; m < M; m++) {
-    for (let i = 0; i < D - 1; i++) refit[m * (D - 1) + i] = solved.get(i, m);
-    newBias[m] = solved.get(D - 1, m);
-  }
-  // the pruned layer without refit: the kept channels' original weights, the original bias
-  const plain = new Float64Array(D * M);
-  for (let m = 0; m < M; m++) {
-    kept.forEach((c, j) => {
-      for (let t = 0; t < taps; t++) plain[(j * taps + t) * M + m] = weight[(m * C + c) * taps + t];
-    });
-    plain[(D - 1) * M + m] = b0[m];
+    for (let i = 0; i < W; i++) weight[m * W + i] = solved.get(i, m);
+    if (fitBias) bias[m] = solved.get(D - 1, m);
   }
   const error = (w: (i: number, m: number) => number) => {
     let se = 0;
     let sum = 0;
     let sq = 0;
-    features.forEach((fr, r) => {
+    heldFeatures.forEach((fr, r) => {
       for (let m = 0; m < M; m++) {
         let v = 0;
         for (let i = 0; i < D; i++) v += fr[i] * w(i, m);
-        const t = targets[r][m];
+        const t = heldTargets[r][m];
         se += (v - t) ** 2;
         sum += t;
         sq += t * t;
       }
     });
-    const n = features.length * M;
+    const n = heldFeatures.length * M;
+    if (n === 0) return Number.NaN;
     const variance = sq / n - (sum / n) ** 2;
     return se / n / (variance || 1);
   };
+  const before = (i: number, m: number) => (i < W ? start.weight[m * W + i] : start.bias[m]);
   return {
-    weight: refit,
-    bias: newBias,
-    error: { pruned: error((i, m) => plain[i * M + m]), refit: error((i, m) => solved.get(i, m)) },
+    weight,
+    bias,
+    error: { pruned: error(before), refit: error((i, m) => solved.get(i, m)) },
   };
 }
 
+/** The channels `kept` of a [C, H, W] map. */
+export function channelsOf(x: FeatureMap, kept: readonly number[]): FeatureMap {
+  const plane = x.height * x.width;
+  const data = new Float32Array(kept.length * plane);
+  kept.forEach((c, j) => data.set(x.data.subarray(c * plane, (c + 1) * plane), j * plane));
+  return { data, channels: kept.length, height: x.height, width: x.width };
+}
+
+/** A convolution of `x` by weight [M, C, kh, kw] and bias, computed directly: [M, OH, OW]. */
+function convolve(x: FeatureMap, weight: Float32Array, bias: Float32Array, M: number, g: ConvGeometry): FeatureMap {
+  const [oh, ow] = outputSize(x, g);
+  const W = x.channels * g.kernel[0] * g.kernel[1];
+  const taps = new Float64Array(W);
+  const data = new Float32Array(M * oh * ow);
+  for (let oy = 0; oy < oh; oy++)
+    for (let ox = 0; ox < ow; ox++) {
+      gather(x, g, oy, ox, taps);
+      for (let m = 0; m < M; m++) {
+        let v = bias[m];
+        for (let i = 0; i < W; i++) v += weight[m * W + i] * taps[i];
+        data[(m * oh + oy) * ow + ox] = v;
+      }
+    }
+  return { data, channels: M, height: oh, width: ow };
+}
+
 /** The output height and width of a convolution over `x`. */
-function outputSize(x: FeatureMap, g: ConvGeometry): [number, number] {
+export function outputSize(x: FeatureMap, g: ConvGeometry): [number, number] {
   const span = (k: number, d: number) => (k - 1) * d + 1;
   const oh = Math.floor((x.height + g.pads[0] + g.pads[2] - span(g.kernel[0], g.dilations[0])) / g.strides[0]) + 1;
   const ow = Math.floor((x.width + g.pads[1] + g.pads[3] - span(g.kernel[1], g.dilations[1])) / g.strides[1]) + 1;
   return [Math.max(0, oh), Math.max(0, ow)];
 }
 
-/** Every channel's kernel taps at output position (oy, ox), zeros where the kernel covers padding: [C, kh, kw]. */
+/**
+ * Every channel's kernel taps at output position (oy, ox), zeros where the kernel covers padding: [C, kh, kw], in
+ * the first C x kh x kw values of `into`.
+ */
 function gather(x: FeatureMap, g: ConvGeometry, oy: number, ox: number, into: Float64Array): void {
   const [kh, kw] = g.kernel;
   const plane = x.height * x.width;

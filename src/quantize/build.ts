@@ -1,0 +1,94 @@
+import { encodeModel, type ModelProto } from '../onnx/model.js';
+import type { CompressOptions } from './compress.js';
+import type { Sample } from './dataset.js';
+import { upgradeOpset } from './opset.js';
+import { convertFp16WithStats } from './passes/fp16.js';
+import { quantizeInt4WithStats } from './passes/int4.js';
+import { pruneChannels, pruneMagnitude } from './passes/prune.js';
+import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
+import { quantizeStatic } from './passes/quantize-static.js';
+import { REFIT_MIN_SAMPLES, refitSinks } from './refit-sinks.js';
+
+// One candidate of a compression run: the passes applied to a copy of the optimized model, in order (prune, refit
+// the pruned layers, then quantize), and what each did. compress.ts measures and judges it.
+
+/** A candidate model and the steps that made it. */
+export interface Attempt {
+  bytes: Uint8Array;
+  steps: { step: string; detail: unknown }[];
+}
+
+/** Prune, then quantize: pure graph passes on a copy of the optimized model. */
+export async function buildModel(
+  base: ModelProto,
+  ranges: Map<string, { min: number; max: number }> | undefined,
+  o: CompressOptions,
+  refitData?: readonly Sample[],
+): Promise<Attempt> {
+  const steps: Attempt['steps'] = [];
+  let model = base;
+  const exclude = [...o.excludeNodes];
+  if (o.pruneRatio || Object.keys(o.pruneLayers).length > 0) {
+    const r = pruneChannels(model, {
+      ratio: o.pruneRatio ?? 0,
+      perLayer: { ...o.pruneLayers },
+      importance: o.pruneImportance,
+      excludeNodes: exclude,
+    });
+    model = r.model;
+    steps.push({ step: 'prune-channels', detail: { pruned: r.layers, skipped: r.skipped } });
+    if (refitData && r.sinks.length > 0)
+      steps.push({
+        step: 'prune-refit (least squares, on the calibration data)',
+        detail: await refitSinks(base, r, refitData),
+      });
+    else if (r.sinks.length > 0)
+      steps.push({
+        step: 'prune-refit',
+        detail: o.pruneRefit
+          ? `not refit: it needs at least ${REFIT_MIN_SAMPLES} calibration inputs (fit to fewer, the layers matched them and read others worse)`
+          : 'off (--no-prune-refit)',
+      });
+  }
+  if (o.sparsity) {
+    const r = pruneMagnitude(model, { sparsity: o.sparsity, excludeNodes: exclude });
+    model = r.model;
+    steps.push({ step: 'prune-magnitude', detail: { sparsity: r.sparsity, layers: r.layers.length } });
+  }
+  switch (o.mode) {
+    case 'int8-static':
+      model = quantizeStatic(model, ranges!, {
+        perChannel: o.perChannel,
+        reduceRange: o.reduceRange,
+        excludeNodes: exclude,
+      });
+      break;
+    case 'int8-dynamic': {
+      // DynamicQuantizeLinear needs opset 11; old exports (Paddle writes opset 9) are upgraded like for int8-static
+      const r = quantizeDynamicWithStats(upgradeOpset(model, 13), {
+        reduceRange: o.reduceRange,
+        perChannel: o.perChannel,
+        excludeNodes: exclude,
+      });
+      model = r.model;
+      steps.push({ step: 'int8-dynamic', detail: r.stats });
+      break;
+    }
+    case 'int4-weight': {
+      const r = quantizeInt4WithStats(model, { blockSize: o.blockSize, excludeNodes: exclude });
+      model = r.model;
+      steps.push({ step: 'int4-weight', detail: r.stats });
+      break;
+    }
+    case 'fp16': {
+      const r = convertFp16WithStats(model, { excludeNodes: exclude });
+      model = r.model;
+      steps.push({ step: 'fp16', detail: r.stats });
+      break;
+    }
+    case 'none':
+      break;
+  }
+  if (exclude.length) steps.push({ step: 'kept in float', detail: exclude });
+  return { bytes: encodeModel(model), steps };
+}
