@@ -7,7 +7,7 @@ import { quantizeInt4WithStats } from './passes/int4.js';
 import { pruneChannels, pruneMagnitude } from './passes/prune.js';
 import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
 import { quantizeStatic } from './passes/quantize-static.js';
-import { REFIT_MIN_SAMPLES, refitSinks } from './refit-sinks.js';
+import { refitSinks } from './refit-sinks.js';
 
 // One candidate of a compression run: the passes applied to a copy of the optimized model, in order (prune, refit
 // the pruned layers, then quantize), and what each did. compress.ts measures and judges it.
@@ -18,12 +18,15 @@ export interface Attempt {
   steps: { step: string; detail: unknown }[];
 }
 
+/** The calibration data pruned layers are refit on, or why they are not refit. */
+export type RefitData = { readonly data: readonly Sample[] } | { readonly skipped: string };
+
 /** Prune, then quantize: pure graph passes on a copy of the optimized model. */
 export async function buildModel(
   base: ModelProto,
   ranges: Map<string, { min: number; max: number }> | undefined,
   o: CompressOptions,
-  refitData?: readonly Sample[],
+  refit: RefitData = { skipped: 'not asked' },
 ): Promise<Attempt> {
   const steps: Attempt['steps'] = [];
   let model = base;
@@ -37,17 +40,10 @@ export async function buildModel(
     });
     model = r.model;
     steps.push({ step: 'prune-channels', detail: { pruned: r.layers, skipped: r.skipped } });
-    if (refitData && r.sinks.length > 0)
-      steps.push({
-        step: 'prune-refit (least squares, on the calibration data)',
-        detail: await refitSinks(base, r, refitData),
-      });
-    else if (r.sinks.length > 0)
+    if (r.sinks.length > 0)
       steps.push({
         step: 'prune-refit',
-        detail: o.pruneRefit
-          ? `not refit: it needs at least ${REFIT_MIN_SAMPLES} calibration inputs (fit to fewer, the layers matched them and read others worse)`
-          : 'off (--no-prune-refit)',
+        detail: 'data' in refit ? await refitSinks(base, r, refit.data) : refit.skipped,
       });
   }
   if (o.sparsity) {

@@ -53,7 +53,8 @@ Options:
   --prune-importance <i>      l1 | bn-gamma (default l1)
   --prune-layer <node=r>      per-layer prune ratio (repeatable)
   --no-prune-refit            keep the weights of layers that read pruned channels as they were (by default they
-                              are refit by least squares on the calibration data, when there is some)
+                              are refit by least squares on the calibration data, with at least 32 inputs and
+                              --eval data of its own)
   --sparsity <s>              magnitude pruning: fraction of weights zeroed (a size gain after compression,
                               not a speed-up)
   --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - the task's metric

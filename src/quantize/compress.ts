@@ -15,7 +15,7 @@ import { fixInputs } from './passes/fix-inputs.js';
 import { quantizableTensors } from './passes/quantize-static.js';
 import { compressedSize } from './passes/prune.js';
 import { simplifyForQuantization } from './passes/simplify.js';
-import { buildModel, type Attempt } from './build.js';
+import { buildModel, type Attempt, type RefitData } from './build.js';
 import { REFIT_MIN_SAMPLES } from './refit-sinks.js';
 import type { CompressionReport } from './report.js';
 
@@ -78,6 +78,24 @@ export interface CompressResult {
 
 const silent: Progress = { phase: () => {}, tick: () => {} };
 
+/**
+ * The data pruned layers are refit on (refit-sinks.ts), or why they are not: the calibration inputs, when there are
+ * enough, and the evaluation is other data (the gate must not measure the fit on what it was fit to).
+ */
+function refitWith(o: CompressOptions, calibration: readonly Sample[], evaluation: readonly Sample[]): RefitData {
+  if (!o.pruneRefit) return { skipped: 'off (--no-prune-refit)' };
+  if (calibration.length < REFIT_MIN_SAMPLES)
+    return {
+      skipped: `not refit: it needs at least ${REFIT_MIN_SAMPLES} calibration inputs (fit to fewer, the layers matched them and read others worse)`,
+    };
+  if (evaluation === calibration)
+    return {
+      skipped:
+        'not refit: it needs --eval data other than the calibration data, so that the gate measures it on data it was not fit to',
+    };
+  return { data: calibration };
+}
+
 /** Tool name and version written into manifests and reports. */
 export const toolName = `muon-compress ${serverInfo.version}`;
 
@@ -131,9 +149,7 @@ export async function compress(
   let latency: Awaited<ReturnType<typeof compareLatency>>;
   try {
     const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
-    // the pruned layers' inputs are refit on the calibration data (not the evaluation data: the gate would then
-    // measure the fit on what it was fit to)
-    const refitData = opts.pruneRefit && calibration.length >= REFIT_MIN_SAMPLES ? calibration : undefined;
+    const refitData = refitWith(opts, calibration, evaluation);
     attempt = await buildModel(base, ranges, opts, refitData);
     fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress, decisionThreshold(source.manifest));
     passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
@@ -254,7 +270,7 @@ async function search(
   manifest: Manifest | undefined,
   progress: Progress,
   steps: { step: string; detail: unknown }[],
-  refitData: readonly Sample[] | undefined,
+  refitData: RefitData,
 ): Promise<{ attempt: Attempt; fidelity: Fidelity; options: CompressOptions } | undefined> {
   const loss = (f: Fidelity) => 1 - gateMetric(f, manifest).value;
   const tryWith = async (o: CompressOptions) => {

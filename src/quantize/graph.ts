@@ -156,9 +156,11 @@ export class GraphIndex {
   pruneUnusedInitializers(): void {
     const used = new Set(this.graph.node.flatMap((n) => [...n.input, ...implicitInputs(n)]));
     for (const o of this.graph.output) used.add(o.name);
-    this.graph.initializer = this.graph.initializer.filter((t) => used.has(t.name));
-    for (const name of [...this.initializers.keys()]) if (!used.has(name)) this.initializers.delete(name);
-    this.graph.input = this.graph.input.filter((i) => !this.initializers.has(i.name) || used.has(i.name));
+    const dropped = new Set([...this.initializers.keys()].filter((name) => !used.has(name)));
+    this.graph.initializer = this.graph.initializer.filter((t) => !dropped.has(t.name));
+    for (const name of dropped) this.initializers.delete(name);
+    // old exports list initializers as graph inputs too: a dropped one must not stay behind as a real input
+    this.graph.input = this.graph.input.filter((i) => !dropped.has(i.name));
   }
 }
 

@@ -6,7 +6,15 @@ import type { Sample } from './dataset.js';
 import { dimsOf, GraphIndex, readFloats, topologicalOrder } from './graph.js';
 import { intAttr } from './passes/channel-groups.js';
 import type { PrunedSink, PruneChannelsResult } from './passes/prune-structured.js';
-import { channelsOf, fitConv, POINTWISE, type ConvGeometry, type FeatureMap } from './passes/refit.js';
+import {
+  channelsOf,
+  fitConv,
+  POINTWISE,
+  RefitSkipped,
+  type ConvGeometry,
+  type FeatureMap,
+  type RefitResult,
+} from './passes/refit.js';
 
 // Channel pruning with reconstruction: after pruneChannels removed a group's channels, every layer that read them
 // (a group=1 Conv, a Gemm or MatMul after a global pool) gets weights refit by least squares (passes/refit.ts) so
@@ -68,7 +76,14 @@ export async function refitSinks(
         report.push({ node: name, skipped: 'no float activations recorded' });
         continue;
       }
-      const fit = fitConv(inputs, outputs, layer.geometry, layer.start, { fitBias: n.opType !== 'MatMul' });
+      let fit: RefitResult;
+      try {
+        fit = fitConv(inputs, outputs, layer.geometry, layer.start, { fitBias: n.opType !== 'MatMul' });
+      } catch (err) {
+        if (!(err instanceof RefitSkipped)) throw err;
+        report.push({ node: name, skipped: err.message });
+        continue;
+      }
       if (!(fit.error.refit < fit.error.pruned)) {
         report.push({
           node: name,
@@ -93,8 +108,7 @@ const session = (model: ModelProto) =>
 
 /** Tensor `name` of `model` for every sample, as maps. */
 async function run(model: ModelProto, name: string, samples: readonly Sample[]): Promise<FeatureMap[]> {
-  const inputs = new GraphIndex(model).inputNames;
-  if (inputs.includes(name)) return samples.flatMap((s) => (s.feeds[name] ? featureMaps(s.feeds[name]) : []));
+  // (never a graph input: a pruned group starts at a Conv's output)
   const s = await session(exposeTensors(model, [name]));
   try {
     return await fetch(s, name, samples);

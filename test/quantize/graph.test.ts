@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { decodeModel, DataType, tensor } from '../../src/onnx/model.js';
+import { decodeModel, DataType, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
 import {
   cloneModel,
   floatToHalf,
@@ -59,3 +59,32 @@ t.test('index of a real model', async (t) => {
   t.equal(topologicalOrder(g.graph).length, g.graph.node.length);
   t.ok(cls.graph!.node.length === m.graph!.node.length, 'the original is untouched');
 });
+
+t.test(
+  'pruneUnusedInitializers: a dropped initializer listed as a graph input (old exports) goes from the inputs too',
+  async (t) => {
+    const model = makeModel({
+      graph: makeGraph({
+        name: 'g',
+        nodes: [node('Add', ['x', 'used'], ['y'])],
+        inputs: [
+          valueInfo('x', DataType.FLOAT, [2]),
+          valueInfo('used', DataType.FLOAT, [2]),
+          valueInfo('unused', DataType.FLOAT, [2]),
+        ],
+        outputs: [valueInfo('y', DataType.FLOAT, [2])],
+        initializers: [tensor('used', [2], new Float32Array(2)), tensor('unused', [2], new Float32Array(2))],
+      }),
+    });
+    const g = new GraphIndex(model);
+    g.pruneUnusedInitializers();
+    t.same(
+      g.graph.input.map((i) => i.name),
+      ['x', 'used'],
+    );
+    t.same(
+      g.graph.initializer.map((i) => i.name),
+      ['used'],
+    );
+  },
+);

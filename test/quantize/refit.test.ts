@@ -1,6 +1,12 @@
 import t from 'tap';
 import { DataType, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
-import { POINTWISE, refitConv, type ConvGeometry, type FeatureMap } from '../../src/quantize/passes/refit.js';
+import {
+  POINTWISE,
+  refitConv,
+  RefitSkipped,
+  type ConvGeometry,
+  type FeatureMap,
+} from '../../src/quantize/passes/refit.js';
 import { compare, gaussian, mulberry32, runFloat } from '../helpers/models.js';
 
 // The least-squares refit of a layer whose input channels were pruned: a layer pruned and refit reproduces the
@@ -129,4 +135,35 @@ t.test('bad arguments', async (t) => {
   t.throws(() => refitConv(new Float32Array(3), undefined, 1, POINTWISE, x, [0]), /weight has 3 values/);
   t.throws(() => refitConv(new Float32Array(2), undefined, 1, POINTWISE, x, [1, 0]), /kept must be ascending/);
   t.throws(() => refitConv(new Float32Array(2), undefined, 1, POINTWISE, [], [0]), /at least one input sample/);
+});
+
+t.test('sampled positions do not line up with the inputs: every kernel tap is fit', async (t) => {
+  // 1,024 maps of 8 x 8: 65,536 positions, 8,192 sampled; spaced evenly they would all be column 0 of each map,
+  // where the kernel's left column reads padding, and the fit could not see that column's weights
+  const [C, M] = [2, 3];
+  const g = geometries[0][1];
+  const r = mulberry32(9);
+  const weight = gaussian(M * C * 9, 0.4, r);
+  const maps = inputs(1024, C, C, 8, 8, 0, 4);
+  const fit = refitConv(weight, new Float32Array(M), M, g, maps, [0, 1], { ridge: 1e-9 });
+  t.ok(
+    compare(weight, fit.weight).maxAbs < 1e-3,
+    `every tap's weight recovered (max abs ${compare(weight, fit.weight).maxAbs})`,
+  );
+});
+
+t.test('what cannot be fit is skipped with its reason, not a crash', async (t) => {
+  const x = inputs(5, 2, 2, 4, 4, 0);
+  x[2].data[3] = Number.NaN;
+  t.throws(() => refitConv(gaussian(2, 0.3, mulberry32(1)), undefined, 1, POINTWISE, x, [0]), RefitSkipped);
+  const wide = inputs(1, 200, 200, 3, 3, 0);
+  t.throws(
+    () => refitConv(new Float32Array(200 * 9), undefined, 1, geometries[0][1], wide, [...Array(180).keys()]),
+    /1621 weights per output: more than 1536/,
+  );
+  const few = inputs(1, 40, 40, 2, 2, 0);
+  t.throws(
+    () => refitConv(new Float32Array(40), undefined, 1, POINTWISE, few, [...Array(30).keys()]),
+    /4 output positions for 31 weights per output: too few to fit/,
+  );
 });

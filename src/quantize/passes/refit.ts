@@ -21,6 +21,14 @@ import { CholeskyDecomposition, Matrix } from 'ml-matrix';
 const HOLD_OUT = 5;
 const ERROR_ROWS = 1024;
 
+/** Weights per output fit at most (a 3 x 3 convolution of 170 channels): the solve grows with its cube. */
+const MAX_UNKNOWNS = 1536;
+
+/** A layer that cannot be refit, and why (the caller leaves it as pruning left it). */
+export class RefitSkipped extends Error {
+  override name = 'RefitSkipped';
+}
+
 /** A 2-D convolution's geometry, as its ONNX attributes give it. */
 export interface ConvGeometry {
   readonly kernel: readonly [number, number];
@@ -42,7 +50,7 @@ export interface FeatureMap {
 }
 
 export interface RefitOptions {
-  /** Output positions sampled over all inputs (the rows of F). Default 8192. */
+  /** Output positions sampled over all inputs (the rows of F): at least this many (default 8192) and 8 per weight. */
   readonly positions?: number;
   /** Ridge, relative to the mean diagonal of F'F. Default 1e-4. */
   readonly ridge?: number;
@@ -129,11 +137,14 @@ export function fitConv(
   if (start.weight.length !== M * W || start.bias.length !== M) throw new RangeError('start is not [M, C, kh, kw]');
   const fitBias = opts.fitBias ?? true;
   const D = W + (fitBias ? 1 : 0); // the channels' taps, and the bias
+  if (D > MAX_UNKNOWNS)
+    throw new RefitSkipped(`${D} weights per output: more than ${MAX_UNKNOWNS} (the solve would take minutes)`);
 
   // output positions: every one, or evenly spaced over all inputs' positions when there are more
   const sites = targets.map((y) => y.height * y.width);
   const total = sites.reduce((n, k) => n + k, 0);
-  const want = Math.min(total, opts.positions ?? 8192);
+  const want = Math.min(total, Math.max(opts.positions ?? 8192, 8 * D));
+  if (want < 2 * D) throw new RefitSkipped(`${total} output positions for ${D} weights per output: too few to fit`);
 
   // F'F and F'Y, accumulated a row at a time (F itself is never held)
   const ata = new Float64Array(D * D);
@@ -142,8 +153,12 @@ export function fitConv(
   const y = new Float64Array(M);
   const heldTargets: Float64Array[] = [];
   const heldFeatures: Float64Array[] = [];
+  // jittered: evenly spaced positions would land on the same pixels of every input when the spacing divides their
+  // size (256 inputs, 8192 positions: one column of each), and the fit would learn only those (a deterministic LCG)
+  let seed = 1;
+  const jitter = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
   for (let r = 0; r < want; r++) {
-    let k = Math.floor((r * total) / want);
+    let k = want === total ? r : Math.floor(((r + jitter()) * total) / want);
     let sample = 0;
     while (k >= sites[sample]) k -= sites[sample++];
     // whole inputs are held out when there are enough of them (positions of one image are alike: fitting some of
@@ -184,8 +199,9 @@ export function fitConv(
     }
   const b = new Matrix(D, M);
   for (let i = 0; i < D; i++) for (let m = 0; m < M; m++) b.set(i, m, aty[i * M + m]);
+  if (!Number.isFinite(trace)) throw new RefitSkipped('the calibration activations are not finite');
   const cholesky = new CholeskyDecomposition(a);
-  if (!cholesky.isPositiveDefinite()) throw new Error('refit: the normal equations are not positive definite');
+  if (!cholesky.isPositiveDefinite()) throw new RefitSkipped('the normal equations are not positive definite');
   const solved = cholesky.solve(b);
 
   const weight = new Float32Array(M * W);
