@@ -76,3 +76,61 @@ t.test('refit sinks: closer to the original on held-out inputs than pruning alon
     `held-out relative squared error: ${(plainError / energy).toFixed(3)} -> ${(refitError / energy).toFixed(3)}`,
   );
 });
+
+for (const head of ['Gemm (transB)', 'Gemm', 'MatMul'] as const) {
+  t.test(`a ${head} after a global pool is refit in its own layout`, async (t) => {
+    const q = mulberry32(21);
+    const first = conv('f', 'x', 8, 3, 3);
+    const [K, N] = [8, 5];
+    const transB = head === 'Gemm (transB)';
+    const w = gaussian(K * N, 0.5, q);
+    const headNodes =
+      head === 'MatMul'
+        ? [node('MatMul', ['flat', 'hw'], ['mm']), node('Add', ['mm', 'hb'], ['y'])]
+        : [node('Gemm', ['flat', 'hw', 'hb'], ['y'], transB ? { transB: 1 } : {}, { name: 'head' })];
+    const m = makeModel({
+      graph: makeGraph({
+        name: 'head',
+        nodes: [
+          first.node,
+          node('Relu', ['f'], ['fr']),
+          node('GlobalAveragePool', ['fr'], ['pool']),
+          node('Flatten', ['pool'], ['flat']),
+          ...headNodes,
+        ],
+        inputs: [valueInfo('x', DataType.FLOAT, [1, 3, 10, 10])],
+        outputs: [valueInfo('y', DataType.FLOAT)],
+        initializers: [
+          ...first.weights,
+          tensor('hw', transB ? [N, K] : [K, N], w),
+          tensor('hb', [N], gaussian(N, 0.1, q)),
+        ],
+      }),
+    });
+    const draw = () => ({
+      name: 's',
+      feeds: { x: { type: 'float32' as const, data: gaussian(300, 1, q), dims: [1, 3, 10, 10] } },
+    });
+    const calibration = Array.from({ length: 60 }, draw);
+    const plain = pruneChannels(m, { ratio: 0.5 });
+    const refit = pruneChannels(m, { ratio: 0.5 });
+    t.same(
+      refit.sinks.map((s) => s.node.opType),
+      [head === 'MatMul' ? 'MatMul' : 'Gemm'],
+    );
+    const [l] = await refitSinks(m, refit, calibration);
+    t.notOk(l.skipped, `refit (${l.skipped ?? ''})`);
+    let [plainError, refitError] = [0, 0];
+    for (const s of Array.from({ length: 10 }, draw)) {
+      const input = { name: 'x', data: s.feeds.x.data, dims: s.feeds.x.dims };
+      const want = await runFloat(m, input, 'y');
+      const a = await runFloat(plain.model, input, 'y');
+      const b = await runFloat(refit.model, input, 'y');
+      want.forEach((v, i) => {
+        plainError += (a[i] - v) ** 2;
+        refitError += (b[i] - v) ** 2;
+      });
+    }
+    t.ok(refitError < 0.5 * plainError, `held-out squared error ${plainError.toFixed(3)} -> ${refitError.toFixed(3)}`);
+  });
+}
