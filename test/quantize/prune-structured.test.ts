@@ -203,6 +203,40 @@ t.test('dead channels: pruning exactly them leaves the outputs unchanged', async
   t.ok(maxDiff(await run(m, x, [3, 3, 8, 8]), await run(r.model, x, [3, 3, 8, 8])) < 1e-5);
 });
 
+t.test('Resize with channel scale 1 passes channels through; one that resizes channels does not', async (t) => {
+  // Conv -> Relu -> Resize (x2 spatially, nearest) -> Conv -> head, with channels 1 and 4 of c1 dead: pruning them
+  // through the Resize leaves the outputs unchanged
+  const b = new Builder(13);
+  b.conv('c1', 'x', 3, 8);
+  b.op('Relu', ['c1'], 'r1');
+  b.floats('scales', [4], (i) => [1, 1, 2, 2][i]);
+  b.nodes.push(node('Resize', ['r1', '', 'scales'], ['up'], {}, { name: 'up' }));
+  b.conv('c3', 'up', 8, 5, { k: 1 });
+  b.head('c3', 5, 3);
+  b.kill('c1', [1, 4]);
+  const m = b.model('y', ['N', 3]);
+  const r = pruneChannels(m, { perLayer: { c1: 0.25 } });
+  t.same(
+    r.layers.map((l) => [l.node, l.after]),
+    [
+      ['c1', 6],
+      ['c3', 5],
+    ],
+  );
+  t.same(shapes(r.model)['c3.w'], [5, 6, 1, 1]);
+  const x = input(3);
+  t.ok(maxDiff(await run(m, x, [3, 3, 8, 8]), await run(r.model, x, [3, 3, 8, 8])) < 1e-5, 'same outputs');
+
+  const channels = new Builder(13);
+  channels.conv('c1', 'x', 3, 8);
+  channels.floats('scales', [4], (i) => [1, 2, 2, 2][i]);
+  channels.nodes.push(node('Resize', ['c1', '', 'scales'], ['up'], {}, { name: 'up' }));
+  channels.conv('c3', 'up', 16, 5, { k: 1 });
+  channels.head('c3', 5, 3);
+  const refused = pruneChannels(channels.model('y', ['N', 3]), { ratio: 0.25 });
+  t.match(refused.skipped, [{ node: 'c1', reason: /does not keep its batch and channel scales at 1/ }]);
+});
+
 t.test('residual Add and squeeze-excitation Mul: all joined producers lose the same channels', async (t) => {
   // c1 -> hardswish (Add/Clip/Mul/Div) -> c2 ; SE: GAP -> se1 -> Relu -> se2 -> HardSigmoid ; Mul -> c3 ; Add(c1, c3)
   const b = new Builder(5);

@@ -1,5 +1,13 @@
 import type { NodeProto } from '../../onnx/model.js';
-import { dimsOf, elementCount, type GraphIndex, implicitInputs, readInts, topologicalOrder } from '../graph.js';
+import {
+  dimsOf,
+  elementCount,
+  type GraphIndex,
+  implicitInputs,
+  readFloats,
+  readInts,
+  topologicalOrder,
+} from '../graph.js';
 
 // The channel groups of structured pruning (see prune-structured.ts): the tensors that share one channel indexing,
 // found by following the channel axis through the graph, and what each group may and may not pass through.
@@ -215,6 +223,18 @@ export function findGroups(g: GraphIndex, names: Map<NodeProto, string>): Group[
       }
       if (POOLS.has(op)) {
         if (n.output.slice(1).some((o) => o !== '')) return fail(`${name(n)} has an indices output`);
+        add(n.input[0], rank);
+        add(n.output[0], rank);
+        return;
+      }
+      if (op === 'Resize' || op === 'Upsample') {
+        // each channel's map resampled on its own: channels pass through while the batch and channel scales are 1
+        if (!viaOutput && t !== n.input[0]) return fail(`${name(n)} reads '${t}' as its roi, scales or sizes`);
+        if (op === 'Resize' && n.input[3]) return fail(`${name(n)} is given output sizes, which spell the channels`);
+        const c = g.initializers.get(n.input[op === 'Resize' ? 2 : 1] ?? '');
+        const scales = c ? readFloats(c) : undefined;
+        if (!scales || scales.length !== rank || scales[0] !== 1 || scales[1] !== 1)
+          return fail(`${name(n)} does not keep its batch and channel scales at 1 (constant scales)`);
         add(n.input[0], rank);
         add(n.output[0], rank);
         return;
