@@ -8,7 +8,7 @@ import { intAttr } from './passes/channel-groups.js';
 import type { PrunedSink, PruneChannelsResult } from './passes/prune-structured.js';
 import {
   channelsOf,
-  fitConv,
+  ConvFit,
   POINTWISE,
   RefitSkipped,
   type ConvGeometry,
@@ -68,17 +68,9 @@ export async function refitSinks(
         report.push({ node: name, skipped: layer });
         continue;
       }
-      const inputs = await run(pruned.model, n.input[0], calibration);
-      const outputs = (await fetch(targets, n.output[0], calibration)).map((y) =>
-        sink.keptOutputs ? channelsOf(y, sink.keptOutputs) : y,
-      );
-      if (inputs.length === 0 || inputs.length !== outputs.length) {
-        report.push({ node: name, skipped: 'no float activations recorded' });
-        continue;
-      }
       let fit: RefitResult;
       try {
-        fit = fitConv(inputs, outputs, layer.geometry, layer.start, { fitBias: n.opType !== 'MatMul' });
+        fit = await fitSink(sink, layer, pruned.model, targets, calibration);
       } catch (err) {
         if (!(err instanceof RefitSkipped)) throw err;
         report.push({ node: name, skipped: err.message });
@@ -106,22 +98,33 @@ export async function refitSinks(
 const session = (model: ModelProto) =>
   ModelSession.create(encodeModel(model), { provider: 'cpu', intraOpThreads: 1, optimizationLevel: 'disabled' });
 
-/** Tensor `name` of `model` for every sample, as maps. */
-async function run(model: ModelProto, name: string, samples: readonly Sample[]): Promise<FeatureMap[]> {
-  // (never a graph input: a pruned group starts at a Conv's output)
-  const s = await session(exposeTensors(model, [name]));
+/**
+ * Fits one sink: its input in `model` (the pruned model as refit so far) and its output in the original (`targets`,
+ * a session of it with every sink's output exposed), one calibration sample at a time, so that only one sample's
+ * activations are held at once.
+ */
+async function fitSink(
+  sink: PrunedSink,
+  layer: Exclude<ReturnType<typeof asConv>, string>,
+  model: ModelProto,
+  targets: ModelSession,
+  samples: readonly Sample[],
+): Promise<RefitResult> {
+  const n = sink.node;
+  const inputs = await session(exposeTensors(model, [n.input[0]]));
   try {
-    return await fetch(s, name, samples);
+    const channels = sink.keptInputs.length;
+    const fit = new ConvFit(layer.geometry, layer.start, channels, samples.length, { fitBias: n.opType !== 'MatMul' });
+    for (const sample of samples) {
+      const x = featureMaps((await inputs.run(sample.feeds, [n.input[0]]))[n.input[0]]);
+      const y = featureMaps((await targets.run(sample.feeds, [n.output[0]]))[n.output[0]]);
+      if (x.length === 0 || x.length !== y.length) throw new RefitSkipped('no float activations recorded');
+      x.forEach((map, i) => fit.add(map, sink.keptOutputs ? channelsOf(y[i], sink.keptOutputs) : y[i]));
+    }
+    return fit.solve();
   } finally {
-    await s.release();
+    await inputs.release();
   }
-}
-
-/** `name` of a session for every sample, as maps. */
-async function fetch(s: ModelSession, name: string, samples: readonly Sample[]): Promise<FeatureMap[]> {
-  const maps: FeatureMap[] = [];
-  for (const sample of samples) maps.push(...featureMaps((await s.run(sample.feeds, [name]))[name]));
-  return maps;
 }
 
 /** A float tensor [N, C, H, W] or [N, K] as N maps. */

@@ -120,121 +120,162 @@ export function fitConv(
   start: { readonly weight: Float32Array; readonly bias: Float32Array },
   opts: RefitOptions = {},
 ): RefitResult {
-  const [kh, kw] = geometry.kernel;
-  const C = inputs[0]?.channels ?? 0;
-  const M = targets[0]?.channels ?? 0;
   if (inputs.length === 0 || inputs.length !== targets.length)
     throw new RangeError('fitConv needs at least one input, and one target per input');
-  if (inputs.some((x) => x.channels !== C || x.data.length !== C * x.height * x.width))
-    throw new RangeError('every input sample needs the same channels and [C, H, W] values');
-  targets.forEach((y, i) => {
-    const [oh, ow] = outputSize(inputs[i], geometry);
-    if (y.channels !== M || y.height !== oh || y.width !== ow || y.data.length !== M * oh * ow)
-      throw new RangeError(`target ${i} is not [${M}, ${oh}, ${ow}]`);
-  });
-  const taps = kh * kw;
-  const W = C * taps;
-  if (start.weight.length !== M * W || start.bias.length !== M) throw new RangeError('start is not [M, C, kh, kw]');
-  const fitBias = opts.fitBias ?? true;
-  const D = W + (fitBias ? 1 : 0); // the channels' taps, and the bias
-  if (D > MAX_UNKNOWNS)
-    throw new RefitSkipped(`${D} weights per output: more than ${MAX_UNKNOWNS} (the solve would take minutes)`);
+  const fit = new ConvFit(geometry, start, inputs[0].channels, inputs.length, opts);
+  inputs.forEach((x, i) => fit.add(x, targets[i]));
+  return fit.solve();
+}
 
-  // output positions: every one, or evenly spaced over all inputs' positions when there are more
-  const sites = targets.map((y) => y.height * y.width);
-  const total = sites.reduce((n, k) => n + k, 0);
-  const want = Math.min(total, Math.max(opts.positions ?? 8192, 8 * D));
-  if (want < 2 * D) throw new RefitSkipped(`${total} output positions for ${D} weights per output: too few to fit`);
+/**
+ * The least-squares fit of {@link fitConv}, fed one input at a time: each input's sampled positions go into F'F and
+ * F'Y (and the held-out rows) as it comes, so the inputs need not all be held at once (a detector's calibration
+ * pages are hundreds of MB of activations per layer).
+ */
+export class ConvFit {
+  readonly #D: number;
+  readonly #M: number;
+  readonly #W: number;
+  readonly #fitBias: boolean;
+  readonly #perInput: number;
+  readonly #ata: Float64Array;
+  readonly #aty: Float64Array;
+  readonly #f: Float64Array;
+  readonly #y: Float64Array;
+  readonly #held: { f: Float64Array; y: Float64Array }[] = [];
+  #inputs = 0;
+  #rows = 0;
+  #positions = 0;
+  #seed = 1;
 
-  // F'F and F'Y, accumulated a row at a time (F itself is never held)
-  const ata = new Float64Array(D * D);
-  const aty = new Float64Array(D * M);
-  const f = new Float64Array(D);
-  const y = new Float64Array(M);
-  const heldTargets: Float64Array[] = [];
-  const heldFeatures: Float64Array[] = [];
-  // jittered: evenly spaced positions would land on the same pixels of every input when the spacing divides their
-  // size (256 inputs, 8192 positions: one column of each), and the fit would learn only those (a deterministic LCG)
-  let seed = 1;
-  const jitter = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-  for (let r = 0; r < want; r++) {
-    let k = want === total ? r : Math.floor(((r + jitter()) * total) / want);
-    let sample = 0;
-    while (k >= sites[sample]) k -= sites[sample++];
-    // whole inputs are held out when there are enough of them (positions of one image are alike: fitting some of
-    // them and measuring others would not show a fit to these images only)
-    const held = (inputs.length >= HOLD_OUT ? sample : r) % HOLD_OUT === HOLD_OUT - 1;
-    if (held && heldFeatures.length >= ERROR_ROWS) continue;
-    const out = targets[sample];
-    const oy = Math.floor(k / out.width);
-    const ox = k % out.width;
-    gather(inputs[sample], geometry, oy, ox, f);
-    if (fitBias) f[D - 1] = 1;
-    const plane = out.height * out.width;
-    // without a bias term the target is what the weights must produce: the output less the bias kept
-    for (let m = 0; m < M; m++) y[m] = out.data[m * plane + k] - (fitBias ? 0 : start.bias[m]);
-    if (held) {
-      heldTargets.push(Float64Array.from(y));
-      heldFeatures.push(Float64Array.from(f));
-      continue;
-    }
-    for (let i = 0; i < D; i++) {
-      const fi = f[i];
-      if (fi === 0) continue;
-      const row = i * D;
-      for (let j = i; j < D; j++) ata[row + j] += fi * f[j];
-      const o = i * M;
-      for (let m = 0; m < M; m++) aty[o + m] += fi * y[m];
-    }
+  /**
+   * @param channels input channels (C)
+   * @param count inputs that will be added (positions are spread evenly over them)
+   */
+  constructor(
+    private readonly geometry: ConvGeometry,
+    private readonly start: { readonly weight: Float32Array; readonly bias: Float32Array },
+    private readonly channels: number,
+    private readonly count: number,
+    opts: RefitOptions = {},
+  ) {
+    const [kh, kw] = geometry.kernel;
+    this.#M = start.bias.length;
+    this.#W = channels * kh * kw;
+    if (start.weight.length !== this.#M * this.#W) throw new RangeError('start is not [M, C, kh, kw]');
+    this.#fitBias = opts.fitBias ?? true;
+    this.#D = this.#W + (this.#fitBias ? 1 : 0); // the channels' taps, and the bias
+    if (this.#D > MAX_UNKNOWNS)
+      throw new RefitSkipped(`${this.#D} weights per output: more than ${MAX_UNKNOWNS} (the solve would take minutes)`);
+    this.#perInput = Math.ceil(Math.max(opts.positions ?? 8192, 8 * this.#D) / count);
+    this.#ata = new Float64Array(this.#D * this.#D);
+    this.#aty = new Float64Array(this.#D * this.#M);
+    this.#f = new Float64Array(this.#D);
+    this.#y = new Float64Array(this.#M);
+    this.ridge = opts.ridge ?? 1e-4;
   }
-  let trace = 0;
-  for (let i = 0; i < D; i++) trace += ata[i * D + i];
-  const lambda = (opts.ridge ?? 1e-4) * (trace / D || 1);
-  const a = new Matrix(D, D);
-  for (let i = 0; i < D; i++)
-    for (let j = i; j < D; j++) {
-      const v = ata[i * D + j] + (i === j ? lambda : 0);
-      a.set(i, j, v);
-      a.set(j, i, v);
-    }
-  const b = new Matrix(D, M);
-  for (let i = 0; i < D; i++) for (let m = 0; m < M; m++) b.set(i, m, aty[i * M + m]);
-  if (!Number.isFinite(trace)) throw new RefitSkipped('the calibration activations are not finite');
-  const cholesky = new CholeskyDecomposition(a);
-  if (!cholesky.isPositiveDefinite()) throw new RefitSkipped('the normal equations are not positive definite');
-  const solved = cholesky.solve(b);
 
-  const weight = new Float32Array(M * W);
-  const bias = Float32Array.from(start.bias);
-  for (let m = 0; m < M; m++) {
-    for (let i = 0; i < W; i++) weight[m * W + i] = solved.get(i, m);
-    if (fitBias) bias[m] = solved.get(D - 1, m);
-  }
-  const error = (w: (i: number, m: number) => number) => {
-    let se = 0;
-    let sum = 0;
-    let sq = 0;
-    heldFeatures.forEach((fr, r) => {
-      for (let m = 0; m < M; m++) {
-        let v = 0;
-        for (let i = 0; i < D; i++) v += fr[i] * w(i, m);
-        const t = heldTargets[r][m];
-        se += (v - t) ** 2;
-        sum += t;
-        sq += t * t;
+  private readonly ridge: number;
+
+  /** Adds one input [C, H, W] and what the layer must compute from it, [M, OH, OW]. */
+  add(input: FeatureMap, target: FeatureMap): void {
+    const { geometry } = this;
+    const M = this.#M;
+    const D = this.#D;
+    if (input.channels !== this.channels || input.data.length !== input.channels * input.height * input.width)
+      throw new RangeError('every input sample needs the same channels and [C, H, W] values');
+    const [oh, ow] = outputSize(input, geometry);
+    if (target.channels !== M || target.height !== oh || target.width !== ow || target.data.length !== M * oh * ow)
+      throw new RangeError(`target ${this.#inputs} is not [${M}, ${oh}, ${ow}]`);
+    const sample = this.#inputs++;
+    const plane = oh * ow;
+    this.#positions += plane;
+    const want = Math.min(plane, this.#perInput);
+    for (let r = 0; r < want; r++) {
+      // jittered: evenly spaced positions would land on the same pixels of every input when the spacing divides
+      // their size (8 x 8 maps, one position in 8: column 0 of each), and the fit would learn only those
+      const k = want === plane ? r : Math.floor(((r + this.#jitter()) * plane) / want);
+      // whole inputs are held out when there are enough of them (positions of one image are alike: fitting some of
+      // them and measuring others would not show a fit to these images only)
+      const held = (this.count >= HOLD_OUT ? sample : this.#rows + r) % HOLD_OUT === HOLD_OUT - 1;
+      if (held && this.#held.length >= ERROR_ROWS) continue;
+      const f = this.#f;
+      const y = this.#y;
+      gather(input, geometry, Math.floor(k / ow), k % ow, f);
+      if (this.#fitBias) f[D - 1] = 1;
+      // without a bias term the target is what the weights must produce: the output less the bias kept
+      for (let m = 0; m < M; m++) y[m] = target.data[m * plane + k] - (this.#fitBias ? 0 : this.start.bias[m]);
+      if (held) {
+        this.#held.push({ f: Float64Array.from(f), y: Float64Array.from(y) });
+        continue;
       }
-    });
-    const n = heldFeatures.length * M;
-    if (n === 0) return Number.NaN;
-    const variance = sq / n - (sum / n) ** 2;
-    return se / n / (variance || 1);
-  };
-  const before = (i: number, m: number) => (i < W ? start.weight[m * W + i] : start.bias[m]);
-  return {
-    weight,
-    bias,
-    error: { pruned: error(before), refit: error((i, m) => solved.get(i, m)) },
-  };
+      for (let i = 0; i < D; i++) {
+        const fi = f[i];
+        if (fi === 0) continue;
+        const row = i * D;
+        for (let j = i; j < D; j++) this.#ata[row + j] += fi * f[j];
+        const o = i * M;
+        for (let m = 0; m < M; m++) this.#aty[o + m] += fi * y[m];
+      }
+    }
+    this.#rows += want;
+  }
+
+  /** The fit over every input added. */
+  solve(): RefitResult {
+    const [D, M, W] = [this.#D, this.#M, this.#W];
+    if (this.#rows < 2 * D)
+      throw new RefitSkipped(`${this.#positions} output positions for ${D} weights per output: too few to fit`);
+    let trace = 0;
+    for (let i = 0; i < D; i++) trace += this.#ata[i * D + i];
+    if (!Number.isFinite(trace)) throw new RefitSkipped('the calibration activations are not finite');
+    const lambda = this.ridge * (trace / D || 1);
+    const a = new Matrix(D, D);
+    for (let i = 0; i < D; i++)
+      for (let j = i; j < D; j++) {
+        const v = this.#ata[i * D + j] + (i === j ? lambda : 0);
+        a.set(i, j, v);
+        a.set(j, i, v);
+      }
+    const b = new Matrix(D, M);
+    for (let i = 0; i < D; i++) for (let m = 0; m < M; m++) b.set(i, m, this.#aty[i * M + m]);
+    const cholesky = new CholeskyDecomposition(a);
+    if (!cholesky.isPositiveDefinite()) throw new RefitSkipped('the normal equations are not positive definite');
+    const solved = cholesky.solve(b);
+
+    const weight = new Float32Array(M * W);
+    const bias = Float32Array.from(this.start.bias);
+    for (let m = 0; m < M; m++) {
+      for (let i = 0; i < W; i++) weight[m * W + i] = solved.get(i, m);
+      if (this.#fitBias) bias[m] = solved.get(D - 1, m);
+    }
+    const error = (w: (i: number, m: number) => number) => {
+      let se = 0;
+      let sum = 0;
+      let sq = 0;
+      for (const { f, y } of this.#held)
+        for (let m = 0; m < M; m++) {
+          let v = 0;
+          for (let i = 0; i < D; i++) v += f[i] * w(i, m);
+          se += (v - y[m]) ** 2;
+          sum += y[m];
+          sq += y[m] * y[m];
+        }
+      const n = this.#held.length * M;
+      if (n === 0) return Number.NaN;
+      const variance = sq / n - (sum / n) ** 2;
+      return se / n / (variance || 1);
+    };
+    const { start } = this;
+    const before = (i: number, m: number) => (i < W ? start.weight[m * W + i] : start.bias[m]);
+    return { weight, bias, error: { pruned: error(before), refit: error((i, m) => solved.get(i, m)) } };
+  }
+
+  /** A deterministic LCG in [0, 1). */
+  #jitter(): number {
+    this.#seed = (Math.imul(this.#seed, 1664525) + 1013904223) >>> 0;
+    return this.#seed / 2 ** 32;
+  }
 }
 
 /** The channels `kept` of a [C, H, W] map. */
