@@ -1,4 +1,4 @@
-import { encodeModel, type ModelProto, type NodeProto, type TensorProto } from '../onnx/model.js';
+import { encodeModel, type ModelProto, type NodeProto } from '../onnx/model.js';
 import { tensor } from '../onnx/tensor.js';
 import { ModelSession, type HostTensor } from '../models/session.js';
 import { exposeTensors } from './calibrate.js';
@@ -216,9 +216,7 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
 
 /** Sets input `at` of `n` to a new float initializer `values` (a fresh name: the old one may be shared). */
 function setBias(g: GraphIndex, n: NodeProto, at: number, values: Float32Array): void {
-  const old: TensorProto | undefined = n.input[at] ? g.initializers.get(n.input[at]) : undefined;
-  const name = g.freshName(`${old?.name ?? `${n.name || n.output[0]}_bias`}_refit`);
-  g.setInitializer(tensor(name, [values.length], values));
+  const name = g.addFloats(`${n.input[at] || `${n.name || n.output[0]}_bias`}_refit`, [values.length], values);
   while (n.input.length < at) n.input.push('');
   n.input[at] = name;
 }

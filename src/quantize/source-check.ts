@@ -1,4 +1,5 @@
-import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/model.js';
+import { DataType, type ModelProto, type NodeProto } from '../onnx/model.js';
+import { tensors } from '../onnx/tensor-slots.js';
 import type { Manifest } from '../models/manifest.js';
 
 /**
@@ -35,26 +36,18 @@ export function compressedEvidence(model: ModelProto, manifest?: Manifest): stri
   const found: string[] = [];
   if (manifest?.compression) found.push(`its manifest records a compression (${manifest.compression.method})`);
   const ops = new Map<string, number>();
-  let halfWeights = 0;
-  const half = (t: TensorProto | undefined) => {
-    if (t?.dataType === DataType.FLOAT16 || t?.dataType === DataType.BFLOAT16) halfWeights++;
-  };
-  const visitNodes = (nodes: readonly NodeProto[]) => {
+  const visit = (nodes: readonly NodeProto[]) => {
     for (const n of nodes) {
       if (QUANTIZED_OPS.has(n.opType)) ops.set(n.opType, (ops.get(n.opType) ?? 0) + 1);
-      for (const a of n.attribute) {
-        half(a.t); // a Constant's value (some exporters keep weights there)
-        if (a.g) visit(a.g);
-        for (const sub of a.graphs) visit(sub);
-      }
+      for (const a of n.attribute) for (const g of a.g ? [a.g, ...a.graphs] : a.graphs) visit(g.node);
     }
   };
-  const visit = (g: GraphProto) => {
-    g.initializer.forEach(half);
-    visitNodes(g.node);
-  };
-  if (model.graph) visit(model.graph);
-  for (const f of model.functions) visitNodes(f.node);
+  if (model.graph) visit(model.graph.node);
+  for (const f of model.functions) visit(f.node);
+  // initializers and attribute tensors (a Constant's value: some exporters keep weights there), everywhere
+  let halfWeights = 0;
+  for (const { tensor: t } of tensors(model))
+    if (t.dataType === DataType.FLOAT16 || t.dataType === DataType.BFLOAT16) halfWeights++;
   if (ops.size > 0) {
     const list = [...ops].sort(([, a], [, b]) => b - a).map(([op, n]) => `${n} ${op}`);
     found.push(`its graph has quantized ops (${list.join(', ')})`);

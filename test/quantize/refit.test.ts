@@ -1,6 +1,7 @@
 import t from 'tap';
 import { DataType, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
 import {
+  channelsOf,
   POINTWISE,
   refitConv,
   RefitSkipped,
@@ -55,14 +56,6 @@ function conv(weight: Float32Array, bias: Float32Array, M: number, C: number, g:
   });
 }
 
-/** The kept channels of a [C, H, W] map. */
-const keep = (x: FeatureMap, kept: number[]) => {
-  const plane = x.height * x.width;
-  const data = new Float32Array(kept.length * plane);
-  kept.forEach((c, j) => data.set(x.data.subarray(c * plane, (c + 1) * plane), j * plane));
-  return data;
-};
-
 const geometries: [string, ConvGeometry][] = [
   ['3x3, padded', { kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1] }],
   [
@@ -94,7 +87,7 @@ for (const [name, g] of geometries) {
     );
     const pruned = await runFloat(
       conv(fit.weight, fit.bias, M, kept.length, g),
-      { name: 'x', data: keep(held, kept), dims: [1, kept.length, 9, 11] },
+      { name: 'x', data: channelsOf(held, kept).data, dims: [1, kept.length, 9, 11] },
       'y',
     );
     const c = compare(original, pruned);
