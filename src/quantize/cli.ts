@@ -46,6 +46,9 @@ Options:
   --exclude <a,b,...>         node names kept in float
   --fix-input <input=value>   pin a scalar input the server always feeds the same value (e.g. sr=16000) to a
                               constant, so branches on it fold away and get quantized (repeatable)
+  --no-fold                   keep per-channel Mul/Add steps beside the Convs and hard-swish as exported (by
+                              default they are folded into the Convs' weights and bias and hard-swish becomes
+                              x * HardSigmoid(x): the same function up to float rounding, fewer passes)
   --no-per-channel            per-tensor weight scales (default per-channel)
   --reduce-range              7-bit weights, for CPUs without VNNI
   --block-size <n>            int4-weight block size (default 32)
@@ -96,6 +99,7 @@ export function parseCli(argv: string[]) {
       'prune-importance': { type: 'string', default: 'l1' },
       'prune-layer': { type: 'string', multiple: true, default: [] },
       'no-prune-refit': { type: 'boolean', default: false },
+      'no-fold': { type: 'boolean', default: false },
       'fix-input': { type: 'string', multiple: true, default: [] },
       sparsity: { type: 'string' },
       'max-fidelity-loss': { type: 'string' },
@@ -149,6 +153,7 @@ export function parseCli(argv: string[]) {
     pruneImportance: oneOf('prune-importance', values['prune-importance'], ['l1', 'bn-gamma'] as const),
     pruneLayers,
     pruneRefit: !values['no-prune-refit'],
+    fold: !values['no-fold'],
     fixInputs,
     sparsity: num('sparsity', values.sparsity, 0, 0.999),
     maxFidelityLoss: num('max-fidelity-loss', values['max-fidelity-loss'], 0, 1),

@@ -14,6 +14,7 @@ import { upgradeOpset } from './opset.js';
 import { fixInputs } from './passes/fix-inputs.js';
 import { quantizableTensors } from './passes/quantize-static.js';
 import { compressedSize } from './passes/prune.js';
+import { foldAffine } from './passes/fold-affine.js';
 import { simplifyForQuantization } from './passes/simplify.js';
 import { buildModel, type Attempt, type RefitData } from './build.js';
 import { REFIT_MIN_SAMPLES } from './refit-sinks.js';
@@ -40,6 +41,8 @@ export interface CompressOptions {
   readonly pruneLayers: Readonly<Record<string, number>>;
   /** Refit the layers that read pruned channels by least squares on the calibration data (see refit-sinks.ts). */
   readonly pruneRefit: boolean;
+  /** Fold per-channel Mul/Add steps into the adjacent Convs and fuse hard-swish (passes/fold-affine.ts). */
+  readonly fold: boolean;
   /** Magnitude pruning: fraction of weights zeroed. */
   readonly sparsity?: number;
   /** Allowed fidelity loss (1 - top-1 agreement for classifiers, 1 - mean cosine otherwise). */
@@ -126,16 +129,25 @@ export async function compress(
   source: Source,
   calibration: readonly Sample[],
   evaluation: readonly Sample[],
-  opts: CompressOptions,
+  asked: CompressOptions,
   progress: Progress = silent,
 ): Promise<CompressResult> {
   const steps: { step: string; detail: unknown }[] = [];
-  const pinned = Object.keys(opts.fixInputs).length > 0;
+  const pinned = Object.keys(asked.fixInputs).length > 0;
   let base = await optimizeForQuantization(
-    pinned ? encodeModel(fixInputs(decodeModel(source.bytes), opts.fixInputs)) : source.bytes,
+    pinned ? encodeModel(fixInputs(decodeModel(source.bytes), asked.fixInputs)) : source.bytes,
   );
-  if (pinned) steps.push({ step: 'fix inputs', detail: opts.fixInputs });
+  if (pinned) steps.push({ step: 'fix inputs', detail: asked.fixInputs });
   steps.push({ step: 'optimize', detail: `onnxruntime basic optimization: ${base.graph?.node.length} nodes` });
+  let foldedAny = false;
+  if (asked.fold) {
+    const folded = foldAffine(base);
+    foldedAny = Object.values(folded.stats).some((n) => n > 0);
+    base = folded.model;
+    if (foldedAny) steps.push({ step: 'fold affine', detail: { ...folded.stats, nodes: base.graph?.node.length } });
+  }
+  // the method names a fold only where one happened
+  const opts: CompressOptions = { ...asked, fold: foldedAny };
   if (opts.mode === 'int8-static') {
     const simplified = simplifyForQuantization(upgradeOpset(base, 13));
     base = simplified.model;
@@ -200,11 +212,14 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** e.g. `prune-channels-0.25+int8-static`. */
-export function methodName(o: Pick<CompressOptions, 'mode' | 'pruneRatio' | 'pruneLayers' | 'sparsity'>): string {
-  const parts: string[] = [];
+export function methodName(
+  o: Pick<CompressOptions, 'mode' | 'pruneRatio' | 'pruneLayers' | 'sparsity' | 'fold'>,
+): string {
+  const parts: string[] = o.fold ? ['fold'] : [];
   if (o.pruneRatio) parts.push(`prune-channels-${o.pruneRatio}`);
   else if (Object.keys(o.pruneLayers).length > 0) parts.push('prune-channels-per-layer');
   if (o.sparsity) parts.push(`prune-magnitude-${o.sparsity}`);
+  // `none` is named only when nothing else was done (a model only folded is named `fold`)
   if (o.mode !== 'none' || parts.length === 0) parts.push(o.mode);
   return parts.join('+');
 }

@@ -221,6 +221,24 @@ t.test('--search fits the budget: halves the prune ratio, then drops pruning, ke
   t.ok(steps.includes('search: without channel pruning'));
   t.ok(report.fidelity.value >= 0.95);
   t.equal(report.passedGate, true);
-  t.equal(report.method, 'int8-static', 'the report names what was written, not what was asked');
-  t.equal(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')).compression.method, 'int8-static');
+  t.equal(report.method, 'fold+int8-static', 'the report names what was written, not what was asked');
+  t.equal(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')).compression.method, 'fold+int8-static');
+});
+
+t.test('folding is on by default and named in the method; --no-fold leaves the graph as exported', async (t) => {
+  const folded = path.join(work, 'folded');
+  const plain = path.join(work, 'not-folded');
+  const common = ['--mode', 'none', '--eval', calibration, '--max-samples', '4', '--runs', '2', '--objective', 'size'];
+  t.equal((await run([source, '--out', folded, ...common])).code, exitCodes.ok);
+  t.equal((await run([source, '--out', plain, ...common, '--no-fold'])).code, exitCodes.ok);
+  const report = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'report.json'), 'utf8'));
+  const fold = report(folded).steps.find((s: { step: string }) => s.step === 'fold affine');
+  t.equal(report(folded).method, 'fold');
+  t.ok(
+    fold.detail.hardSwish > 0,
+    'hard-swish fused (MobileNetV3 has no scale steps left after BatchNormalization folding)',
+  );
+  t.equal(report(folded).fidelity.top1Agreement, 1, 'the same answers');
+  t.equal(report(plain).method, 'none');
+  t.notOk(report(plain).steps.some((s: { step: string }) => s.step === 'fold affine'));
 });
