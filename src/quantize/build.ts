@@ -22,6 +22,23 @@ export interface Attempt {
 export type RefitData = { readonly data: readonly Sample[] } | { readonly skipped: string };
 
 /** Prune, then quantize: pure graph passes on a copy of the optimized model. */
+/** An option names a node the model does not have (a usage error: exit 2). */
+export class UnknownNodeError extends Error {
+  override name = 'UnknownNodeError';
+}
+
+/**
+ * The nodes kept in float: `--exclude`'s, and with `--exclude-from`, that node and every node after it in the
+ * graph's order (a model's head: the transformer neck of a CNN-then-attention recognizer, say).
+ */
+export function excludedNodes(base: ModelProto, o: Pick<CompressOptions, 'excludeNodes' | 'excludeFrom'>): string[] {
+  if (!o.excludeFrom) return [...o.excludeNodes];
+  const names = base.graph!.node.map((n) => n.name);
+  const at = names.indexOf(o.excludeFrom);
+  if (at < 0) throw new UnknownNodeError(`--exclude-from ${o.excludeFrom}: the model has no node of that name`);
+  return [...new Set([...o.excludeNodes, ...names.slice(at).filter(Boolean)])];
+}
+
 export async function buildModel(
   base: ModelProto,
   ranges: Map<string, { min: number; max: number }> | undefined,
@@ -30,7 +47,7 @@ export async function buildModel(
 ): Promise<Attempt> {
   const steps: Attempt['steps'] = [];
   let model = base;
-  const exclude = [...o.excludeNodes];
+  const exclude = excludedNodes(base, o);
   if (o.pruneRatio || Object.keys(o.pruneLayers).length > 0) {
     const r = pruneChannels(model, {
       ratio: o.pruneRatio ?? 0,

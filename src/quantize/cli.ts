@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { UnknownNodeError } from './build.js';
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -44,6 +45,8 @@ Options:
   --eval <folder>             evaluation samples (default: the calibration folder)
   --max-samples <n>           use at most n files of each folder (default 256)
   --exclude <a,b,...>         node names kept in float
+  --exclude-from <node>       keep this node and every node after it (in graph order, after optimization) in
+                              float, e.g. a recognizer's attention neck and head
   --fix-input <input=value>   pin a scalar input the server always feeds the same value (e.g. sr=16000) to a
                               constant, so branches on it fold away and get quantized (repeatable)
   --no-fold                   keep per-channel Mul/Add steps beside the Convs and hard-swish as exported (by
@@ -92,6 +95,7 @@ export function parseCli(argv: string[]) {
       eval: { type: 'string' },
       'max-samples': { type: 'string', default: '256' },
       exclude: { type: 'string', default: '' },
+      'exclude-from': { type: 'string' },
       'no-per-channel': { type: 'boolean', default: false },
       'reduce-range': { type: 'boolean', default: false },
       'block-size': { type: 'string', default: '32' },
@@ -146,6 +150,7 @@ export function parseCli(argv: string[]) {
     calibrationMethod: oneOf('calibration-method', values['calibration-method'], ['minmax', 'percentile'] as const),
     percentile: num('percentile', values.percentile, 50, 100)!,
     excludeNodes: values.exclude.split(',').filter(Boolean),
+    ...(values['exclude-from'] ? { excludeFrom: values['exclude-from'] } : {}),
     perChannel: !values['no-per-channel'],
     reduceRange: values['reduce-range'],
     blockSize: num('block-size', values['block-size'], 16, 4096, true)!,
@@ -367,6 +372,7 @@ export async function main(argv: string[]): Promise<number> {
       err instanceof ExternalDataError ||
       (err as NodeJS.ErrnoException).code === 'ENOENT';
     process.stderr.write(`muon-compress: ${(err as Error).message}\n`);
+    if (err instanceof UnknownNodeError) return exitCodes.usage;
     if (!known) process.stderr.write(`${(err as Error).stack}\n`);
     return exitCodes.input;
   }

@@ -16,7 +16,7 @@ import { quantizableTensors } from './passes/quantize-static.js';
 import { compressedSize } from './passes/prune.js';
 import { foldAffine } from './passes/fold-affine.js';
 import { simplifyForQuantization } from './passes/simplify.js';
-import { buildModel, type Attempt, type RefitData } from './build.js';
+import { buildModel, type Attempt, type RefitData, excludedNodes } from './build.js';
 import { REFIT_MIN_SAMPLES } from './refit-sinks.js';
 import type { CompressionReport } from './report.js';
 
@@ -30,6 +30,8 @@ export interface CompressOptions {
   readonly calibrationMethod: 'minmax' | 'percentile';
   readonly percentile: number;
   readonly excludeNodes: readonly string[];
+  /** Keep this node and every node after it in graph order in float. */
+  readonly excludeFrom?: string;
   /** Scalar inputs pinned to constants before optimization (see {@link fixInputs}). */
   readonly fixInputs: Readonly<Record<string, number>>;
   readonly perChannel: boolean;
@@ -241,7 +243,7 @@ async function calibrateRanges(
   return calibrate(base, feeds(), {
     method: opts.calibrationMethod,
     percentile: opts.percentile,
-    tensors: quantizableTensors(base, { excludeNodes: [...opts.excludeNodes] }),
+    tensors: quantizableTensors(base, { excludeNodes: excludedNodes(base, opts) }),
     intraOpThreads: opts.threads,
   });
 }

@@ -156,12 +156,12 @@ t.test('the latency objective: a model slower than its original is refused, nami
 });
 
 t.test('a source that was compressed already is refused unless asked for, naming what shows it', async (t) => {
-  const served = path.join(root, 'models/text-orientation'); // the int8 default
+  const served = path.join(root, 'models/text-recognition'); // the int8 default
   const out = path.join(work, 'twice');
   const args = [served, '--out', out, '--mode', 'none', '--eval', calibration, '--max-samples', '2', '--runs', '1'];
   const refused = await run(args);
   t.equal(refused.code, exitCodes.usage);
-  t.match(refused.err, /was compressed already: its manifest records a compression \(int8-static\)/);
+  t.match(refused.err, /was compressed already: its manifest records a compression \(fold\+int8-static\)/);
   t.match(refused.err, /quantized ops \(\d+ DequantizeLinear, \d+ QuantizeLinear\)/);
   t.match(refused.err, /Compress its original \(npm:/, 'names the original');
   t.match(refused.err, /--allow-compressed-source/);
@@ -242,3 +242,21 @@ t.test('folding is on by default and named in the method; --no-fold leaves the g
   t.equal(report(plain).method, 'none');
   t.notOk(report(plain).steps.some((s: { step: string }) => s.step === 'fold affine'));
 });
+
+t.test(
+  '--exclude-from keeps a node and everything after it in float; a name the model lacks is a usage error',
+  async (t) => {
+    const tail = path.join(work, 'head-in-float');
+    const common = ['--mode', 'int8-static', '--calibration', calibration, '--max-samples', '8', '--runs', '2'];
+    const r = await run([source, '--out', tail, ...common, '--objective', 'size', '--exclude-from', 'p2o.Conv.52']);
+    t.equal(r.code, exitCodes.ok, r.err);
+    const report = JSON.parse(readFileSync(path.join(tail, 'report.json'), 'utf8'));
+    t.equal(report.options.excludeFrom, 'p2o.Conv.52', 'the option is recorded as given');
+    t.ok(report.kernels.after.Conv >= 1, 'the last Conv runs in float');
+    t.ok(report.kernels.after.QLinearConv >= 50, 'the ones before it in int8');
+    const bad = await run([source, '--out', path.join(work, 'no-such'), ...common, '--exclude-from', 'no-such-node']);
+    t.equal(bad.code, exitCodes.usage);
+    t.match(bad.err, /--exclude-from no-such-node: the model has no node of that name/);
+    t.notMatch(bad.err, /at .*\.ts:\d+/, 'no stack');
+  },
+);
