@@ -37,11 +37,11 @@ t.test('an original: nothing', async (t) => {
 });
 
 t.test('the served int8 default: its record and its quantized ops', async (t) => {
-  const dir = path.join(root, 'models/text-orientation');
+  const dir = path.join(root, 'models/text-recognition');
   const { manifest } = await readManifest(dir);
   const found = compressedEvidence(decodeModel(readFileSync(path.join(dir, 'model.onnx'))), manifest);
   t.match(found, [
-    /its manifest records a compression \(int8-static\)/,
+    /its manifest records a compression \(fold\+int8-static\)/,
     /its graph has quantized ops \(\d+ DequantizeLinear/,
   ]);
 });
