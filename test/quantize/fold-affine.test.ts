@@ -128,3 +128,49 @@ t.test('what is not affine per channel, or is a graph output, is left alone', as
   t.same(stats, { intoProducer: 0, intoConsumer: 0, hardSwish: 0 });
   t.same(ops(out), ops(model));
 });
+
+t.test(
+  'one scale between two Convs folds once, into the first (it is gone before the second could take it)',
+  async (t) => {
+    const model = makeModel({
+      opset: 13,
+      graph: makeGraph({
+        name: 'conv-mul-conv',
+        nodes: [
+          node('Conv', ['x', 'w1'], ['c1'], { pads: attr.ints([1, 1, 1, 1]) }),
+          node('Mul', ['c1', 's'], ['m']),
+          node('Conv', ['m', 'w2', 'b2'], ['y']),
+        ],
+        inputs: [valueInfo('x', DataType.FLOAT, ['n', C, 6, 6])],
+        outputs: [valueInfo('y', DataType.FLOAT)],
+        initializers: [
+          tensor('w1', [C, C, 3, 3], gaussian(C * C * 9, 0.3, rand)),
+          tensor('s', [1, C, 1, 1], uniform(C, 1, rand, 0.5)),
+          tensor('w2', [C, C, 1, 1], gaussian(C * C, 0.3, rand)),
+          tensor('b2', [C], gaussian(C, 0.1, rand)),
+        ],
+      }),
+    });
+    const { model: out, stats } = foldAffine(model);
+    t.same(stats, { intoProducer: 1, intoConsumer: 0, hardSwish: 0 });
+    t.same(ops(out), ['Conv', 'Conv']);
+    close(t, await run(model), await run(out));
+  },
+);
+
+t.test('a per-channel constant that widens its input (1 channel divided by 3) is not folded', async (t) => {
+  const model = makeModel({
+    opset: 13,
+    graph: makeGraph({
+      name: 'gray-normalize',
+      nodes: [node('Div', ['x', 'std'], ['n3']), node('Conv', ['n3', 'w'], ['y'])],
+      inputs: [valueInfo('x', DataType.FLOAT, ['n', 1, 6, 6])],
+      outputs: [valueInfo('y', DataType.FLOAT)],
+      initializers: [
+        tensor('std', [1, 3, 1, 1], new Float32Array([0.2, 0.25, 0.3])),
+        tensor('w', [2, 3, 1, 1], gaussian(6, 0.3, rand)),
+      ],
+    }),
+  });
+  t.same(foldAffine(model).stats, { intoProducer: 0, intoConsumer: 0, hardSwish: 0 });
+});

@@ -38,6 +38,8 @@ export function foldAffine(model: ModelProto): { model: ModelProto; stats: FoldS
   for (let changed = true; changed;) {
     changed = false;
     for (const n of [...g.graph.node]) {
+      // a node folded away earlier in this sweep (into the Conv before it) is gone
+      if (!g.graph.node.includes(n)) continue;
       if (n.opType === 'Conv' && (n.domain ?? '') === '' && foldIntoProducer(g, n)) {
         intoProducer++;
         changed = true;
@@ -70,8 +72,8 @@ function affineOf(g: GraphIndex, n: NodeProto, channels: number, rank: number) {
   for (const [x, c] of order) {
     const values = g.initializers.has(x) ? undefined : channelValues(g.initializers.get(c), channels, rank);
     if (!values) continue;
-    if (n.opType === 'Div' && values.some((v) => v === 0)) return undefined;
     const scale = n.opType === 'Mul' ? values : n.opType === 'Div' ? values.map((v) => 1 / v) : undefined;
+    if (scale?.some((v) => !Number.isFinite(v))) return undefined;
     const shift = n.opType === 'Add' ? values : n.opType === 'Sub' ? values.map((v) => -v) : undefined;
     return { x, scale, shift };
   }
@@ -131,6 +133,10 @@ function foldIntoConsumers(g: GraphIndex, n: NodeProto): boolean {
   if (shapes.some((w, i) => dimsOf(w!)[1] * groups[i] !== inputChannels)) return false;
   const affine = affineOf(g, n, inputChannels, dimsOf(shapes[0]!).length);
   if (!affine) return false;
+  // a constant that varies by channel could have widened x to that many channels (a 1-channel image divided by a
+  // 3-channel std): fold it only where x is known to have them
+  const constant = g.initializers.get(n.input.find((i) => i !== affine.x)!)!;
+  if (elementCount(constant) > 1 && channelsOf(g, affine.x) !== inputChannels) return false;
   if (affine.shift && readers.some((r) => padded(r))) return false;
   for (const [i, conv] of readers.entries()) {
     const dims = dimsOf(shapes[i]!);
@@ -158,6 +164,37 @@ function foldIntoConsumers(g: GraphIndex, n: NodeProto): boolean {
   remove(g, n);
   return true;
 }
+
+/** The channel count of a tensor, where a Conv or a BatchNormalization writes it, through elementwise steps. */
+function channelsOf(g: GraphIndex, name: string, depth = 0): number | undefined {
+  const p = g.producers.get(name);
+  if (!p || depth > 16) return undefined;
+  if (p.opType === 'Conv') {
+    const w = g.initializers.get(p.input[1]);
+    return w ? dimsOf(w)[0] : undefined;
+  }
+  if (p.opType === 'BatchNormalization') {
+    const scale = g.initializers.get(p.input[1]);
+    return scale ? elementCount(scale) : undefined;
+  }
+  if (!ELEMENTWISE.has(p.opType)) return undefined;
+  // an elementwise step keeps the channels its variable inputs agree on (constants are not followed: unknown)
+  const known = p.input.filter((i) => i && !g.initializers.has(i)).map((i) => channelsOf(g, i, depth + 1));
+  return known.length > 0 && known.every((c) => c !== undefined && c === known[0]) ? known[0] : undefined;
+}
+
+const ELEMENTWISE = new Set([
+  'Mul',
+  'Add',
+  'Sub',
+  'Div',
+  'HardSigmoid',
+  'HardSwish',
+  'Relu',
+  'Clip',
+  'Sigmoid',
+  'Tanh',
+]);
 
 /** Whether a Conv pads its input (explicit pads, or an auto_pad that pads). */
 function padded(conv: NodeProto): boolean {
@@ -199,7 +236,8 @@ function remove(g: GraphIndex, n: NodeProto): void {
 function fuseHardSwish(g: GraphIndex): number {
   const scalar = (name: string | undefined) => {
     const t = name ? g.initializers.get(name) : undefined;
-    return t && t.dataType === 1 && elementCount(t) === 1 ? readFloats(t)[0] : undefined;
+    // rank 0 or 1 only: a [1, 1, 1, 1] constant would add axes to a lower-rank tensor, which the fused form does not
+    return t && t.dataType === 1 && elementCount(t) === 1 && t.dims.length <= 1 ? readFloats(t)[0] : undefined;
   };
   const clipBounds = (clip: NodeProto): [number | undefined, number | undefined] => {
     const fromAttr = (name: string) => clip.attribute.find((a) => a.name === name)?.f;
