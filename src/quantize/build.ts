@@ -21,7 +21,6 @@ export interface Attempt {
 /** The calibration data pruned layers are refit on, or why they are not refit. */
 export type RefitData = { readonly data: readonly Sample[] } | { readonly skipped: string };
 
-/** Prune, then quantize: pure graph passes on a copy of the optimized model. */
 /** An option names a node the model does not have (a usage error: exit 2). */
 export class UnknownNodeError extends Error {
   override name = 'UnknownNodeError';
@@ -39,6 +38,7 @@ export function excludedNodes(base: ModelProto, o: Pick<CompressOptions, 'exclud
   return [...new Set([...o.excludeNodes, ...names.slice(at).filter(Boolean)])];
 }
 
+/** Prune, then quantize: pure graph passes on a copy of the optimized model. */
 export async function buildModel(
   base: ModelProto,
   ranges: Map<string, { min: number; max: number }> | undefined,

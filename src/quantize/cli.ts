@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { UnknownNodeError } from './build.js';
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { readManifest, resolveFile } from '../models/folder.js';
 import { ModelSession } from '../models/session.js';
 import { ExternalDataError, hasExternalData, loadModelFile, saveModelFile } from '../onnx/external-data.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
+import { UnknownNodeError } from './build.js';
 import {
   compress,
   modes,

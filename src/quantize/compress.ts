@@ -321,8 +321,10 @@ async function search(
     if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
   }
   if (o.mode === 'none') return undefined;
+  // layers kept in float anyway (--exclude, --exclude-from) are not candidates
+  const kept = new Set(excludedNodes(base, o));
   const layers = (base.graph?.node ?? [])
-    .filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType) && n.name && !o.excludeNodes.includes(n.name))
+    .filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType) && n.name && !kept.has(n.name))
     .map((n) => n.name!);
   const sensitivity: { node: string; loss: number }[] = [];
   for (const node of layers) {
