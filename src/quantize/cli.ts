@@ -23,7 +23,7 @@ import {
 } from './compress.js';
 import { DatasetError, loadSamples, pipelineFeeds, type Sample } from './dataset.js';
 import { LATENCY_TOLERANCE, objectives } from './latency.js';
-import { reportMarkdown, type CompressionReport } from './report.js';
+import { reportMarkdown, searchMarkdown, type CompressionReport } from './report.js';
 import { compressedEvidence } from './source-check.js';
 
 /** Exit codes: documented in `--help` and the README. */
@@ -67,7 +67,8 @@ Options:
                               exceeds x: top-1 agreement (classifiers, language-id), per-step argmax
                               agreement (text-recognition), speech decision agreement (voice-activity),
                               text-mask agreement (ocr detector), mean output cosine (anything else)
-  --search                    try per-layer settings (keep sensitive layers in float, lower prune ratio)
+  --search                    explore quantization mode x prune ratio x layers kept in float, print the
+                              Pareto front (size, speed-up, loss), write the best one for --objective
                               to fit the budget
   --objective <o>             latency | size (default latency): for latency, a model slower than its original
                               (beyond ${LATENCY_TOLERANCE * 100} %) at a batch size the manifest serves (1 and batching.maxBatchSize)
@@ -344,6 +345,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { bytes, report } = await compress(source, calibration, evaluation, args.options, bars);
     bars.stop();
+    if (report.search) process.stdout.write(searchMarkdown(report.search, true).join('\n') + '\n\n');
     const refusal = refusalOf(report, args.options.maxFidelityLoss);
     if (refusal !== undefined) {
       process.stderr.write(refusal);

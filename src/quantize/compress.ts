@@ -16,9 +16,10 @@ import { quantizableTensors } from './passes/quantize-static.js';
 import { compressedSize } from './passes/prune.js';
 import { foldAffine } from './passes/fold-affine.js';
 import { simplifyForQuantization } from './passes/simplify.js';
-import { buildModel, type Attempt, type RefitData, excludedNodes } from './build.js';
+import { buildModel, type RefitData, excludedNodes } from './build.js';
 import { REFIT_MIN_SAMPLES } from './refit-sinks.js';
 import type { CompressionReport } from './report.js';
+import { search, type SearchResult, type Tried } from './search.js';
 
 /** The compression methods; `none` only prunes (or only measures). */
 export const modes = ['int8-static', 'int8-dynamic', 'int4-weight', 'fp16', 'none'] as const;
@@ -150,32 +151,66 @@ export async function compress(
   }
   // the method names a fold only where one happened
   const opts: CompressOptions = { ...asked, fold: foldedAny };
-  if (opts.mode === 'int8-static') {
-    const simplified = simplifyForQuantization(upgradeOpset(base, 13));
-    base = simplified.model;
-    steps.push({ step: 'simplify for int8 kernels', detail: simplified.stats });
-  }
+  // int8-static runs on a graph simplified for onnxruntime's int8 kernels, calibrated once (and only if tried)
+  let forStatic: Promise<{ model: ModelProto; ranges: Awaited<ReturnType<typeof calibrate>> }> | undefined;
+  const prepared = (mode: Mode) => {
+    if (mode !== 'int8-static') return { model: base, ranges: undefined };
+    return (forStatic ??= (async () => {
+      const simplified = simplifyForQuantization(upgradeOpset(base, 13));
+      steps.push({ step: 'simplify for int8 kernels', detail: simplified.stats });
+      return { model: simplified.model, ranges: await calibrateRanges(simplified.model, calibration, opts, progress) };
+    })());
+  };
   const original = await cpuSession(source.bytes, opts.threads);
-  let used = opts; // what the written model was made with (the search may change it)
-  let attempt: Attempt;
-  let fidelity: Fidelity;
-  let passed: boolean;
-  let latency: Awaited<ReturnType<typeof compareLatency>>;
+  const batches = servedBatchSizes(source.manifest);
+  const threshold = decisionThreshold(source.manifest);
+  const refitData = refitWith(opts, calibration, evaluation);
+  const build = async (o: CompressOptions) => {
+    const { model, ranges } = await prepared(o.mode);
+    const attempt = await buildModel(model, ranges, o, refitData);
+    return {
+      options: o,
+      attempt,
+      fidelity: await evaluate(original, attempt.bytes, evaluation, o, progress, threshold),
+    };
+  };
+  const latencyOf = (bytes: Uint8Array) => compareLatency(original, bytes, evaluation[0], batches, opts, progress);
+  const within = (f: Fidelity) => withinBudget(f, source.manifest, opts.maxFidelityLoss);
+  let result: Tried;
+  let found: SearchResult | undefined;
   try {
-    const ranges = opts.mode === 'int8-static' ? await calibrateRanges(base, calibration, opts, progress) : undefined;
-    const refitData = refitWith(opts, calibration, evaluation);
-    attempt = await buildModel(base, ranges, opts, refitData);
-    fidelity = await evaluate(original, attempt.bytes, evaluation, opts, progress, decisionThreshold(source.manifest));
-    passed = withinBudget(fidelity, source.manifest, opts.maxFidelityLoss);
-    if (!passed && opts.search) {
-      const found = await search(base, ranges, opts, original, evaluation, source.manifest, progress, steps, refitData);
-      if (found) ({ attempt, fidelity, options: used, passed } = { ...found, passed: true });
+    if (opts.search) {
+      found = await search(
+        {
+          build,
+          latency: latencyOf,
+          loss: (f) => 1 - gateMetric(f, source.manifest).value,
+          withinBudget: within,
+          // layers kept in float anyway (--exclude, --exclude-from) are not candidates
+          layers: async (o) => {
+            const { model } = await prepared(o.mode);
+            const kept = new Set(excludedNodes(model, o));
+            return (model.graph?.node ?? [])
+              .filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType) && n.name && !kept.has(n.name))
+              .map((n) => n.name!);
+          },
+          methodName,
+          canCalibrate: calibration.length > 0,
+          objective: opts.objective,
+          note: (step, detail) => steps.push({ step, detail }),
+        },
+        opts,
+      );
+      result = found.chosen ?? found.asked;
+    } else {
+      const built = await build(opts);
+      result = { ...built, latency: await latencyOf(built.attempt.bytes) };
     }
-    const batches = servedBatchSizes(source.manifest);
-    latency = await compareLatency(original, attempt.bytes, evaluation[0], batches, opts, progress);
   } finally {
     await original.release();
   }
+  const { attempt, fidelity, latency, options: used } = result;
+  const passed = within(fidelity);
   steps.push(...attempt.steps);
   const { before, after } = latency.measured[0];
   const slower = slowerAt(latency.measured);
@@ -204,6 +239,7 @@ export async function compress(
     kernels: { before: await runtimeKernels(source.bytes), after: await runtimeKernels(attempt.bytes) },
     steps,
     passedGate: passed,
+    ...(found ? { search: { candidates: found.candidates, chosen: found.chosen?.index } } : {}),
   };
   return { bytes: attempt.bytes, report };
 }
@@ -271,79 +307,4 @@ async function evaluate(
 
 function withinBudget(f: Fidelity, manifest: Manifest | undefined, budget: number | undefined): boolean {
   return budget === undefined || 1 - gateMetric(f, manifest).value <= budget + 1e-12;
-}
-
-/**
- * Meets the budget, or gives up: with pruning, the prune ratio is halved first (up to three times), then pruning is
- * dropped; then each Conv/MatMul/Gemm gets a sensitivity, the fidelity loss when that layer alone is compressed, and the most sensitive
- * layers are kept in float in growing groups (1, 2, 4, ...) until the budget holds.
- */
-async function search(
-  base: ModelProto,
-  ranges: Map<string, { min: number; max: number }> | undefined,
-  opts: CompressOptions,
-  original: ModelSession,
-  samples: readonly Sample[],
-  manifest: Manifest | undefined,
-  progress: Progress,
-  steps: { step: string; detail: unknown }[],
-  refitData: RefitData,
-): Promise<{ attempt: Attempt; fidelity: Fidelity; options: CompressOptions } | undefined> {
-  const loss = (f: Fidelity) => 1 - gateMetric(f, manifest).value;
-  const tryWith = async (o: CompressOptions) => {
-    const attempt = await buildModel(base, ranges, o, refitData);
-    return {
-      attempt,
-      options: o,
-      fidelity: await evaluate(original, attempt.bytes, samples, o, progress, decisionThreshold(manifest)),
-    };
-  };
-  let o = opts;
-  const pruning = (x: CompressOptions) => Boolean(x.pruneRatio) || Object.keys(x.pruneLayers).length > 0;
-  for (let i = 0; i < 3 && pruning(o); i++) {
-    o = {
-      ...o,
-      pruneRatio: o.pruneRatio ? o.pruneRatio / 2 : undefined,
-      pruneLayers: Object.fromEntries(Object.entries(o.pruneLayers).map(([node, r]) => [node, r / 2])),
-    };
-    const r = await tryWith(o);
-    steps.push({
-      step: 'search: prune ratio',
-      detail: { ratio: o.pruneRatio, perLayer: o.pruneLayers, loss: loss(r.fidelity) },
-    });
-    if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
-  }
-  if (pruning(o)) {
-    // pruning cannot meet the budget even at an eighth of the asked ratios: drop it, keep the rest
-    o = { ...o, pruneRatio: undefined, pruneLayers: {} };
-    const r = await tryWith(o);
-    steps.push({ step: 'search: without channel pruning', detail: { loss: loss(r.fidelity) } });
-    if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
-  }
-  if (o.mode === 'none') return undefined;
-  // layers kept in float anyway (--exclude, --exclude-from) are not candidates
-  const kept = new Set(excludedNodes(base, o));
-  const layers = (base.graph?.node ?? [])
-    .filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType) && n.name && !kept.has(n.name))
-    .map((n) => n.name!);
-  const sensitivity: { node: string; loss: number }[] = [];
-  for (const node of layers) {
-    const r = await tryWith({
-      ...o,
-      pruneRatio: undefined,
-      pruneLayers: {},
-      sparsity: undefined,
-      excludeNodes: [...o.excludeNodes, ...layers.filter((l) => l !== node)],
-    });
-    sensitivity.push({ node, loss: loss(r.fidelity) });
-  }
-  sensitivity.sort((a, b) => b.loss - a.loss);
-  steps.push({ step: 'search: per-layer sensitivity (loss when only this layer is compressed)', detail: sensitivity });
-  for (let k = 1; ; k = Math.min(2 * k, sensitivity.length)) {
-    const keep = sensitivity.slice(0, k).map((s) => s.node);
-    const r = await tryWith({ ...o, excludeNodes: [...o.excludeNodes, ...keep] });
-    steps.push({ step: 'search: keep in float', detail: { layers: keep.length, loss: loss(r.fidelity) } });
-    if (withinBudget(r.fidelity, manifest, opts.maxFidelityLoss)) return r;
-    if (k >= sensitivity.length) return undefined; // every layer in float and still over budget
-  }
 }

@@ -1,5 +1,6 @@
 import type { Fidelity } from './evaluate.js';
 import { LATENCY_TOLERANCE, type BatchLatency, type Objective, type Unmeasured } from './latency.js';
+import type { SearchCandidate } from './search.js';
 
 /** Everything the CLI measured about one compression run; written as report.json and report.md. */
 export interface CompressionReport {
@@ -29,6 +30,8 @@ export interface CompressionReport {
   /** Per-step notes: pruned layers, skipped layers and why, excluded nodes, search steps. */
   readonly steps: readonly { readonly step: string; readonly detail: unknown }[];
   readonly passedGate: boolean;
+  /** `--search`: every candidate built and measured, and the index of the one written (none met the objective). */
+  readonly search?: { readonly candidates: readonly SearchCandidate[]; readonly chosen?: number };
 }
 
 const pct = (after: number, before: number) => `${((after / before) * 100).toFixed(1)} %`;
@@ -83,9 +86,33 @@ export function reportMarkdown(r: CompressionReport): string {
   );
   const ops = [...new Set([...Object.keys(r.kernels.before), ...Object.keys(r.kernels.after)])].sort();
   for (const op of ops) lines.push(`| ${op} | ${r.kernels.before[op] ?? 0} | ${r.kernels.after[op] ?? 0} |`);
+  if (r.search) lines.push('', ...searchMarkdown(r.search, false));
   lines.push('', '## Steps', '');
   for (const s of r.steps)
     lines.push(`- **${s.step}**: ${typeof s.detail === 'string' ? s.detail : '`' + JSON.stringify(s.detail) + '`'}`);
   lines.push('', `Options: \`${JSON.stringify(r.options)}\``, '');
   return lines.join('\n');
+}
+
+/**
+ * The search's candidates as a table (only the Pareto front when `frontOnly`): size, speed-up over the original
+ * (geometric mean over the batch sizes served), gate loss.
+ */
+export function searchMarkdown(s: NonNullable<CompressionReport['search']>, frontOnly: boolean): string[] {
+  const lines = [
+    frontOnly ? '## Search: the Pareto front (size, speed-up, loss)' : '## Search: every candidate',
+    '',
+    '| | method | kept in float | size | speed-up | loss | within budget | Pareto front |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  s.candidates.forEach((c, i) => {
+    if (frontOnly && !c.pareto && i !== s.chosen) return;
+    lines.push(
+      `| ${i === s.chosen ? '**written**' : ''} | ${c.method} | ${c.keptInFloat} | ${mib(c.sizeBytes)} | ` +
+        `${c.speedUp.toFixed(2)}x${c.slower ? ' (slower at a batch size)' : ''} | ${c.loss.toFixed(4)} | ` +
+        `${c.withinBudget ? 'yes' : 'no'} | ${c.pareto ? 'yes' : ''} |`,
+    );
+  });
+  if (s.chosen === undefined) lines.push('', 'No candidate met the budget and the objective.');
+  return lines;
 }

@@ -196,34 +196,54 @@ t.test('the gate refuses a model over budget and writes nothing', async (t) => {
   t.notOk(existsSync(out), 'nothing written');
 });
 
-t.test('--search fits the budget: halves the prune ratio, then drops pruning, keeps int8', async (t) => {
-  const out = path.join(work, 'searched');
-  const r = await run([
-    source,
-    '--out',
-    out,
-    '--mode',
-    'int8-static',
-    '--prune-ratio',
-    '0.25',
-    '--calibration',
-    calibration,
-    '--max-fidelity-loss',
-    '0.05',
-    '--search',
-    '--runs',
-    '2',
-  ]);
-  t.equal(r.code, exitCodes.ok, r.err);
-  const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
-  const steps = report.steps.map((s: { step: string }) => s.step);
-  t.ok(steps.includes('search: prune ratio'), 'tried lower prune ratios');
-  t.ok(steps.includes('search: without channel pruning'));
-  t.ok(report.fidelity.value >= 0.95);
-  t.equal(report.passedGate, true);
-  t.equal(report.method, 'fold+int8-static', 'the report names what was written, not what was asked');
-  t.equal(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')).compression.method, 'fold+int8-static');
-});
+t.test(
+  '--search explores mode x prune ratio x float layers, prints the front, writes the best in budget',
+  async (t) => {
+    const out = path.join(work, 'searched');
+    const r = await run([
+      source,
+      '--out',
+      out,
+      '--mode',
+      'int8-static',
+      '--prune-ratio',
+      '0.25',
+      '--calibration',
+      calibration,
+      '--max-fidelity-loss',
+      '0.05',
+      '--search',
+      '--runs',
+      '2',
+    ]);
+    t.equal(r.code, exitCodes.ok, r.err);
+    t.match(r.out, /Pareto front/);
+    const report: CompressionReport = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+    const candidates = report.search!.candidates;
+    const methods = candidates.map((c) => c.method);
+    for (const m of [
+      'fold+prune-channels-0.25+int8-static',
+      'fold+prune-channels-0.125+int8-static',
+      'fold+int8-static',
+    ])
+      t.ok(methods.includes(m), `tried ${m}`);
+    t.ok(methods.includes('fold+int8-dynamic'), 'and the other modes');
+    t.ok(methods.includes('fold'), 'and no quantization');
+    t.ok(
+      candidates.some((c) => c.pareto),
+      'a Pareto front',
+    );
+    const chosen = candidates[report.search!.chosen!];
+    t.ok(chosen.withinBudget);
+    const inBudget = candidates.filter((c) => c.withinBudget);
+    t.equal(Math.min(...inBudget.map((c) => c.sizeBytes)), chosen.sizeBytes, 'the smallest in budget (size objective)');
+    t.equal(report.passedGate, true);
+    t.ok(report.fidelity.value >= 0.95);
+    t.equal(report.method, chosen.method, 'the report names what was written, not what was asked');
+    t.equal(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')).compression.method, chosen.method);
+    t.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /## Search: every candidate/);
+  },
+);
 
 t.test('folding is on by default and named in the method; --no-fold leaves the graph as exported', async (t) => {
   const folded = path.join(work, 'folded');
