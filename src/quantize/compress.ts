@@ -19,7 +19,7 @@ import { simplifyForQuantization } from './passes/simplify.js';
 import { buildModel, type RefitData, excludedNodes } from './build.js';
 import { REFIT_MIN_SAMPLES } from './refit-sinks.js';
 import type { CompressionReport } from './report.js';
-import { search, type SearchResult, type Tried } from './search.js';
+import { DYNAMIC_IN_BATCHES, search, type SearchResult, type Tried } from './search.js';
 
 /** The compression methods; `none` only prunes (or only measures). */
 export const modes = ['int8-static', 'int8-dynamic', 'int4-weight', 'fp16', 'none'] as const;
@@ -176,6 +176,7 @@ export async function compress(
   };
   const latencyOf = (bytes: Uint8Array) => compareLatency(original, bytes, evaluation[0], batches, opts, progress);
   const within = (f: Fidelity) => withinBudget(f, source.manifest, opts.maxFidelityLoss);
+  if (opts.mode === 'int8-dynamic' && batches.length > 1) steps.push({ step: 'warning', detail: DYNAMIC_IN_BATCHES });
   let result: Tried;
   let found: SearchResult | undefined;
   try {
@@ -195,6 +196,7 @@ export async function compress(
               .map((n) => n.name!);
           },
           methodName,
+          batched: batches.length > 1,
           canCalibrate: calibration.length > 0,
           objective: opts.objective,
           note: (step, detail) => steps.push({ step, detail }),

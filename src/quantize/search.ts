@@ -47,11 +47,17 @@ export interface SearchContext {
   /** The Conv/MatMul/Gemm layers that may be kept in float (not already kept by the options). */
   layers(o: CompressOptions): Promise<string[]>;
   methodName(o: CompressOptions): string;
+  /** Whether the manifest serves batches of more than one row (int8-dynamic is then not tried). */
+  readonly batched: boolean;
   /** Whether int8-static can be tried (calibration data was given). */
   readonly canCalibrate: boolean;
   readonly objective: Objective;
   note(step: string, detail: unknown): void;
 }
+
+/** Why int8-dynamic does not suit a model served in batches. */
+export const DYNAMIC_IN_BATCHES =
+  "DynamicQuantizeLinear takes one activation scale over the whole batch, so a row's answer would depend on the rows batched with it";
 
 /** The prune ratio tried when none was asked for: a quarter of each prunable Conv's channels (refit where it can). */
 export const SEARCH_PRUNE_RATIO = 0.25;
@@ -59,8 +65,8 @@ export const SEARCH_PRUNE_RATIO = 0.25;
 /**
  * Explores quantization mode x prune ratio x layers kept in float, and chooses by the objective among the candidates
  * within the fidelity budget (and, for `latency`, not slower than the original at any batch size served): the
- * fastest, or the smallest. Modes: the one asked, int8-static (with calibration data), int8-dynamic, and no
- * quantization (`fp16` only when asked: it is for GPUs, and CPU latency would mislead); prune ratios: the one asked,
+ * fastest, or the smallest. Modes: the one asked, int8-static (with calibration data), int8-dynamic (unless the
+ * manifest batches: {@link DYNAMIC_IN_BATCHES}), and no quantization (`fp16` only when asked: it is for GPUs, and CPU latency would mislead); prune ratios: the one asked,
  * half of it and none (without one asked: none and {@link SEARCH_PRUNE_RATIO}). When no candidate of the asked mode
  * meets the budget, each layer gets a sensitivity (the loss when only it is quantized) and the most sensitive are kept
  * in float in growing groups (1, 2, 4, ...) until one does.
@@ -84,7 +90,9 @@ export async function search(ctx: SearchContext, opts: CompressOptions): Promise
   };
   const modes: Mode[] = [opts.mode];
   for (const m of ['int8-static', 'int8-dynamic', 'none'] as const)
-    if (!modes.includes(m) && (m !== 'int8-static' || ctx.canCalibrate)) modes.push(m);
+    if (!modes.includes(m) && (m !== 'int8-static' || ctx.canCalibrate) && (m !== 'int8-dynamic' || !ctx.batched))
+      modes.push(m);
+  if (ctx.batched && opts.mode !== 'int8-dynamic') ctx.note('search: int8-dynamic not tried', DYNAMIC_IN_BATCHES);
   const asked = { pruneRatio: opts.pruneRatio, pruneLayers: opts.pruneLayers };
   const halve = (r: number) => r / 2;
   const pruned = Boolean(opts.pruneRatio) || Object.keys(opts.pruneLayers).length > 0;
