@@ -212,6 +212,8 @@ let rapid:
       lines: Record<string, string>;
       pageSeconds: number;
       lineSeconds: number;
+      /** The same pages read with other settings (at Muon's detector size). */
+      variants?: { tool: string; pages: Record<string, string[]>; pageSeconds: number }[];
     }
   | undefined;
 if (existsSync(rapidFile)) {
@@ -219,6 +221,8 @@ if (existsSync(rapidFile)) {
   const known = pages.filter((p) => rapid!.pages[p.file] !== undefined);
   if (known.length === pages.length) {
     pageResults.push(scorePages('RapidOCR', new Map(Object.entries(rapid!.pages)), rapid!.pageSeconds));
+    for (const v of rapid!.variants ?? [])
+      pageResults.push(scorePages(v.tool, new Map(Object.entries(v.pages)), v.pageSeconds));
     const pairs = lines.map((l) => ({ truth: l.text, read: rapid!.lines[l.file] ?? '' }));
     lineResults.push({
       system: 'RapidOCR recognizer',
