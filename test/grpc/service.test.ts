@@ -2,9 +2,14 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import path from 'node:path';
 import { toBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, status, type ServiceError } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import t, { type Test } from 'tap';
+import { loadConfig } from '../../src/config.js';
 import * as pb from '../../src/grpc/gen/grpc_service_pb.js';
+import { GrpcEndpoint } from '../../src/grpc/server.js';
+import { serviceDefinition } from '../../src/grpc/service.js';
+import { createMemoryBudget } from '../../src/server/app.js';
 import type { ModelConfigResponse } from '../../src/grpc/gen/grpc_service_pb.js';
 import type { ImageTensor } from '../../src/preprocess/image.js';
 import { metricValue } from '../helpers/app.js';
@@ -378,4 +383,44 @@ t.test('repository index, load and unload (with the admin token in the metadata)
     msg(pb.ModelReadyRequestSchema, { name: 'language-id' }),
   )) as pb.ModelReadyResponse;
   t.equal(again.ready, true, 'loaded again');
+});
+
+t.test('TLS when HTTP has it (the same certificate), on the same repository', async (t) => {
+  const tls = path.resolve(import.meta.dirname, '../fixtures/tls');
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    MUON_GRPC_PORT: '0',
+    MUON_TLS_CERT_FILE: path.join(tls, 'cert.pem'),
+    MUON_TLS_KEY_FILE: path.join(tls, 'key.pem'),
+  });
+  const endpoint = await GrpcEndpoint.start({
+    config,
+    metrics: ctx.metrics,
+    repository,
+    budget: createMemoryBudget(config, ctx.metrics),
+    logger: pino({ level: 'silent' }),
+  });
+  t.teardown(() => endpoint.close(1000));
+  const Ctor = makeGenericClientConstructor(serviceDefinition({ rawRequests: false }), 'GRPCInferenceService');
+  const secure = new Ctor(
+    `127.0.0.1:${endpoint.port}`,
+    credentials.createSsl(readFileSync(path.join(tls, 'cert.pem'))),
+  );
+  t.teardown(() => secure.close());
+  const res = await unaryCall<Infer>(
+    secure,
+    'ModelInfer',
+    msg(pb.ModelInferRequestSchema, {
+      modelName: 'text-orientation',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: shape.map(BigInt) }],
+      rawInputContents: [rawX],
+    }),
+  );
+  t.same(floats(res.rawOutputContents[0]), http.outputs[0].data, 'served over TLS, certificate verified');
+  const plain = inferenceClient(`127.0.0.1:${endpoint.port}`);
+  const err = (await unaryCall(plain, 'ServerLive', msg(pb.ServerLiveRequestSchema), {
+    deadline: Date.now() + 5000,
+  }).catch((e: unknown) => e)) as ServiceError;
+  plain.close();
+  t.equal(err.code, status.UNAVAILABLE, 'a plaintext client is not served');
 });
