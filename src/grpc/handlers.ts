@@ -88,10 +88,11 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
           logger[QUIET.has(rpc) ? 'debug' : 'info']({ rpc, code: 'OK', ms }, 'grpc call');
           onDone?.(req, 200, started);
         } else {
-          const s = toGrpcStatus(err, randomUUID());
+          const reqId = randomUUID(); // named by an INTERNAL answer, and logged with the error
+          const s = toGrpcStatus(err, reqId);
           callback({ code: s.code, details: s.details, metadata: s.metadata });
-          if (s.serverFault) logger.error({ rpc, err }, 'grpc call failed');
-          logger.info({ rpc, code: s.muonCode, reason: s.details, ms }, 'grpc call refused');
+          if (s.serverFault) logger.error({ rpc, reqId, err, ms }, 'grpc call failed');
+          else logger.info({ rpc, code: s.muonCode, reason: s.details, ms }, 'grpc call refused');
           onDone?.(req, s.httpStatus, started);
         }
         for (const g of grants.splice(0)) g.release();
