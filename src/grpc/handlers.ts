@@ -102,7 +102,9 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
       } catch (err) {
         return done(new Errors.BAD_REQUEST(`the ${desc.name} message cannot be decoded: ${(err as Error).message}`));
       }
-      handle(req, ctx).then((res) => done(null, res), done);
+      handle(req, ctx)
+        .then((res) => done(null, res), done)
+        .catch((err: unknown) => logger.error({ rpc, err }, 'answering a grpc call failed')); // never unhandled
     };
 
   const readyModel = (name: string, version: string): LoadedModel => {
