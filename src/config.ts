@@ -11,6 +11,11 @@ export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
 export interface Config {
   readonly host: string;
   readonly port: number;
+  /**
+   * The gRPC endpoint (KServe v2 / Triton `inference.GRPCInferenceService`), on `host` and with `tls` like HTTP:
+   * its port (0 = any free port) and the largest message it reads. Undefined = off (MUON_GRPC_PORT unset).
+   */
+  readonly grpc: { readonly port: number; readonly maxMessageBytes: number } | undefined;
   /** HTTPS certificate and key (PEM, read at start); undefined = plain HTTP. */
   readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Origins allowed to call the API from a browser (CORS); empty = no CORS headers at all. */
@@ -109,6 +114,20 @@ function adminToken(env: NodeJS.ProcessEnv): string | undefined {
   return token;
 }
 
+/**
+ * MUON_GRPC_PORT turns gRPC on (off when unset: a second port is opened only when asked for); its largest message is
+ * MUON_GRPC_MAX_MESSAGE_BYTES, by default MUON_MAX_BODY_BYTES, the HTTP body limit.
+ */
+function grpc(env: Env, httpPort: number, maxBodyBytes: number): Config['grpc'] {
+  const port = int(env, 'MUON_GRPC_PORT', undefined, 0, 65535);
+  if (port === undefined) return undefined;
+  if (port !== 0 && port === httpPort) throw new ConfigError(`MUON_GRPC_PORT must differ from PORT (both ${port})`);
+  return Object.freeze({
+    port,
+    maxMessageBytes: int(env, 'MUON_GRPC_MAX_MESSAGE_BYTES', maxBodyBytes, 1, 2 ** 31 - 1)!,
+  });
+}
+
 /** The server's name and version, from package.json (OpenAPI, `GET /v2`). */
 export const serverInfo: { readonly name: string; readonly version: string } = (() => {
   const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -192,9 +211,12 @@ export function loadConfig(env: Env = process.env): Config {
   const repo = env.MUON_MODEL_REPOSITORY?.trim() || d.MUON_MODEL_REPOSITORY;
   // the cores this process may use: the machine's, or fewer under a container's CPU quota
   const cpus = Math.max(1, Math.min(availableParallelism(), cgroupCpuLimit() ?? Infinity));
+  const port = int(env, 'PORT', d.PORT, 0, 65535)!;
+  const maxBodyBytes = int(env, 'MUON_MAX_BODY_BYTES', d.MUON_MAX_BODY_BYTES, 1)!;
   const config: Config = Object.freeze({
     host: env.HOST?.trim() || d.HOST,
-    port: int(env, 'PORT', d.PORT, 0, 65535)!,
+    port,
+    grpc: grpc(env, port, maxBodyBytes),
     tls: tls(env),
     corsOrigins: (env.MUON_CORS_ORIGINS ?? '')
       .split(',')
@@ -210,7 +232,7 @@ export function loadConfig(env: Env = process.env): Config {
     defaultModel: env.MUON_DEFAULT_MODEL?.trim() || d.MUON_DEFAULT_MODEL,
     executionProvider: oneOf(env, 'MUON_EXECUTION_PROVIDER', ['auto', 'cuda', 'cpu'], d.MUON_EXECUTION_PROVIDER),
     intraOpThreads: int(env, 'MUON_INTRA_OP_THREADS', undefined, 1, 1024),
-    maxBodyBytes: int(env, 'MUON_MAX_BODY_BYTES', d.MUON_MAX_BODY_BYTES, 1)!,
+    maxBodyBytes,
     maxImagePixels: int(env, 'MUON_MAX_IMAGE_PIXELS', d.MUON_MAX_IMAGE_PIXELS, 1)!,
     requestTimeoutMs: int(env, 'MUON_REQUEST_TIMEOUT_MS', d.MUON_REQUEST_TIMEOUT_MS, 1)!,
     uploadTimeoutMs: int(env, 'MUON_UPLOAD_TIMEOUT_MS', d.MUON_UPLOAD_TIMEOUT_MS, 1)!,

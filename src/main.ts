@@ -4,7 +4,8 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { Metrics } from './metrics.js';
 import { ModelRepository } from './models/repository.js';
 import { configureImageDecoder } from './preprocess/image.js';
-import { buildApp } from './server/app.js';
+import { GrpcEndpoint } from './grpc/server.js';
+import { buildApp, createMemoryBudget } from './server/app.js';
 
 // Wiring only: read the config, listen first (so liveness answers while models load), load every model, then
 // report ready. SIGTERM/SIGINT drain: stop accepting, answer what was admitted, free the sessions, exit 0.
@@ -22,11 +23,16 @@ configureImageDecoder(config.preprocessThreads);
 
 const metrics = new Metrics();
 const repository = new ModelRepository(config, metrics, logger);
-const app = buildApp({ config, metrics, repository, logger });
+// one memory budget for both protocols: a gRPC call and an HTTP request are admitted against the same bytes
+const budget = createMemoryBudget(config, metrics);
+const app = buildApp({ config, metrics, repository, logger, budget });
+let grpc: GrpcEndpoint | undefined;
 
 /** The one shutdown path: stop accepting, answer admitted requests (they wait on their batches), free sessions. */
 async function drain(): Promise<void> {
-  await app.close();
+  // gRPC stops taking calls and lets its admitted ones finish, within what is left of the shutdown timeout
+  const grpcDrainMs = Math.max(1_000, config.shutdownTimeoutMs - config.shutdownGraceMs - 1_000);
+  await Promise.all([app.close(), grpc?.close(grpcDrainMs)]);
   await repository.close();
   logger.info('stopped');
 }
@@ -45,6 +51,10 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
 });
 
 await app.listen({ host: config.host, port: config.port });
+if (config.grpc) {
+  grpc = await GrpcEndpoint.start({ config, metrics, repository, budget, logger });
+  logger.info({ host: config.host, port: grpc.port, tls: config.tls !== undefined }, 'gRPC listening');
+}
 logger.info(
   { repository: config.modelRepository, executionProvider: config.executionProvider, cpus: config.cpuCount },
   'loading models',

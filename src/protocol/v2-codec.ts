@@ -156,6 +156,54 @@ export function requestedOutputs({ json }: InferBody): RequestedOutput[] | undef
   });
 }
 
+/** An input's element type, shape and element count, checked the same way whatever the protocol. */
+export interface TensorHead {
+  readonly type: TensorType;
+  readonly shape: number[];
+  readonly count: number;
+}
+
+/** Checks an input's datatype (a v2 name the server runs) and shape (non-negative safe integers). */
+export function tensorHead(name: string, datatype: unknown, shape: unknown): TensorHead {
+  if (typeof datatype !== 'string' || datatype === '') throw bad(`input '${name}' needs a "datatype"`);
+  const type = typeOfDatatype.get(datatype);
+  if (!type)
+    throw bad(`input '${name}': datatype ${datatype} is not supported (${[...typeOfDatatype.keys()].join(', ')})`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw bad(`input '${name}' needs a "shape" of non-negative integers`);
+  return { type, shape: shape as number[], count: (shape as number[]).reduce((a, b) => a * b, 1) };
+}
+
+/** Bytes of one element of a datatype the server runs. */
+export function bytesPerElement(type: TensorType): number {
+  return bytesPer[type];
+}
+
+/**
+ * Raw little-endian tensor data (exactly `count` elements' bytes, checked by the caller), copied out of the message
+ * it came in; floats must be finite, as in JSON.
+ */
+export function tensorFromBytes(name: string, type: TensorType, bytes: Uint8Array, count: number): HostTensor['data'] {
+  const data = fromBytes(type, bytes, count);
+  const i = firstNonFinite(type, data);
+  if (i >= 0) throw bad(`input '${name}': value ${i} is not finite (NaN or Infinity)`);
+  return data;
+}
+
+/**
+ * A flat list of typed values (the gRPC `contents` fields), checked against the datatype as JSON values are: the
+ * same count, range and finiteness rules. INT64 also takes bigints (protobuf's int64).
+ */
+export function tensorFromValues(
+  name: string,
+  type: TensorType,
+  values: readonly unknown[],
+  count: number,
+): HostTensor['data'] {
+  if (values.length !== count) throw bad(`input '${name}' has ${values.length} values, its shape holds ${count}`);
+  return fromFlat(type, values, name);
+}
+
 /** Decodes an infer request's tensors, checking each against its declared datatype and shape. */
 export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
   let offset = 0;
@@ -164,16 +212,7 @@ export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
     if (!isObject(input) || typeof input.name !== 'string') throw bad('every input needs a "name"');
     const name = input.name;
     if (Object.hasOwn(feeds, name)) throw bad(`input '${name}' is given twice`);
-    if (typeof input.datatype !== 'string') throw bad(`input '${name}' needs a "datatype"`);
-    const type = typeOfDatatype.get(input.datatype);
-    if (!type)
-      throw bad(
-        `input '${name}': datatype ${input.datatype} is not supported (${[...typeOfDatatype.keys()].join(', ')})`,
-      );
-    const shape = input.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
-      throw bad(`input '${name}' needs a "shape" of non-negative integers`);
-    const count = shape.reduce((a: number, b: number) => a * b, 1);
+    const { type, shape, count } = tensorHead(name, input.datatype, input.shape);
     const size = isObject(input.parameters) ? input.parameters.binary_data_size : undefined;
     let data: HostTensor['data'];
     if (size !== undefined) {
@@ -185,15 +224,13 @@ export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
         );
       if (offset + n > binary.length)
         throw bad(`input '${name}': ${n} bytes of binary data asked for, ${binary.length - offset} left in the body`);
-      data = fromBytes(type, binary.subarray(offset, offset + n), count);
-      const i = firstNonFinite(type, data);
-      if (i >= 0) throw bad(`input '${name}': value ${i} is not finite (NaN or Infinity)`);
+      data = tensorFromBytes(name, type, binary.subarray(offset, offset + n), count);
       offset += n;
     } else {
       if (input.data === undefined) throw bad(`input '${name}' has no "data" (nor binary_data_size)`);
       data = fromJson(type, input.data, name, count, shape.length);
     }
-    feeds[name] = { type, data, dims: shape as number[] };
+    feeds[name] = { type, data, dims: shape };
   }
   if (offset !== binary.length) throw bad(`${binary.length - offset} bytes of binary data after the last binary input`);
   const params = isObject(json.parameters) ? json.parameters : {};
@@ -236,7 +273,7 @@ function firstNonFinite(type: TensorType, data: HostTensor['data']): number {
 }
 
 /** Reads little-endian element data from a (possibly unaligned) slice of the body. */
-function fromBytes(type: TensorType, bytes: Buffer, count: number): HostTensor['data'] {
+function fromBytes(type: TensorType, bytes: Uint8Array, count: number): HostTensor['data'] {
   const copy = new Uint8Array(bytes); // aligned, and detached from the request buffer
   switch (type) {
     case 'float32':
@@ -289,10 +326,17 @@ function flatten(data: unknown, name: string, count: number, rank: number): unkn
 
 /** Reads JSON element data, flat (row-major) or nested, checking every value against the datatype. */
 function fromJson(type: TensorType, data: unknown, name: string, count: number, rank: number): HostTensor['data'] {
-  const flat = flatten(data, name, count, rank);
+  return fromFlat(type, flatten(data, name, count, rank), name);
+}
+
+/** Checks flat element values against the datatype (finite and in range) and packs them. */
+function fromFlat(type: TensorType, flat: readonly unknown[], name: string): HostTensor['data'] {
   const check = (ok: (v: unknown) => boolean, what: string) => {
     const i = flat.findIndex((v) => !ok(v));
-    if (i >= 0) throw bad(`input '${name}': value ${i} (${JSON.stringify(flat[i])}) is not ${what}`);
+    if (i >= 0)
+      throw bad(
+        `input '${name}': value ${i} (${typeof flat[i] === 'bigint' ? String(flat[i]) : JSON.stringify(flat[i])}) is not ${what}`,
+      );
   };
   const inRange = (lo: number, hi: number) => (v: unknown) =>
     Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
@@ -308,8 +352,8 @@ function fromJson(type: TensorType, data: unknown, name: string, count: number, 
         ? Float32Array.from(flat as number[])
         : Uint16Array.from(flat as number[], (v) => floatToHalf(v));
     case 'int64':
-      check(inRange(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER), 'an integer');
-      return BigInt64Array.from(flat as number[], (v) => BigInt(v));
+      check((v) => typeof v === 'bigint' || inRange(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)(v), 'an integer');
+      return BigInt64Array.from(flat as (number | bigint)[], (v) => BigInt(v));
     case 'int32':
       check(inRange(-(2 ** 31), 2 ** 31 - 1), 'an int32');
       return Int32Array.from(flat as number[]);

@@ -25,10 +25,19 @@ export interface AppDeps {
   readonly metrics: Metrics;
   readonly repository: ModelRepository;
   readonly logger: Logger;
+  /** The memory budget requests are admitted against; built from the config when absent (the gRPC server shares it). */
+  readonly budget?: MemoryBudget;
+}
+
+/** The process's memory budget, from the config, its admissions counted in the metrics. */
+export function createMemoryBudget(config: Config, metrics: Metrics): MemoryBudget {
+  return new MemoryBudget(config.memoryBudget.bytes, config.memoryBudget.source, config.memoryWaitMs, {
+    onOutcome: (outcome) => metrics.memoryAdmissions.inc({ outcome }),
+  });
 }
 
 /** What route plugins get: the app's dependencies and the memory budget the app admits requests against. */
-export interface RouteDeps extends AppDeps {
+export interface RouteDeps extends Omit<AppDeps, 'budget'> {
   readonly budget: MemoryBudget;
   /** Slots for large inputs (see {@link LARGE_INPUT_BYTES}). */
   readonly largeInputs: AdmissionBudget;
@@ -71,12 +80,7 @@ export function buildApp(deps: AppDeps): App {
   // handler has returned (Holdings). A body is charged as it arrives (one that declares at most a step, before it is
   // read); one declared larger than the whole budget is refused before it is read.
   const { metrics } = deps;
-  const budget = new MemoryBudget(
-    deps.config.memoryBudget.bytes,
-    deps.config.memoryBudget.source,
-    deps.config.memoryWaitMs,
-    { onOutcome: (outcome) => metrics.memoryAdmissions.inc({ outcome }) },
-  );
+  const budget = deps.budget ?? createMemoryBudget(deps.config, metrics);
   metrics.watchMemoryBudget(budget);
   app.decorateRequest('holdings', null as unknown as Holdings);
   app.decorateRequest('bodyMeter', null as unknown as BodyMeter);

@@ -1,15 +1,13 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
-import { LoadError, type LoadedModel } from '../../models/repository.js';
+import type { LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
 import { errorHandler } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
   checkRequestedOutputs,
-  datatypeOfGraphType,
   declaredTensorBytes,
   decodeInferRequest,
   encodeInferResponse,
@@ -19,6 +17,7 @@ import {
   type InferRequest,
 } from '../../protocol/v2-codec.js';
 import { inferBody } from '../../workers/ops.js';
+import { checkAdminToken, inferDecoded, loadModel, modelMetadata } from '../v2-service.js';
 
 /**
  * JSON headers from this size on are parsed and decoded on a task worker: the 55 KB JSON of one zero-filled
@@ -97,22 +96,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     }),
   );
 
-  const metadata = async (req: FastifyRequest<{ Params: Params }>) => {
-    const m = model(req.params);
-    const tensors = (list: LoadedModel['session']['inputs']) =>
-      list.map((t) => ({
-        name: t.name,
-        datatype: datatypeOfGraphType(t.type),
-        shape: t.shape.map((d) => (typeof d === 'number' ? d : -1)),
-      }));
-    return {
-      name: m.name,
-      versions: repository.versions(m.name),
-      platform: 'onnxruntime_onnx',
-      inputs: tensors(m.session.inputs),
-      outputs: tensors(m.session.outputs),
-    };
-  };
+  const metadata = async (req: FastifyRequest<{ Params: Params }>) => modelMetadata(repository, model(req.params));
   const metadataSchema = { schema: { params: Params, response: { 200: ModelMetadata } } };
   app.get('/v2/models/:name', metadataSchema, metadata);
   app.get('/v2/models/:name/versions/:version', metadataSchema, metadata);
@@ -168,14 +152,16 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       }
     }
     // looked up again after the wait for memory (a reload may have swapped the model), and handed to it at once
-    const serving = model(req.params);
-    checkRequestedOutputs(request.outputs, serving.session.outputs);
-    const timeoutMs = requestTimeoutMs(req, serving);
-    const outputs = await serving.inferTensors(request.feeds, {
-      deadline: track.arrival(req) + timeoutMs,
-      timeoutMs,
-      signal: abortOnClose(reply),
-    });
+    const { model: serving, outputs } = await inferDecoded(
+      repository,
+      {
+        ...req.params,
+        arrival: track.arrival(req),
+        timeoutMs: (m) => requestTimeoutMs(req, m),
+        signal: abortOnClose(reply),
+      },
+      request,
+    );
     // the answer is in memory already: counted (without waiting) until it is sent; JSON numbers take about 20 bytes
     const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
     req.holdings.add(budget.charge(outBytes));
@@ -225,14 +211,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
 
   // Triton's model repository extension. Changes need `Authorization: Bearer $MUON_ADMIN_TOKEN`; without a token
   // configured they are disabled. Names are checked against the folder pattern, so no path leaves the repository.
-  const admin = async (req: FastifyRequest) => {
-    if (config.adminToken === undefined) throw new Errors.ADMIN_DISABLED();
-    const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    if (given === undefined) throw new Errors.UNAUTHORIZED('send Authorization: Bearer <MUON_ADMIN_TOKEN>');
-    const a = createHash('sha256').update(given).digest();
-    const b = createHash('sha256').update(config.adminToken).digest();
-    if (!timingSafeEqual(a, b)) throw new Errors.UNAUTHORIZED('wrong token');
-  };
+  const admin = async (req: FastifyRequest) => checkAdminToken(config, req.headers.authorization);
   const NameOnly = Type.Object({ name: Type.String({ maxLength: 256 }) });
   const Index = Type.Array(
     Type.Object({
@@ -246,12 +225,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
   const change = { schema: { params: NameOnly, response: { 200: Done } }, onRequest: admin };
   app.post('/v2/repository/index', { schema: { response: { 200: Index } } }, async () => repository.index());
   app.post('/v2/repository/models/:name/load', change, async (req) => {
-    try {
-      await repository.loadModel(req.params.name);
-    } catch (err) {
-      if (err instanceof LoadError) throw new Errors.LOAD_FAILED(req.params.name, err.message);
-      throw err;
-    }
+    await loadModel(repository, req.params.name);
     return {};
   });
   app.post('/v2/repository/models/:name/unload', change, async (req) => {
