@@ -107,7 +107,7 @@ t.test('statistics count what /metrics counts', async (t) => {
   t.equal(s.length, 1);
   const now = s[0];
   const m = { model: 'text-orientation' };
-  // warm-up batches count too (on metrics and statistics alike): compare the totals
+  // since start (the startup warm-up runs outside the batcher: in neither): compare the totals
   t.equal(now.execution_count, await metricValue(metrics, 'muon_batch_size_count', m));
   t.equal(now.inference_count, await metricValue(metrics, 'muon_batch_size_sum', m));
   t.equal(now.inference_count - before.inference_count, 6, 'each request is one row');
