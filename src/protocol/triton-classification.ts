@@ -84,3 +84,22 @@ export function bytesTensor(data: readonly string[]): Buffer {
   }
   return out;
 }
+
+/**
+ * An infer response's output of classes ({@link classify}): its JSON with the strings as data, or, when `binary`
+ * collects the binary outputs, with their size (the strings appended to `binary` in Triton's binary form).
+ */
+export function classifiedOutput(
+  name: string,
+  t: HostTensor,
+  n: number,
+  labels: readonly string[],
+  binary: Buffer[] | undefined,
+): Record<string, unknown> {
+  const c = classify(name, t, n, labels);
+  const head = { name, datatype: 'BYTES', shape: c.dims };
+  if (binary === undefined) return { ...head, data: c.data };
+  const bytes = bytesTensor(c.data);
+  binary.push(bytes);
+  return { ...head, parameters: { binary_data_size: bytes.length } };
+}

@@ -2,7 +2,7 @@ import { Errors } from '../errors.js';
 import type { HostTensor, TensorInfo, TensorType } from '../models/session.js';
 import { isTensorType } from '../models/tensors.js';
 import { floatToHalf, halfToFloat } from '../onnx/float16.js';
-import { bytesTensor, checkClassCount, classify, parseClassCount } from './triton-classification.js';
+import { checkClassCount, classifiedOutput, parseClassCount } from './triton-classification.js';
 
 // The Open Inference Protocol's (KServe v2) JSON tensors, and Triton's binary tensor data extension: a JSON header of
 // `Inference-Header-Content-Length` bytes, then the raw little-endian data of the inputs that give `binary_data_size`,
@@ -363,13 +363,8 @@ export function encodeInferResponse(
   const list = wanted.map(({ name, binary: asBinary, classes }) => {
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw bad(`unknown output '${name}' (outputs: ${Object.keys(outputs).join(', ')})`);
-    if (classes !== undefined) {
-      const c = classify(name, t, classes, model.labels ?? []);
-      const head = { name, datatype: 'BYTES', shape: c.dims };
-      if (!asBinary) return { ...head, data: c.data };
-      binary.push(bytesTensor(c.data));
-      return { ...head, parameters: { binary_data_size: binary.at(-1)!.length } };
-    }
+    if (classes !== undefined)
+      return classifiedOutput(name, t, classes, model.labels ?? [], asBinary ? binary : undefined);
     const head = { name, datatype: datatypeOf[t.type], shape: [...t.dims] };
     if (!asBinary && firstNonFinite(t.type, t.data) >= 0)
       throw bad(
