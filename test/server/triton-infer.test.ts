@@ -121,6 +121,17 @@ t.test('an encoding other than gzip, deflate or identity is a 415', async (t) =>
   }
 });
 
+t.test('an empty body says so, whatever its encoding; a GET ignores the header', async (t) => {
+  const empty = await compressed(Buffer.alloc(0), 'gzip');
+  t.equal(empty.statusCode, 400);
+  t.same(empty.json(), { error: 'No input: the request body is empty', code: 'MUON_ERR_MISSING_INPUT' });
+  const get = await app.inject({ url: '/v2/models/text-orientation', headers: { 'content-encoding': 'br' } });
+  t.equal(get.statusCode, 200);
+  // an empty gzip stream inflates to nothing
+  const nothing = await compressed(gzipSync(Buffer.alloc(0)), 'gzip');
+  t.equal(nothing.json().code, 'MUON_ERR_MISSING_INPUT');
+});
+
 t.test('a corrupt or truncated compressed body is a 400', async (t) => {
   const corrupt = await compressed(Buffer.from('this is not gzip at all'), 'gzip');
   t.equal(corrupt.statusCode, 400);
