@@ -5,8 +5,8 @@ import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
 import { LoadError, type LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
-import { errorHandler } from '../error-mapping.js';
 import { compress, inflatedBody, requestEncoding, responseEncoding } from '../content-encoding.js';
+import { errorHandler } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
   checkRequestedOutputs,
