@@ -4,8 +4,10 @@ Usage: python http_check.py [URL]   (default http://localhost:8080; see README.m
 Exits 1 when a call that should work fails, or a call that should fail does not.
 """
 
+import gzip
 import json
 import sys
+import urllib.request
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -28,6 +30,8 @@ def check(title, ok, detail=""):
 
 def main():
     url = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:8080"
+    if "://" not in url:
+        url = "http://" + url
     client = httpclient.InferenceServerClient(url=url.split("://", 1)[-1])  # host:port, no scheme
 
     show("is_server_live", client.is_server_live())
@@ -74,6 +78,35 @@ def main():
         )
         show(f"infer request and response {algorithm}", {"scores": r.as_numpy(out).tolist()})
         check(f"{algorithm} scores equal plain scores", np.allclose(r.as_numpy(out), scores, atol=1e-6))
+
+    # an answer worth compressing (the server sends answers under 1 KiB as they are): the VAD's 256-float state
+    vad = [
+        httpclient.InferInput("input", [1, 576], "FP32"),
+        httpclient.InferInput("state", [2, 1, 128], "FP32"),
+        httpclient.InferInput("sr", [], "INT64"),
+    ]
+    vad[0].set_data_from_numpy(np.full((1, 576), 0.01, dtype=np.float32), binary_data=False)
+    vad[1].set_data_from_numpy(np.zeros((2, 1, 128), dtype=np.float32), binary_data=False)
+    vad[2].set_data_from_numpy(np.array(16000, dtype=np.int64), binary_data=False)
+    wanted = [httpclient.InferRequestedOutput(n, binary_data=False) for n in ("output", "stateN")]
+    vad_plain = client.infer("voice-activity", vad, outputs=wanted)
+    vad_gzip = client.infer("voice-activity", vad, outputs=wanted, response_compression_algorithm="gzip")
+    show("infer voice-activity, response gzip", {"output": vad_gzip.as_numpy("output").tolist()})
+    check("gzip answer equals the plain one", np.array_equal(vad_gzip.as_numpy("stateN"), vad_plain.as_numpy("stateN")))
+    # tritonclient hides the headers: the same request once more with urllib, to see that it came compressed
+    body = json.dumps(
+        {"inputs": [t._get_tensor() for t in vad], "outputs": [o._get_tensor() for o in wanted]}
+    ).encode()
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/v2/models/voice-activity/infer",
+        data=body,
+        headers={"content-type": "application/json", "accept-encoding": "gzip"},
+    )
+    with urllib.request.urlopen(request) as response:
+        raw = response.read()
+        encoding = response.headers.get("content-encoding")
+    show("the same with urllib", {"content-encoding": encoding, "bytes": len(raw), "inflated": len(gzip.decompress(raw))})
+    check("the answer came gzipped", encoding == "gzip")
 
     one = client.get_inference_statistics(MODEL)
     show("get_inference_statistics (one model)", one)

@@ -65,9 +65,19 @@ export function inflatedBody(
   return out;
 }
 
-/** The encoding to answer with for an `Accept-Encoding` header: gzip, else deflate, when the client takes one. */
-export function responseEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefined {
-  if (accept === undefined) return undefined;
+/**
+ * Answers smaller than this go as they are, whatever Accept-Encoding says (identity is always acceptable, and
+ * clients read Content-Encoding): compressing 150 bytes saves nothing and costs a deflate state (about 256 KB) and a
+ * thread-pool hop, which every fetch() client (it sends `accept-encoding: gzip, deflate`) would pay per request.
+ */
+export const COMPRESS_MIN_BYTES = 1024;
+
+/**
+ * The encoding to answer a `bytes`-long body with for an `Accept-Encoding` header: gzip, else deflate, when the
+ * client takes one and the body is worth it ({@link COMPRESS_MIN_BYTES}).
+ */
+export function responseEncoding(accept: string | undefined, bytes = Infinity): 'gzip' | 'deflate' | undefined {
+  if (accept === undefined || bytes < COMPRESS_MIN_BYTES) return undefined;
   const q = new Map<string, number>();
   for (const part of accept.toLowerCase().split(',')) {
     const [name, ...params] = part.split(';').map((s) => s.trim());

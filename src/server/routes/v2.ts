@@ -212,7 +212,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     if (binary.length > 0) reply.header(HEADER_LENGTH, String(head.length)).type('application/octet-stream');
     else reply.type('application/json; charset=utf-8');
     const body = binary.length > 0 ? Buffer.concat([head, ...binary]) : head;
-    const encoding = responseEncoding(req.headers['accept-encoding']);
+    const encoding = responseEncoding(req.headers['accept-encoding'], body.length);
     reply.header('vary', 'accept-encoding');
     if (encoding === undefined) return reply.send(body);
     return reply.header('content-encoding', encoding).send(await compress(body, encoding));
