@@ -76,7 +76,8 @@ def main():
             request_compression_algorithm=algorithm,
             response_compression_algorithm=algorithm,
         )
-        show(f"infer request and response {algorithm}", {"scores": r.as_numpy(out).tolist()})
+        label = f"infer, request {algorithm} (response {algorithm} asked for; under 1 KiB it comes as it is)"
+        show(label, {"scores": r.as_numpy(out).tolist()})
         check(f"{algorithm} scores equal plain scores", np.allclose(r.as_numpy(out), scores, atol=1e-6))
 
     # an answer worth compressing (the server sends answers under 1 KiB as they are): the VAD's 256-float state
