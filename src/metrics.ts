@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { InferenceStatistics } from './inference-stats.js';
 
 /** Latency buckets (seconds) from 0.5 ms to 10 s: fine below 50 ms, where batching and preprocessing live. */
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -11,6 +12,9 @@ const batchBuckets = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128];
  */
 export class Metrics {
   readonly registry = new Registry();
+
+  /** Per model version counters for Triton's statistics extension, updated where the per-model metrics are. */
+  readonly statistics = new InferenceStatistics();
 
   readonly requests = new Counter({
     name: 'muon_requests_total',

@@ -7,11 +7,16 @@ import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { LoadedModel, ModelRepository } from '../models/repository.js';
 import { checkRequestedOutputs } from '../protocol/v2-codec.js';
-import { modelConfigJson } from '../protocol/triton-config.js';
-import { modelStatisticsJson } from '../protocol/triton-stats.js';
 import type { Grant, MemoryBudget } from '../server/memory-budget.js';
 import type { LoopWatchdog } from '../server/loop-watchdog.js';
-import { checkAdminToken, inferDecoded, loadModel, modelMetadata } from '../server/v2-service.js';
+import {
+  checkAdminToken,
+  inferDecoded,
+  loadModel,
+  modelConfig,
+  modelMetadata,
+  modelStatistics,
+} from '../server/v2-service.js';
 import * as pb from './gen/grpc_service_pb.js';
 import { ModelConfigSchema } from './gen/model_config_pb.js';
 import { decodeRequest } from './service.js';
@@ -107,6 +112,8 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
         .catch((err: unknown) => logger.error({ rpc, err }, 'answering a grpc call failed')); // never unhandled
     };
 
+  /** The version that served each ModelInfer request, once known (for the statistics). */
+  const servedVersion = new WeakMap<object, string>();
   const readyModel = (name: string, version: string): LoadedModel => {
     const n = checkName(name, version);
     return repository.readyModel(n.name, n.version);
@@ -176,6 +183,7 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
             arrival,
             timeoutMs: (s) => (asked === undefined ? s.timeoutMs : Math.min(asked, s.maxTimeoutMs)),
             signal: gone.signal,
+            onModel: (served) => servedVersion.set(req, served.version),
           },
           request,
         );
@@ -188,21 +196,26 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
       (req, httpStatus, started) => {
         const name = req?.modelName;
         if (name === undefined || repository.status(name) === undefined) return;
+        const seconds = (performance.now() - started) / 1000;
         metrics.requests.inc({ model: name, code: String(httpStatus) });
-        metrics.requestDuration.observe({ model: name }, (performance.now() - started) / 1000);
+        metrics.requestDuration.observe({ model: name }, seconds);
+        // Triton's statistics, per version, with the same values (as REST infer requests: routes/request-metrics.ts)
+        const version = req && servedVersion.get(req);
+        if (version !== undefined) metrics.statistics.answered(name, version, httpStatus, seconds);
       },
     ),
 
     ModelConfig: unary('ModelConfig', pb.ModelConfigRequestSchema, async (req) => {
-      const json = modelConfigJson(readyModel(req.name, req.version));
+      const n = checkName(req.name, req.version);
+      const json = modelConfig(repository, n.name, n.version);
       return create(pb.ModelConfigResponseSchema, {
         config: fromJson(ModelConfigSchema, json as never, { ignoreUnknownFields: true }),
       });
     }),
 
     ModelStatistics: unary('ModelStatistics', pb.ModelStatisticsRequestSchema, async (req) => {
-      if (req.name !== '') checkName(req.name, req.version);
-      const json = modelStatisticsJson(repository, req.name, req.version);
+      const n = req.name === '' ? undefined : checkName(req.name, req.version);
+      const json = modelStatistics(repository, metrics, n?.name, n?.version);
       return fromJson(pb.ModelStatisticsResponseSchema, json as never, { ignoreUnknownFields: true });
     }),
 

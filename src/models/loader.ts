@@ -133,7 +133,7 @@ export class ModelLoader {
         pipeline,
         labels,
         batching,
-        observer: batchMetrics(this.metrics, name, context.depths),
+        observer: batchMetrics(this.metrics, name, context.depths, manifest.version),
         timeoutMs: manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs,
         metrics: this.metrics,
       });
@@ -178,15 +178,22 @@ export class ModelLoader {
   }
 }
 
-/** A batcher's events as the model's metrics; `depths` is shared by all the batchers of one model. */
-export function batchMetrics(m: Metrics, model: string, depths: Map<object, number>): BatchObserver {
+/**
+ * A batcher's events as the model's metrics, and as its version's statistics (Triton's extension) with the same
+ * values; `depths` is shared by all the batchers of one model.
+ */
+export function batchMetrics(m: Metrics, model: string, depths: Map<object, number>, version = ''): BatchObserver {
   const self = {};
   return {
     batchStarted: (size: number, waits: readonly number[]) => {
       m.batchSize.observe({ model }, size);
       for (const w of waits) m.queueWait.observe({ model }, w / 1000);
+      m.statistics.batchStarted(model, version, size, waits);
     },
-    batchFinished: (_size: number, ms: number) => m.inferenceDuration.observe({ model }, ms / 1000),
+    batchFinished: (size: number, ms: number) => {
+      m.inferenceDuration.observe({ model }, ms / 1000);
+      m.statistics.batchFinished(model, version, size, ms);
+    },
     dropped: (reason: string, count: number) => m.dropped.inc({ model, reason }, count),
     // muon_queue_depth{model} is the sum over the model's batchers, which each report only their own queue
     depthChanged: (depth: number) => {

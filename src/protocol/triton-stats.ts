@@ -1,19 +1,70 @@
-// placeholder: replaced by the triton-http branch
-// (the gRPC ModelStatistics RPC calls modelStatisticsJson; the triton-http branch gives the real counts)
-import { Errors } from '../errors.js';
-import type { ModelRepository } from '../models/repository.js';
+import type { Duration, VersionStatistics } from '../inference-stats.js';
+
+// Triton's statistics extension: `inference.ModelStatisticsResponse` in proto3 JSON (field names as in the .proto,
+// 64-bit integers as numbers), from the counters kept beside the per-model metrics (inference-stats.ts).
+// Protocol-neutral: the HTTP route and a gRPC service answer the same object.
+
+/** One model version and its counters. */
+export interface StatisticsOf {
+  readonly name: string;
+  readonly version: string;
+  readonly stats: VersionStatistics;
+}
+
+const copy = (d: Duration): Duration => ({ count: d.count, ns: d.ns });
+
+/** Triton's compute durations of one batch size (InferBatchStatistics). */
+export interface BatchStatisticsJson {
+  batch_size: number;
+  compute_input: Duration;
+  compute_infer: Duration;
+  compute_output: Duration;
+}
+
+/** Triton's ModelStatistics, the fields served. */
+export interface ModelStatisticsJson {
+  name: string;
+  version: string;
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: Record<
+    'success' | 'fail' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output',
+    Duration
+  >;
+  batch_stats: BatchStatisticsJson[];
+}
 
 /**
- * Proto3 JSON of `inference.ModelStatisticsResponse` for one model (every version it serves, or `version`), or for
- * every ready model when `name` is empty (placeholder: names and versions, zero counts).
+ * The statistics of the given model versions. `success` and `fail` are requests answered (all of them, not only
+ * those that reached the runtime); `queue` is every row cut into a batch; `compute_infer` charges each row its
+ * batch's whole time (stacking, the run and splitting: compute_input and compute_output are inside it, so they
+ * carry the same count and 0 ns); `batch_stats` has one entry per batch size that ran, in size order.
  */
-export function modelStatisticsJson(repository: ModelRepository, name = '', version = ''): Record<string, unknown> {
-  const names = name === '' ? repository.list().flatMap((s) => (s.state === 'READY' ? [s.name] : [])) : [name];
-  const models = names.flatMap((n) => {
-    const m = repository.readyModel(n, version === '' ? undefined : version); // unknown: 404, not ready: 503
-    const versions = version === '' ? repository.versions(n) : [m.version];
-    return versions.map((v) => ({ name: n, version: v, last_inference: 0, inference_count: 0, execution_count: 0 }));
-  });
-  if (name !== '' && models.length === 0) throw new Errors.MODEL_NOT_FOUND(name);
-  return { model_stats: models };
+export function modelStatisticsJson(models: readonly StatisticsOf[]): { model_stats: ModelStatisticsJson[] } {
+  return {
+    model_stats: models.map(({ name, version, stats: s }) => ({
+      name,
+      version,
+      last_inference: s.lastInference,
+      inference_count: s.inferenceCount,
+      execution_count: s.executionCount,
+      inference_stats: {
+        success: copy(s.success),
+        fail: copy(s.fail),
+        queue: copy(s.queue),
+        compute_input: { count: s.computeInfer.count, ns: 0 },
+        compute_infer: copy(s.computeInfer),
+        compute_output: { count: s.computeInfer.count, ns: 0 },
+      },
+      batch_stats: [...s.batches.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([size, d]) => ({
+          batch_size: size,
+          compute_input: { count: d.count, ns: 0 },
+          compute_infer: copy(d),
+          compute_output: { count: d.count, ns: 0 },
+        })),
+    })),
+  };
 }

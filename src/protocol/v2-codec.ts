@@ -1,7 +1,8 @@
 import { Errors } from '../errors.js';
-import type { HostTensor, TensorType } from '../models/session.js';
+import type { HostTensor, TensorInfo, TensorType } from '../models/session.js';
 import { isTensorType } from '../models/tensors.js';
 import { floatToHalf, halfToFloat } from '../onnx/float16.js';
+import { checkClassCount, classifiedOutput, parseClassCount } from './triton-classification.js';
 
 // The Open Inference Protocol's (KServe v2) JSON tensors, and Triton's binary tensor data extension: a JSON header of
 // `Inference-Header-Content-Length` bytes, then the raw little-endian data of the inputs that give `binary_data_size`,
@@ -28,6 +29,8 @@ export function datatypeOfGraphType(type: string): string {
 export interface RequestedOutput {
   readonly name: string;
   readonly binary: boolean;
+  /** Triton's classification extension: the classes to answer instead of the tensor. */
+  readonly classes?: number;
 }
 
 /** A decoded infer request. */
@@ -149,9 +152,11 @@ export function requestedOutputs({ json }: InferBody): RequestedOutput[] | undef
     if (seen.has(o.name)) throw bad(`output '${o.name}' is asked for twice`);
     seen.add(o.name);
     const p = isObject(o.parameters) ? o.parameters : {};
+    const classes = parseClassCount(o.name, p.classification);
     return {
       name: o.name,
       binary: p.binary_data === undefined ? params.binary_data_output === true : p.binary_data === true,
+      ...(classes !== undefined ? { classes } : {}),
     };
   });
 }
@@ -373,11 +378,12 @@ function fromFlat(type: TensorType, flat: readonly unknown[], name: string): Hos
  */
 export function checkRequestedOutputs(
   outputs: readonly RequestedOutput[] | undefined,
-  graphOutputs: readonly { name: string }[],
+  graphOutputs: readonly TensorInfo[],
 ): void {
-  for (const { name } of outputs ?? []) {
-    if (!graphOutputs.some((o) => o.name === name))
-      throw bad(`unknown output '${name}' (outputs: ${graphOutputs.map((o) => o.name).join(', ')})`);
+  for (const { name, classes } of outputs ?? []) {
+    const info = graphOutputs.find((o) => o.name === name);
+    if (!info) throw bad(`unknown output '${name}' (outputs: ${graphOutputs.map((o) => o.name).join(', ')})`);
+    if (classes !== undefined) checkClassCount(name, classes, info);
   }
 }
 
@@ -389,17 +395,20 @@ export interface EncodedResponse {
   readonly binary: Buffer[];
 }
 
-/** Builds the response body of an infer request from the model's outputs. */
+/** Builds the response body of an infer request from the model's outputs (`labels` name classification results). */
 export function encodeInferResponse(
-  model: { name: string; version: string },
+  model: { name: string; version: string; labels?: readonly string[] },
   request: InferRequest,
   outputs: Record<string, HostTensor>,
 ): EncodedResponse {
-  const wanted = request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
+  const wanted: readonly RequestedOutput[] =
+    request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
   const binary: Buffer[] = [];
-  const list = wanted.map(({ name, binary: asBinary }) => {
+  const list = wanted.map(({ name, binary: asBinary, classes }) => {
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw bad(`unknown output '${name}' (outputs: ${Object.keys(outputs).join(', ')})`);
+    if (classes !== undefined)
+      return classifiedOutput(name, t, classes, model.labels ?? [], asBinary ? binary : undefined);
     const head = { name, datatype: datatypeOf[t.type], shape: [...t.dims] };
     if (!asBinary && firstNonFinite(t.type, t.data) >= 0)
       throw bad(

@@ -10,13 +10,14 @@ import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
-import { errorHandler, toClientError } from './error-mapping.js';
+import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
+import { tritonRoutes } from './routes/triton.js';
 import { v2Routes } from './routes/v2.js';
 
 /** What the app is built from; `main.ts` wires the real ones, tests their own. */
@@ -70,7 +71,10 @@ export function buildApp(deps: AppDeps): App {
     frameworkErrors: (err, req, reply) => {
       const { body, headers } = toClientError(err, req.id);
       // the reply is not typed for a route yet at this point
-      (reply as FastifyReply).code(body.statusCode).headers(headers).send(body);
+      (reply as FastifyReply)
+        .code(body.statusCode)
+        .headers(headers)
+        .send(formatError(body, errorFormatOf(req.url ?? '')));
     },
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
@@ -86,6 +90,7 @@ export function buildApp(deps: AppDeps): App {
   app.decorateRequest('bodyMeter', null as unknown as BodyMeter);
   app.decorateRequest('arrivedAt', 0);
   app.decorateRequest('servedModel', null);
+  app.decorateRequest('servedVersion', null);
   // While draining, answers to requests admitted before close() end their keep-alive connection, so the server
   // can close without waiting for idle sockets to time out.
   let closing = false;
@@ -134,7 +139,8 @@ export function buildApp(deps: AppDeps): App {
   const watchdog = new HandlerWatchdog(deps.config.handlerTimeoutMs, (req, reply) => {
     req.log.warn({ url: req.url, ms: deps.config.handlerTimeoutMs }, 'request not answered in time');
     const { body, headers } = toClientError(new Errors.HANDLER_TIMEOUT(deps.config.handlerTimeoutMs), req.id);
-    void reply.code(body.statusCode).headers(headers).header('connection', 'close').send(body);
+    const answer = formatError(body, errorFormatOf(req.url));
+    void reply.code(body.statusCode).headers(headers).header('connection', 'close').send(answer);
   });
   app.addHook('onClose', (_app, done) => {
     watchdog.stop();
@@ -185,7 +191,8 @@ export function buildApp(deps: AppDeps): App {
     done();
   });
 
-  app.setErrorHandler(errorHandler('muon'));
+  // our error body, but under /v2 the protocol's (a route or model a Triton client misses reads as such)
+  app.setErrorHandler(errorHandler('by-url'));
 
   app.setNotFoundHandler((req) => {
     throw new Errors.NOT_FOUND(req.method, req.url.split('?')[0]);
@@ -217,5 +224,6 @@ export function buildApp(deps: AppDeps): App {
   app.register(modelRoutes, routeDeps);
   app.register(predictRoutes, routeDeps);
   app.register(v2Routes, routeDeps);
+  app.register(tritonRoutes, routeDeps);
   return app as unknown as App;
 }

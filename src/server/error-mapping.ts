@@ -31,6 +31,10 @@ const frameworkCodes: Record<string, (err: Error) => Error> = {
   FST_ERR_VALIDATION: (e) => new Errors.BAD_REQUEST(e.message),
   FST_ERR_MAX_PARAM_LENGTH: () => new Errors.BAD_REQUEST('a path parameter is too long'),
   FST_ERR_BAD_URL: () => new Errors.BAD_REQUEST('the URL is malformed'),
+  // zlib's, inflating a request body sent with Content-Encoding (content-encoding.ts)
+  Z_DATA_ERROR: (e) => new Errors.BAD_REQUEST(`the compressed body cannot be inflated: ${e.message}`),
+  Z_BUF_ERROR: () => new Errors.BAD_REQUEST('the compressed body ends early'),
+  Z_NEED_DICT: () => new Errors.BAD_REQUEST('the compressed body needs a preset dictionary'),
 };
 
 /**
@@ -59,17 +63,30 @@ export function toClientError(err: unknown, requestId: string): ClientError {
   };
 }
 
+/** The error body formats: ours (Fastify's shape plus `code`), or the Open Inference Protocol's. */
+export type ErrorFormat = 'muon' | 'v2';
+
+/**
+ * The format for a URL: the Open Inference Protocol's under `/v2` (Triton's and KServe's clients read its `error`
+ * field, so a 404 for a route or model they miss says what was missed), ours elsewhere.
+ */
+export const errorFormatOf = (url: string): ErrorFormat => (/^\/v2(?:[/?#]|$)/.test(url) ? 'v2' : 'muon');
+
+/** `body` in a format: ours as it is, or the Open Inference Protocol's `{"error": "...", "code": "..."}`. */
+export const formatError = (body: ErrorBody, format: ErrorFormat): object =>
+  format === 'v2' ? { error: body.message, code: body.code } : body;
+
 /**
  * A route family's error handler: the error mapped by {@link toClientError}, logged (server faults at error level
- * with the stack, refusals at info), and answered in the family's body format: ours (Fastify's shape plus `code`),
- * or the Open Inference Protocol's `{"error": "...", "code": "..."}`.
+ * with the stack, refusals at info), and answered in the family's body format ({@link formatError}); `by-url` picks
+ * it from the request's URL ({@link errorFormatOf}).
  */
-export function errorHandler(format: 'muon' | 'v2') {
+export function errorHandler(format: ErrorFormat | 'by-url') {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const { body, headers, serverFault } = toClientError(err, req.id);
     if (serverFault) req.log.error({ err }, 'request failed');
     else req.log.info({ code: body.code, reason: body.message }, 'request refused');
     reply.code(body.statusCode).headers(headers);
-    return reply.send(format === 'v2' ? { error: body.message, code: body.code } : body);
+    return reply.send(formatError(body, format === 'by-url' ? errorFormatOf(req.url) : format));
   };
 }

@@ -9,8 +9,8 @@ const UNKNOWN_MODEL = '_unknown';
 
 /** What a route plugin's handlers tell the request metrics, and read back. */
 export interface RequestTracker {
-  /** Names the model a request is for (once it is known to exist). */
-  model(req: FastifyRequest, name: string): void;
+  /** Names the model (and the version serving it) a request is for, once it is known to exist. */
+  model(req: FastifyRequest, name: string, version?: string): void;
   /** When the request arrived (`performance.now()`), for deadlines that count the upload. */
   arrival(req: FastifyRequest): number;
 }
@@ -26,13 +26,18 @@ export function trackRequests(app: App, metrics: Metrics, unattributed = true): 
       const model = req.servedModel ?? UNKNOWN_MODEL;
       metrics.requests.inc({ model, code: String(reply.statusCode) });
       // (0 only for a request that failed before the app's first onRequest hook set it)
-      if (req.arrivedAt > 0) metrics.requestDuration.observe({ model }, (performance.now() - req.arrivedAt) / 1000);
+      const seconds = req.arrivedAt > 0 ? (performance.now() - req.arrivedAt) / 1000 : 0;
+      if (req.arrivedAt > 0) metrics.requestDuration.observe({ model }, seconds);
+      // Triton's statistics, per version, counted with the same values
+      if (req.servedModel !== null && req.servedVersion !== null)
+        metrics.statistics.answered(req.servedModel, req.servedVersion, reply.statusCode, seconds);
     }
     done();
   });
   return {
-    model: (req, name) => {
+    model: (req, name, version) => {
       req.servedModel = name;
+      req.servedVersion = version ?? null;
     },
     arrival: (req) => (req.arrivedAt > 0 ? req.arrivedAt : performance.now()),
   };
@@ -44,6 +49,8 @@ declare module 'fastify' {
     arrivedAt: number;
     /** The model a request is for, once a handler named it (see {@link trackRequests}). */
     servedModel: string | null;
+    /** The version of {@link servedModel} that serves the request, once known. */
+    servedVersion: string | null;
   }
 }
 

@@ -3,6 +3,9 @@ import type { Config } from '../config.js';
 import { Errors } from '../errors.js';
 import { LoadError, type LoadedModel, type ModelRepository } from '../models/repository.js';
 import type { TensorOutputs } from '../models/tensors.js';
+import type { Metrics } from '../metrics.js';
+import { modelConfigJson } from '../protocol/triton-config.js';
+import { modelStatisticsJson, type StatisticsOf } from '../protocol/triton-stats.js';
 import { checkRequestedOutputs, datatypeOfGraphType, type InferRequest } from '../protocol/v2-codec.js';
 
 // The Open Inference Protocol's operations, whatever carries them: the REST routes (routes/v2.ts) and the gRPC
@@ -58,6 +61,8 @@ export interface InferTarget {
   readonly timeoutMs: (model: LoadedModel) => number;
   /** Aborts when the client is gone. */
   readonly signal: AbortSignal;
+  /** Told the model serving the request once it is known (for the request metrics and statistics). */
+  readonly onModel?: (model: LoadedModel) => void;
 }
 
 /**
@@ -70,6 +75,7 @@ export async function inferDecoded(
   request: InferRequest,
 ): Promise<{ model: LoadedModel; outputs: TensorOutputs }> {
   const model = repository.readyModel(target.name, target.version);
+  target.onModel?.(model);
   checkRequestedOutputs(request.outputs, model.session.outputs);
   const timeoutMs = target.timeoutMs(model);
   const outputs = await model.inferTensors(request.feeds, {
@@ -78,4 +84,34 @@ export async function inferDecoded(
     signal: target.signal,
   });
   return { model, outputs };
+}
+
+/** A model (version) as Triton's ModelConfig, proto3 JSON (HTTP `/config` and gRPC `ModelConfig`). */
+export function modelConfig(repository: ModelRepository, name: string, version?: string): Record<string, unknown> {
+  const m = repository.readyModel(name, version);
+  return modelConfigJson(m, repository.versions(m.name));
+}
+
+/**
+ * Triton's inference statistics of one model version, of every version a model serves (no version), or of every
+ * served model (no name): HTTP `/stats` and gRPC `ModelStatistics`.
+ */
+export function modelStatistics(
+  repository: ModelRepository,
+  metrics: Metrics,
+  name?: string,
+  version?: string,
+): ReturnType<typeof modelStatisticsJson> {
+  const statsOf = (m: LoadedModel): StatisticsOf => ({
+    name: m.name,
+    version: m.version,
+    stats: metrics.statistics.of(m.name, m.version),
+  });
+  if (name === undefined) {
+    const serving = repository.list().flatMap((s) => (s.state === 'READY' ? [...s.versions.values()] : []));
+    return modelStatisticsJson(serving.map(statsOf));
+  }
+  if (version !== undefined) return modelStatisticsJson([statsOf(repository.readyModel(name, version))]);
+  repository.readyModel(name); // 404 unknown, 503 not serving
+  return modelStatisticsJson(repository.versions(name).map((v) => statsOf(repository.readyModel(name, v))));
 }

@@ -112,7 +112,8 @@ export async function predictRoutes(
     req: FastifyRequest,
     reply: FastifyReply,
   ): Promise<Static<typeof PredictResponse>> => {
-    track.model(req, lookup(name).name); // refuses an unknown model before its body is read
+    const named = lookup(name); // refuses an unknown model before its body is read
+    track.model(req, named.name, named.version);
     const input = await readInput(req);
     // what decoding will hold, admitted before it happens (from the image or WAV header)
     const cost = inputCost(input, lookup(name).manifest, config.maxImagePixels);
@@ -122,6 +123,7 @@ export async function predictRoutes(
     // looked up again once the body is in and admitted (an upload can outlast a reload of the model), and handed
     // to it at once
     const model = lookup(name);
+    track.model(req, model.name, model.version);
     if (!model.pipeline.accepts.includes(input.kind)) {
       throw new Errors.UNSUPPORTED_MEDIA_TYPE(
         `model '${model.name}' takes ${model.pipeline.accepts.join(' or ')} input, not ${input.kind}`,

@@ -4,6 +4,7 @@ import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
 import type { LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
+import { compress, inflatedBody, requestEncoding, responseEncoding } from '../content-encoding.js';
 import { errorHandler } from '../error-mapping.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
@@ -51,6 +52,18 @@ const ModelMetadata = Type.Object({
   outputs: Type.Array(TensorMetadata),
 });
 
+/**
+ * Triton's protocol extensions served: binary tensors, classification and compression (here and in the codec),
+ * repository load/unload (here), model configuration and statistics (triton.ts).
+ */
+export const TRITON_EXTENSIONS = [
+  'binary_tensor_data',
+  'classification',
+  'model_repository',
+  'model_configuration',
+  'statistics',
+];
+
 /** The header that says how long the JSON part of a body with binary tensor data is (Triton's extension). */
 const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -65,6 +78,19 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
   // infer bodies are JSON, or a JSON header followed by binary data: read them whole, decode in the handler
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // a body sent with Content-Encoding gzip or deflate (tritonclient's request_compression_algorithm) is inflated as
+  // it arrives, within the body limit and the memory budget
+  app.addHook('preParsing', (req, _reply, payload, done) => {
+    // (only a body has an encoding: a GET or an empty POST passes whatever it says)
+    if (!(Number(req.headers['content-length']) > 0) && req.headers['transfer-encoding'] === undefined)
+      return done(null, payload);
+    try {
+      const encoding = requestEncoding(req);
+      done(null, encoding ? inflatedBody(req, payload, encoding, config.maxBodyBytes, budget) : payload);
+    } catch (err) {
+      done(err as Error);
+    }
+  });
   app.setErrorHandler(errorHandler('v2')); // the protocol's error body, with our code
   const track = trackRequests(app, metrics, false); // infer requests only, not metadata and readiness reads
 
@@ -91,7 +117,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     },
     async () => ({
       ...serverInfo,
-      extensions: ['binary_tensor_data'],
+      extensions: TRITON_EXTENSIONS,
       memory_budget: { limit_bytes: budget.limit, used_bytes: budget.used, source: budget.source },
     }),
   );
@@ -111,7 +137,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
 
   const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const m = model(req.params);
-    track.model(req, m.name);
+    track.model(req, m.name, m.version);
     if (!Buffer.isBuffer(req.body) || req.body.length === 0)
       throw new Errors.MISSING_INPUT('the request body is empty');
     const raw = req.headers[HEADER_LENGTH];
@@ -159,6 +185,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
         arrival: track.arrival(req),
         timeoutMs: (m) => requestTimeoutMs(req, m),
         signal: abortOnClose(reply),
+        onModel: (m) => track.model(req, m.name, m.version),
       },
       request,
     );
@@ -166,23 +193,28 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
     req.holdings.add(budget.charge(outBytes));
     const { json, binary } = encodeInferResponse(serving, request, outputs);
-    if (binary.length === 0) return reply.send(json);
+    // the header length is the uncompressed JSON's (Triton's): a client inflates the body, then splits it
     const head = Buffer.from(JSON.stringify(json));
-    return reply
-      .header(HEADER_LENGTH, String(head.length))
-      .type('application/octet-stream')
-      .send(Buffer.concat([head, ...binary]));
+    if (binary.length > 0) reply.header(HEADER_LENGTH, String(head.length)).type('application/octet-stream');
+    else reply.type('application/json; charset=utf-8');
+    const body = binary.length > 0 ? Buffer.concat([head, ...binary]) : head;
+    const encoding = responseEncoding(req.headers['accept-encoding'], body.length);
+    reply.header('vary', 'accept-encoding');
+    if (encoding === undefined) return reply.send(body);
+    return reply.header('content-encoding', encoding).send(await compress(body, encoding));
   };
   const inferSchema = {
     schema: {
       params: Params,
       description:
         'Body: JSON {id?, parameters?, inputs: [{name, shape, datatype, data | parameters.binary_data_size}], outputs?}, ' +
-        'or that JSON header (Inference-Header-Content-Length bytes) followed by binary tensor data.',
+        'or that JSON header (Inference-Header-Content-Length bytes) followed by binary tensor data; gzip or deflate ' +
+        'with Content-Encoding. An output with parameters.classification N answers its N best classes (BYTES).',
       response: {
         200: {
           description:
-            'JSON {model_name, model_version, id?, outputs: [{name, datatype, shape, data}]}, or a JSON header and binary data',
+            'JSON {model_name, model_version, id?, outputs: [{name, datatype, shape, data}]}, or a JSON header and binary data; ' +
+            'gzip or deflate (Content-Encoding) when Accept-Encoding asks for it',
           content: {
             'application/json': {
               schema: Type.Object({
@@ -194,7 +226,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
                     name: Type.String(),
                     datatype: Type.String(),
                     shape: Type.Array(Type.Integer()),
-                    data: Type.Optional(Type.Array(Type.Union([Type.Number(), Type.Boolean()]))),
+                    data: Type.Optional(Type.Array(Type.Union([Type.Number(), Type.Boolean(), Type.String()]))),
                     parameters: Type.Optional(Type.Object({ binary_data_size: Type.Integer() })),
                   }),
                 ),
