@@ -202,7 +202,7 @@ t.test('the cuda target: CUDA 13 + cuDNN runtime, the provider where the server 
   t.equal(env(s).MUON_EXECUTION_PROVIDER, 'auto', 'auto: the GPU when it can, CPU otherwise');
   t.ok(
     copies(s).some((c) => c.sources.includes('/usr/local/bin/node') && c.dest === '/usr/local/bin/node'),
-    'node is copied in from the Node 20 image',
+    'node is copied in from the Node 24 image',
   );
   t.match(dockerfile, /useradd[^\n]*--uid 1000[^\n]*node/, 'creates the node user with uid 1000');
 
