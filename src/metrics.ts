@@ -5,6 +5,17 @@ import { InferenceStatistics } from './inference-stats.js';
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const batchBuckets = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128];
 
+/** The states of a model folder (models/status.ts), each a `muon_model_state` series. */
+const MODEL_STATES = ['LOADING', 'READY', 'FAILED', 'UNAVAILABLE'] as const;
+
+/** What the per-model gauges read from the repository at a scrape. */
+export interface ModelGauges {
+  readonly name: string;
+  readonly state: (typeof MODEL_STATES)[number];
+  /** Requests its queues hold (0 when it is not ready). */
+  readonly queueCapacity: number;
+}
+
 /**
  * Every metric the server exports, on a private registry (so tests can build several apps in one process).
  * The only module that imports prom-client. Labels are bounded: model names come from the repository, codes from
@@ -99,6 +110,38 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+
+  /** What {@link modelState} and {@link queueCapacity} read at each scrape (set by {@link watchModels}). */
+  #models: (() => Iterable<ModelGauges>) | undefined;
+  readonly modelState = new Gauge({
+    name: 'muon_model_state',
+    help: 'State of each model folder: 1 for the state it is in (LOADING, READY, FAILED, UNAVAILABLE), 0 for the others.',
+    labelNames: ['model', 'state'] as const,
+    registers: [this.registry],
+    // read when scraped, from the repository: a model's state changes in a dozen places, none of which need know
+    collect: () => {
+      if (this.#models === undefined) return;
+      this.modelState.reset();
+      for (const m of this.#models())
+        for (const state of MODEL_STATES) this.modelState.set({ model: m.name, state }, m.state === state ? 1 : 0);
+    },
+  });
+  readonly queueCapacity = new Gauge({
+    name: 'muon_queue_capacity',
+    help: 'Requests the model queue holds before it refuses (429): its manifest maxQueueSize, summed over its versions.',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+    collect: () => {
+      if (this.#models === undefined) return;
+      this.queueCapacity.reset();
+      for (const m of this.#models())
+        if (m.queueCapacity > 0) this.queueCapacity.set({ model: m.name }, m.queueCapacity);
+    },
+  });
+  /** Exports each model's state and queue capacity as `muon_model_state` and `muon_queue_capacity`, read at each scrape. */
+  watchModels(models: () => Iterable<ModelGauges>): void {
+    this.#models = models;
+  }
 
   readonly modelReloads = new Counter({
     name: 'muon_model_reloads_total',

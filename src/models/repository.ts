@@ -34,6 +34,14 @@ export class ModelRepository {
     this.#log = log;
     this.#workers = new TaskWorkers(config.taskThreads, config.preprocessThreads, undefined, config.workerNice);
     this.#loader = new ModelLoader(config, metrics, log, this.#workers, faults);
+    metrics.watchModels(() =>
+      this.list().map((s) => ({
+        name: s.name,
+        state: s.state,
+        queueCapacity:
+          s.state === 'READY' ? [...s.versions.values()].reduce((n, m) => n + m.batcher.options.maxQueueSize, 0) : 0,
+      })),
+    );
   }
 
   readonly #config: Config;

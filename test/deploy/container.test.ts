@@ -5,7 +5,7 @@ import t from 'tap';
 
 // Builds the Dockerfile's cpu target with podman and smoke-tests the image: ready, serves OCR, runs as uid 1000,
 // passes its health check, exits 0 on stop. Skipped, saying why, where no container engine can run (no podman, or
-// no local node:20-bookworm-slim base: nothing can be pulled here); the Dockerfile's structure is checked by
+// no local node:24-bookworm-slim base: nothing can be pulled here); the Dockerfile's structure is checked by
 // dockerfile.test.ts either way. CONTAINERS_CONF defaults to the one ../shared/containers/setup-podman.sh writes.
 const root = path.resolve(import.meta.dirname, '../..');
 const env = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? '/etc/muon-podman/containers.conf' };
@@ -15,8 +15,8 @@ const podman = (args: string[], timeout = 60_000) =>
 const why =
   podman(['info']).status !== 0
     ? 'podman is not installed or cannot run here'
-    : podman(['image', 'exists', 'node:20-bookworm-slim']).status !== 0
-      ? 'no local node:20-bookworm-slim base image (run ../shared/containers/setup-podman.sh)'
+    : podman(['image', 'exists', 'node:24-bookworm-slim']).status !== 0
+      ? 'no local node:24-bookworm-slim base image (run ../shared/containers/setup-podman.sh)'
       : undefined;
 
 if (why) {

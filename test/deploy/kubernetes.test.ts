@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
-import { Service } from 'kubernetes-models/v1';
+import { PersistentVolumeClaim, Service } from 'kubernetes-models/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 
@@ -54,6 +54,7 @@ const ofKind = (kind: string) => docs.filter((d) => d.obj.kind === kind);
 const coreModels: Record<string, (data: Obj) => { validate(): void }> = {
   'apps/v1/Deployment': (d) => new Deployment(d as never),
   'v1/Service': (d) => new Service(d as never),
+  'v1/PersistentVolumeClaim': (d) => new PersistentVolumeClaim(d as never),
   'autoscaling/v2/HorizontalPodAutoscaler': (d) => new HorizontalPodAutoscaler(d as never),
   'policy/v1/PodDisruptionBudget': (d) => new PodDisruptionBudget(d as never),
 };
@@ -98,8 +99,10 @@ t.test('every manifest parses and has a known apiVersion/kind', async (t) => {
   const files = readdirSync(k8sDir).filter((f) => /\.ya?ml$/.test(f));
   t.same(files.sort(), [
     'deployment-gpu.yaml',
+    'deployment-pvc.yaml',
     'deployment.yaml',
     'hpa.yaml',
+    'inferenceservice-storage.yaml',
     'inferenceservice.yaml',
     'podmonitor.yaml',
   ]);
@@ -134,7 +137,7 @@ t.test('core kinds validate against the Kubernetes schemas', async (t) => {
 
 t.test('Deployments: replicas, probes, resources, security, shutdown', async (t) => {
   const deployments = ofKind('Deployment');
-  t.same(deployments.map((d) => d.obj.metadata.name).sort(), ['muon-serve', 'muon-serve-gpu']);
+  t.same(deployments.map((d) => d.obj.metadata.name).sort(), ['muon-serve', 'muon-serve-gpu', 'muon-serve-models']);
   for (const d of deployments) {
     const spec = d.obj.spec;
     const pod = spec.template.spec;
@@ -217,7 +220,7 @@ t.test('probe paths are routes the server serves', async (t) => {
 
 t.test('the drain fits in the termination grace period; env names are real settings', async (t) => {
   const specs = podSpecs();
-  t.equal(specs.length, 3);
+  t.equal(specs.length, 5);
   for (const { where, spec } of specs) {
     for (const c of spec.containers) {
       const env = envOf(c);
@@ -229,7 +232,8 @@ t.test('the drain fits in the termination grace period; env names are real setti
       }
       for (const name of Object.keys(env)) {
         if (name.startsWith('MUON_') || name === 'PORT') {
-          t.ok(configSource.includes(`'${name}'`), `${where}: ${name} is read by src/config.ts`);
+          // read as env['NAME'] or env.NAME
+          t.ok(new RegExp(`(['.])${name}\\b`).test(configSource), `${where}: ${name} is read by src/config.ts`);
         }
       }
       if (env.MUON_EXECUTION_PROVIDER) t.match(env.MUON_EXECUTION_PROVIDER, /^(auto|cuda|cpu)$/);
@@ -239,7 +243,7 @@ t.test('the drain fits in the termination grace period; env names are real setti
 
 t.test('Services route port 80 to the http container port', async (t) => {
   const services = ofKind('Service');
-  t.equal(services.length, 2);
+  t.equal(services.length, 3);
   for (const s of services) {
     t.equal(s.obj.spec.type, 'ClusterIP', `${label(s)}: ClusterIP`);
     t.same(s.obj.spec.ports, [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }], label(s));
@@ -289,40 +293,101 @@ t.test('PodMonitor (structural)', async (t) => {
   t.match(ep.interval, /^\d+(s|m)$/);
 });
 
-t.test('InferenceService (structural)', async (t) => {
-  const [isvc] = ofKind('InferenceService');
-  t.equal(isvc.obj.apiVersion, 'serving.kserve.io/v1beta1');
-  const predictor = isvc.obj.spec.predictor;
-  t.equal(predictor.containers.length, 1);
-  const [c] = predictor.containers;
-  t.equal(c.name, 'kserve-container', 'KServe routes to the container of this name');
-  t.equal(c.image, 'muon-serve:latest');
-  t.same(c.ports, [{ containerPort: 8080, protocol: 'TCP' }]);
-  t.equal(envOf(c).PORT, '8080');
-  t.equal(isvc.obj.metadata.labels['serving.kserve.io/protocol-version'], 'v2');
-  t.equal(c.readinessProbe.httpGet.path, '/v2/health/ready');
-  t.equal(c.readinessProbe.httpGet.port, 8080);
-  t.equal(c.livenessProbe.httpGet.path, '/v2/health/live');
-  t.ok(routesSource.includes(`'/v2/models/:name/infer'`), 'the server implements the v2 infer route');
-  // the inline pod spec's container is a core Container: validate it through a Deployment wrapper
-  const wrapped = {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name: 'isvc-predictor-check' },
-    spec: {
-      selector: { matchLabels: { a: 'b' } },
-      template: {
-        metadata: { labels: { a: 'b' } },
-        spec: {
-          containers: predictor.containers,
-          volumes: predictor.volumes,
-          securityContext: predictor.securityContext,
-          terminationGracePeriodSeconds: predictor.terminationGracePeriodSeconds,
+for (const isvc of ofKind('InferenceService'))
+  t.test(`${label(isvc)} (structural)`, async (t) => {
+    t.equal(isvc.obj.apiVersion, 'serving.kserve.io/v1beta1');
+    const predictor = isvc.obj.spec.predictor;
+    t.equal(predictor.containers.length, 1);
+    const [c] = predictor.containers;
+    t.equal(c.name, 'kserve-container', 'KServe routes to the container of this name');
+    t.equal(c.image, 'muon-serve:latest');
+    t.same(c.ports, [{ containerPort: 8080, protocol: 'TCP' }]);
+    t.equal(envOf(c).PORT, '8080');
+    t.equal(isvc.obj.metadata.labels['serving.kserve.io/protocol-version'], 'v2');
+    t.equal(c.readinessProbe.httpGet.path, '/v2/health/ready');
+    t.equal(c.readinessProbe.httpGet.port, 8080);
+    t.equal(c.livenessProbe.httpGet.path, '/v2/health/live');
+    t.ok(routesSource.includes(`'/v2/models/:name/infer'`), 'the server implements the v2 infer route');
+    // the inline pod spec's container is a core Container: validate it through a Deployment wrapper
+    const wrapped = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'isvc-predictor-check' },
+      spec: {
+        selector: { matchLabels: { a: 'b' } },
+        template: {
+          metadata: { labels: { a: 'b' } },
+          spec: {
+            containers: predictor.containers,
+            volumes: predictor.volumes,
+            securityContext: predictor.securityContext,
+            terminationGracePeriodSeconds: predictor.terminationGracePeriodSeconds,
+          },
         },
       },
-    },
-  };
-  t.doesNotThrow(() => new Deployment(wrapped as never).validate(), 'predictor pod spec validates as a core PodSpec');
+    };
+    t.doesNotThrow(() => new Deployment(wrapped as never).validate(), 'predictor pod spec validates as a core PodSpec');
+  });
+
+t.test("users' own models: KServe storage URI, and a PersistentVolumeClaim", async (t) => {
+  // KServe: a custom container's storage URI is its STORAGE_URI variable; the storage initializer mounts what it
+  // fetched at /mnt/models in kserve-container, which MUON_MODEL_REPOSITORY must name
+  const stored = ofKind('InferenceService').filter((d) =>
+    d.obj.spec.predictor.containers.some((c: Obj) => envOf(c).STORAGE_URI !== undefined),
+  );
+  t.same(
+    stored.map((d) => d.file),
+    ['inferenceservice-storage.yaml'],
+  );
+  for (const d of stored) {
+    const [c] = d.obj.spec.predictor.containers;
+    const env = envOf(c);
+    t.match(
+      env.STORAGE_URI,
+      /^(s3|gs|https?|pvc|hdfs|webhdfs|hf|oci):\/\/\S+$/,
+      `${label(d)}: a storage URI KServe takes`,
+    );
+    t.equal(env.MUON_MODEL_REPOSITORY, '/mnt/models', `${label(d)}: the server reads where KServe puts the models`);
+    t.notOk(
+      (c.volumeMounts ?? []).some((m: Obj) => m.mountPath === '/mnt/models'),
+      `${label(d)}: /mnt/models is left to KServe's storage initializer`,
+    );
+    t.ok(env.MUON_DEFAULT_MODEL, `${label(d)}: a default model of the user's (the image's default, ocr, is not there)`);
+  }
+  const baked = ofKind('InferenceService').find((d) => d.file === 'inferenceservice.yaml')!;
+  t.equal(envOf(baked.obj.spec.predictor.containers[0]).MUON_MODEL_REPOSITORY, undefined, 'the baked-in variant');
+
+  // a Deployment with the repository on a volume: the claim exists, is mounted read-only where the server looks,
+  // and can be mounted by replicas on several nodes
+  const claims = ofKind('PersistentVolumeClaim');
+  const onVolume = ofKind('Deployment').filter((d) =>
+    (d.obj.spec.template.spec.volumes ?? []).some((v: Obj) => v.persistentVolumeClaim),
+  );
+  t.same(
+    onVolume.map((d) => d.obj.metadata.name),
+    ['muon-serve-models'],
+  );
+  for (const d of onVolume) {
+    const pod = d.obj.spec.template.spec;
+    const [c] = pod.containers;
+    const repo = envOf(c).MUON_MODEL_REPOSITORY;
+    t.ok(repo, `${label(d)}: MUON_MODEL_REPOSITORY is set`);
+    const mount = c.volumeMounts.find((m: Obj) => m.mountPath === repo);
+    t.ok(mount, `${label(d)}: a volume is mounted at ${repo}`);
+    t.equal(mount?.readOnly, true, `${label(d)}: read-only`);
+    const volume = pod.volumes.find((v: Obj) => v.name === mount?.name);
+    const claim = claims.find((p) => p.obj.metadata.name === volume?.persistentVolumeClaim?.claimName);
+    t.ok(claim, `${label(d)}: its claim ${volume?.persistentVolumeClaim?.claimName} is in the manifests`);
+    t.ok(
+      claim?.obj.spec.accessModes.some((m: string) => m === 'ReadOnlyMany' || m === 'ReadWriteMany'),
+      `${label(d)}: the claim can be mounted on several nodes`,
+    );
+    t.ok(envOf(c).MUON_DEFAULT_MODEL, `${label(d)}: a default model of the user's`);
+  }
+  // the validator is live for claims too
+  const bad = structuredClone(claims[0]!.obj);
+  bad.spec.accessModes = 'ReadOnlyMany';
+  t.throws(() => new PersistentVolumeClaim(bad as never).validate(), 'accessModes must be a list');
 });
 
 t.test('Grafana dashboard parses and uses only real metric names', async (t) => {
@@ -341,19 +406,27 @@ t.test('Grafana dashboard parses and uses only real metric names', async (t) => 
     for (const q of p.targets) exprs.push(q.expr);
   }
   const all = exprs.join('\n');
-  for (const metric of [
-    'muon_requests_total',
-    'muon_request_duration_seconds_bucket',
-    'muon_queue_depth',
-    'muon_batch_size_bucket',
-    'muon_execution_provider_fallbacks_total',
-  ]) {
+  // the panels draw deploy/prometheus's recording rules (level:metric:operations names): each one is recorded there
+  const rulesText = read('deploy/prometheus/muon-rules.yml');
+  const recorded = new Set([...rulesText.matchAll(/^\s*- record: (\S+)$/gm)].map((m) => m[1]));
+  const used = new Set([...all.matchAll(/\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b/g)].map((m) => m[0]));
+  for (const name of used) t.ok(recorded.has(name), `dashboard rule ${name} is recorded in muon-rules.yml`);
+  for (const rule of [
+    'model_code:muon_requests:rate1m',
+    'model:muon_requests_errors:ratio_rate1m',
+    'model:muon_request_duration_seconds:p50_rate1m',
+    'model:muon_request_duration_seconds:p99_rate1m',
+    'model:muon_batch_size:mean_rate1m',
+    'model:muon_queue_saturation:max',
+  ])
+    t.ok(used.has(rule), `a panel draws ${rule}`);
+  for (const metric of ['muon_queue_depth', 'muon_batch_size_bucket', 'muon_execution_provider_fallbacks_total']) {
     t.ok(all.includes(metric), `a panel queries ${metric}`);
   }
-  t.ok(/code=~"5\.\."/.test(all), 'an error-rate panel');
-  t.ok(all.includes('histogram_quantile(0.99'), 'a p99 panel');
-  t.ok(all.includes('histogram_quantile(0.5'), 'a p50 panel');
-  const names = metricNamesIn(text);
+  t.ok(/code=~"5\.\."/.test(rulesText), 'the error ratio counts 5xx');
+  t.ok(rulesText.includes('histogram_quantile(0.99'), 'a p99 rule');
+  t.ok(rulesText.includes('histogram_quantile(0.5'), 'a p50 rule');
+  const names = metricNamesIn(text.replace(/\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b/g, ''));
   t.ok(names.length >= 5);
   for (const n of names) t.ok(isKnownSeries(n), `dashboard metric ${n} is in src/metrics.ts`);
 });

@@ -94,12 +94,18 @@ t.test('poisoned inputs and a broken model', async (t) => {
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 503, 'broken: not ready');
   const failed = (await app.inject({ url: '/v1/models/text-orientation' })).json();
   t.match(failed, { state: 'FAILED', reason: /replacements in a row died too/, reload: { attempts: 0 } });
+  // what the MuonModelNotReady alert reads (deploy/prometheus): 1 for the state the model is in, 0 for the others
+  const modelState = (state: string) => metricValue(metrics, 'muon_model_state', { model: 'text-orientation', state });
+  t.same([await modelState('FAILED'), await modelState('READY')], [1, 0], 'muon_model_state says FAILED');
+  t.equal(await metricValue(metrics, 'muon_queue_capacity', { model: 'text-orientation' }), 0, 'no queue while broken');
   let state = failed.state;
   for (let i = 0; i < 100 && state !== 'READY'; i++) {
     await new Promise((r) => setTimeout(r, 200));
     state = (await app.inject({ url: '/v1/models/text-orientation' })).json().state;
   }
   t.equal(state, 'READY', 'reloaded in the background');
+  t.same([await modelState('FAILED'), await modelState('READY')], [0, 1], 'muon_model_state says READY again');
+  t.ok((await metricValue(metrics, 'muon_queue_capacity', { model: 'text-orientation' })) > 0, 'its queue is back');
   t.equal(await metricValue(metrics, 'muon_model_reloads_total', { model: 'text-orientation', outcome: 'ready' }), 1);
   t.equal((await infer(0.5)).statusCode, 200, 'and serving');
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200);
