@@ -71,7 +71,7 @@ t.test('the playground in Chromium', { skip: chromium ? false : 'no chromium at 
   /** Writes the viewport as a small palette PNG (about 30-60 KB): to a temp dir, and to docs/ when asked. */
   async function screenshot(name: string) {
     const png = await sharp(await page.screenshot({ type: 'png' }))
-      .png({ palette: true, colours: 128, compressionLevel: 9, effort: 10 })
+      .png({ palette: true, quality: 50, dither: 0.2, compressionLevel: 9, effort: 10 })
       .toBuffer();
     t.ok(png.length < 150_000, `${name}.png is ${png.length} bytes`);
     writeFileSync(path.join(temp, `${name}.png`), png);
@@ -138,12 +138,19 @@ t.test('the playground in Chromium', { skip: chromium ? false : 'no chromium at 
       const off = distance(boxes[i]!, want);
       t.ok(off <= 1.5, `line ${i + 1}'s box is drawn where the answer says (off by ${off.toFixed(2)} px)`);
     }
-    const labels = await page.$$eval('.overlay .label', (els) => els.map((e) => e.textContent));
+    const labels = await page.$$eval('.ocr-text .label', (els) => els.map((e) => e.textContent));
     t.same(
       labels,
-      answer.lines.map((l: { text: string }, i: number) => `${i + 1} ${l.text}`),
+      answer.lines.map((l: { text: string }) => l.text),
       'each box has its text',
     );
+    const inside = await rectOf('.ocr-text .label');
+    for (const [i, r] of inside.entries()) {
+      const box = boxes[i]!;
+      const [cx, cy] = [r.left + r.width / 2, r.top + r.height / 2];
+      const within = cx > box.left && cx < box.left + box.width && cy > box.top && cy < box.top + box.height;
+      t.ok(within, `line ${i + 1}'s text is written inside its box`);
+    }
     const texts = await page.$$eval('.lines .text', (els) => els.map((e) => e.textContent));
     t.same(
       texts,
@@ -151,6 +158,10 @@ t.test('the playground in Chromium', { skip: chromium ? false : 'no chromium at 
       'and the text is listed',
     );
     await screenshot('ocr');
+    await page.focus('.toggle input');
+    await page.keyboard.press('Space'); // the text layer toggles from the keyboard
+    t.equal(await page.$eval('.ocr-text', (e) => e.getBoundingClientRect().width), 0, 'the text can be hidden');
+    t.equal((await rectOf('.overlay polygon.box')).length, answer.lines.length, 'leaving the boxes');
   });
 
   t.test('face detection: box and keypoints where the answer puts them', async (t) => {

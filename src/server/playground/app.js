@@ -19,7 +19,7 @@ async function init() {
     return;
   }
   const select = $('model');
-  select.replaceChildren(...models.map((m) => new Option(`${m.name} (${m.task})`, m.name)));
+  select.replaceChildren(...models.map((m) => new Option(m.name, m.name)));
   const wanted = new URLSearchParams(location.search).get('model');
   if (models.some((m) => m.name === wanted)) select.value = wanted;
   select.disabled = models.length === 0;
@@ -60,7 +60,7 @@ const selected = () => models.find((m) => m.name === $('model').value);
 function showInputs() {
   const model = selected();
   if (!model) return;
-  $('model-about').textContent = model.description ?? '';
+  $('model-about').textContent = `Task: ${model.task}. ${model.description ?? ''}`;
   $('file-input').hidden = model.kind === 'text';
   $('text-input').hidden = model.kind !== 'text';
   $('recorder').hidden = model.kind !== 'audio';
@@ -94,7 +94,7 @@ async function send(input, preview) {
   try {
     const answer = await predict(model, input);
     if (id !== latest) return;
-    $('json').textContent = JSON.stringify(answer, null, 2);
+    $('json').textContent = pretty(answer);
     render($('view'), answer, preview);
     setState('answered', `${model} answered in ${Math.round(performance.now() - started)} ms.`);
   } catch (err) {
@@ -114,12 +114,17 @@ function showError(err) {
   box.replaceChildren();
   if (err instanceof ServerError) {
     box.append(el('strong', `${err.status} ${err.code ?? ''}`), ` ${err.message}`);
-    $('json').textContent = JSON.stringify(err.body, null, 2);
+    $('json').textContent = pretty(err.body);
   } else {
     box.append(el('strong', 'Error'), ` ${err.message}`);
   }
   box.hidden = false;
   setState('error', 'The request failed.');
+}
+
+/** Indented JSON, with arrays of numbers (boxes, keypoints) kept on one line. */
+function pretty(value) {
+  return JSON.stringify(value, null, 2).replace(/\[[\d\s.,eE+\-[\]]*\]/g, (m) => m.replace(/\s+/g, ''));
 }
 
 function el(tag, text) {

@@ -13,7 +13,10 @@ export function render(view, answer, input) {
     const { figure, overlay } = imageFigure(input.bitmap);
     view.append(figure);
     if (answer.faces) drawFaces(overlay, answer.faces);
-    if (lines.some((l) => l.box)) drawBoxes(overlay, lines);
+    if (lines.some((l) => l.box)) {
+      drawBoxes(overlay, lines);
+      view.append(textToggle(figure));
+    }
   }
   if (answer.faces) view.append(caption(count(answer.faces.length, 'face')));
   if (answer.segments) view.append(timeline(answer, input.audio));
@@ -44,7 +47,7 @@ function imageFigure(bitmap) {
   const { width, height } = bitmap;
   const canvas = el('canvas', { width, height, class: 'picture', 'aria-label': 'the image sent' });
   canvas.getContext('2d').drawImage(bitmap, 0, 0);
-  canvas.style.width = `${Math.round(Math.max(width, Math.min(640, width * 4)))}px`;
+  canvas.style.width = `${Math.round(Math.max(width, Math.min(480, width * 4)))}px`;
   const overlay = svg('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', class: 'overlay' });
   const stage = el('div', { class: 'stage' });
   stage.append(canvas, overlay);
@@ -53,21 +56,44 @@ function imageFigure(bitmap) {
   return { figure, overlay };
 }
 
-/** OCR lines: each box's quadrilateral, numbered as in the list below, its text above it. */
+/**
+ * OCR lines: each box's quadrilateral, with its text written inside it along its top edge (on a light backing that
+ * lets the page show through), fitted to the box's width; a checkbox hides the text to show the page alone.
+ */
 function drawBoxes(overlay, lines) {
-  lines.forEach((line, i) => {
-    if (!line.box) return;
-    const ys = line.box.map(([, y]) => y);
-    const size = Math.max(6, (Math.max(...ys) - Math.min(...ys)) * 0.5);
-    const [x0, y0] = line.box[0];
-    const g = svg('g', { class: 'ocr-line' });
-    g.append(
-      svg('title', {}, line.text),
-      svg('polygon', { class: 'box', points: line.box.map((p) => p.join(',')).join(' ') }),
-      svg('text', { class: 'label', x: x0, y: y0 - 1, 'font-size': round(size) }, `${i + 1} ${line.text}`),
-    );
-    overlay.append(g);
-  });
+  // every box first, then every text, so that a box overlapping the line above does not hide that line's text
+  const boxes = svg('g', { class: 'ocr-boxes' });
+  const texts = svg('g', { class: 'ocr-text' });
+  for (const line of lines) {
+    if (!line.box) continue;
+    const [[x0, y0], [x1, y1], , [x3, y3]] = line.box;
+    const width = Math.hypot(x1 - x0, y1 - y0);
+    const height = Math.hypot(x3 - x0, y3 - y0);
+    const angle = (Math.atan2(y1 - y0, x1 - x0) * 180) / Math.PI;
+    const box = svg('polygon', { class: 'box', points: line.box.join(' ') });
+    box.append(svg('title', {}, line.text));
+    boxes.append(box);
+    const attrs = {
+      class: 'label',
+      x: x0,
+      y: round(y0 + height * 0.72, 2),
+      'font-size': round(height * 0.6, 2),
+      textLength: round(width * 0.96, 2),
+      lengthAdjust: 'spacingAndGlyphs',
+      transform: `rotate(${round(angle, 2)} ${x0} ${y0})`,
+    };
+    texts.append(svg('text', attrs, line.text));
+  }
+  overlay.append(boxes, texts);
+}
+
+/** A checkbox that shows or hides the text drawn over the image (keyboard-usable, as any checkbox). */
+function textToggle(figure) {
+  const label = el('label', { class: 'toggle' });
+  const box = el('input', { type: 'checkbox', checked: '' });
+  box.addEventListener('change', () => figure.classList.toggle('hide-text', !box.checked));
+  label.append(box, ' Show the recognized text over the image');
+  return label;
 }
 
 /** Faces: box, score and the six keypoints (eyes, nose, mouth, ears). */
