@@ -56,7 +56,7 @@ function playgroundDir(): string | undefined {
   return candidates.find((dir) => Object.keys(FILES).every((f) => existsSync(path.join(dir, f))));
 }
 
-/** Reads every file once: they are small (about 30 KB together) and never change while the server runs. */
+/** Reads every file once: they are small (about 25 KB together) and never change while the server runs. */
 function loadAssets(dir: string): Map<string, Asset> {
   const assets = new Map<string, Asset>();
   for (const [name, type] of Object.entries(FILES)) {
