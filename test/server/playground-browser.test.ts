@@ -24,6 +24,9 @@ interface Rect {
   height: number;
 }
 
+// loading every default model and a browser on a busy 2-core machine can outlast tap's default 120 s
+if (chromium) t.setTimeout(6 * 60_000);
+
 t.test('the playground in Chromium', { skip: chromium ? false : 'no chromium at /usr/bin/chromium' }, async (t) => {
   const { default: puppeteer } = await import('puppeteer-core');
   const ctx = await startApp();
@@ -36,7 +39,15 @@ t.test('the playground in Chromium', { skip: chromium ? false : 'no chromium at 
     executablePath: chromium,
     headless: true,
     // root in a container: no user namespace sandbox; no GPU here
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--font-render-hinting=none'],
+    // a fake microphone (a beep) that needs no permission prompt, for the recording path
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--font-render-hinting=none',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+    ],
   });
   t.teardown(() => browser.close());
   const page = await browser.newPage();
@@ -203,6 +214,21 @@ t.test('the playground in Chromium', { skip: chromium ? false : 'no chromium at 
     t.equal(await page.$$eval('canvas.wave', (c) => c.length), 1, 'the waveform is drawn');
     t.match(await page.$eval('.timeline figcaption', (e) => e.textContent), /^2 speech segments in 5\.58 s$/);
     await screenshot('voice-activity');
+  });
+
+  t.test('voice activity: a recording from the microphone goes as WAV', async (t) => {
+    const answer = await ask('voice-activity', async () => {
+      await page.click('#record');
+      await page.waitForSelector('#record[aria-pressed="true"]');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await page.click('#record');
+    });
+    // the server took it as audio: a browser's own recording (WebM/Opus) would have been refused as an image
+    t.equal(answer.task, 'voice-activity');
+    t.ok(answer.duration_ms > 0, `${answer.duration_ms} ms recorded`);
+    t.equal(await page.$$eval('.timeline .segment', (els) => els.length), answer.segments.length);
+    t.match(await page.$eval('#curl', (e) => e.textContent), /-F 'file=@recording\.wav'/);
+    t.equal(await page.$eval('#record-status a', (a) => a.getAttribute('download')), 'recording.wav');
   });
 
   t.test('language id: typed text, top bar is the top language', async (t) => {

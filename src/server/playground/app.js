@@ -8,6 +8,8 @@ let models = [];
 /** Only the latest request's answer is shown: an older one arriving late is dropped. */
 let latest = 0;
 let recording;
+/** The last recording, for its Save link (its object URL is given back when the next one replaces it). */
+let recordingUrl;
 
 init();
 
@@ -154,7 +156,14 @@ async function toggleRecording() {
   button.setAttribute('aria-pressed', 'false');
   status.textContent = '';
   try {
-    await sendFile(await current.stop(), 'recording.wav');
+    const wav = await current.stop();
+    // the curl line names recording.wav: this link saves it under that name
+    if (recordingUrl) URL.revokeObjectURL(recordingUrl);
+    recordingUrl = URL.createObjectURL(wav);
+    const save = el('a', 'Save recording.wav');
+    Object.assign(save, { href: recordingUrl, download: 'recording.wav' });
+    status.replaceChildren(save);
+    await sendFile(wav, 'recording.wav');
   } catch (err) {
     status.textContent = `Cannot record: ${err.message}`;
   }
