@@ -2,7 +2,9 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Fastify from 'fastify';
 import t from 'tap';
+import type { RouteDeps } from '../../src/server/app.js';
 import { PLAYGROUND_CSP } from '../../src/server/routes/playground.js';
 import { startApp } from '../helpers/app.js';
 
@@ -160,4 +162,20 @@ t.test('the playground is documented under its tag; its files are not', async (t
   t.same(doc.paths['/']?.get?.tags, ['playground']);
   t.notOk(doc.paths['/playground/{file}'], 'files are hidden');
   t.notOk(doc.paths['/playground/'], 'the trailing-slash redirect is hidden');
+});
+
+t.test('without its files the server still serves the API, with a warning, and no page', async (t) => {
+  const fs = await import('node:fs');
+  const { playgroundRoutes } = await t.mockImport<typeof import('../../src/server/routes/playground.js')>(
+    '../../src/server/routes/playground.js',
+    { 'node:fs': { ...fs, existsSync: () => false } },
+  );
+  const warnings: string[] = [];
+  const bare = Fastify();
+  t.teardown(() => bare.close());
+  const deps = { logger: { warn: (msg: string) => warnings.push(msg) } } as unknown as RouteDeps;
+  await bare.register(playgroundRoutes as never, deps); // a bare Fastify, not the app type the plugin is written for
+  t.equal((await bare.inject({ url: '/playground' })).statusCode, 404);
+  t.equal((await bare.inject({ url: '/' })).statusCode, 404);
+  t.same(warnings, ['playground files not found; /playground is not served']);
 });
