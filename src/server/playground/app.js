@@ -25,6 +25,8 @@ async function init() {
   const wanted = new URLSearchParams(location.search).get('model');
   if (models.some((m) => m.name === wanted)) select.value = wanted;
   select.disabled = models.length === 0;
+  // models still loading (or all failed) are not listed: /v2/health/ready says which
+  if (models.length === 0) setState('error', 'No model is ready yet: reload the page once the server is ready.');
   select.addEventListener('change', showInputs);
   showInputs();
 
