@@ -16,6 +16,7 @@ import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
+import { playgroundRoutes } from './routes/playground.js';
 import { predictRoutes } from './routes/predict.js';
 import { tritonRoutes } from './routes/triton.js';
 import { v2Routes } from './routes/v2.js';
@@ -225,5 +226,6 @@ export function buildApp(deps: AppDeps): App {
   app.register(predictRoutes, routeDeps);
   app.register(v2Routes, routeDeps);
   app.register(tritonRoutes, routeDeps);
+  app.register(playgroundRoutes, routeDeps);
   return app as unknown as App;
 }
