@@ -172,18 +172,16 @@ export class InputError extends Error {
   override name = 'InputError';
 }
 
+/** The command line as parseArgs reads it without judging it: unknown options become tokens too. */
+const tokensOf = (argv: string[]) =>
+  parseArgs({ args: argv, options: cliOptions, allowPositionals: true, strict: false, tokens: true }).tokens;
+
 /**
  * Refuses unknown options and options without their value, by their exact names (node's own message for an unknown
  * option quotes it with an unbalanced quote), suggesting the closest known option.
  */
 function checkOptionNames(argv: string[]): void {
-  const { tokens } = parseArgs({
-    args: argv,
-    options: cliOptions,
-    allowPositionals: true,
-    strict: false,
-    tokens: true,
-  });
+  const tokens = tokensOf(argv);
   for (const token of tokens) {
     if (token.kind !== 'option') continue;
     const option = (cliOptions as Record<string, { type: string; short?: string }>)[token.name];
@@ -231,13 +229,7 @@ function editDistance(a: string, b: string): number {
  * taken as that option's value (`--objectiv latency model.onnx`), not as the model.
  */
 export function modelArgument(argv: string[]): string | undefined {
-  const { tokens } = parseArgs({
-    args: argv,
-    options: cliOptions,
-    allowPositionals: true,
-    strict: false,
-    tokens: true,
-  });
+  const tokens = tokensOf(argv);
   const known = new Set(Object.keys(cliOptions));
   let afterUnknown = false;
   for (const token of tokens) {
@@ -249,12 +241,10 @@ export function modelArgument(argv: string[]): string | undefined {
 
 /** Throws an InputError unless `p` is a file or a folder this process can read. */
 export async function checkModelPath(p: string): Promise<void> {
-  let isFolder: boolean;
   try {
     const s = await stat(p);
     if (!s.isFile() && !s.isDirectory()) throw new InputError(`${p} is not a file or a model folder`);
-    isFolder = s.isDirectory();
-    await access(p, isFolder ? constants.R_OK | constants.X_OK : constants.R_OK);
+    await access(p, s.isDirectory() ? constants.R_OK | constants.X_OK : constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new InputError(`no such file or folder: ${p}`);
