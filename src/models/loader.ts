@@ -65,17 +65,12 @@ export class ModelLoader {
     // one session per in-flight batch on workers; how many can depend on the provider the first one gets
     const { maxInFlightBatches: onCpu, cuda } = manifest.batching;
     const instances = { cpu: onCpu, cuda: cuda?.maxInFlightBatches ?? onCpu };
-    let fellBack = false;
     const options: SessionOptions = {
       provider: this.config.executionProvider,
       // sessions on workers compute at the same time: together they get the model's share of the cores
       intraOpThreads: Math.max(1, Math.floor(intraOpThreads / (onWorkers ? onCpu : 1))),
-      onFallback: (reason) => {
-        this.metrics.providerFallbacks.inc({ model: name });
-        // one line per model, whatever number of sessions it has (voice-activity: its file's graph and its own)
-        if (!fellBack) this.log.warn({ model: name, reason }, 'CUDA unavailable, running on CPU');
-        fellBack = true;
-      },
+      // counted per session; said once for the whole repository (providerLine), not per model
+      onFallback: () => this.metrics.providerFallbacks.inc({ model: name }),
     };
     let model: LoadedModel | undefined;
     const createSession = async (source: Uint8Array | string): Promise<ServingSession> =>

@@ -9,6 +9,7 @@ import { LoadError, LoadedModel } from './loaded-model.js';
 import { ModelLoader, threadsPerModel, type LoadContext } from './loader.js';
 import { modelNamePattern } from './manifest.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
+import { providerLine, providerOf } from './providers.js';
 import { checkSwap } from './rollout.js';
 import { ready, type ModelStatus } from './status.js';
 
@@ -222,6 +223,9 @@ export class ModelRepository {
     }
     await workersStarted;
     this.#loaded = true;
+    const served = this.list().flatMap((s) => (s.state === 'READY' ? [providerOf(s.model)] : []));
+    const line = providerLine(served, this.#config.executionProvider);
+    this.#log[line.level](line.fields, line.msg);
     return failures;
   }
 
@@ -310,8 +314,15 @@ export class ModelRepository {
         }
       }
       this.#models.set(name, next);
-      this.#log.info(
-        { model: name, versions: [...fresh.keys()], replaced: serving ? [...serving.versions.keys()] : null },
+      const { fields, level } = providerLine([providerOf(next.model)], this.#config.executionProvider);
+      this.#log[level](
+        {
+          model: name,
+          versions: [...fresh.keys()],
+          replaced: serving ? [...serving.versions.keys()] : null,
+          provider: fields.providers[name],
+          ...(fields.cpuReason ? { cpuReason: fields.cpuReason } : {}),
+        },
         'model loaded',
       );
       for (const old of serving?.versions.values() ?? []) {

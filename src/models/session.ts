@@ -68,6 +68,14 @@ export interface SessionOptions {
   readonly optimizedModelPath?: string;
 }
 
+/** How a fallback reason starts when the CUDA provider is simply not installed (a CPU machine), not broken. */
+const NOT_INSTALLED = 'CUDA provider not installed';
+
+/** Whether `auto` fell back to CPU only because the CUDA provider is not installed: expected, not a fault. */
+export function cudaNotInstalled(reason: string): boolean {
+  return reason.startsWith(NOT_INSTALLED);
+}
+
 /** Where the CUDA provider library must sit for onnxruntime-node to load it. */
 export function cudaProviderPath(): string {
   const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
@@ -125,7 +133,7 @@ export class ModelSession {
     const lib = cudaProviderPath();
     let reason: string;
     if (!existsSync(lib)) {
-      reason = `CUDA provider not installed (${lib} is missing)`;
+      reason = `${NOT_INSTALLED} (${lib} is missing)`;
       if (opts.provider === 'cuda') throw new Error(`MUON_EXECUTION_PROVIDER=cuda but the ${reason}`);
     } else {
       try {

@@ -3,192 +3,23 @@ import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { ManifestError, type Manifest } from '../models/manifest.js';
 import { readManifest, resolveFile } from '../models/folder.js';
 import { ModelSession } from '../models/session.js';
 import { ExternalDataError, hasExternalData, loadModelFile, saveModelFile } from '../onnx/external-data.js';
-import { decodeModel, encodeModel } from '../onnx/model.js';
+import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import { UnknownNodeError } from './build.js';
-import {
-  compress,
-  modes,
-  sha256,
-  toolName,
-  type CompressOptions,
-  type Mode,
-  type Progress,
-  type Source,
-} from './compress.js';
+import { checkModelPath, help, InputError, modelArgument, parseCli } from './cli-args.js';
+import { compress, sha256, toolName, type Progress, type Source } from './compress.js';
 import { DatasetError, loadSamples, pipelineFeeds, type Sample } from './dataset.js';
-import { LATENCY_TOLERANCE, objectives } from './latency.js';
 import { reportMarkdown, searchMarkdown, type CompressionReport } from './report.js';
 import { compressedEvidence } from './source-check.js';
 
+export { parseCli, UsageError } from './cli-args.js';
+
 /** Exit codes: documented in `--help` and the README. */
 export const exitCodes = { ok: 0, gateFailed: 1, usage: 2, input: 3 } as const;
-
-const help = `Usage: muon-compress <model.onnx | model folder> --out <folder> [options]
-
-Compresses an ONNX model for Muon Serve and writes a model folder the server loads as is:
-model.onnx, manifest.json (with a compression record), report.json and report.md.
-
-Options:
-  --out <folder>              output model folder (required; refused if it exists, unless --force)
-  --mode <mode>               ${modes.join(' | ')} (default int8-static)
-  --calibration <folder>      real sample inputs: images, .wav, .txt (through the server's own preprocessing
-                              for the model folder's task), or .npy / .json tensors;
-                              a server capture folder (MUON_CAPTURE_DIR/<model>) works as is
-  --calibration-method <m>    minmax | percentile (default minmax)
-  --percentile <p>            for percentile calibration (default 99.999)
-  --eval <folder>             evaluation samples (default: the calibration folder)
-  --max-samples <n>           use at most n files of each folder (default 256)
-  --exclude <a,b,...>         node names kept in float
-  --exclude-from <node>       keep this node and every node after it (in graph order, after optimization) in
-                              float, e.g. a recognizer's attention neck and head
-  --fix-input <input=value>   pin a scalar input the server always feeds the same value (e.g. sr=16000) to a
-                              constant, so branches on it fold away and get quantized (repeatable)
-  --no-fold                   keep per-channel Mul/Add steps beside the Convs and hard-swish as exported (by
-                              default they are folded into the Convs' weights and bias and hard-swish becomes
-                              x * HardSigmoid(x): the same function up to float rounding, fewer passes)
-  --no-per-channel            per-tensor weight scales (default per-channel)
-  --reduce-range              7-bit weights, for CPUs without VNNI
-  --block-size <n>            int4-weight block size (default 32)
-  --prune-ratio <r>           structured channel pruning: fraction of Conv output channels removed
-  --prune-importance <i>      l1 | bn-gamma (default l1)
-  --prune-layer <node=r>      per-layer prune ratio (repeatable)
-  --no-prune-refit            keep the weights of layers that read pruned channels as they were (by default they
-                              are refit by least squares on the calibration data, with at least 32 inputs and
-                              --eval data of its own)
-  --sparsity <s>              magnitude pruning: fraction of weights zeroed (a size gain after compression,
-                              not a speed-up)
-  --max-fidelity-loss <x>     deploy gate: refuse (exit 1, nothing written) when 1 - the task's metric
-                              exceeds x: top-1 agreement (classifiers, language-id), per-step argmax
-                              agreement (text-recognition), speech decision agreement (voice-activity),
-                              text-mask agreement (ocr detector), mean output cosine (anything else)
-  --search                    explore quantization mode x prune ratio x layers kept in float, print the
-                              Pareto front (size, speed-up, loss), write the best one for --objective
-                              to fit the budget
-  --objective <o>             latency | size (default latency): for latency, a model slower than its original
-                              (beyond ${LATENCY_TOLERANCE * 100} %) at a batch size the manifest serves (1 and batching.maxBatchSize)
-                              is not written (exit 1); for size, the smaller model is written whatever its speed
-  --allow-compressed-source   compress a model that was compressed already (refused by default: exit 2)
-  --runs <n>                  latency runs per model and batch size (default 50)
-  --threads <n>               onnxruntime intra-op threads for measurements (default 1)
-  --force                     replace --out if it exists
-  -h, --help                  this text
-
-Exit codes: 0 written; 1 over the fidelity budget or slower than the original for --objective latency (nothing
-written); 2 bad arguments, or a source that was compressed already; 3 unreadable model or data.`;
-
-/** Turns argv into options, or throws a UsageError naming the problem. */
-export function parseCli(argv: string[]) {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      out: { type: 'string' },
-      mode: { type: 'string', default: 'int8-static' },
-      calibration: { type: 'string' },
-      'calibration-method': { type: 'string', default: 'minmax' },
-      percentile: { type: 'string', default: '99.999' },
-      eval: { type: 'string' },
-      'max-samples': { type: 'string', default: '256' },
-      exclude: { type: 'string', default: '' },
-      'exclude-from': { type: 'string' },
-      'no-per-channel': { type: 'boolean', default: false },
-      'reduce-range': { type: 'boolean', default: false },
-      'block-size': { type: 'string', default: '32' },
-      'prune-ratio': { type: 'string' },
-      'prune-importance': { type: 'string', default: 'l1' },
-      'prune-layer': { type: 'string', multiple: true, default: [] },
-      'no-prune-refit': { type: 'boolean', default: false },
-      'no-fold': { type: 'boolean', default: false },
-      'fix-input': { type: 'string', multiple: true, default: [] },
-      sparsity: { type: 'string' },
-      'max-fidelity-loss': { type: 'string' },
-      search: { type: 'boolean', default: false },
-      objective: { type: 'string', default: 'latency' },
-      'allow-compressed-source': { type: 'boolean', default: false },
-      runs: { type: 'string', default: '50' },
-      threads: { type: 'string', default: '1' },
-      force: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) return { help: true as const };
-  if (positionals.length !== 1) throw new UsageError('give exactly one model (a .onnx file or a model folder)');
-  if (!values.out) throw new UsageError('--out <folder> is required');
-  const num = (name: string, raw: string | undefined, min: number, max: number, integer = false) => {
-    if (raw === undefined) return undefined;
-    const v = Number(raw);
-    if (!Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
-      throw new UsageError(
-        `--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got '${raw}'`,
-      );
-    }
-    return v;
-  };
-  const oneOf = <T extends string>(name: string, raw: string, allowed: readonly T[]): T => {
-    if (!(allowed as readonly string[]).includes(raw))
-      throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);
-    return raw as T;
-  };
-  const pairs = (name: 'prune-layer' | 'fix-input', what: string, min: number, max: number) => {
-    const out: Record<string, number> = {};
-    for (const spec of values[name]) {
-      const [key, v] = spec.split('=');
-      if (!key || v === undefined) throw new UsageError(`--${name} takes ${what}, got '${spec}'`);
-      out[key] = num(name, v, min, max)!;
-    }
-    return out;
-  };
-  const pruneLayers = pairs('prune-layer', 'node=ratio', 0, 0.99);
-  const fixInputs = pairs('fix-input', 'input=value', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  const options: CompressOptions = {
-    mode: oneOf<Mode>('mode', values.mode, modes),
-    calibrationMethod: oneOf('calibration-method', values['calibration-method'], ['minmax', 'percentile'] as const),
-    percentile: num('percentile', values.percentile, 50, 100)!,
-    excludeNodes: values.exclude.split(',').filter(Boolean),
-    ...(values['exclude-from'] ? { excludeFrom: values['exclude-from'] } : {}),
-    perChannel: !values['no-per-channel'],
-    reduceRange: values['reduce-range'],
-    blockSize: num('block-size', values['block-size'], 16, 4096, true)!,
-    pruneRatio: num('prune-ratio', values['prune-ratio'], 0, 0.99),
-    pruneImportance: oneOf('prune-importance', values['prune-importance'], ['l1', 'bn-gamma'] as const),
-    pruneLayers,
-    pruneRefit: !values['no-prune-refit'],
-    fold: !values['no-fold'],
-    fixInputs,
-    sparsity: num('sparsity', values.sparsity, 0, 0.999),
-    maxFidelityLoss: num('max-fidelity-loss', values['max-fidelity-loss'], 0, 1),
-    search: values.search,
-    objective: oneOf('objective', values.objective, objectives),
-    runs: num('runs', values.runs, 1, 100_000, true)!,
-    threads: num('threads', values.threads, 1, 1024, true)!,
-  };
-  if (options.mode === 'int8-static' && !values.calibration)
-    throw new UsageError('int8-static needs --calibration <folder>');
-  if (!values.calibration && !values.eval)
-    throw new UsageError('give --eval <folder> (or --calibration) to measure fidelity');
-  return {
-    help: false as const,
-    model: positionals[0],
-    out: values.out,
-    calibration: values.calibration,
-    evaluation: values.eval ?? values.calibration!,
-    maxSamples: num('max-samples', values['max-samples'], 1, 1_000_000, true)!,
-    force: values.force,
-    allowCompressedSource: values['allow-compressed-source'],
-    options,
-  };
-}
-
-/** A bad command line (exit 2). */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 /** Reads a `.onnx` file, or a model folder with its manifest (the model file may live in an npm package). */
 async function readSource(p: string): Promise<Source> {
@@ -206,7 +37,44 @@ async function readSource(p: string): Promise<Source> {
  */
 async function readModelBytes(file: string): Promise<Uint8Array> {
   const bytes = await readFile(file);
-  return hasExternalData(decodeModel(bytes)) ? encodeModel(await loadModelFile(file)) : bytes;
+  return hasExternalData(decodeOnnx(file, bytes)) ? encodeModel(await loadModelFile(file)) : bytes;
+}
+
+/**
+ * The model in `bytes`, or an InputError that says the file is not one, and what it looks like instead, rather than
+ * the protobuf reader's own words (`illegal tag`, `cant skip wire type 4`): most bytes fail to parse, and some parse
+ * into a model without a graph (an empty file does).
+ */
+export function decodeOnnx(file: string, bytes: Uint8Array): ModelProto {
+  const notOnnx = (why: string) => new InputError(`not an ONNX model: ${file} (${why})`);
+  if (bytes.length === 0) throw notOnnx('the file is empty');
+  let model: ModelProto;
+  try {
+    model = decodeModel(bytes);
+  } catch (err) {
+    throw notOnnx(looksLike(bytes) ?? `its bytes are not an ONNX protobuf: ${(err as Error).message}`);
+  }
+  if (!model.graph || model.graph.node.length === 0)
+    throw notOnnx(looksLike(bytes) ?? 'it parses as a protobuf but holds no graph');
+  return model;
+}
+
+/** What a file that is not a model most likely is, from its first bytes. */
+function looksLike(bytes: Uint8Array): string | undefined {
+  const head = Buffer.from(bytes.subarray(0, 512));
+  const magic: [string, string][] = [
+    ['\x89PNG', 'a PNG image'],
+    ['\xff\xd8\xff', 'a JPEG image'],
+    ['GIF8', 'a GIF image'],
+    ['RIFF', 'a RIFF file (WAV audio or a WebP image)'],
+    ['PK\x03\x04', 'a zip archive'],
+    ['\x1f\x8b', 'a gzip file'],
+    ['%PDF', 'a PDF document'],
+  ];
+  for (const [prefix, what] of magic) if (head.toString('latin1').startsWith(prefix)) return `it is ${what}`;
+  // an ONNX file starts with a field tag byte (ir_version: 0x08), never printable text
+  if (/^[\t\n\r\x20-\x7e]+$/.test(head.toString('latin1'))) return 'it is text';
+  return undefined;
 }
 
 /** The output manifest: the source's, pointing at the new file, with the compression record added. */
@@ -276,13 +144,14 @@ export function summaryOf(report: CompressionReport): string {
 
 /**
  * Why a compressed model must not be written (exit 1), as printed; undefined when it may be: over the fidelity
- * budget (with the whole report), or slower than its original for the latency objective.
+ * budget, or slower than its original for the latency objective. One line: the whole report goes to a file.
  */
 export function refusalOf(report: CompressionReport, budget: number | undefined): string | undefined {
+  const { metric, value, samples } = report.fidelity;
   if (!report.passedGate)
     return (
-      `muon-compress: over the fidelity budget (${summaryOf(report)}, allowed loss ${budget}); nothing written\n` +
-      reportMarkdown(report)
+      `muon-compress: over the fidelity budget: ${report.method} has ${metric} ${value.toFixed(4)} on ${samples} ` +
+      `samples, a loss of ${(1 - value).toFixed(4)} where ${budget} is allowed; nothing written\n`
     );
   if (!report.objective.met) {
     const slower = report.objective.slowerAt
@@ -293,8 +162,32 @@ export function refusalOf(report: CompressionReport, budget: number | undefined)
   return undefined;
 }
 
+/** Where the report of a model that was not written goes: next to where it would have been, not inside. */
+const refusedReport = (out: string, ext: 'md' | 'json') => `${out}.refused-report.${ext}`;
+
+/** Writes a refused model's whole report; returns the line that says where (or why it could not). */
+async function writeRefusedReport(out: string, report: CompressionReport): Promise<string> {
+  const [md, json] = [refusedReport(out, 'md'), refusedReport(out, 'json')];
+  try {
+    await writeFile(md, reportMarkdown(report));
+    await writeFile(json, JSON.stringify(report, null, 2) + '\n');
+    return `full report: ${md} (and ${path.basename(json)})\n`;
+  } catch (err) {
+    return `the full report was not written: ${(err as Error).message}\n`;
+  }
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // the model is checked first: a missing model is named as such, whatever else is wrong with the command line
+  const model = argv.includes('--help') || argv.includes('-h') ? undefined : modelArgument(argv);
+  try {
+    if (model !== undefined) await checkModelPath(model);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    process.stderr.write(`muon-compress: ${err.message}\n`);
+    return exitCodes.input;
+  }
   let args: ReturnType<typeof parseCli>;
   try {
     args = parseCli(argv);
@@ -329,7 +222,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`muon-compress: warning: ${message}\n`);
     }
     // the source's own session preprocesses media samples (the server's pipeline, recorded at session.run)
-    const probe = await ModelSession.create(source.bytes, { provider: 'cpu', intraOpThreads: args.options.threads });
+    const probe = await ModelSession.create(source.bytes, {
+      provider: 'cpu',
+      intraOpThreads: args.options.threads,
+    }).catch((err: unknown) => {
+      throw new InputError(`onnxruntime cannot load ${source.path}: ${(err as Error).message}`);
+    });
     let calibration: Sample[];
     let evaluation: Sample[];
     try {
@@ -348,9 +246,11 @@ export async function main(argv: string[]): Promise<number> {
     if (report.search) process.stdout.write(searchMarkdown(report.search, true).join('\n') + '\n\n');
     const refusal = refusalOf(report, args.options.maxFidelityLoss);
     if (refusal !== undefined) {
-      process.stderr.write(refusal);
+      process.stderr.write(refusal + (await writeRefusedReport(args.out, report)));
       return exitCodes.gateFailed;
     }
+    await rm(refusedReport(args.out, 'md'), { force: true }); // an earlier refusal's report is stale now
+    await rm(refusedReport(args.out, 'json'), { force: true });
     // write next to the target and rename, so a crash never leaves a half-written model folder
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
@@ -372,6 +272,7 @@ export async function main(argv: string[]): Promise<number> {
       err instanceof ManifestError ||
       err instanceof DatasetError ||
       err instanceof ExternalDataError ||
+      err instanceof InputError ||
       (err as NodeJS.ErrnoException).code === 'ENOENT';
     process.stderr.write(`muon-compress: ${(err as Error).message}\n`);
     if (err instanceof UnknownNodeError) return exitCodes.usage;

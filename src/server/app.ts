@@ -5,13 +5,14 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import { serverInfo, type Config } from '../config.js';
+import type { Config } from '../config.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
 import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
+import { swaggerOptions } from './openapi.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -209,11 +210,7 @@ export function buildApp(deps: AppDeps): App {
   }
 
   // OpenAPI is generated from the same schemas that validate requests and serialize responses
-  app.register(swagger, {
-    openapi: {
-      info: { title: 'Muon Serve', version: serverInfo.version, description: 'ONNX inference with dynamic batching' },
-    },
-  });
+  app.register(swagger, swaggerOptions());
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
   const largeInputs = largeInputLane(deps.config.cpuCount, deps.config.memoryWaitMs, {

@@ -7,6 +7,7 @@ import { loadConfig, packageRoot } from '../../src/config.js';
 import { Metrics } from '../../src/metrics.js';
 import { ModelRepository } from '../../src/models/repository.js';
 import { cudaProviderPath } from '../../src/models/session.js';
+import { metricValue } from '../helpers/app.js';
 
 // The repository core without HTTP: states, the index, load, swap and unload, and what a caller gets for each
 // state, on a repository of real models through real onnxruntime.
@@ -101,7 +102,7 @@ t.test('a swap that fails keeps the serving version', async (t) => {
 
 const noCuda = existsSync(cudaProviderPath()) ? 'the CUDA provider is installed here: nothing falls back' : false;
 t.test(
-  'without a CUDA provider, one warning per model, whatever number of sessions it has',
+  'without a CUDA provider, one info line names each model on the CPU and why, and no warning',
   { skip: noCuda },
   async (t) => {
     const root = mkdtempSync(path.join(tmpdir(), 'muon-repo-fallback-'));
@@ -109,8 +110,8 @@ t.test(
     // session workers
     for (const f of ['voice-activity', 'text-orientation-fp32'])
       cpSync(path.join(packageRoot, 'models', f), path.join(root, f), { recursive: true });
-    const lines: { model?: string; msg?: string }[] = [];
-    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const lines: { level: number; msg?: string; [k: string]: unknown }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const config = loadConfig({
       MUON_EXECUTION_PROVIDER: 'auto',
       MUON_MODEL_REPOSITORY: root,
@@ -123,10 +124,44 @@ t.test(
       rmSync(root, { recursive: true, force: true });
     });
     t.same(await repository.loadAll(), []);
-    const warnings = lines
-      .filter((l) => /CUDA unavailable/.test(l.msg ?? ''))
-      .map((l) => l.model)
-      .sort();
-    t.same(warnings, ['text-orientation-fp32', 'voice-activity']);
+    t.same(
+      lines.filter((l) => l.level >= 40),
+      [],
+      'no warning',
+    );
+    const providers = lines.filter((l) => l.msg === 'execution providers');
+    t.equal(providers.length, 1, 'one line');
+    t.match(providers[0], {
+      level: 30,
+      requested: 'auto',
+      providers: { 'text-orientation-fp32': 'cpu', 'voice-activity': 'cpu' },
+      cpuReason: /^CUDA provider not installed \(.*libonnxruntime_providers_cuda\.so is missing\)$/,
+    });
+    for (const model of ['text-orientation-fp32', 'voice-activity'])
+      t.ok((await metricValue(metrics, 'muon_execution_provider_fallbacks_total', { model })) >= 1, `${model} counted`);
   },
 );
+
+t.test('MUON_EXECUTION_PROVIDER=cpu: the line says so, and nothing falls back', async (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'muon-repo-cpu-'));
+  cpSync(path.join(packageRoot, 'models', 'language-id'), path.join(root, 'language-id'), { recursive: true });
+  const lines: { level: number; msg?: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const config = loadConfig({ MUON_EXECUTION_PROVIDER: 'cpu', MUON_MODEL_REPOSITORY: root });
+  const metrics = new Metrics(false);
+  const repository = new ModelRepository(config, metrics, logger);
+  t.teardown(async () => {
+    await repository.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  t.same(await repository.loadAll(), []);
+  const line = lines.filter((l) => l.msg === 'execution providers');
+  t.equal(line.length, 1, 'one line');
+  t.match(line[0], {
+    level: 30,
+    requested: 'cpu',
+    providers: { 'language-id': 'cpu' },
+    cpuReason: 'MUON_EXECUTION_PROVIDER=cpu',
+  });
+  t.equal(await metricValue(metrics, 'muon_execution_provider_fallbacks_total', { model: 'language-id' }), 0);
+});

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -57,6 +57,52 @@ t.test('usage', async (t) => {
     ).code,
     exitCodes.input,
   );
+});
+
+t.test('a file that is not a model, or is not there, is named in one line, before any option is judged', async (t) => {
+  const png = path.join(work, 'photo.onnx');
+  cpSync(path.join(calibration, 'line-03.png'), png);
+  const text = path.join(work, 'notes.onnx');
+  writeFileSync(text, 'a text file, not a model\n');
+  const empty = path.join(work, 'empty.onnx');
+  writeFileSync(empty, '');
+  const args = (model: string) => [model, '--out', path.join(work, 'never'), '--mode', 'fp16', '--eval', calibration];
+  for (const [file, why] of [
+    [png, 'it is a PNG image'],
+    [text, 'it is text'],
+    [empty, 'the file is empty'],
+  ]) {
+    const r = await run(args(file));
+    t.equal(r.code, exitCodes.input, why);
+    t.equal(r.err, `muon-compress: not an ONNX model: ${file} (${why})\n`, 'one line, no stack');
+  }
+  const missing = path.join(work, 'missing.onnx');
+  const r = await run([missing, '--out', path.join(work, 'never'), '--objectiv', 'latency', '--mode', 'int3']);
+  t.equal(r.code, exitCodes.input);
+  t.equal(r.err, `muon-compress: no such file or folder: ${missing}\n`, 'the model first, not the options');
+  const device = await run(args('/dev/null'));
+  t.equal(device.code, exitCodes.input);
+  t.equal(device.err, 'muon-compress: /dev/null is not a file or a model folder\n');
+  t.notOk(existsSync(path.join(work, 'never')));
+});
+
+t.test('a mistyped option is named exactly, with the closest known one', async (t) => {
+  const r = await run([source, '--out', path.join(work, 'never'), '--objectiv', 'latency', '--eval', calibration]);
+  t.equal(r.code, exitCodes.usage);
+  t.equal(r.err.split('\n')[0], 'muon-compress: unknown option --objectiv (did you mean --objective?)');
+  const calib = await run([source, '--out', path.join(work, 'never'), '--calib', calibration]);
+  t.equal(calib.err.split('\n')[0], 'muon-compress: unknown option --calib (did you mean --calibration?)');
+  const prune = await run([source, '--out', path.join(work, 'never'), '--pru', '0.5', '--eval', calibration]);
+  t.equal(
+    prune.err.split('\n')[0],
+    'muon-compress: unknown option --pru (did you mean --prune-ratio, --prune-layer or --prune-importance?)',
+  );
+  const none = await run([source, '--out', path.join(work, 'never'), '--xyzzy', '--eval', calibration]);
+  t.equal(none.err.split('\n')[0], 'muon-compress: unknown option --xyzzy');
+  const value = await run([source, '--eval', calibration, '--out']);
+  t.equal(value.err.split('\n')[0], 'muon-compress: --out needs a value');
+  const flag = await run([source, '--out', path.join(work, 'never'), '--force=yes', '--eval', calibration]);
+  t.equal(flag.err.split('\n')[0], 'muon-compress: --force takes no value');
 });
 
 t.test('int8-static on the default model: a folder the server serves, with an honest report', async (t) => {
@@ -190,9 +236,19 @@ t.test('the gate refuses a model over budget and writes nothing', async (t) => {
     '2',
   ]);
   t.equal(r.code, exitCodes.gateFailed, r.err);
-  t.match(r.err, /over the fidelity budget/);
-  t.match(r.err, /prune-channels/);
-  t.match(r.err, /prune-refit\*\*: not refit: it needs at least 32 calibration inputs/, 'no calibration: no refit');
+  // two short lines: the metric, its value and the budget; then where the whole report is
+  // (progress goes to stderr too: a line per phase where it is not a terminal)
+  const [why, where, ...rest] = r.err.split('\n').filter((line) => !/^[\w -]+: \d+ steps$/.test(line));
+  t.match(
+    why,
+    /^muon-compress: over the fidelity budget: [\w+.-]*prune[\w+.-]* has top1-agreement 0\.\d{4} on \d+ samples, a loss of 0\.\d{4} where 0\.05 is allowed; nothing written$/,
+  );
+  t.equal(where, `full report: ${out}.refused-report.md (and refused.refused-report.json)`);
+  t.same(rest, [''], 'nothing more: no report, no JSON on the terminal');
+  const md = readFileSync(`${out}.refused-report.md`, 'utf8');
+  t.match(md, /prune-channels/);
+  t.match(md, /prune-refit\*\*: not refit: it needs at least 32 calibration inputs/, 'no calibration: no refit');
+  t.equal(JSON.parse(readFileSync(`${out}.refused-report.json`, 'utf8')).passedGate, false);
   t.notOk(existsSync(out), 'nothing written');
 });
 

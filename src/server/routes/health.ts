@@ -23,17 +23,37 @@ export async function healthRoutes(app: App, { repository, config }: AppDeps): P
   // block), so the orchestrator restarts it
   const watchdog = new LoopWatchdog(config.livenessMaxBlockMs);
   app.addHook('onClose', async () => watchdog.stop());
-  app.get('/v2/health/live', { schema: { response: { 200: Live, 503: Live } } }, async (_req, reply) => {
-    const stall = watchdog.stalled();
-    if (!stall) return { live: true };
-    const reason = `the event loop was blocked ${stall.blockedMs} ms (limit ${watchdog.limitMs} ms), ${Math.round(stall.agoMs / 1000)} s ago`;
-    return reply.code(503).send({ live: false, reason });
-  });
-  app.get('/v2/health/ready', { schema: { response: { 200: Ready, 503: Ready } } }, async (_req, reply) => {
-    const ready = repository.ready;
-    const models = repository
-      .list()
-      .map((s) => ({ name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) }));
-    return reply.code(ready ? 200 : 503).send({ ready, ...(repository.draining ? { draining: true } : {}), models });
-  });
+  app.get(
+    '/v2/health/live',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness: the process serves HTTP and its event loop was not blocked too long lately',
+        response: { 200: Live, 503: Live },
+      },
+    },
+    async (_req, reply) => {
+      const stall = watchdog.stalled();
+      if (!stall) return { live: true };
+      const reason = `the event loop was blocked ${stall.blockedMs} ms (limit ${watchdog.limitMs} ms), ${Math.round(stall.agoMs / 1000)} s ago`;
+      return reply.code(503).send({ live: false, reason });
+    },
+  );
+  app.get(
+    '/v2/health/ready',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: every model loaded and warmed up (503 while loading, draining or after a failure)',
+        response: { 200: Ready, 503: Ready },
+      },
+    },
+    async (_req, reply) => {
+      const ready = repository.ready;
+      const models = repository
+        .list()
+        .map((s) => ({ name: s.name, state: s.state, ...(s.state === 'FAILED' ? { reason: s.error } : {}) }));
+      return reply.code(ready ? 200 : 503).send({ ready, ...(repository.draining ? { draining: true } : {}), models });
+    },
+  );
 }

@@ -3,6 +3,8 @@ import type { AppDeps, App } from '../app.js';
 /** `GET /metrics`: Prometheus text exposition of every metric in src/metrics.ts. */
 export async function metricsRoutes(app: App, { metrics }: AppDeps): Promise<void> {
   const schema = {
+    tags: ['metrics'],
+    summary: 'Prometheus metrics (text exposition format)',
     response: {
       200: {
         description: 'Prometheus text exposition format',

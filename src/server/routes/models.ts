@@ -15,10 +15,20 @@ function describe(s: ModelStatus): Record<string, unknown> {
 
 /** `GET /v1/models` and `GET /v1/models/{name}`: what is served, on which provider, with which batching limits. */
 export async function modelRoutes(app: App, { repository }: AppDeps): Promise<void> {
-  app.get('/v1/models', async () => ({ models: repository.list().map(describe) }));
+  app.get(
+    '/v1/models',
+    { schema: { tags: ['models'], summary: 'Every model: state, versions, execution provider, batching limits' } },
+    async () => ({ models: repository.list().map(describe) }),
+  );
   app.get(
     '/v1/models/:name',
-    { schema: { params: Type.Object({ name: Type.String({ maxLength: 256 }) }) } },
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'One model: state, versions, execution provider, batching limits (or why it failed)',
+        params: Type.Object({ name: Type.String({ maxLength: 256 }) }),
+      },
+    },
     async (req) => {
       const s = repository.status(req.params.name);
       if (!s) throw new Errors.MODEL_NOT_FOUND(req.params.name);

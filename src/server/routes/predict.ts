@@ -14,6 +14,7 @@ import { LARGE_INPUT_BYTES } from '../memory-budget.js';
 import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
 import { bodyReceived } from '../connection.js';
+import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 
 const Query = Type.Object(
   {
@@ -149,21 +150,55 @@ export async function predictRoutes(
   const lookup = (name: string): LoadedModel => repository.readyModel(name);
 
   const schema = {
+    tags: ['predict'],
+    description: PREDICT_DESCRIPTION,
     querystring: Query,
     // only JSON bodies are validated against a schema; images and text/plain are checked by their decoders
     body: { content: { 'application/json': { schema: TextBody } } },
+    [DOC_ONLY]: { body: { content: documentedBodies } } satisfies DocOnly,
     response: { 200: PredictResponse },
   };
-  app.post('/predict', { schema }, (req, reply) =>
-    handle(req.query.model ?? config.defaultModel, req.query, req, reply),
+  app.post(
+    '/predict',
+    { schema: { ...schema, summary: 'Run one input through a model (?model=, else the default model)' } },
+    (req, reply) => handle(req.query.model ?? config.defaultModel, req.query, req, reply),
   );
-  app.post('/v1/models/:name/predict', { schema: { ...schema, params: Params } }, (req, reply) =>
-    handle(req.params.name, req.query, req, reply),
+  app.post(
+    '/v1/models/:name/predict',
+    { schema: { ...schema, summary: 'Run one input through the named model', params: Params } },
+    (req, reply) => handle(req.params.name, req.query, req, reply),
   );
 }
 
 /** Raw WAV bodies; the bytes decide (RIFF/WAVE), as for images. */
 const audioTypes = ['audio/wav', 'audio/x-wav', 'audio/wave', 'audio/vnd.wave'];
+
+const PREDICT_DESCRIPTION =
+  'One input per request: an image (JPEG, PNG or WebP: the bytes decide, not the declared type) or a WAV ' +
+  'recording, as a multipart `file` or as the raw body; text as a raw `text/plain` body (UTF-8) or JSON ' +
+  '`{"text": "..."}`. The answer has the common fields (`model`, `version`, `task`) and the task\'s own.';
+
+/**
+ * Every body the route reads, for the OpenAPI document only: Fastify validates the JSON one (the route's `body`);
+ * the others are checked by their decoders (readInput).
+ */
+const documentedBodies: Record<string, { schema: unknown }> = {
+  'multipart/form-data': {
+    schema: {
+      type: 'object',
+      properties: { file: { ...Binary, description: 'the image or WAV file (exactly one file part)' } },
+      required: ['file'],
+    },
+  },
+  ...Object.fromEntries(
+    ['image/png', 'image/jpeg', 'image/webp', 'application/octet-stream', ...audioTypes].map((type) => [
+      type,
+      { schema: { ...Binary, description: type.startsWith('audio/') ? 'a WAV file' : 'an image file' } },
+    ]),
+  ),
+  'text/plain': { schema: { type: 'string', description: 'the text, UTF-8' } },
+  'application/json': { schema: TextBody },
+};
 
 /** A decoded `text/plain` body, told apart from a JSON body by its class. */
 class TextInput {

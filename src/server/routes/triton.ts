@@ -3,15 +3,12 @@ import { Type, type Static } from 'typebox';
 import type { App, RouteDeps } from '../app.js';
 import { errorHandler } from '../error-mapping.js';
 import { modelConfig, modelStatistics } from '../v2-service.js';
+import { Named, Versioned } from './v2.js';
 
 // Triton's model configuration and statistics extensions over HTTP (what tritonclient's get_model_config and
 // get_inference_statistics call). The answers are built protocol-neutral in src/protocol/.
 
-const Params = Type.Object({
-  name: Type.String({ maxLength: 256 }),
-  version: Type.Optional(Type.String({ maxLength: 64 })),
-});
-type Params = Static<typeof Params>;
+type Params = Static<typeof Named> & { version?: string };
 
 const Duration = Type.Object({ count: Type.Integer(), ns: Type.Integer() });
 const ModelStats = Type.Object({
@@ -44,33 +41,37 @@ export async function tritonRoutes(app: App, { repository, metrics }: RouteDeps)
 
   const config = async (req: FastifyRequest<{ Params: Params }>) =>
     modelConfig(repository, req.params.name, req.params.version);
-  const configSchema = {
+  const configSchema = (summary: string, params: typeof Named | typeof Versioned) => ({
     schema: {
       tags: ['v2'],
-      summary: "A model's configuration, as Triton's ModelConfig (proto3 JSON)",
-      params: Params,
+      summary,
+      params,
       // Triton's configuration has many optional fields: passed as built, not filtered by a schema
       response: { 200: Type.Object({}, { additionalProperties: true }) },
     },
-  };
-  app.get('/v2/models/:name/config', configSchema, config);
-  app.get('/v2/models/:name/versions/:version/config', configSchema, config);
+  });
+  app.get('/v2/models/:name/config', configSchema("A model's configuration, as Triton's ModelConfig", Named), config);
+  app.get(
+    '/v2/models/:name/versions/:version/config',
+    configSchema("One model version's configuration, as Triton's ModelConfig", Versioned),
+    config,
+  );
 
   // a model (in one version, or all it serves), or every served model
   const stats = async (req: FastifyRequest<{ Params: Partial<Params> }>) =>
     modelStatistics(repository, metrics, req.params.name, req.params.version);
-  const statsSchema = (summary: string, params?: typeof Params) => ({
+  const statsSchema = (summary: string, params?: typeof Named | typeof Versioned) => ({
     schema: { tags: ['v2'], summary, ...(params ? { params } : {}), response: { 200: StatsResponse } },
   });
   app.get('/v2/models/stats', statsSchema('Inference statistics of every served model (Triton)'), stats);
   app.get(
     '/v2/models/:name/stats',
-    statsSchema("A model's inference statistics, all its versions (Triton)", Params),
+    statsSchema("A model's inference statistics, all its versions (Triton)", Named),
     stats,
   );
   app.get(
     '/v2/models/:name/versions/:version/stats',
-    statsSchema("One model version's inference statistics (Triton)", Params),
+    statsSchema("One model version's inference statistics (Triton)", Versioned),
     stats,
   );
 }

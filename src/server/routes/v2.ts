@@ -6,9 +6,11 @@ import type { LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
 import { compress, inflatedBody, requestEncoding, responseEncoding } from '../content-encoding.js';
 import { errorHandler } from '../error-mapping.js';
+import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
   checkRequestedOutputs,
+  datatypeOf,
   declaredTensorBytes,
   decodeInferRequest,
   encodeInferResponse,
@@ -33,11 +35,14 @@ export const OFF_LOOP_JSON_BYTES = 32 * 1024;
  */
 const PARSE_BYTES_PER_JSON_BYTE = 12;
 
-const Params = Type.Object({
+/** The path of a model's routes: its name, and the version where the path names one. */
+/** Path parameters of the unversioned and versioned v2 routes (a path declares exactly its own). */
+export const Named = Type.Object({ name: Type.String({ maxLength: 256 }) });
+export const Versioned = Type.Object({
   name: Type.String({ maxLength: 256 }),
-  version: Type.Optional(Type.String({ maxLength: 64 })),
+  version: Type.String({ maxLength: 64 }),
 });
-type Params = Static<typeof Params>;
+type Params = Static<typeof Named> & { version?: string };
 
 const TensorMetadata = Type.Object({
   name: Type.String(),
@@ -66,6 +71,57 @@ export const TRITON_EXTENSIONS = [
 
 /** The header that says how long the JSON part of a body with binary tensor data is (Triton's extension). */
 const HEADER_LENGTH = 'inference-header-content-length';
+
+/** An infer request's JSON (or the JSON header of a binary body), for the OpenAPI document: the codec checks it. */
+const InferRequest = Type.Object({
+  id: Type.Optional(Type.String()),
+  parameters: Type.Optional(
+    Type.Object({ binary_data_output: Type.Optional(Type.Boolean({ description: 'every output as binary data' })) }),
+  ),
+  inputs: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      shape: Type.Array(Type.Integer()),
+      datatype: Type.Unsafe<string>({ type: 'string', enum: Object.values(datatypeOf) }),
+      data: Type.Optional(
+        Type.Array(Type.Unknown(), { description: 'the elements, flat (row-major) or nested; absent for binary data' }),
+      ),
+      parameters: Type.Optional(
+        Type.Object({
+          binary_data_size: Type.Optional(Type.Integer({ description: 'bytes of this input in the binary part' })),
+        }),
+      ),
+    }),
+  ),
+  outputs: Type.Optional(
+    Type.Array(
+      Type.Object({
+        name: Type.String(),
+        parameters: Type.Optional(Type.Object({ binary_data: Type.Optional(Type.Boolean()) })),
+      }),
+    ),
+  ),
+});
+
+/** The bodies infer reads and the header of the binary form: documented only (the handler decodes the bytes). */
+const inferDocs: DocOnly = {
+  body: {
+    content: {
+      'application/json': { schema: InferRequest },
+      'application/octet-stream': {
+        schema: {
+          ...Binary,
+          description: `the JSON request (${HEADER_LENGTH} bytes), then the inputs' binary data in the order listed`,
+        },
+      },
+    },
+  },
+  headers: Type.Object({
+    [HEADER_LENGTH]: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'bytes of JSON at the start of a body with binary tensor data' }),
+    ),
+  }),
+};
 
 /**
  * The Open Inference Protocol (KServe v2) over REST: server and model metadata, model readiness, and `infer` with
@@ -101,6 +157,8 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     '/v2',
     {
       schema: {
+        tags: ['v2'],
+        summary: 'Server metadata: name, version, extensions, memory budget',
         response: {
           200: Type.Object({
             name: Type.String(),
@@ -123,17 +181,37 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
   );
 
   const metadata = async (req: FastifyRequest<{ Params: Params }>) => modelMetadata(repository, model(req.params));
-  const metadataSchema = { schema: { params: Params, response: { 200: ModelMetadata } } };
-  app.get('/v2/models/:name', metadataSchema, metadata);
-  app.get('/v2/models/:name/versions/:version', metadataSchema, metadata);
+  const metadataSchema = { tags: ['v2'], response: { 200: ModelMetadata } };
+  app.get(
+    '/v2/models/:name',
+    { schema: { ...metadataSchema, summary: 'Model metadata: inputs, outputs, versions', params: Named } },
+    metadata,
+  );
+  app.get(
+    '/v2/models/:name/versions/:version',
+    { schema: { ...metadataSchema, summary: 'Model metadata of one version', params: Versioned } },
+    metadata,
+  );
 
   // ready: 200 when the model (in that version) serves, else the error that says why (404 unknown, 503 loading)
   const ready = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     model(req.params);
     return reply.code(200).send();
   };
-  app.get('/v2/models/:name/ready', { schema: { params: Params } }, ready);
-  app.get('/v2/models/:name/versions/:version/ready', { schema: { params: Params } }, ready);
+  const readySchema = {
+    tags: ['v2'],
+    [DOC_ONLY]: { response: { 200: { type: 'null', description: 'ready (no body)' } } } satisfies DocOnly,
+  };
+  app.get(
+    '/v2/models/:name/ready',
+    { schema: { ...readySchema, summary: 'Model readiness: 200 when it serves', params: Named } },
+    ready,
+  );
+  app.get(
+    '/v2/models/:name/versions/:version/ready',
+    { schema: { ...readySchema, summary: 'Readiness of one model version', params: Versioned } },
+    ready,
+  );
 
   const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const m = model(req.params);
@@ -204,42 +282,55 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     return reply.header('content-encoding', encoding).send(await compress(body, encoding));
   };
   const inferSchema = {
-    schema: {
-      params: Params,
-      description:
-        'Body: JSON {id?, parameters?, inputs: [{name, shape, datatype, data | parameters.binary_data_size}], outputs?}, ' +
-        'or that JSON header (Inference-Header-Content-Length bytes) followed by binary tensor data; gzip or deflate ' +
-        'with Content-Encoding. An output with parameters.classification N answers its N best classes (BYTES).',
-      response: {
-        200: {
-          description:
-            'JSON {model_name, model_version, id?, outputs: [{name, datatype, shape, data}]}, or a JSON header and binary data; ' +
-            'gzip or deflate (Content-Encoding) when Accept-Encoding asks for it',
-          content: {
-            'application/json': {
-              schema: Type.Object({
-                model_name: Type.String(),
-                model_version: Type.String(),
-                id: Type.Optional(Type.String()),
-                outputs: Type.Array(
-                  Type.Object({
-                    name: Type.String(),
-                    datatype: Type.String(),
-                    shape: Type.Array(Type.Integer()),
-                    data: Type.Optional(Type.Array(Type.Union([Type.Number(), Type.Boolean(), Type.String()]))),
-                    parameters: Type.Optional(Type.Object({ binary_data_size: Type.Integer() })),
-                  }),
-                ),
-              }),
-            },
-            'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+    tags: ['v2'],
+    [DOC_ONLY]: inferDocs,
+    description:
+      'Body: JSON {id?, parameters?, inputs: [{name, shape, datatype, data | parameters.binary_data_size}], outputs?}, ' +
+      'or that JSON header (Inference-Header-Content-Length bytes) followed by binary tensor data; gzip or deflate ' +
+      'with Content-Encoding. An output with parameters.classification N answers its N best classes (BYTES).',
+    response: {
+      200: {
+        description:
+          'JSON {model_name, model_version, id?, outputs: [{name, datatype, shape, data}]}, or a JSON header and binary data; ' +
+          'gzip or deflate (Content-Encoding) when Accept-Encoding asks for it',
+        content: {
+          'application/json': {
+            schema: Type.Object({
+              model_name: Type.String(),
+              model_version: Type.String(),
+              id: Type.Optional(Type.String()),
+              outputs: Type.Array(
+                Type.Object({
+                  name: Type.String(),
+                  datatype: Type.String(),
+                  shape: Type.Array(Type.Integer()),
+                  data: Type.Optional(Type.Array(Type.Union([Type.Number(), Type.Boolean(), Type.String()]))),
+                  parameters: Type.Optional(Type.Object({ binary_data_size: Type.Integer() })),
+                }),
+              ),
+            }),
           },
+          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
         },
       },
     },
   };
-  app.post('/v2/models/:name/infer', inferSchema, infer);
-  app.post('/v2/models/:name/versions/:version/infer', inferSchema, infer);
+  app.post(
+    '/v2/models/:name/infer',
+    {
+      schema: {
+        ...inferSchema,
+        summary: 'Run raw tensors through a model (JSON or binary tensor data)',
+        params: Named,
+      },
+    },
+    infer,
+  );
+  app.post(
+    '/v2/models/:name/versions/:version/infer',
+    { schema: { ...inferSchema, summary: 'Run raw tensors through one model version', params: Versioned } },
+    infer,
+  );
 
   // Triton's model repository extension. Changes need `Authorization: Bearer $MUON_ADMIN_TOKEN`; without a token
   // configured they are disabled. Names are checked against the folder pattern, so no path leaves the repository.
@@ -254,13 +345,25 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     }),
   );
   const Done = Type.Object({});
-  const change = { schema: { params: NameOnly, response: { 200: Done } }, onRequest: admin };
-  app.post('/v2/repository/index', { schema: { response: { 200: Index } } }, async () => repository.index());
-  app.post('/v2/repository/models/:name/load', change, async (req) => {
+  const changeSchema = { tags: ['repository'], params: NameOnly, response: { 200: Done }, security: [{ admin: [] }] };
+  app.post(
+    '/v2/repository/index',
+    {
+      schema: {
+        tags: ['repository'],
+        summary: 'Every model folder and model known, with state, version and reason',
+        response: { 200: Index },
+      },
+    },
+    async () => repository.index(),
+  );
+  const load = { schema: { ...changeSchema, summary: 'Load or reload a model without downtime (admin)' } };
+  app.post('/v2/repository/models/:name/load', { ...load, onRequest: admin }, async (req) => {
     await loadModel(repository, req.params.name);
     return {};
   });
-  app.post('/v2/repository/models/:name/unload', change, async (req) => {
+  const unload = { schema: { ...changeSchema, summary: 'Unload a model: answer what it holds, then free it (admin)' } };
+  app.post('/v2/repository/models/:name/unload', { ...unload, onRequest: admin }, async (req) => {
     await repository.unloadModel(req.params.name);
     return {};
   });
