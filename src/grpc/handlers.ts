@@ -19,6 +19,7 @@ import {
 } from '../server/v2-service.js';
 import * as pb from './gen/grpc_service_pb.js';
 import { ModelConfigSchema } from './gen/model_config_pb.js';
+import { prescanModelInfer, SMALL_MESSAGE_BYTES } from './prescan.js';
 import { decodeRequest } from './service.js';
 import { toGrpcStatus } from './status.js';
 import { declaredTensorBytes, decodeModelInfer, encodeModelInfer, requestedOutputs } from './tensors.js';
@@ -80,6 +81,7 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
       desc: D,
       handle: (req: MessageShape<D>, ctx: CallContext) => Promise<unknown>,
       onDone?: (req: MessageShape<D> | undefined, httpStatus: number, started: number) => void,
+      before: (ctx: CallContext) => Promise<void> = small,
     ) =>
     (call: RawCall, callback: sendUnaryData<unknown>) => {
       const started = performance.now();
@@ -102,15 +104,32 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
         }
         for (const g of grants.splice(0)) g.release();
       };
-      try {
-        req = decodeRequest(desc, call.request);
-      } catch (err) {
-        return done(new Errors.BAD_REQUEST(`the ${desc.name} message cannot be decoded: ${(err as Error).message}`));
-      }
-      handle(req, ctx)
+      // decoding is synchronous and may make far more than the wire bytes: bounded (and admitted) before it
+      before(ctx)
+        .then(() => {
+          try {
+            req = decodeRequest(desc, call.request);
+          } catch (err) {
+            throw new Errors.BAD_REQUEST(`the ${desc.name} message cannot be decoded: ${(err as Error).message}`);
+          }
+          return handle(req, ctx);
+        })
         .then((res) => done(null, res), done)
         .catch((err: unknown) => logger.error({ rpc, err }, 'answering a grpc call failed')); // never unhandled
     };
+
+  /** What every RPC but ModelInfer carries (names, versions, a few parameters) fits in a small message. */
+  const small = async ({ messageBytes }: CallContext) => {
+    if (messageBytes > SMALL_MESSAGE_BYTES)
+      throw new Errors.BAD_REQUEST(
+        `this RPC's message is ${messageBytes} bytes; at most ${SMALL_MESSAGE_BYTES} are read`,
+      );
+  };
+  /** Repository changes: the token is checked before the message is decoded, as REST checks it before the body. */
+  const admin = async (ctx: CallContext) => {
+    checkAdminToken(config, authorization(ctx.call));
+    await small(ctx);
+  };
 
   /** The version that served each ModelInfer request, once known (for the statistics). */
   const servedVersion = new WeakMap<object, string>();
@@ -159,14 +178,12 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
     ModelInfer: unary(
       'ModelInfer',
       pb.ModelInferRequestSchema,
-      async (req, { call, messageBytes, hold }) => {
+      async (req, { call, hold }) => {
         const arrival = performance.now();
         const target = checkName(req.modelName, req.modelVersion);
         const asked = deadlineBudgetMs(call, target.name);
-        // the message is in memory already (grpc-js read it whole, up to MUON_GRPC_MAX_MESSAGE_BYTES): admitted, or
-        // refused when the budget has no room, before anything else is made of it
-        hold(await budget.acquire(messageBytes, 'the request message'));
         const m = repository.readyModel(target.name, target.version);
+        servedVersion.set(req, m.version); // counted in its statistics from here, as REST infer requests are
         // outputs the graph cannot give are refused before any tensor data is walked
         checkRequestedOutputs(requestedOutputs(req), m.session.outputs);
         // the tensors, admitted from their declared shapes before their data is walked (the decoded arrays, and
@@ -183,7 +200,7 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
             arrival,
             timeoutMs: (s) => (asked === undefined ? s.timeoutMs : Math.min(asked, s.maxTimeoutMs)),
             signal: gone.signal,
-            onModel: (served) => servedVersion.set(req, served.version),
+            onModel: (served) => servedVersion.set(req, served.version), // a reload may have swapped it
           },
           request,
         );
@@ -202,6 +219,12 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
         // Triton's statistics, per version, with the same values (as REST infer requests: routes/request-metrics.ts)
         const version = req && servedVersion.get(req);
         if (version !== undefined) metrics.statistics.answered(name, version, httpStatus, seconds);
+      },
+      // the message is in memory already (grpc-js read it whole, up to MUON_GRPC_MAX_MESSAGE_BYTES): its wire form is
+      // bounded (prescan.ts), then it is admitted, or refused when the budget has no room, before it is decoded
+      async ({ call, messageBytes, hold }) => {
+        prescanModelInfer(call.request);
+        hold(await budget.acquire(messageBytes, 'the request message'));
       },
     ),
 
@@ -228,25 +251,31 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
     }),
 
     // changes need the `authorization: Bearer $MUON_ADMIN_TOKEN` metadata, as the REST API needs the header
-    RepositoryModelLoad: unary('RepositoryModelLoad', pb.RepositoryModelLoadRequestSchema, async (req, { call }) => {
-      checkAdminToken(config, authorization(call));
-      const { name } = checkName(req.modelName, '');
-      if (Object.keys(req.parameters).length > 0)
-        throw new Errors.BAD_REQUEST(
-          `load parameters are not supported (${Object.keys(req.parameters).join(', ')}): a model loads from its folder`,
-        );
-      await loadModel(repository, name);
-      return create(pb.RepositoryModelLoadResponseSchema);
-    }),
+    RepositoryModelLoad: unary(
+      'RepositoryModelLoad',
+      pb.RepositoryModelLoadRequestSchema,
+      async (req) => {
+        const { name } = checkName(req.modelName, '');
+        if (Object.keys(req.parameters).length > 0)
+          throw new Errors.BAD_REQUEST(
+            `load parameters are not supported (${Object.keys(req.parameters).join(', ')}): a model loads from its folder`,
+          );
+        await loadModel(repository, name);
+        return create(pb.RepositoryModelLoadResponseSchema);
+      },
+      undefined,
+      admin,
+    ),
 
     RepositoryModelUnload: unary(
       'RepositoryModelUnload',
       pb.RepositoryModelUnloadRequestSchema,
-      async (req, { call }) => {
-        checkAdminToken(config, authorization(call));
+      async (req) => {
         await repository.unloadModel(checkName(req.modelName, '').name);
         return create(pb.RepositoryModelUnloadResponseSchema);
       },
+      undefined,
+      admin,
     ),
   };
 }

@@ -68,6 +68,12 @@ export function requestedOutputs(req: ModelInferRequest): RequestedOutput[] | un
     if (o.name === '') throw new Errors.BAD_REQUEST('every output needs a "name"');
     if (seen.has(o.name)) throw bad(`output '${o.name}' is asked for twice`);
     seen.add(o.name);
+    // Triton's classification (and per-output binary_data) are served over REST only: refused, never ignored
+    const unknown = Object.keys(o.parameters);
+    if (unknown.length > 0)
+      throw new Errors.BAD_REQUEST(
+        `output '${o.name}': parameters ${unknown.join(', ')} are not served over gRPC (classification is, over REST)`,
+      );
     return { name: o.name, binary: raw };
   });
 }

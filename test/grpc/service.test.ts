@@ -215,6 +215,130 @@ t.test('bad tensors are INVALID_ARGUMENT with MUON_ERR_INVALID_TENSOR, and the s
   await stillServing(t);
 });
 
+t.test('a message that would decode into far more than its size is refused before it is decoded', async (t) => {
+  const x = { name: 'x', datatype: 'FP32', shape: shape.map(BigInt) };
+  // 300 empty inputs (2 bytes each on the wire), outputs, raw contents, parameters
+  const many = <T>(n: number, f: (i: number) => T) => Array.from({ length: n }, (_, i) => f(i));
+  await refused(
+    t,
+    inferRaw({ inputs: many(300, () => ({})) }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /at most 256 inputs/,
+  );
+  await refused(
+    t,
+    inferRaw({ outputs: many(300, (i) => ({ name: `o${i}` })) }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /at most 256 outputs/,
+  );
+  await refused(
+    t,
+    inferRaw({ rawInputContents: many(300, () => new Uint8Array(0)) }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /raw_input_contents/,
+  );
+  const params = Object.fromEntries(
+    many(100, (i) => [`p${i}`, { parameterChoice: { case: 'boolParam' as const, value: true } }]),
+  );
+  await refused(
+    t,
+    inferRaw({ parameters: params }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /at most 64 parameters/,
+  );
+  await refused(
+    t,
+    inferRaw({ inputs: [{ ...x, shape: many(100, () => 1n) }] }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /dimensions/,
+  );
+  // 300,000 packed int64 zeros: 300 KB on the wire, a BigInt each once decoded
+  await refused(
+    t,
+    inferRaw({
+      inputs: [
+        { name: 'x', datatype: 'INT64', shape: [300_000n], contents: { int64Contents: many(300_000, () => 0n) } },
+      ],
+      rawInputContents: [],
+    }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_INVALID_TENSOR',
+    /send large tensors as raw_input_contents/,
+  );
+  // the same 300 empty inputs, unpacked wire form sent as bytes: the scan reads the wire, not a decoded message
+  const c = inferenceClient(`127.0.0.1:${ctx.endpoint.port}`, { sendBytes: true });
+  const wire = Buffer.from(
+    toBinary(
+      pb.ModelInferRequestSchema,
+      msg(pb.ModelInferRequestSchema, { modelName: 'text-orientation', inputs: many(300, () => ({})) }),
+    ),
+  );
+  await refused(
+    t,
+    unaryCall(c, 'ModelInfer', wire),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /at most 256 inputs/,
+  );
+  // other RPCs carry small messages: a 100 KB RepositoryIndex request is refused undecoded; a repository change
+  // without the token is refused before its message is decoded
+  const padded = Buffer.concat([Buffer.from([0x0a, 0xa0, 0x8d, 0x06]), Buffer.alloc(100_000, 0x61)]); // field 1, 100,000 bytes
+  await refused(
+    t,
+    unaryCall(c, 'RepositoryIndex', padded),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /at most 65536/,
+  );
+  const err = (await unaryCall(c, 'RepositoryModelLoad', Buffer.from([0x0a, 0xff, 0xff, 0xff])).catch(
+    (e: unknown) => e,
+  )) as ServiceError;
+  t.equal(
+    err.metadata?.get('muon-error-code')[0],
+    'MUON_ERR_UNAUTHORIZED',
+    'the token first: the malformed message was not read',
+  );
+  c.close();
+  await stillServing(t);
+});
+
+t.test('output parameters gRPC does not serve (classification) are refused, not ignored', async (t) => {
+  await refused(
+    t,
+    inferRaw({
+      outputs: [
+        {
+          name: 'softmax_0.tmp_0',
+          parameters: { classification: { parameterChoice: { case: 'int64Param', value: 2n } } },
+        },
+      ],
+    }),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /classification/,
+  );
+});
+
+t.test('a refused ModelInfer counts as a failure in the statistics, as in /metrics', async (t) => {
+  const fails = async () =>
+    Number(
+      (
+        (await call(
+          'ModelStatistics',
+          msg(pb.ModelStatisticsRequestSchema, { name: 'text-orientation' }),
+        )) as pb.ModelStatisticsResponse
+      ).modelStats[0].inferenceStats!.fail!.count,
+    );
+  const before = await fails();
+  await inferRaw({ rawInputContents: [rawX.subarray(4)] }).catch(() => undefined);
+  t.equal(await fails(), before + 1);
+});
+
 t.test('unknown models and versions are NOT_FOUND', async (t) => {
   await refused(t, inferRaw({ modelName: 'nope' }), status.NOT_FOUND, 'MUON_ERR_MODEL_NOT_FOUND', /'nope'/);
   await refused(t, inferRaw({ modelVersion: '99' }), status.NOT_FOUND, 'MUON_ERR_VERSION_NOT_FOUND');
