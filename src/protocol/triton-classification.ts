@@ -6,10 +6,13 @@ import { halfToFloat } from '../onnx/float16.js';
 // tritonclient's `InferRequestedOutput(name, class_count=N)` sends) comes back as a BYTES tensor of its N best
 // classes per batch row, each "score:index" or "score:index:label", best first.
 
-/** The classes of one batch row of an output: every element but the batch axis (an output of rank 0 or 1: all). */
-function layout(dims: readonly number[]): { rows: number; classes: number } {
+/**
+ * The classes of one batch row of an output: every element but the batch axis when the model batches on its first
+ * axis (`batched`: what its Triton configuration says, max_batch_size > 0), else every element of the output.
+ */
+function layout(dims: readonly number[], batched: boolean): { rows: number; classes: number } {
   const all = dims.reduce((a, b) => a * b, 1);
-  const rows = dims.length >= 2 ? dims[0] : 1;
+  const rows = batched && dims.length >= 1 ? dims[0] : 1;
   return { rows, classes: rows === 0 ? 0 : all / rows };
 }
 
@@ -23,34 +26,30 @@ export function parseClassCount(output: string, value: unknown): number | undefi
   return value;
 }
 
-/** Refuses a class count the graph's output cannot give, when its class axes are fixed (else checked on the answer). */
-export function checkClassCount(output: string, n: number, info: TensorInfo): void {
+/** Refuses an output that has no scores to classify. (A count over the classes is cut to them, as Triton does.) */
+export function checkClassCount(output: string, info: TensorInfo): void {
   if (info.type === 'bool') throw new Errors.BAD_REQUEST(`output '${output}' is BOOL: it has no scores to classify`);
-  const rest = info.shape.length >= 2 ? info.shape.slice(1) : info.shape;
-  if (!rest.every((d) => typeof d === 'number')) return;
-  const classes = (rest as number[]).reduce((a, b) => a * b, 1);
-  if (n > classes) throw tooMany(output, n, classes);
 }
 
-const tooMany = (output: string, n: number, classes: number) =>
-  new Errors.BAD_REQUEST(`output '${output}': "classification" asks for ${n} classes, it has ${classes}`);
-
-/** Triton's score format (C's `std::to_string` of a float: 6 decimals). */
-const score = (v: number) => v.toFixed(6);
+/** Triton's score format: C's `std::to_string`, 6 decimals for a float, none for an integer. */
+const score = (v: number, integer: boolean) => (integer ? String(v) : v.toFixed(6));
 
 /**
- * The `n` best classes of each batch row of `t`, best first (ties: the lower index), as Triton formats them;
- * `labels` name the classes when there is one per class. Shape `[rows, n]`, or `[n]` for an output of rank 0 or 1.
+ * The `asked` best classes (at most all of them, as Triton) of each batch row of `t`, best first (ties: the lower
+ * index), as Triton formats them; `labels` name the classes when there is one per class. Shape `[rows, n]` for a
+ * model batched on its first axis, else `[n]`.
  */
 export function classify(
   output: string,
   t: HostTensor,
-  n: number,
+  asked: number,
   labels: readonly string[],
+  batched: boolean,
 ): { dims: number[]; data: string[] } {
   if (t.type === 'bool') throw new Errors.BAD_REQUEST(`output '${output}' is BOOL: it has no scores to classify`);
-  const { rows, classes } = layout(t.dims);
-  if (n > classes) throw tooMany(output, n, classes);
+  const { rows, classes } = layout(t.dims, batched);
+  const n = Math.min(asked, classes);
+  const integer = t.type !== 'float32' && t.type !== 'float16';
   const value: (i: number) => number =
     t.type === 'float16'
       ? (i) => halfToFloat((t.data as Uint16Array)[i])
@@ -65,11 +64,11 @@ export function classify(
     order.sort((a, b) => value(base + b) - value(base + a) || a - b);
     for (let k = 0; k < n; k++) {
       const c = order[k];
-      data.push(`${score(value(base + c))}:${c}${named ? `:${labels[c]}` : ''}`);
+      data.push(`${score(value(base + c), integer)}:${c}${named ? `:${labels[c]}` : ''}`);
     }
     order.sort((a, b) => a - b);
   }
-  return { dims: t.dims.length >= 2 ? [rows, n] : [n], data };
+  return { dims: batched && t.dims.length >= 1 ? [rows, n] : [n], data };
 }
 
 /** A BYTES tensor's binary form (Triton's): each element as a 4-byte little-endian length and its UTF-8 bytes. */
@@ -94,9 +93,10 @@ export function classifiedOutput(
   t: HostTensor,
   n: number,
   labels: readonly string[],
+  batched: boolean,
   binary: Buffer[] | undefined,
 ): Record<string, unknown> {
-  const c = classify(name, t, n, labels);
+  const c = classify(name, t, n, labels, batched);
   const head = { name, datatype: 'BYTES', shape: c.dims };
   if (binary === undefined) return { ...head, data: c.data };
   const bytes = bytesTensor(c.data);

@@ -35,6 +35,12 @@ export type ConfigSource = Pick<LoadedModel, 'name' | 'task' | 'session' | 'time
   readonly batcher: { readonly options: LoadedModel['batcher']['options'] };
 };
 
+/** Whether Triton would see the model batched on its first axis (max_batch_size > 0): every tensor has it free. */
+export function batchedOnAxis0(model: Pick<ConfigSource, 'session' | 'batcher'>): boolean {
+  const { inputs, outputs } = model.session;
+  return model.batcher.options.maxBatchSize >= 1 && [...inputs, ...outputs].every(batchesOnAxis0);
+}
+
 /**
  * The model's configuration as Triton's `ModelConfig` in proto3 JSON: what actually serves, not the manifest's
  * wishes (the batching limits in effect, the provider the sessions got).
@@ -49,7 +55,7 @@ export type ConfigSource = Pick<LoadedModel, 'name' | 'task' | 'session' | 'time
 export function modelConfigJson(model: ConfigSource, versions: readonly string[]): Record<string, unknown> {
   const { inputs, outputs, provider } = model.session;
   const options = model.batcher.options;
-  const batched = options.maxBatchSize >= 1 && [...inputs, ...outputs].every(batchesOnAxis0);
+  const batched = batchedOnAxis0(model);
   const tensor = (t: TensorInfo) => ({
     name: t.name,
     data_type: tritonDataType(t.type),

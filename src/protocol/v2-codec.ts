@@ -383,7 +383,7 @@ export function checkRequestedOutputs(
   for (const { name, classes } of outputs ?? []) {
     const info = graphOutputs.find((o) => o.name === name);
     if (!info) throw bad(`unknown output '${name}' (outputs: ${graphOutputs.map((o) => o.name).join(', ')})`);
-    if (classes !== undefined) checkClassCount(name, classes, info);
+    if (classes !== undefined) checkClassCount(name, info);
   }
 }
 
@@ -397,7 +397,7 @@ export interface EncodedResponse {
 
 /** Builds the response body of an infer request from the model's outputs (`labels` name classification results). */
 export function encodeInferResponse(
-  model: { name: string; version: string; labels?: readonly string[] },
+  model: { name: string; version: string; labels?: readonly string[]; batchedOnAxis0?: boolean },
   request: InferRequest,
   outputs: Record<string, HostTensor>,
 ): EncodedResponse {
@@ -408,7 +408,14 @@ export function encodeInferResponse(
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw bad(`unknown output '${name}' (outputs: ${Object.keys(outputs).join(', ')})`);
     if (classes !== undefined)
-      return classifiedOutput(name, t, classes, model.labels ?? [], asBinary ? binary : undefined);
+      return classifiedOutput(
+        name,
+        t,
+        classes,
+        model.labels ?? [],
+        model.batchedOnAxis0 ?? true,
+        asBinary ? binary : undefined,
+      );
     const head = { name, datatype: datatypeOf[t.type], shape: [...t.dims] };
     if (!asBinary && firstNonFinite(t.type, t.data) >= 0)
       throw bad(

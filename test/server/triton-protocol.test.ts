@@ -75,22 +75,28 @@ t.test('configuration of a batched model on the GPU, in numbered versions', asyn
 
 t.test('classification strings: Triton format, ties to the lower index, labels only when one per class', async (t) => {
   const f32 = { type: 'float32' as const, data: Float32Array.from([0.25, 0.5, 0.25, 1, 0, 2]), dims: [2, 3] };
-  t.same(classify('o', f32, 2, ['a', 'b', 'c']), {
+  t.same(classify('o', f32, 2, ['a', 'b', 'c'], true), {
     dims: [2, 2],
     data: ['0.500000:1:b', '0.250000:0:a', '2.000000:2:c', '1.000000:0:a'],
   });
-  t.same(classify('o', f32, 1, ['only two', 'labels']).data, ['0.500000:1', '2.000000:2']);
+  t.same(classify('o', f32, 1, ['only two', 'labels'], true).data, ['0.500000:1', '2.000000:2']);
+  // integers as C's std::to_string(int) writes them; a model not batched on axis 0: the whole output is one row
   const int = { type: 'int64' as const, data: BigInt64Array.from([3n, -7n, 9n]), dims: [3] };
-  t.same(classify('o', int, 3, []), { dims: [3], data: ['9.000000:2', '3.000000:0', '-7.000000:1'] });
+  t.same(classify('o', int, 3, [], false), { dims: [3], data: ['9:2', '3:0', '-7:1'] });
+  t.same(classify('o', f32, 2, [], false), { dims: [2], data: ['2.000000:5', '1.000000:3'] });
   const half = {
     type: 'float16' as const,
     data: Uint16Array.from([floatToHalf(-1.5), floatToHalf(0.5)]),
     dims: [1, 2],
   };
-  t.same(classify('o', half, 1, []).data, ['0.500000:1']);
-  t.throws(() => classify('o', f32, 4, []), { code: 'MUON_ERR_BAD_REQUEST' });
+  t.same(classify('o', half, 1, [], true).data, ['0.500000:1']);
+  // more classes asked for than there are: all of them, as Triton
+  t.same(classify('o', f32, 4, [], true), {
+    dims: [2, 3],
+    data: ['0.500000:1', '0.250000:0', '0.250000:2', '2.000000:2', '1.000000:0', '0.000000:1'],
+  });
   const bool = { type: 'bool' as const, data: Uint8Array.from([1]), dims: [1] };
-  t.throws(() => classify('o', bool, 1, []), { code: 'MUON_ERR_BAD_REQUEST' });
+  t.throws(() => classify('o', bool, 1, [], true), { code: 'MUON_ERR_BAD_REQUEST' });
   const bytes = bytesTensor(['ab', '', 'é']);
   t.same([...bytes], [2, 0, 0, 0, 97, 98, 0, 0, 0, 0, 2, 0, 0, 0, 0xc3, 0xa9]);
 });

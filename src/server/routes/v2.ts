@@ -6,6 +6,7 @@ import type { LoadedModel } from '../../models/repository.js';
 import type { App, RouteDeps } from '../app.js';
 import { compress, inflatedBody, requestEncoding, responseEncoding } from '../content-encoding.js';
 import { errorHandler } from '../error-mapping.js';
+import { batchedOnAxis0 } from '../../protocol/triton-config.js';
 import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
@@ -270,7 +271,11 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     // the answer is in memory already: counted (without waiting) until it is sent; JSON numbers take about 20 bytes
     const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
     req.holdings.add(budget.charge(outBytes));
-    const { json, binary } = encodeInferResponse(serving, request, outputs);
+    const { json, binary } = encodeInferResponse(
+      { name: serving.name, version: serving.version, labels: serving.labels, batchedOnAxis0: batchedOnAxis0(serving) },
+      request,
+      outputs,
+    );
     // the header length is the uncompressed JSON's (Triton's): a client inflates the body, then splits it
     const head = Buffer.from(JSON.stringify(json));
     if (binary.length > 0) reply.header(HEADER_LENGTH, String(head.length)).type('application/octet-stream');
