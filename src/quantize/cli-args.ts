@@ -147,6 +147,8 @@ export function parseCli(argv: string[]) {
   };
   if (options.mode === 'int8-static' && !values.calibration)
     throw new UsageError('int8-static needs --calibration <folder>');
+  if (options.search && options.maxFidelityLoss === undefined)
+    throw new UsageError('--search needs --max-fidelity-loss: the budget its candidates must meet');
   if (!values.calibration && !values.eval)
     throw new UsageError('give --eval <folder> (or --calibration) to measure fidelity');
   return {

@@ -148,16 +148,22 @@ export async function search(ctx: SearchContext, opts: CompressOptions): Promise
 }
 
 /**
- * The candidate the objective picks among those within budget (and not slower, for `latency`): the largest speed-up,
- * or the smallest size; ties go to the lower loss, then to the earlier candidate.
+ * The candidate the objective picks among those within budget (and not slower, for `latency`): the fastest, or the
+ * smallest. Speed-ups within the latency tolerance of each other are a tie (timing noise must not buy loss), broken by
+ * the lower loss, then the other axis, then the earlier candidate.
  */
 export function choose(candidates: readonly SearchCandidate[], objective: Objective): number | undefined {
+  const faster = (a: SearchCandidate, b: SearchCandidate) => a.speedUp > b.speedUp * (1 + LATENCY_TOLERANCE);
+  const better = (c: SearchCandidate, b: SearchCandidate): boolean => {
+    if (objective === 'latency' && (faster(c, b) || faster(b, c))) return faster(c, b);
+    if (objective === 'size' && c.sizeBytes !== b.sizeBytes) return c.sizeBytes < b.sizeBytes;
+    if (c.loss !== b.loss) return c.loss < b.loss;
+    return objective === 'latency' ? c.sizeBytes < b.sizeBytes : faster(c, b);
+  };
   let best: number | undefined;
-  const key = (c: SearchCandidate) => (objective === 'latency' ? -c.speedUp : c.sizeBytes);
   candidates.forEach((c, i) => {
     if (!c.withinBudget || (objective === 'latency' && c.slower)) return;
-    const b = best === undefined ? undefined : candidates[best];
-    if (!b || key(c) < key(b) || (key(c) === key(b) && c.loss < b.loss)) best = i;
+    if (best === undefined || better(c, candidates[best])) best = i;
   });
   return best;
 }

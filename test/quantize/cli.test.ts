@@ -252,6 +252,21 @@ t.test('the gate refuses a model over budget and writes nothing', async (t) => {
   t.notOk(existsSync(out), 'nothing written');
 });
 
+t.test('--search needs a fidelity budget', async (t) => {
+  const r = await run([
+    source,
+    '--out',
+    path.join(work, 'nobudget'),
+    '--mode',
+    'none',
+    '--eval',
+    calibration,
+    '--search',
+  ]);
+  t.equal(r.code, exitCodes.usage);
+  t.match(r.err, /--search needs --max-fidelity-loss/);
+});
+
 t.test(
   '--search explores mode x prune ratio x float layers, prints the front, writes the best in budget',
   async (t) => {

@@ -32,6 +32,8 @@ t.test('the objective chooses among candidates in budget; latency also refuses s
   t.equal(choose(cs, 'size'), 1);
   t.equal(choose(cs, 'latency'), 3, 'ties go to the lower loss');
   t.equal(choose([cs[0]], 'size'), undefined, 'none in budget');
+  const noisy: SearchCandidate[] = [c('exact', 40, 1.5, 0.0), c('lossy, faster by noise', 40, 1.52, 0.03)];
+  t.equal(choose(noisy, 'latency'), 0, 'speed-ups within the tolerance are a tie: the lower loss wins');
 });
 
 t.test('speed-up is the geometric mean over the batch sizes measured', async (t) => {

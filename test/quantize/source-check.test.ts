@@ -2,15 +2,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { readManifest } from '../../src/models/folder.js';
-import {
-  DataType,
-  decodeModel,
-  makeGraph,
-  makeModel,
-  node,
-  tensor,
-  valueInfo,
-} from '../../src/onnx/model.js';
+import { DataType, decodeModel, makeGraph, makeModel, node, tensor, valueInfo } from '../../src/onnx/model.js';
 import { convertFp16 } from '../../src/quantize/passes/fp16.js';
 import { compressedEvidence } from '../../src/quantize/source-check.js';
 
