@@ -74,8 +74,8 @@ export class Metrics {
   });
   readonly providerFallbacks = new Counter({
     name: 'muon_execution_provider_fallbacks_total',
-    help: 'Sessions that asked for CUDA (auto) and fell back to CPU.',
-    labelNames: ['model'] as const,
+    help: 'Sessions that asked for CUDA (auto) and fell back to CPU: reason not_installed (no CUDA provider: a CPU machine) or failed.',
+    labelNames: ['model', 'reason'] as const,
     registers: [this.registry],
   });
 

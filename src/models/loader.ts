@@ -14,7 +14,7 @@ import { ManifestError, type Manifest } from './manifest.js';
 import { createPipeline } from './pipeline.js';
 import type { PoisonedInputs } from './poisoned-inputs.js';
 import { WorkerSessionPool } from './session-pool.js';
-import { ModelSession, type ServingSession, type SessionOptions } from './session.js';
+import { cudaNotInstalled, ModelSession, type ServingSession, type SessionOptions } from './session.js';
 import { taskDefinition } from './tasks/registry.js';
 import type { Prepared, StageModels, TaskPipeline } from './tasks/task.js';
 
@@ -70,7 +70,8 @@ export class ModelLoader {
       // sessions on workers compute at the same time: together they get the model's share of the cores
       intraOpThreads: Math.max(1, Math.floor(intraOpThreads / (onWorkers ? onCpu : 1))),
       // counted per session; said once for the whole repository (providerLine), not per model
-      onFallback: () => this.metrics.providerFallbacks.inc({ model: name }),
+      onFallback: (reason) =>
+        this.metrics.providerFallbacks.inc({ model: name, reason: cudaNotInstalled(reason) ? 'not_installed' : 'failed' }),
     };
     let model: LoadedModel | undefined;
     const createSession = async (source: Uint8Array | string): Promise<ServingSession> =>
