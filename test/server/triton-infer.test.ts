@@ -131,6 +131,13 @@ t.test('an empty body says so, whatever its encoding; a GET ignores the header',
   t.same(empty.json(), { error: 'No input: the request body is empty', code: 'MUON_ERR_MISSING_INPUT' });
   const get = await app.inject({ url: '/v2/models/text-orientation', headers: { 'content-encoding': 'br' } });
   t.equal(get.statusCode, 200);
+  // a GET that sends a body anyway: the body is not decoded, whatever its encoding says
+  const getWithBody = await app.inject({
+    url: '/v2/models/text-orientation',
+    headers: { 'content-encoding': 'br', 'content-type': 'application/octet-stream' },
+    payload: Buffer.from('0123456789'),
+  });
+  t.equal(getWithBody.statusCode, 200);
   // an empty gzip stream inflates to nothing
   const nothing = await compressed(gzipSync(Buffer.alloc(0)), 'gzip');
   t.equal(nothing.json().code, 'MUON_ERR_MISSING_INPUT');

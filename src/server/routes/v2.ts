@@ -138,9 +138,9 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
   // a body sent with Content-Encoding gzip or deflate (tritonclient's request_compression_algorithm) is inflated as
   // it arrives, within the body limit and the memory budget
   app.addHook('preParsing', (req, _reply, payload, done) => {
-    // (only a body has an encoding: a GET or an empty POST passes whatever it says)
-    if (!(Number(req.headers['content-length']) > 0) && req.headers['transfer-encoding'] === undefined)
-      return done(null, payload);
+    // (only an infer body has an encoding: a GET, a HEAD or an empty POST passes whatever it says)
+    const body = Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (req.method !== 'POST' || !body) return done(null, payload);
     try {
       const encoding = requestEncoding(req);
       done(null, encoding ? inflatedBody(req, payload, encoding, config.maxBodyBytes, budget) : payload);
