@@ -2,15 +2,8 @@ import { create } from '@bufbuild/protobuf';
 import { Errors } from '../errors.js';
 import type { HostTensor, TensorType } from '../models/session.js';
 import type { TensorOutputs } from '../models/tensors.js';
-import {
-  bytesPerElement,
-  datatypeOf,
-  tensorFromBytes,
-  tensorFromValues,
-  tensorHead,
-  type InferRequest,
-  type RequestedOutput,
-} from '../protocol/v2-codec.js';
+import type { InferRequest, RequestedOutput } from '../protocol/v2-codec.js';
+import { bytesPerElement, datatypeOf, tensorFromBytes, tensorFromValues, tensorHead } from '../protocol/v2-tensors.js';
 import {
   InferTensorContentsSchema,
   ModelInferResponseSchema,

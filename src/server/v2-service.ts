@@ -6,7 +6,8 @@ import type { TensorOutputs } from '../models/tensors.js';
 import type { Metrics } from '../metrics.js';
 import { modelConfigJson } from '../protocol/triton-config.js';
 import { modelStatisticsJson, type StatisticsOf } from '../protocol/triton-stats.js';
-import { checkRequestedOutputs, datatypeOfGraphType, type InferRequest } from '../protocol/v2-codec.js';
+import { checkRequestedOutputs, type InferRequest } from '../protocol/v2-codec.js';
+import { datatypeOfGraphType } from '../protocol/v2-tensors.js';
 
 // The Open Inference Protocol's operations, whatever carries them: the REST routes (routes/v2.ts) and the gRPC
 // service (grpc/) answer from these, so both protocols give the same answers and the same errors.

@@ -11,7 +11,6 @@ import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import {
   checkRequestedOutputs,
-  datatypeOf,
   declaredTensorBytes,
   decodeInferRequest,
   encodeInferResponse,
@@ -20,6 +19,7 @@ import {
   requestedOutputs,
   type InferRequest,
 } from '../../protocol/v2-codec.js';
+import { datatypeOf } from '../../protocol/v2-tensors.js';
 import { inferBody } from '../../workers/ops.js';
 import { checkAdminToken, inferDecoded, loadModel, modelMetadata } from '../v2-service.js';
 
