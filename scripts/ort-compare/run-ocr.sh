@@ -33,7 +33,7 @@ mkdir -p "$WORK"
 : >"$WORK/load.txt"
 
 if [[ "${ORT_OCR_QUANTIZE:-1}" != 0 ]]; then
-  rm -rf "$WORK/rec-tensors" "$WORK/det-tensors" "$WORK/det-pages" "$WORK/rec-ort" "$WORK/det-ort"
+  rm -rf "$WORK/rec-tensors" "$WORK/det-tensors" "$WORK/det-pages" "$WORK/rec-ort" "$WORK/det-ort" "$WORK/not-run.txt"
   phase "exporting the calibration tensors our loader makes"
   # the recognizer: the quality bench's calibration lines (what compress-defaults.sh calibrates text-recognition on)
   npx tsx scripts/ort-compare/export-tensors.ts models/text-recognition-fp32 bench/quality/data/calibration/lines \

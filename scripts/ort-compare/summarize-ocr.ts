@@ -203,6 +203,11 @@ md.push(
   ...verdicts(det.rows, { key: 'pageCer', label: 'page CER', higher: false }, []).slice(-1),
   '',
 );
+// variants stopped or skipped by hand (a note the person running it leaves in <work>/not-run.txt)
+const notRun = existsSync(path.join(work, 'not-run.txt'))
+  ? readFileSync(path.join(work, 'not-run.txt'), 'utf8').trim()
+  : '';
+if (notRun) md.push('## Not run', '', ...notRun.split('\n').map((l) => `- ${l}`), '');
 writeFileSync(`${out}.md`, md.join('\n'));
 writeFileSync(
   `${out}.json`,
@@ -210,6 +215,7 @@ writeFileSync(
     {
       machine,
       load,
+      notRun,
       recognizer: rec,
       detector: det,
       ortInfo: { rec: read('rec-ort/ort-info.json'), det: read('det-ort/ort-info.json') },
