@@ -3,7 +3,7 @@
 // latency-det.json), the model sizes, onnxruntime's settings (rec-ort/ort-info.json, det-ort/ort-info.json) and the
 // machine's load during each phase (load.txt).
 // Usage: npx tsx scripts/ort-compare/summarize-ocr.ts <work folder> <out prefix>
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readManifest, resolveFile } from '../../src/models/folder.js';
 import { describeMachine } from '../../bench/lib/machine.js';
@@ -19,6 +19,23 @@ interface Latency {
   batches: number[];
   models: string[];
   rows: { batch: number; input: string; dims: string; ms: number[] }[];
+}
+/** latency-<kind>.json and latency-<kind>-b<N>.json (one run per batch size: batch 8 takes fewer inputs and runs). */
+function latency(kind: string): Latency | undefined {
+  const files = readdirSync(work)
+    .filter((f) => f === `latency-${kind}.json` || new RegExp(`^latency-${kind}-b\\d+\\.json$`).test(f))
+    .sort();
+  const parts: (Latency & { file: string })[] = files.map((f) => ({ ...read(f), file: f }));
+  if (parts.length === 0) return undefined;
+  for (const p of parts)
+    if (p.models.join() !== parts[0].models.join()) throw new Error(`${p.file}: other models than ${parts[0].file}`);
+  return {
+    runs: parts[0].runs,
+    runsByBatch: Object.fromEntries(parts.flatMap((p) => p.batches.map((b) => [b, p.runs]))),
+    batches: parts.flatMap((p) => p.batches).sort((a, b) => a - b),
+    models: parts[0].models,
+    rows: parts.flatMap((p) => p.rows),
+  } as Latency;
 }
 const geomean = (v: number[]) => Math.exp(v.reduce((a, b) => a + Math.log(b), 0) / v.length);
 /** Speed-up over the first model (fp32) per model and batch: geometric mean over the inputs of the medians. */
@@ -75,9 +92,9 @@ interface Row {
   settings?: unknown;
   quantizeSeconds?: number;
 }
-async function table(kind: 'rec' | 'det'): Promise<{ rows: Row[]; batches: number[] }> {
+async function table(kind: 'rec' | 'det') {
   const base = kind === 'rec' ? 'text-recognition' : 'ocr';
-  const lat: Latency | undefined = read(`latency-${kind}.json`);
+  const lat = latency(kind);
   const info = read(`${kind}-ort/ort-info.json`);
   const sp = speedups(lat);
   const names = lat?.models ?? [];
@@ -115,7 +132,15 @@ async function table(kind: 'rec' | 'det'): Promise<{ rows: Row[]; batches: numbe
         speed: {},
         metrics: {},
       });
-  return { rows, batches: lat?.batches ?? [] };
+  const inputs = Object.fromEntries(
+    (lat?.batches ?? []).map((b) => [b, lat!.rows.filter((r) => r.batch === b).length]),
+  );
+  return {
+    rows,
+    batches: lat?.batches ?? [],
+    inputsByBatch: inputs,
+    runsByBatch: (lat as { runsByBatch?: unknown })?.runsByBatch,
+  };
 }
 
 /** One line per axis: ours against the best onnxruntime row (and against each, for the record). */
@@ -147,6 +172,11 @@ function verdicts(rows: Row[], metric: { key: string; label: string; higher: boo
   });
 }
 
+/** How many inputs and runs each batch size's medians come from. */
+function timing(t: Awaited<ReturnType<typeof table>>): string {
+  const runs = (t.runsByBatch ?? {}) as Record<number, number>;
+  return `Speed-ups: geometric mean over ${t.batches.map((b) => `${t.inputsByBatch[b]} evaluation inputs x ${runs[b] ?? '?'} runs at batch ${b}`).join(', ')} (ms: geometric mean of the medians).`;
+}
 const rec = await table('rec');
 const det = await table('det');
 const machine = describeMachine();
@@ -178,7 +208,8 @@ for (const r of rec.rows)
         .join(' | ') +
       ` | ${pct(r.metrics.cer)} | ${pct(r.metrics.exact, 1)} |`,
   );
-md.push('', ...verdicts(rec.rows, { key: 'cer', label: 'line CER', higher: false }, rec.batches), '');
+md.push('', timing(rec), '');
+md.push(...verdicts(rec.rows, { key: 'cer', label: 'line CER', higher: false }, rec.batches), '');
 md.push(
   '## Detector (the ocr model, PP-OCRv4 det): OCR pages with only the detector swapped',
   '',
@@ -198,6 +229,8 @@ for (const r of det.rows)
       ` | ${pct(r.metrics.recall, 1)} | ${pct(r.metrics.precision, 1)} | ${pct(r.metrics.pageCer)} |`,
   );
 md.push(
+  '',
+  timing(det),
   '',
   ...verdicts(det.rows, { key: 'recall', label: 'page line recall', higher: true }, det.batches),
   ...verdicts(det.rows, { key: 'pageCer', label: 'page CER', higher: false }, []).slice(-1),
