@@ -78,7 +78,15 @@ function describe(
 }
 
 const load = existsSync(path.join(work, 'load.txt')) ? readFileSync(path.join(work, 'load.txt'), 'utf8').trim() : '';
-const quality = { lines: read('quality-lines.json')?.lines ?? [], pages: read('quality-pages.json')?.pages ?? [] };
+/** Every quality-<kind>*.json (the bench can be run in parts, a model or a few at a time); the first row per model. */
+function quality(kind: 'lines' | 'pages'): { system: string; [k: string]: unknown }[] {
+  const rows = readdirSync(work)
+    .filter((f) => f.startsWith(`quality-${kind}`) && f.endsWith('.json'))
+    .sort()
+    .flatMap((f) => (read(f)[kind] as { system: string }[]).map((r) => ({ ...r, from: f, answers: undefined })));
+  return rows.filter((r, i) => rows.findIndex((x) => x.system === r.system) === i);
+}
+const qualityRows = { lines: quality('lines'), pages: quality('pages') };
 const pct = (v: number | undefined, d = 2) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(d)} %`);
 const mb = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
 
@@ -103,14 +111,19 @@ async function table(kind: 'rec' | 'det') {
     const d = describe(name, base, info);
     const q =
       kind === 'rec'
-        ? quality.lines.find((r: { system: string }) => r.system === name)
-        : quality.pages.find((r: { system: string }) => r.system === name);
+        ? qualityRows.lines.find((r: { system: string }) => r.system === name)
+        : qualityRows.pages.find((r: { system: string }) => r.system === name);
     const metrics: Record<string, number> =
       q === undefined
         ? {}
         : kind === 'rec'
-          ? { cer: q.cer, exact: q.exact }
-          : { recall: q.recall, precision: q.precision, pageCer: q.pageCer };
+          ? { cer: q.cer as number, exact: q.exact as number }
+          : {
+              recall: q.recall as number,
+              precision: q.precision as number,
+              pageCer: q.pageCer as number,
+              pages: (q.byPage as unknown[]).length,
+            };
     rows.push({
       name,
       tool: d.tool,
@@ -241,6 +254,9 @@ const notRun = existsSync(path.join(work, 'not-run.txt'))
   ? readFileSync(path.join(work, 'not-run.txt'), 'utf8').trim()
   : '';
 if (notRun) md.push('## Not run', '', ...notRun.split('\n').map((l) => `- ${l}`), '');
+// what the person who ran it observed (free text in <work>/notes.md), kept with the numbers it explains
+if (existsSync(path.join(work, 'notes.md')))
+  md.push('## Notes on this run', '', readFileSync(path.join(work, 'notes.md'), 'utf8').trim(), '');
 writeFileSync(`${out}.md`, md.join('\n'));
 writeFileSync(
   `${out}.json`,
