@@ -222,7 +222,11 @@ for (const r of rec.rows)
       ` | ${pct(r.metrics.cer)} | ${pct(r.metrics.exact, 1)} |`,
   );
 md.push('', timing(rec), '');
-md.push(...verdicts(rec.rows, { key: 'cer', label: 'line CER', higher: false }, rec.batches), '');
+md.push(
+  ...verdicts(rec.rows, { key: 'cer', label: 'line CER', higher: false }, rec.batches),
+  ...verdicts(rec.rows, { key: 'exact', label: 'exact lines', higher: true }, []).slice(-1),
+  '',
+);
 md.push(
   '## Detector (the ocr model, PP-OCRv4 det): OCR pages with only the detector swapped',
   '',
