@@ -110,6 +110,10 @@ def main() -> None:
         traceback.print_exc()
         quant_pre_process(up, pre, skip_symbolic_shape=True)
         info["preprocess"] = {"symbolicShapeInference": False, "error": f"{type(e).__name__}: {e}"[:300]}
+    finally:
+        # the failed symbolic shape inference leaves its temporary model in the working directory
+        if os.path.exists("sym_shape_infer_temp.onnx"):
+            os.remove("sym_shape_infer_temp.onnx")
     info["preprocess"]["seconds"] = round(time.time() - t, 2)
 
     def static(key, activation, method, exclude=None):
