@@ -1,5 +1,6 @@
-// Writes the tensors Muon Serve computes for each calibration image as .npy (float32, [1,3,48,192]), so
-// onnxruntime's Python quantizer calibrates on exactly the same data as `muon-compress`.
+// Writes the tensors Muon Serve computes for each calibration image as .npy (float32 [1,3,H,W]: [1,3,48,192] for
+// text-orientation, [1,3,48,W] for text-recognition, the resized page for the ocr detector), so onnxruntime's Python
+// quantizer calibrates on exactly the same data as `muon-compress`.
 // Usage: npx tsx scripts/ort-compare/export-tensors.ts <model folder> <image folder> <out folder>
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -33,7 +34,8 @@ async function main() {
   for (const s of samples) {
     const t = s.feeds.x;
     if (!t || t.type !== 'float32') throw new Error(`${s.name}: no float32 'x' feed`);
-    if (t.dims.join(',') !== '1,3,48,192') throw new Error(`${s.name}: dims ${t.dims.join('x')}, expected 1x3x48x192`);
+    if (t.dims.length !== 4 || t.dims[0] !== 1 || t.dims[1] !== 3)
+      throw new Error(`${s.name}: dims ${t.dims.join('x')}, expected 1x3xHxW`);
     await writeFile(path.join(outDir, `${s.name}.npy`), npyBytes(t.data as Float32Array, t.dims));
   }
   console.log(`exported ${samples.length} tensors to ${outDir}: ${samples.map((s) => s.name).join(' ')}`);
