@@ -67,6 +67,10 @@ def main():
     show("infer class_count=2", {"shape": list(classes.shape), "classes": [c.decode() for c in classes.ravel()]})
     best = int(np.argmax(scores[0]))
     check("best class first", classes.ravel()[0].decode().split(":")[1] == str(best))
+    # more classes than the output has: all of them, as Triton answers
+    every = client.infer(MODEL, inputs(True), outputs=[httpclient.InferRequestedOutput(out, class_count=3)])
+    show("infer class_count=3 (2 classes)", {"shape": list(every.as_numpy(out).shape)})
+    check("a count over the classes gets them all", list(every.as_numpy(out).shape) == [1, 2])
 
     for algorithm in ("gzip", "deflate"):
         r = client.infer(
@@ -127,8 +131,8 @@ def main():
     for title, call in (
         ("get_model_config of an unknown model", lambda: client.get_model_config("no-such-model")),
         ("infer with the wrong datatype (FP16 for FP32)", lambda: client.infer(MODEL, [fp16_input()])),
-        ("class_count over the classes", lambda: client.infer(
-            MODEL, inputs(True), outputs=[httpclient.InferRequestedOutput(out, class_count=3)])),
+        ("class_count -1", lambda: client.infer(
+            MODEL, inputs(True), outputs=[httpclient.InferRequestedOutput(out, class_count=-1)])),
     ):
         try:
             call()
