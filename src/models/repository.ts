@@ -11,7 +11,7 @@ import { modelNamePattern } from './manifest.js';
 import { PoisonedInputs } from './poisoned-inputs.js';
 import { providerLine, providerOf } from './providers.js';
 import { checkSwap } from './rollout.js';
-import { ready, type ModelStatus } from './status.js';
+import { gaugesOf, ready, type ModelStatus } from './status.js';
 
 export { LoadError, LoadedModel, type InferOptions } from './loaded-model.js';
 
@@ -35,14 +35,7 @@ export class ModelRepository {
     this.#log = log;
     this.#workers = new TaskWorkers(config.taskThreads, config.preprocessThreads, undefined, config.workerNice);
     this.#loader = new ModelLoader(config, metrics, log, this.#workers, faults);
-    metrics.watchModels(() =>
-      this.list().map((s) => ({
-        name: s.name,
-        state: s.state,
-        queueCapacity:
-          s.state === 'READY' ? [...s.versions.values()].reduce((n, m) => n + m.batcher.options.maxQueueSize, 0) : 0,
-      })),
-    );
+    metrics.watchModels(() => this.list().map(gaugesOf));
   }
 
   readonly #config: Config;

@@ -1,4 +1,5 @@
 import { compareVersions } from './folder.js';
+import type { ModelGauges } from '../metrics.js';
 import type { LoadedModel } from './loaded-model.js';
 
 /** Status of one model folder in the repository. */
@@ -27,4 +28,11 @@ export type ModelStatus =
 export function ready(name: string, versions: Map<string, LoadedModel>): Extract<ModelStatus, { state: 'READY' }> {
   const order = [...versions.keys()].sort(compareVersions);
   return { state: 'READY', name, model: versions.get(order.at(-1)!)!, versions };
+}
+
+/** What `/metrics` reads of each model folder at a scrape: its state, and the requests its queues hold when READY. */
+export function gaugesOf(s: ModelStatus): ModelGauges {
+  const queueCapacity =
+    s.state === 'READY' ? [...s.versions.values()].reduce((n, m) => n + m.batcher.options.maxQueueSize, 0) : 0;
+  return { name: s.name, state: s.state, queueCapacity };
 }
