@@ -4,6 +4,25 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { ExecutionProviderChoice } from '../config.js';
 
+/**
+ * float16 tensors as Uint16Array on every Node. Where Node has a native Float16Array (24 and later),
+ * onnxruntime-common wraps float16 data in one, and onnxruntime-node 1.29's binding reads a Float16Array as empty
+ * ("not enough space: expected 3072, got 0"). onnxruntime-common picks its typed arrays once, at its first tensor:
+ * made here with Float16Array hidden, it keeps Uint16Array for float16, as on Node 20 and 22.
+ */
+function float16AsUint16(): void {
+  const g = globalThis as { Float16Array?: unknown };
+  const descriptor = Object.getOwnPropertyDescriptor(g, 'Float16Array');
+  if (!descriptor) return;
+  delete g.Float16Array;
+  try {
+    new ort.Tensor('float32', new Float32Array(1), [1]);
+  } finally {
+    Object.defineProperty(g, 'Float16Array', descriptor);
+  }
+}
+float16AsUint16();
+
 // The only module that imports onnxruntime-node: everything else sees plain typed arrays.
 
 /** Element types the server feeds and reads. */
