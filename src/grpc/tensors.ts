@@ -3,7 +3,14 @@ import { Errors } from '../errors.js';
 import type { HostTensor, TensorType } from '../models/session.js';
 import type { TensorOutputs } from '../models/tensors.js';
 import type { InferRequest, RequestedOutput } from '../protocol/v2-codec.js';
-import { bytesPerElement, datatypeOf, tensorFromBytes, tensorFromValues, tensorHead } from '../protocol/v2-tensors.js';
+import {
+  bytesPerElement,
+  datatypeOf,
+  declaredBytes,
+  tensorFromBytes,
+  tensorFromValues,
+  tensorHead,
+} from '../protocol/v2-tensors.js';
 import {
   InferTensorContentsSchema,
   ModelInferResponseSchema,
@@ -81,16 +88,7 @@ function rawResponse(req: ModelInferRequest): boolean {
  * malformed to count are left to the decoder, which refuses them.
  */
 export function declaredTensorBytes(req: ModelInferRequest): number {
-  let total = 0;
-  for (const input of req.inputs) {
-    try {
-      const { type, count } = tensorHead(input.name, input.datatype, dims(input.shape));
-      total += count * bytesPerElement(type);
-    } catch {
-      // refused by the decoder
-    }
-  }
-  return total;
+  return req.inputs.reduce((total, input) => total + declaredBytes(input.datatype, dims(input.shape)), 0);
 }
 
 /** Decodes a ModelInfer request's tensors, checking each against its declared datatype and shape. */

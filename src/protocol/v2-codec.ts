@@ -5,7 +5,7 @@ import { checkClassCount, classifiedOutput, parseClassCount } from './triton-cla
 import {
   bytesPerElement,
   datatypeOf,
-  tensorTypeOf,
+  declaredBytes,
   firstNonFinite,
   fromJson,
   tensorFromBytes,
@@ -119,13 +119,7 @@ export function parseInferBody(body: Buffer, headerLength: number | undefined): 
  */
 export function declaredTensorBytes({ json }: InferBody): number {
   let total = 0;
-  for (const input of json.inputs) {
-    if (!isObject(input) || !Array.isArray(input.shape) || typeof input.datatype !== 'string') continue;
-    const type = tensorTypeOf(input.datatype);
-    const shape = input.shape as unknown[];
-    if (!type || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) continue;
-    total += (shape as number[]).reduce((a, b) => a * b, 1) * bytesPerElement(type);
-  }
+  for (const input of json.inputs) if (isObject(input)) total += declaredBytes(input.datatype, input.shape);
   return total;
 }
 

@@ -20,11 +20,6 @@ export const datatypeOf: Record<TensorType, string> = {
 const typeOfDatatype = new Map(Object.entries(datatypeOf).map(([t, d]) => [d, t as TensorType]));
 const bytesPer: Record<TensorType, number> = { float32: 4, int64: 8, int32: 4, float16: 2, uint8: 1, bool: 1 };
 
-/** The element type of a v2 datatype name the server runs (undefined: not one). */
-export function tensorTypeOf(datatype: string): TensorType | undefined {
-  return typeOfDatatype.get(datatype);
-}
-
 /** The v2 datatype of a graph tensor type (onnxruntime's names), for metadata; unknown types pass through upper-cased. */
 export function datatypeOfGraphType(type: string): string {
   return isTensorType(type) ? datatypeOf[type] : type.toUpperCase();
@@ -46,6 +41,16 @@ export function tensorHead(name: string, datatype: unknown, shape: unknown): Ten
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
     throw bad(`input '${name}' needs a "shape" of non-negative integers`);
   return { type, shape: shape as number[], count: (shape as number[]).reduce((a, b) => a * b, 1) };
+}
+
+/**
+ * Bytes a tensor of this datatype and shape takes once decoded, from the declaration alone; 0 when either is not one
+ * {@link tensorHead} takes (the decoder then refuses it with its reason).
+ */
+export function declaredBytes(datatype: unknown, shape: unknown): number {
+  const type = typeof datatype === 'string' ? typeOfDatatype.get(datatype) : undefined;
+  if (!type || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return 0;
+  return (shape as number[]).reduce((a, b) => a * b, 1) * bytesPer[type];
 }
 
 /** Bytes of one element of a datatype the server runs. */

@@ -1,14 +1,12 @@
 import type { FastifyRequest } from 'fastify';
-import { Type, type Static } from 'typebox';
+import { Type } from 'typebox';
 import type { App, RouteDeps } from '../app.js';
 import { errorHandler } from '../error-mapping.js';
 import { modelConfig, modelStatistics } from '../v2-service.js';
-import { Named, Versioned } from './v2.js';
+import { Named, Versioned, type Params } from './v2.js';
 
 // Triton's model configuration and statistics extensions over HTTP (what tritonclient's get_model_config and
 // get_inference_statistics call). The answers are built protocol-neutral in src/protocol/.
-
-type Params = Static<typeof Named> & { version?: string };
 
 const Duration = Type.Object({ count: Type.Integer(), ns: Type.Integer() });
 const ModelStats = Type.Object({

@@ -43,7 +43,8 @@ export const Versioned = Type.Object({
   name: Type.String({ maxLength: 256 }),
   version: Type.String({ maxLength: 64 }),
 });
-type Params = Static<typeof Named> & { version?: string };
+/** A v2 route's path parameters, unversioned or versioned. */
+export type Params = Static<typeof Named> & { version?: string };
 
 const TensorMetadata = Type.Object({
   name: Type.String(),
