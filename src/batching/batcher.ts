@@ -82,7 +82,10 @@ interface Entry<In, Out> {
 /**
  * A bounded dynamic-batching queue in front of one runner, knowing nothing of HTTP or ONNX.
  *
- * Cut rule, checked whenever a request arrives, a batch finishes or a timer fires (Triton's dynamic batcher):
+ * Cut rule, checked whenever a batch finishes or a timer fires, and once per turn of the event loop in which
+ * requests arrived (Triton's dynamic batcher; the turn is what a Node server reads at once: the requests whose bytes
+ * came in together are queued before the cut, so an idle model's first batch takes all of them instead of the first
+ * alone):
  * 1. expired requests are rejected first, so they never cost compute;
  * 2. the batch is the oldest request plus the following requests with the same key, up to `maxBatchSize`;
  * 3. it is sent when it cannot grow (`maxBatchSize` reached, or the batcher is closing), when the largest
@@ -104,6 +107,8 @@ export class Batcher<In, Out> {
   /** Set while {@link submitAll} queues its inputs, so the cut waits for all of them. */
   #holding = false;
   #drained: (() => void)[] = [];
+  /** A cut is scheduled for the end of this turn of the event loop ({@link Clock.afterTurn}). */
+  #pumpScheduled = false;
   /** Exponential moving average of batch compute time, for the Retry-After estimate. */
   #batchMsEma = 0;
 
@@ -176,7 +181,7 @@ export class Batcher<In, Out> {
         opts.signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.#queue.push(entry);
-      if (!this.#holding) this.#pump();
+      if (!this.#holding) this.#pumpAfterTurn();
     });
   }
 
@@ -195,7 +200,7 @@ export class Batcher<In, Out> {
     } finally {
       this.#holding = false;
     }
-    this.#pump();
+    this.#pumpAfterTurn();
     return promises;
   }
 
@@ -217,6 +222,17 @@ export class Batcher<In, Out> {
     entry.reject(new BatcherError('cancelled', 'the client went away'));
     this.#observer.dropped?.('cancelled', 1);
     this.#pump();
+  }
+
+  /** Arrivals: one cut at the end of this turn of the event loop for all of them (at once on a clock without turns). */
+  #pumpAfterTurn(): void {
+    if (this.#clock.afterTurn === undefined) return this.#pump();
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    this.#clock.afterTurn(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
   }
 
   /** The single scheduling step; every state change ends here. */

@@ -9,6 +9,11 @@ export interface Clock {
   setTimer(fn: () => void, ms: number): unknown;
   /** Cancels a timer made by {@link Clock.setTimer}; a handle that already fired is ignored. */
   clearTimer(handle: unknown): void;
+  /**
+   * Runs `fn` once the event loop has handled the input that is ready now (`setImmediate`), so that requests that
+   * arrive together are seen together. Absent (fake clocks), the batcher decides at once.
+   */
+  afterTurn?(fn: () => void): void;
 }
 
 /** The real clock: `performance.now()` and unref'ed timers, so a pending wake-up never keeps the process alive. */
@@ -21,5 +26,8 @@ export const systemClock: Clock = {
   },
   clearTimer(handle) {
     clearTimeout(handle as NodeJS.Timeout);
+  },
+  afterTurn(fn) {
+    setImmediate(fn);
   },
 };

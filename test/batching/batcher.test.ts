@@ -987,6 +987,51 @@ t.test("systemClock: monotonic now(), unref'ed timers that clearTimer cancels (n
   t.equal(fired, false);
 });
 
+t.test('systemClock: the requests that arrive in one turn of the event loop share the first batch', async (t) => {
+  const calls: number[][] = [];
+  const pending: Deferred<unknown[]>[] = [];
+  const batcher = new Batcher<number, unknown>(
+    (inputs) => {
+      calls.push([...inputs]);
+      const d = deferred<unknown[]>();
+      pending.push(d);
+      return d.promise;
+    },
+    { maxBatchSize: 8, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 100, maxInFlightBatches: 1 },
+    {},
+    systemClock,
+  );
+  const opts = { deadline: Infinity };
+  // an idle model: five arrivals in one turn (a server reading five requests from one poll) make one batch, not a
+  // batch of the first alone followed by one of the other four
+  const first = [1, 2, 3, 4, 5].map((x) => batcher.submit(x, opts));
+  t.same(calls, [], 'nothing is cut before the turn ends');
+  await flush();
+  t.same(calls, [[1, 2, 3, 4, 5]]);
+  // while it computes, arrivals of later turns queue, and go together once it is done
+  const second = [batcher.submit(6, opts)];
+  await flush();
+  second.push(batcher.submit(7, opts));
+  await flush();
+  t.same(calls, [[1, 2, 3, 4, 5]]);
+  pending[0].resolve(['a', 'b', 'c', 'd', 'e']);
+  t.same(await Promise.all(first), ['a', 'b', 'c', 'd', 'e']);
+  await flush();
+  t.same(calls, [
+    [1, 2, 3, 4, 5],
+    [6, 7],
+  ]);
+  pending[1].resolve(['f', 'g']);
+  t.same(await Promise.all(second), ['f', 'g']);
+  // a lone request on an idle model goes at the end of its turn, alone
+  const lone = batcher.submit(8, opts);
+  await flush();
+  t.same(calls.at(-1), [8]);
+  pending[2].resolve(['h']);
+  t.equal(await lone, 'h');
+  await batcher.close();
+});
+
 t.test('FakeClock fires timers in time order, then set order, and honours clearTimer', async (t) => {
   const clock = new FakeClock(100);
   const log: string[] = [];
