@@ -13,6 +13,7 @@ import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './conne
 import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
 import { swaggerOptions } from './openapi.js';
+import { lazyRequestLoggers } from './request-logger.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -68,6 +69,7 @@ export function buildApp(deps: AppDeps): App {
     return503OnClosing: false,
     // one line per request (the onResponse hook below) instead of Fastify's two
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyRequestLoggers,
     // errors the router raises before any route or error handler (a malformed URL, a 10 KB path parameter) get our
     // error body and code too
     frameworkErrors: (err, req, reply) => {
@@ -186,8 +188,15 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onResponse', (req, reply, done) => {
     socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
     const quiet = req.url === '/metrics' || req.url.startsWith('/v2/health');
-    req.log[quiet ? 'debug' : 'info'](
-      { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+    // the root logger with the request id: the line req.log would write, without making the request's child logger
+    deps.logger[quiet ? 'debug' : 'info'](
+      {
+        reqId: req.id,
+        method: req.method,
+        url: req.url,
+        statusCode: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+      },
       'request',
     );
     done();
