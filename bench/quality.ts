@@ -19,6 +19,7 @@ import { Metrics } from '../src/metrics.js';
 import { ModelRepository } from '../src/models/repository.js';
 import {
   corpusCer,
+  exact,
   scorePageWeighted,
   type Segment,
   segmentF1,
@@ -172,7 +173,7 @@ for (const { model, answers, seconds } of await inTurn(
   lineResults.push({
     system: model,
     cer: corpusCer(pairs),
-    exact: pairs.filter((p) => p.truth === p.read).length / pairs.length,
+    exact: pairs.filter((p) => exact(p.truth, p.read)).length / pairs.length,
     linesPerSecond: lines.length / seconds,
   });
 }
@@ -240,7 +241,7 @@ if (existsSync(rapidFile)) {
     lineResults.push({
       system: 'RapidOCR recognizer',
       cer: corpusCer(pairs),
-      exact: pairs.filter((p) => p.truth === p.read).length / pairs.length,
+      exact: pairs.filter((p) => exact(p.truth, p.read)).length / pairs.length,
       linesPerSecond: lines.length / rapid!.lineSeconds,
     });
   } else process.stderr.write(`${rapidFile} does not cover these pages; RapidOCR left out\n`);
