@@ -1,5 +1,6 @@
 /**
- * Task metrics: what a user of each task sees, as opposed to tensor agreement. Character error rate for text lines;
+ * Task metrics: what a user of each task sees, as opposed to tensor agreement. Character error rate for text lines
+ * (full-width punctuation scored as its ASCII form: `scoringForm`);
  * line recall, precision and page CER for OCR pages; segment F1 for voice activity; top-1 for classifiers. Used by
  * the quality bench (bench/quality.ts); meant for the compressor's gates, which do not use them yet.
  */
@@ -21,11 +22,29 @@ export function editDistance(a: string, b: string): number {
   return prev[y.length];
 }
 
+/**
+ * The form texts are scored in: the full-width forms of ASCII characters (U+FF01-U+FF5E) and the ideographic space
+ * become the ASCII ones, nothing else changes. PP-OCRv4's Chinese dictionary holds both widths of the punctuation
+ * and its recognizer writes `，（）` inside English lines about as often as `,()`: one reading, two code points.
+ * The served text keeps what the model read (PaddleOCR and RapidOCR answer the same; a full-width comma is right in
+ * Chinese text, and NFKC would fold more than width), so the metrics, not the answers, ignore the width.
+ */
+export function scoringForm(text: string): string {
+  return text.replace(/[\uff01-\uff5e\u3000]/g, (c) =>
+    c === '\u3000' ? ' ' : String.fromCharCode(c.charCodeAt(0) - 0xfee0),
+  );
+}
+
 /** Character error rate of `read` against `truth`: edits over the truth's length (1 for an empty read of text). */
 export function cer(truth: string, read: string): number {
   const n = [...truth].length;
   if (n === 0) return read.length === 0 ? 0 : 1;
-  return editDistance(truth, read) / n;
+  return editDistance(scoringForm(truth), scoringForm(read)) / n;
+}
+
+/** Whether a line was read exactly, in the scoring form (`scoringForm`). */
+export function exact(truth: string, read: string): boolean {
+  return scoringForm(truth) === scoringForm(read);
 }
 
 /** What OCR made of one page, against its truth. */
@@ -115,7 +134,7 @@ export function corpusCer(pairs: readonly { truth: string; read: string }[]): nu
   let edits = 0;
   let chars = 0;
   for (const { truth, read } of pairs) {
-    edits += editDistance(truth, read);
+    edits += editDistance(scoringForm(truth), scoringForm(read));
     chars += [...truth].length;
   }
   return chars === 0 ? 0 : edits / chars;

@@ -3,9 +3,11 @@ import {
   cer,
   corpusCer,
   editDistance,
+  exact,
   scorePage,
   scorePageWeighted,
   qualityLosses,
+  scoringForm,
   segmentF1,
   summarizePages,
   top1,
@@ -32,6 +34,19 @@ t.test('edit distance and CER', async (t) => {
     ]),
     0.2,
   );
+});
+
+t.test('full-width punctuation is scored as its ASCII form; the rest is not folded', async (t) => {
+  t.equal(scoringForm('claim(s)， including（a）：x！\u3000y'), 'claim(s), including(a):x! y');
+  t.equal(scoringForm('，ＡＢ１'), ',AB1', 'full-width letters and digits too');
+  t.equal(scoringForm('中文，标点。“引号”'), '中文,标点。“引号”', 'the ideographic full stop and curly quotes stay');
+  t.equal(scoringForm('ﬁ ² ①'), 'ﬁ ² ①', 'not NFKC: ligatures, superscripts, circled digits stay');
+  t.equal(cer('a, b (c)', 'a， b （c）'), 0);
+  t.equal(cer('a, b', 'a. b'), 0.25, 'a different mark still counts');
+  t.equal(corpusCer([{ truth: 'x,y', read: 'x，y' }]), 0);
+  t.ok(exact('(a)', '（a）'));
+  t.notOk(exact('"a"', '“a”'), 'curly quotes are other characters, not width forms');
+  t.equal(scorePage(['one, two'], ['one， two']).pageCer, 0);
 });
 
 t.test('a page: lines matched one to one within 10 % CER', async (t) => {

@@ -121,14 +121,14 @@ t.test('a photo without text gives no lines', async (t) => {
 t.test('concurrent pages: line crops of different pages share recognizer batches; answers unchanged', async (t) => {
   // the shipped recognizer runs one line per batch on a CPU (measured best there) and batches on CUDA: the three
   // models copied with their CUDA batch settings, run on the CPU
-  const repo = cudaBatchingCopy(['ocr', 'text-orientation', 'text-recognition-fp32']);
+  const repo = cudaBatchingCopy(['ocr', 'text-orientation', 'text-recognition-folded']);
   const batched = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'ocr' });
   t.teardown(() => batched.close());
   const read = () => ocr(page, 'image/png', '/predict', batched.app);
 
   const alone = (await read()).body.lines;
   t.same(alone, (await ocr(page)).body.lines, 'the copy reads the page as the shipped models do');
-  const recognizer = { model: 'text-recognition-fp32' };
+  const recognizer = { model: 'text-recognition-folded' };
   const before = await metricValue(batched.metrics, 'muon_batch_size_count', recognizer);
   const items = await metricValue(batched.metrics, 'muon_batch_size_sum', recognizer);
   const together = await Promise.all(Array.from({ length: 4 }, read));
@@ -146,6 +146,6 @@ t.test('text and audio are refused; /v1/models describes the stages', async (t) 
   const m = (await app.inject({ url: '/v1/models/ocr' })).json();
   t.match(m, {
     task: 'ocr',
-    input: { limitSideLen: 1280, stages: { recognizer: 'text-recognition-fp32', orientation: 'text-orientation' } },
+    input: { limitSideLen: 1280, stages: { recognizer: 'text-recognition-folded', orientation: 'text-orientation' } },
   });
 });

@@ -31,6 +31,7 @@ t.test('the default repository loads and is ready', async (t) => {
     { name: 'text-orientation', state: 'READY' },
     { name: 'text-orientation-fp32', state: 'READY' },
     { name: 'text-recognition', state: 'READY' },
+    { name: 'text-recognition-folded', state: 'READY' },
     { name: 'text-recognition-fp32', state: 'READY' },
     { name: 'voice-activity', state: 'READY' },
     { name: 'voice-activity-fp32', state: 'READY' },
