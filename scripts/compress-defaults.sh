@@ -36,6 +36,15 @@ compress() { # name (made from models/<name>-fp32), then muon-compress options
 # PP-OCR text-direction classifier (MobileNetV3-small): folded only, in float. Its int8 build runs slower than the
 # fp32 original on this CPU (small, depthwise-heavy: see docs/compression.md); folding alone is faster and exact
 compress text-orientation --mode none --eval test/fixtures/text-lines --max-fidelity-loss 0.01
+# Pruned as well it ran 1.36x (batch 1) and 1.50x (batch 32) over the fold and passed the task-metric gate below, but
+# ocr then read nothing of the upside-down photographed page (test/server/ocr.test.ts); a milder cut that reads it
+# ran 1.29x at batch 1 (bench/results/pruning-text-orientation.md). The candidate, from 1,014 calibration-split
+# lines (seed 31) and 160 others (seed 41), each written upright and turned 180 degrees (as in commit 64e78b7):
+#   muon-compress models/text-orientation-fp32 --mode none --calibration <seed-31 lines, both ways> \
+#     --eval <seed-41 lines, both ways> --max-samples 4096 --prune-importance reconstruction --prune-ratio 0 \
+#     --prune-layer p2o.Conv.42=0.3625 (and .47, .52) --prune-layer p2o.Conv.37=0.235 --prune-layer p2o.Conv.17=0.28 \
+#     (and .22) --prune-layer p2o.Conv.32=0.34 --prune-layer p2o.Conv.27=0.21 --prune-layer p2o.Conv.6=0.35 \
+#     --prune-layer p2o.Conv.19=0.3 (and .24) --prune-layer p2o.Conv.39=0.4 --prune-layer p2o.Conv.44=0.05 (and .49)
 # PP-OCRv4 recognizer (SVTR-LCNet): the whole graph in int8 QDQ (its attention neck and CTC head too), activation
 # ranges by min/max over the quality bench's calibration lines (fonts and texts the evaluation split does not use),
 # not folded first (--no-fold): the per-channel scale and shift steps PP-LCNetV3 puts after its convolutions keep

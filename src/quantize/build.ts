@@ -7,6 +7,8 @@ import { quantizeInt4WithStats } from './passes/int4.js';
 import { pruneChannels, pruneMagnitude } from './passes/prune.js';
 import { quantizeDynamicWithStats } from './passes/quantize-dynamic.js';
 import { quantizeStatic } from './passes/quantize-static.js';
+import { inputStats } from './prune-energy.js';
+import type { InputStats } from './passes/prune-structured.js';
 import { refitSinks } from './refit-sinks.js';
 
 // One candidate of a compression run: the passes applied to a copy of the optimized model, in order (prune, refit
@@ -38,12 +40,29 @@ export function excludedNodes(base: ModelProto, o: Pick<CompressOptions, 'exclud
   return [...new Set([...o.excludeNodes, ...names.slice(at).filter(Boolean)])];
 }
 
+// --prune-importance activation | reconstruction measures the base model once per run (every candidate of a search
+// prunes the same one)
+type Stats = Promise<Map<string, InputStats>>;
+const statsCache = new WeakMap<ModelProto, WeakMap<readonly Sample[], Map<boolean, Stats>>>();
+function statsOf(base: ModelProto, calibration: readonly Sample[], gram: boolean): Stats {
+  if (calibration.length === 0)
+    throw new RangeError('--prune-importance activation or reconstruction needs calibration data (--calibration)');
+  let byData = statsCache.get(base);
+  if (!byData) statsCache.set(base, (byData = new WeakMap()));
+  let byGram = byData.get(calibration);
+  if (!byGram) byData.set(calibration, (byGram = new Map()));
+  let s = byGram.get(gram);
+  if (!s) byGram.set(gram, (s = inputStats(base, calibration, { gram })));
+  return s;
+}
+
 /** Prune, then quantize: pure graph passes on a copy of the optimized model. */
 export async function buildModel(
   base: ModelProto,
   ranges: Map<string, { min: number; max: number }> | undefined,
   o: CompressOptions,
   refit: RefitData = { skipped: 'not asked' },
+  calibration: readonly Sample[] = [],
 ): Promise<Attempt> {
   const steps: Attempt['steps'] = [];
   let model = base;
@@ -54,6 +73,9 @@ export async function buildModel(
       perLayer: { ...o.pruneLayers },
       importance: o.pruneImportance,
       excludeNodes: exclude,
+      ...(o.pruneImportance === 'activation' || o.pruneImportance === 'reconstruction'
+        ? { inputStats: await statsOf(base, calibration, o.pruneImportance === 'reconstruction') }
+        : {}),
     });
     model = r.model;
     steps.push({ step: 'prune-channels', detail: { pruned: r.layers, skipped: r.skipped } });

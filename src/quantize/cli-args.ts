@@ -65,7 +65,10 @@ Options:
   --reduce-range              7-bit weights, for CPUs without VNNI
   --block-size <n>            int4-weight block size (default 32)
   --prune-ratio <r>           structured channel pruning: fraction of Conv output channels removed
-  --prune-importance <i>      l1 | bn-gamma (default l1)
+  --prune-importance <i>      l1 | bn-gamma | activation | reconstruction (default l1). On the calibration data:
+                              activation ranks each channel by its mean square times the weights that read it;
+                              reconstruction removes, one by one, the channel the 1 x 1 layers reading it, refit
+                              on the others, miss least
   --prune-layer <node=r>      per-layer prune ratio (repeatable)
   --no-prune-refit            keep the weights of layers that read pruned channels as they were (by default they
                               are refit by least squares on the calibration data, with at least 32 inputs and
@@ -133,7 +136,12 @@ export function parseCli(argv: string[]) {
     reduceRange: values['reduce-range'],
     blockSize: num('block-size', values['block-size'], 16, 4096, true)!,
     pruneRatio: num('prune-ratio', values['prune-ratio'], 0, 0.99),
-    pruneImportance: oneOf('prune-importance', values['prune-importance'], ['l1', 'bn-gamma'] as const),
+    pruneImportance: oneOf('prune-importance', values['prune-importance'], [
+      'l1',
+      'bn-gamma',
+      'activation',
+      'reconstruction',
+    ] as const),
     pruneLayers,
     pruneRefit: !values['no-prune-refit'],
     fold: !values['no-fold'],
@@ -147,6 +155,10 @@ export function parseCli(argv: string[]) {
   };
   if (options.mode === 'int8-static' && !values.calibration)
     throw new UsageError('int8-static needs --calibration <folder>');
+  if ((options.pruneImportance === 'activation' || options.pruneImportance === 'reconstruction') && !values.calibration)
+    throw new UsageError(
+      `--prune-importance ${options.pruneImportance} needs --calibration <folder>: it ranks channels on that data`,
+    );
   if (options.search && options.maxFidelityLoss === undefined)
     throw new UsageError('--search needs --max-fidelity-loss: the budget its candidates must meet');
   if (!values.calibration && !values.eval)

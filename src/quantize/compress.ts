@@ -40,7 +40,7 @@ export interface CompressOptions {
   readonly blockSize: number;
   /** Structured channel pruning: fraction of output channels removed from each prunable Conv. */
   readonly pruneRatio?: number;
-  readonly pruneImportance: 'l1' | 'bn-gamma';
+  readonly pruneImportance: 'l1' | 'bn-gamma' | 'activation' | 'reconstruction';
   readonly pruneLayers: Readonly<Record<string, number>>;
   /** Refit the layers that read pruned channels by least squares on the calibration data (see refit-sinks.ts). */
   readonly pruneRefit: boolean;
@@ -167,7 +167,7 @@ export async function compress(
   const refitData = refitWith(opts, calibration, evaluation);
   const build = async (o: CompressOptions) => {
     const { model, ranges } = await prepared(o.mode);
-    const attempt = await buildModel(model, ranges, o, refitData);
+    const attempt = await buildModel(model, ranges, o, refitData, calibration);
     return {
       options: o,
       attempt,

@@ -383,3 +383,30 @@ t.test('output drift grows with the ratio on random weights', async (t) => {
   t.equal(drift[0], 0);
   for (let i = 1; i < drift.length; i++) t.ok(drift[i] > drift[i - 1], `drift ${drift.join(', ')} increases`);
 });
+
+t.test('activation and reconstruction rank by calibration statistics, and need them', async (t) => {
+  const m = plainChain();
+  t.throws(() => pruneChannels(m, { ratio: 0.25, importance: 'activation' }), RangeError);
+  t.throws(() => pruneChannels(m, { ratio: 0.25, importance: 'reconstruction' }), RangeError);
+  // channels 2 and 5 of r1 (what c2 reads) are never active: they feed c2 nothing, whatever their filters' L1
+  const meanSquare = Float64Array.from({ length: 8 }, (_, i) => (i === 2 || i === 5 ? 0 : 1 + i));
+  const inputStats = new Map([['r1', { meanSquare }]]);
+  const keptOf = (r: ReturnType<typeof pruneChannels>) =>
+    dimsOf(r.model.graph!.initializer.find((x) => x.name === 'c1.w')!)[0];
+  for (const importance of ['activation', 'reconstruction'] as const) {
+    const r = pruneChannels(m, { ratio: 0.25, importance, inputStats });
+    t.equal(keptOf(r), 6);
+    t.same(
+      r.layers.map((l) => [l.node, l.importance]),
+      [
+        ['c1', 'activation'], // reconstruction needs pointwise readers; c2 is 3 x 3
+        ['c2', 'l1 (no activation data for a layer reading it)'],
+      ],
+      importance,
+    );
+    const w = readFloats(m.graph!.initializer.find((x) => x.name === 'c1.w')!);
+    const pruned = readFloats(r.model.graph!.initializer.find((x) => x.name === 'c1.w')!);
+    const rows = Array.from({ length: 6 }, (_, o) => w.findIndex((v) => v === pruned[o * 27]) / 27);
+    t.same(rows, [0, 1, 3, 4, 6, 7], 'the silent channels go');
+  }
+});

@@ -4,6 +4,7 @@ import { DataType } from '../../onnx/model.js';
 import { TensorProtoSchema } from '../../onnx/proto/onnx_pb.js';
 import { cloneModel, dimsOf, GraphIndex, readFloats, readInts, topologicalOrder } from '../graph.js';
 import { BINARY, findGroups, GLOBAL_POOLS, intAttr, ownReason, POOLS, UNARY, type Group } from './channel-groups.js';
+import { selectByReconstruction, type Reader } from './prune-select.js';
 import { sliceAxis } from './slice-tensor.js';
 
 /**
@@ -40,8 +41,20 @@ export interface PruneChannelsOptions {
    * `bn-gamma`, |gamma| of the group's BatchNormalization (network slimming). With several sources (or BNs) each
    * score vector is divided by its mean before they are summed, so one layer's weight scale does not dominate.
    * A group without BatchNormalization (e.g. after onnxruntime folded BN into Conv) falls back to `l1`.
+   * `activation`: what each channel feeds the layers that read it, measured on data: for every sink (a group=1 Conv,
+   * Gemm or MatMul whose weight loses the channel), the channel's mean square in the sink's input ({@link
+   * PruneChannelsOptions.inputStats}) times the squared norm of the sink's weights on it (the output energy the
+   * channel alone contributes); summed over sinks, each divided by its mean. `reconstruction`: the channels whose
+   * removal the sinks, refit on the others, feel least (greedy, with the Gram matrices of the sinks' inputs; see
+   * prune-select.ts); only where every sink is pointwise (a 1 x 1 Conv, a Gemm, a MatMul), else `activation`. A
+   * group with a sink whose input has no statistics falls back to `l1`.
    */
-  importance?: 'l1' | 'bn-gamma';
+  importance?: 'l1' | 'bn-gamma' | 'activation' | 'reconstruction';
+  /**
+   * For `activation` and `reconstruction`: statistics of the input tensors of the model's group=1 Convs, Gemms and
+   * MatMuls on calibration data, by tensor name (see quantize/prune-energy.ts).
+   */
+  inputStats?: ReadonlyMap<string, InputStats>;
   /**
    * Conv node names whose output channels must not change; their whole group is left alone. (Their input channels
    * still follow a pruned producer.) Names of other nodes are ignored.
@@ -49,6 +62,14 @@ export interface PruneChannelsOptions {
   excludeNodes?: string[];
   /** Channels kept per group, at least. Default 1. */
   minChannels?: number;
+}
+
+/** A tensor's statistics on calibration data, for data-driven channel ranking. */
+export interface InputStats {
+  /** Mean square of each channel (axis 1). */
+  readonly meanSquare: Float64Array;
+  /** Gram matrix [C + 1, C + 1] of the channels and a constant 1, row-major (pointwise readers' inputs only). */
+  readonly gram?: Float64Array;
 }
 
 /** One Conv whose output channels were pruned (`before === after` when the group was prunable but kept whole). */
@@ -113,9 +134,13 @@ export function pruneChannels(model: ModelProto, opts: PruneChannelsOptions = {}
     throw new RangeError(`minChannels must be an integer >= 1, got ${minChannels}`);
   }
   const importance = opts.importance ?? 'l1';
-  if (importance !== 'l1' && importance !== 'bn-gamma') {
-    throw new RangeError(`importance must be 'l1' or 'bn-gamma', got '${String(importance)}'`);
+  if (!['l1', 'bn-gamma', 'activation', 'reconstruction'].includes(importance)) {
+    throw new RangeError(
+      `importance must be 'l1', 'bn-gamma', 'activation' or 'reconstruction', got '${String(importance)}'`,
+    );
   }
+  if ((importance === 'activation' || importance === 'reconstruction') && !opts.inputStats)
+    throw new RangeError(`importance '${importance}' needs inputStats`);
 
   const out = cloneModel(model);
   liftConstants(out);
@@ -144,7 +169,7 @@ export function pruneChannels(model: ModelProto, opts: PruneChannelsOptions = {}
     if (grp.failures.length > 0) continue;
     const overrides = members.map((n) => opts.perLayer?.[names.get(n)!]).filter((v) => v !== undefined);
     const r = overrides.length > 0 ? Math.min(...overrides) : ratio;
-    chooseChannels(grp, g, r, minChannels, importance);
+    chooseChannels(grp, g, r, minChannels, importance, opts.inputStats);
     const leader = names.get(grp.sources[0])!;
     for (const n of members) {
       layers.push({
@@ -220,14 +245,43 @@ export function liftConstants(model: ModelProto): void {
 }
 
 /** Ranks the group's channels and keeps the top ones; `keep` is sorted in channel order. */
-function chooseChannels(grp: Group, g: GraphIndex, ratio: number, minChannels: number, importance: string): void {
+function chooseChannels(
+  grp: Group,
+  g: GraphIndex,
+  ratio: number,
+  minChannels: number,
+  importance: string,
+  stats: ReadonlyMap<string, InputStats> | undefined,
+): void {
   const C = grp.channels;
-  const vectors: Float64Array[] = [];
-  if (importance === 'bn-gamma' && grp.bns.length > 0) {
+  const removed = Math.floor(ratio * C + 1e-9);
+  const keepCount = Math.max(C - removed, Math.min(minChannels, C));
+  let vectors: Float64Array[] = [];
+  if (importance === 'reconstruction') {
+    const readers = stats && readersOf(grp, g, stats);
+    if (readers) {
+      grp.importance = 'reconstruction';
+      grp.keep = selectByReconstruction(readers, C, C - keepCount);
+      return;
+    }
+  }
+  if (importance === 'activation' || importance === 'reconstruction') {
+    const v = stats && outputEnergy(grp, g, stats);
+    if (v) {
+      grp.importance = 'activation';
+      vectors = v;
+    } else {
+      grp.importance = 'l1 (no activation data for a layer reading it)';
+    }
+  }
+  if (vectors.length > 0) {
+    // scored above
+  } else if (importance === 'bn-gamma' && grp.bns.length > 0) {
     grp.importance = 'bn-gamma';
     for (const bn of grp.bns) vectors.push(Float64Array.from(readFloats(g.initializers.get(bn.input[1])!), Math.abs));
   } else {
-    grp.importance = importance === 'bn-gamma' ? 'l1 (no BatchNormalization)' : 'l1';
+    if (importance === 'l1' || importance === 'bn-gamma')
+      grp.importance = importance === 'bn-gamma' ? 'l1 (no BatchNormalization)' : 'l1';
     for (const conv of grp.sources) {
       const w = readFloats(g.initializers.get(conv.input[1])!);
       const per = w.length / C;
@@ -241,11 +295,71 @@ function chooseChannels(grp: Group, g: GraphIndex, ratio: number, minChannels: n
     const mean = v.reduce((a, b) => a + b, 0) / C;
     for (let c = 0; c < C; c++) score[c] += vectors.length > 1 && mean > 0 ? v[c] / mean : v[c];
   }
-  const removed = Math.floor(ratio * C + 1e-9);
-  const keepCount = Math.max(C - removed, Math.min(minChannels, C));
   // Ties go to the lower channel index, so the choice is deterministic.
   const order = [...score.keys()].sort((a, b) => score[a] - score[b] || a - b);
   grp.keep = order.slice(C - keepCount).sort((a, b) => a - b);
+}
+
+/**
+ * Per sink of the group (a layer whose weight loses the group's channels along `slice.axis`), the output energy each
+ * channel contributes: its mean square in the sink's input times the sum of squares of the sink's weights on it.
+ * Undefined when the group has no sink, or a sink's input has no energy recorded.
+ */
+function outputEnergy(grp: Group, g: GraphIndex, stats: ReadonlyMap<string, InputStats>): Float64Array[] | undefined {
+  const C = grp.channels;
+  const out: Float64Array[] = [];
+  for (const { node, slice } of groupSinks(grp, g)) {
+    const e = stats.get(node.input[0])?.meanSquare;
+    if (!e || e.length !== C) return undefined;
+    const w = g.initializers.get(slice.tensor)!;
+    const dims = dimsOf(w);
+    const values = readFloats(w);
+    const inner = dims.slice(slice.axis + 1).reduce((a, b) => a * b, 1);
+    const v = new Float64Array(C);
+    for (let i = 0; i < values.length; i++) v[Math.floor(i / inner) % C] += values[i] * values[i];
+    for (let c = 0; c < C; c++) v[c] *= e[c];
+    out.push(v);
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+/** The layers whose weight loses the group's channels along an input axis, with that weight's slice. */
+function groupSinks(grp: Group, g: GraphIndex): { node: NodeProto; slice: Group['slices'][number] }[] {
+  const out: { node: NodeProto; slice: Group['slices'][number] }[] = [];
+  for (const slice of grp.slices)
+    for (const n of g.consumers.get(slice.tensor) ?? []) {
+      if (n.input[1] !== slice.tensor) continue;
+      const conv = n.opType === 'Conv' && intAttr(n, 'group', 1) === 1 && slice.axis === 1;
+      if (conv || n.opType === 'Gemm' || n.opType === 'MatMul') out.push({ node: n, slice });
+    }
+  return out;
+}
+
+/**
+ * The group's sinks as {@link Reader}s of its channels (weight [C + 1, M], a zero bias row), when every one is
+ * pointwise and its input has a Gram matrix; else undefined.
+ */
+function readersOf(grp: Group, g: GraphIndex, stats: ReadonlyMap<string, InputStats>): Reader[] | undefined {
+  const C = grp.channels;
+  const readers: Reader[] = [];
+  for (const { node: n, slice } of groupSinks(grp, g)) {
+    const gram = stats.get(n.input[0])?.gram;
+    if (!gram || gram.length !== (C + 1) * (C + 1)) return undefined;
+    const w = g.initializers.get(slice.tensor)!;
+    const dims = dimsOf(w);
+    const values = readFloats(w);
+    // [M, C, 1, 1] (Conv) or [N, K] (Gemm transB): channel on axis 1; [K, N] (MatMul, Gemm): channel on axis 0
+    const pointwise = n.opType !== 'Conv' || (dims.length === 4 && dims[2] === 1 && dims[3] === 1);
+    if (!pointwise || dims[slice.axis] !== C) return undefined;
+    const M = values.length / C;
+    const weight = new Float64Array((C + 1) * M);
+    for (let i = 0; i < values.length; i++) {
+      const [m, c] = slice.axis === 1 ? [Math.floor(i / C), i % C] : [i % M, Math.floor(i / M)];
+      weight[c * M + m] = values[i];
+    }
+    readers.push({ weight, outputs: M, gram });
+  }
+  return readers.length > 0 ? readers : undefined;
 }
 
 /** Rewrites every initializer, attribute and annotation of one group to its kept channels. */
