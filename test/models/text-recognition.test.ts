@@ -68,6 +68,9 @@ t.test('spaceThreshold: a blank step likely enough to be a space is one, between
   // a space the model chose at the end is dropped, and leaves the score
   const end = ctcGreedyDecode(steps([1, 3]), 2, 4, classes, 'none', 0.05);
   t.same(end, { text: 'a', score: 0.8999999761581421 });
+  // so is one it chose before any character (the int8 recognizer reads some lines' left margin as a space)
+  t.same(ctcGreedyDecode(steps([3, 0, 1]), 3, 4, classes, 'none', 0.05), { text: 'a', score: 0.8999999761581421 });
+  t.same(ctcGreedyDecode(steps([3, 3, 1]), 3, 4, classes, 'none', 0.05).text, 'a');
   // short words keep their score: the spaces put between them do not pull it under dropScore
   const words = steps([1, 0, 2, 0, 1, 0, 2]);
   for (const s of [1, 3, 5]) words[s * 4 + 3] = 0.06;

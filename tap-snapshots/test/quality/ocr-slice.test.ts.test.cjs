@@ -105,17 +105,17 @@ Object {
 
 exports[`test/quality/ocr-slice.test.ts > TAP > text-recognition reads the slice's lines > the text of each line 1`] = `
 Array [
-  " individual or Legal Entity exercising permissions granted by this",
-  " and variables of",
-  " of the Work and any modifications or additions to",
+  "individual or Legal Entity exercising permissions granted by this",
+  "and variables of",
+  "of the Work and any modifications or additions to",
   "Order #4691 shipped September 8, 2006",
   "Version of the Package. b) use the modifed Package",
-  " Invoice No. 4913 dated 15/08/2027",
+  "Invoice No. 4913 dated 15/08/2027",
   "not on behalf of any Contributor. You",
-  " of such an image shall neither",
+  "of such an image shall neither",
   "Derivative Works thereof, You may choose to offer, and",
   "Public Domain or otherwise make them Freely Available, such",
-  " including, without limitation, any warranties",
+  "including, without limitation, any warranties",
   "the Package with your modifications. c) give",
 ]
 `
@@ -123,15 +123,15 @@ Array [
 exports[`test/quality/ocr-slice.test.ts > TAP > text-recognition-fp32 reads the slice's lines > the text of each line 1`] = `
 Array [
   "individual or Legal Entity exercising permissions granted by this",
-  " and variables of",
+  "and variables of",
   "of the Work and any modifications or additions to",
   "Order #4691 shipped September 8, 2006",
   "Version of the Package. b) use the modified Package",
-  " Invoice No. 4913 dated 15/08/2027",
+  "Invoice No. 4913 dated 15/08/2027",
   "not on behalf of any Contributor. You",
-  " of such an image shall neither",
+  "of such an image shall neither",
   "Derivative Works thereof, You may choose to offer, and",
-  " Public Domain or otherwise make them Freely Available, such",
+  "Public Domain or otherwise make them Freely Available, such",
   "including, without limitation, any warranties",
   "the Package with your modifications. c) give",
 ]

@@ -247,7 +247,8 @@ function decodeSteps(
       // refusing spaces between equal letters lost true ones: "this shall".)
       if (space > 0 && lastChar > 0 && lastChar !== space && at.probability(t, space) >= spaceThreshold!)
         spaceDue = true;
-    } else if (best !== previous && !(space > 0 && best === space && text.endsWith(' '))) {
+    } else if (best !== previous && !(space > 0 && best === space && (text === '' || text.endsWith(' ')))) {
+      // (a space the model chose before any character has no word before it: not written, like one at the end)
       // inserted spaces stay out of the score: it is the mean probability of the characters the model chose
       if (spaceDue && best !== space) text += ' ';
       spaceDue = false;
