@@ -85,7 +85,7 @@ STOPSIGNAL SIGTERM
 # ready = every model loaded and warmed up (503 before that); CUDA start-up takes longer than CPU
 HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/v2/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-CMD ["node", "--initial-old-space-size=128", "dist/main.js"]
+CMD ["node", "--initial-old-space-size=128", "--max-semi-space-size=64", "dist/main.js"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # cpu: the default target (last stage), Node 24 on Debian slim, onnxruntime's CPU provider
@@ -105,4 +105,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/v2/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # exec form: node is PID 1 and gets SIGTERM itself (drain, then exit 0); the command is `npm start`'s (see
 # docs/deployment.md: why the old generation starts at 128 MB)
-CMD ["node", "--initial-old-space-size=128", "dist/main.js"]
+CMD ["node", "--initial-old-space-size=128", "--max-semi-space-size=64", "dist/main.js"]
