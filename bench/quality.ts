@@ -41,7 +41,7 @@ const { values } = parseArgs({
     out: { type: 'string', default: path.join(packageRoot, 'bench/results/quality') },
     'page-models': { type: 'string', default: 'ocr,ocr-fp32' },
     'line-models': { type: 'string', default: 'text-recognition,text-recognition-folded,text-recognition-fp32' },
-    'orientation-models': { type: 'string', default: 'text-orientation,text-orientation-fp32' },
+    'orientation-models': { type: 'string', default: 'text-orientation,text-orientation-folded,text-orientation-fp32' },
     'vad-models': { type: 'string', default: 'voice-activity,voice-activity-fp32' },
     // another model repository (a copy of models/ with changed manifests, to measure a setting)
     repository: { type: 'string' },
@@ -49,7 +49,7 @@ const { values } = parseArgs({
     gate: {
       type: 'string',
       default:
-        'ocr=ocr-fp32,text-recognition=text-recognition-fp32,text-recognition-folded=text-recognition-fp32,text-orientation=text-orientation-fp32,voice-activity=voice-activity-fp32',
+        'ocr=ocr-fp32,text-recognition=text-recognition-fp32,text-recognition-folded=text-recognition-fp32,text-orientation=text-orientation-fp32,text-orientation-folded=text-orientation-fp32,voice-activity=voice-activity-fp32',
     },
     'max-loss': { type: 'string', default: '0.01' },
   },

@@ -121,7 +121,7 @@ t.test('a photo without text gives no lines', async (t) => {
 t.test('concurrent pages: line crops of different pages share recognizer batches; answers unchanged', async (t) => {
   // the shipped recognizer runs one line per batch on a CPU (measured best there) and batches on CUDA: the three
   // models copied with their CUDA batch settings, run on the CPU
-  const repo = cudaBatchingCopy(['ocr', 'text-orientation', 'text-recognition-folded']);
+  const repo = cudaBatchingCopy(['ocr', 'text-orientation-folded', 'text-recognition-folded']);
   const batched = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'ocr' });
   t.teardown(() => batched.close());
   const read = () => ocr(page, 'image/png', '/predict', batched.app);
@@ -146,6 +146,10 @@ t.test('text and audio are refused; /v1/models describes the stages', async (t) 
   const m = (await app.inject({ url: '/v1/models/ocr' })).json();
   t.match(m, {
     task: 'ocr',
-    input: { limitSideLen: 1280, stages: { recognizer: 'text-recognition-folded', orientation: 'text-orientation' } },
+    input: {
+      limitSideLen: 1280,
+      // the folded float classifier, not the pruned text-orientation: the page policy reads its scores (over 0.9)
+      stages: { recognizer: 'text-recognition-folded', orientation: 'text-orientation-folded' },
+    },
   });
 });

@@ -29,6 +29,7 @@ t.test('the default repository loads and is ready', async (t) => {
     { name: 'ocr', state: 'READY' },
     { name: 'ocr-fp32', state: 'READY' },
     { name: 'text-orientation', state: 'READY' },
+    { name: 'text-orientation-folded', state: 'READY' },
     { name: 'text-orientation-fp32', state: 'READY' },
     { name: 'text-recognition', state: 'READY' },
     { name: 'text-recognition-folded', state: 'READY' },
@@ -161,9 +162,15 @@ t.test('/v1/models describes the model, its provider and batching', async (t) =>
   });
   t.match(
     m.compression,
-    { method: 'fold', sizeBytes: { before: Number, after: Number }, fidelity: { metric: 'top1-agreement' } },
+    {
+      method: 'fold+prune-channels-per-layer',
+      sizeBytes: { before: Number, after: Number },
+      fidelity: { metric: 'top1-agreement' },
+    },
     'the default is the compressed variant, and says so',
   );
+  const folded = res.json().models.find((x: { name: string }) => x.name === 'text-orientation-folded');
+  t.match(folded.compression, { method: 'fold' }, 'the folded copy ocr calls is not pruned');
   const original = res.json().models.find((x: { name: string }) => x.name === 'text-orientation-fp32');
   t.equal(original.compression, null, 'an original model has no compression record');
   t.equal((await app.inject({ url: '/v1/models/text-orientation' })).json().name, 'text-orientation');
