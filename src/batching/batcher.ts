@@ -187,7 +187,8 @@ export class Batcher<In, Out> {
 
   /**
    * Queues several inputs at once: all are in the queue before the next cut is decided, so they can share one
-   * batch even when the batcher is idle (one `submit` after another would send the first alone). A sequence
+   * batch even when the batcher is idle (on a clock without turns, one `submit` after another would send the first
+   * alone; the system clock's end-of-turn cut groups them anyway). A sequence
    * scheduler submits one step of all its active sequences this way. Each promise settles as `submit`'s would.
    */
   submitAll(items: readonly { readonly input: In; readonly opts: SubmitOptions }[]): Promise<Out>[] {
