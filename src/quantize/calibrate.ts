@@ -184,6 +184,22 @@ interface Stats {
 }
 
 /**
+ * A session for reading a model's intermediate tensors: `tensors` exposed as outputs, graph optimizations off (so
+ * every named tensor still exists), on the CPU. Calibration, pruning's channel statistics and the refit read through it.
+ */
+export function exposedSession(
+  model: ModelProto,
+  tensors: readonly string[],
+  intraOpThreads = 1,
+): Promise<ModelSession> {
+  return ModelSession.create(encodeModel(exposeTensors(model, tensors)), {
+    provider: 'cpu',
+    intraOpThreads,
+    optimizationLevel: 'disabled',
+  });
+}
+
+/**
  * A copy of `model` whose graph outputs also include `tensors` (left untyped: onnxruntime infers the type, and
  * non-float tensors are then skipped by the caller). Graph inputs and initializers are not added.
  *
@@ -227,11 +243,7 @@ export async function calibrate(
     ...index.graph.node.flatMap((n) => n.output.filter((o) => o !== '')),
   ];
   const names = [...new Set(wanted)].filter((t) => !index.initializers.has(t));
-  const session = await ModelSession.create(encodeModel(exposeTensors(model, names)), {
-    provider: 'cpu',
-    intraOpThreads: opts.intraOpThreads ?? 1,
-    optimizationLevel: 'disabled',
-  });
+  const session = await exposedSession(model, names, opts.intraOpThreads ?? 1);
   const stats = new Map<string, Stats>();
   const record = (name: string, t: HostTensor) => {
     if (t.type !== 'float32') return;

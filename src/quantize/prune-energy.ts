@@ -1,6 +1,5 @@
-import { encodeModel, type ModelProto, type NodeProto } from '../onnx/model.js';
-import { ModelSession } from '../models/session.js';
-import { exposeTensors } from './calibrate.js';
+import type { ModelProto, NodeProto } from '../onnx/model.js';
+import { exposedSession } from './calibrate.js';
 import type { Sample } from './dataset.js';
 import { dimsOf, GraphIndex } from './graph.js';
 import { intAttr } from './passes/channel-groups.js';
@@ -48,11 +47,7 @@ export async function inputStats(
   );
   const inputs = new Set(g.inputNames);
   const fetched = tensors.filter((t) => !inputs.has(t));
-  const session = await ModelSession.create(encodeModel(exposeTensors(model, fetched)), {
-    provider: 'cpu',
-    intraOpThreads: 1,
-    optimizationLevel: 'disabled',
-  });
+  const session = await exposedSession(model, fetched);
   const acc = new Map<string, { sum: Float64Array; count: number; gram?: Float64Array; rows: number }>();
   try {
     for (const sample of samples) {

@@ -1,7 +1,7 @@
-import { encodeModel, type ModelProto, type NodeProto } from '../onnx/model.js';
+import type { ModelProto, NodeProto } from '../onnx/model.js';
 import { tensor } from '../onnx/tensor.js';
-import { ModelSession, type HostTensor } from '../models/session.js';
-import { exposeTensors } from './calibrate.js';
+import type { HostTensor, ModelSession } from '../models/session.js';
+import { exposedSession } from './calibrate.js';
 import type { Sample } from './dataset.js';
 import { dimsOf, GraphIndex, readFloats, topologicalOrder } from './graph.js';
 import { intAttr } from './passes/channel-groups.js';
@@ -52,11 +52,9 @@ export async function refitSinks(
   const order = new Map(topologicalOrder(after.graph).map((n, i) => [n, i]));
   const sinks = [...pruned.sinks].sort((a, b) => order.get(a.node)! - order.get(b.node)!);
   // the original's outputs of every sink: one session, each fetched when its layer is fit
-  const targets = await session(
-    exposeTensors(
-      original,
-      sinks.map((s) => s.node.output[0]),
-    ),
+  const targets = await exposedSession(
+    original,
+    sinks.map((s) => s.node.output[0]),
   );
   const report: RefitLayer[] = [];
   try {
@@ -95,9 +93,6 @@ export async function refitSinks(
   return report;
 }
 
-const session = (model: ModelProto) =>
-  ModelSession.create(encodeModel(model), { provider: 'cpu', intraOpThreads: 1, optimizationLevel: 'disabled' });
-
 /**
  * Fits one sink: its input in `model` (the pruned model as refit so far) and its output in the original (`targets`,
  * a session of it with every sink's output exposed), one calibration sample at a time, so that only one sample's
@@ -111,7 +106,7 @@ async function fitSink(
   samples: readonly Sample[],
 ): Promise<RefitResult> {
   const n = sink.node;
-  const inputs = await session(exposeTensors(model, [n.input[0]]));
+  const inputs = await exposedSession(model, [n.input[0]]);
   try {
     const channels = sink.keptInputs.length;
     const fit = new ConvFit(layer.geometry, layer.start, channels, samples.length, { fitBias: n.opType !== 'MatMul' });
