@@ -199,6 +199,33 @@ t.test('the latency objective: a model slower than its original is refused, nami
   const bad = await run([source, '--out', path.join(work, 'x'), '--objective', 'speed', '--eval', calibration]);
   t.equal(bad.code, exitCodes.usage);
   t.match(bad.err, /--objective must be one of latency, size/);
+  const importance = await run([
+    source,
+    '--out',
+    path.join(work, 'x'),
+    '--prune-importance',
+    'gradient',
+    '--eval',
+    calibration,
+  ]);
+  t.equal(importance.code, exitCodes.usage);
+  t.match(importance.err, /--prune-importance must be one of l1, bn-gamma, activation, reconstruction/);
+  for (const data of ['activation', 'reconstruction']) {
+    const blind = await run([
+      source,
+      '--out',
+      path.join(work, 'x'),
+      '--mode',
+      'none',
+      '--prune-importance',
+      data,
+      '--eval',
+      calibration,
+    ]);
+    t.equal(blind.code, exitCodes.usage, `${data} without calibration data`);
+    t.match(blind.err, new RegExp(`--prune-importance ${data} needs --calibration <folder>`));
+  }
+  t.notOk(existsSync(path.join(work, 'x')), 'nothing written');
 });
 
 t.test('a source that was compressed already is refused unless asked for, naming what shows it', async (t) => {
