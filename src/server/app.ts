@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -60,11 +61,13 @@ export function buildApp(deps: AppDeps): App {
     bodyLimit: deps.config.maxBodyBytes,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    // slow or stalled uploads cannot hold a connection for ever: a socket idle that long is closed (Node checks
-    // requestTimeout only every 30 s, so a stalled upload would otherwise live about 90 s), and a trickling one is
-    // cut by requestTimeout
+    // slow or stalled clients cannot hold a connection for ever: a trickling upload is cut by requestTimeout, and a
+    // socket idle for as long is closed (Node checks requestTimeout only every 30 s, so a stalled upload would
+    // otherwise live about 90 s). The idle timeout is armed only while the server waits for the client: from the
+    // connection to its first request, while a body is read (below), and between requests (keepAliveTimeout);
+    // Fastify's connectionTimeout would keep it armed throughout, refreshed on every read and write.
     requestTimeout: deps.config.uploadTimeoutMs,
-    connectionTimeout: deps.config.uploadTimeoutMs,
+    keepAliveTimeout: deps.config.uploadTimeoutMs,
     // requests that arrive once close() began get our 503 (MUON_ERR_SHUTTING_DOWN, below), not Fastify's own body
     return503OnClosing: false,
     // one line per request (the onResponse hook below) instead of Fastify's two
@@ -102,15 +105,16 @@ export function buildApp(deps: AppDeps): App {
     closing = true;
   });
   // The hooks every request passes are callback hooks, one per stage: a small request's whole answer costs less
-  // than a few promise-returning hooks.
+  // than a few promise-returning hooks. A request that reads no body (GET, HEAD: health, metadata, metrics) holds
+  // nothing of the budget, so it skips the holdings and the meter, which are most of that bookkeeping.
   app.addHook('onRequest', (req, reply, done) => {
     req.arrivedAt = performance.now();
     if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
+    if (req.method === 'GET' || req.method === 'HEAD') return done();
     req.holdings = new Holdings(reply.raw);
     const declared = Number(req.headers['content-length']);
-    // a body that is never read is never charged: a GET's or HEAD's (Fastify reads none) and one declared over the
-    // body limit (refused with 413 before it is read)
-    const unread = req.method === 'GET' || req.method === 'HEAD' || declared > deps.config.maxBodyBytes;
+    // a body declared over the body limit is never read, so never charged (refused with 413 before it is read)
+    const unread = declared > deps.config.maxBodyBytes;
     try {
       if (!unread && declared > 0) budget.refuseIfTooLarge(declared, 'the request body');
     } catch (err) {
@@ -121,25 +125,33 @@ export function buildApp(deps: AppDeps): App {
       req.holdings,
       unread ? 0 : Number.isSafeInteger(declared) ? declared : undefined,
     );
+    // the upload is timed by the socket's idle timeout, until the body is in (bodyReceived)
+    if (!unread) socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
     done();
   });
   // a multipart body is read by its handler straight from the request, which meters it as it reads
   app.addHook('preParsing', (req, _reply, payload, done) => {
-    if (isStreamedBody(req)) return done(null, payload);
+    if (req.bodyMeter === null || isStreamedBody(req)) return done(null, payload);
     const metered = req.bodyMeter.meter(payload, req.headers['transfer-encoding'] !== undefined);
     if (metered instanceof Promise) metered.then((p) => done(null, p), done);
     else done(null, metered);
   });
-  // every handler runs inside its request's holdings, so that grants outlive a client that left mid-work
+  // every handler that reads a body runs inside its request's holdings, so that grants outlive a client that left
+  // mid-work
   app.addHook('onRoute', (route) => {
+    if ([route.method].flat().every((m) => m === 'GET' || m === 'HEAD')) return;
     const handler = route.handler;
     route.handler = function (this: unknown, req, reply) {
       return req.holdings.during(() => handler.call(this as never, req, reply));
     };
   });
-  // the idle-connection timeout is for uploads: once the body is in, a request may compute quietly until its
-  // deadline; it is armed again for the connection's next request. A multipart body is read by the handler, which
-  // says when it is in. Whatever a handler waits for, the watchdog answers a request it has not answered in time.
+  // (for a TLS server, the socket HTTP is spoken on is the TLS one)
+  app.server.on(deps.config.tls ? 'secureConnection' : 'connection', (socket: Socket) =>
+    socket.setTimeout(deps.config.uploadTimeoutMs),
+  );
+  // Once the body is in (bodyReceived), a request may compute quietly until its deadline. A multipart body is read
+  // by the handler, which says when it is in. Whatever a handler waits for, the watchdog answers a request it has
+  // not answered in time.
   const watchdog = new HandlerWatchdog(deps.config.handlerTimeoutMs, (req, reply) => {
     req.log.warn({ url: req.url, ms: deps.config.handlerTimeoutMs }, 'request not answered in time');
     const { body, headers } = toClientError(new Errors.HANDLER_TIMEOUT(deps.config.handlerTimeoutMs), req.id);
@@ -151,12 +163,15 @@ export function buildApp(deps: AppDeps): App {
     done();
   });
   app.addHook('preHandler', (req, reply, done) => {
+    watchdog.watch(req, reply);
+    const { holdings } = req;
+    // a bodiless request is forgotten once answered (onResponse), or by the sweep once its client is gone
+    if (holdings === null) return done();
     if (!isStreamedBody(req)) bodyReceived(req);
-    // a client gone before its handler starts needs no watching (and must not be held until the deadline)
-    if (!req.holdings.answered) {
-      watchdog.watch(req, reply);
-      req.holdings.onAnswered = () => watchdog.forget(reply);
-    }
+    // a client gone before its handler starts needs no watching (and must not be held, with its body, until the
+    // deadline)
+    if (holdings.answered) watchdog.forget(reply);
+    else holdings.onAnswered = () => watchdog.forget(reply);
     done();
   });
   // a client that keeps getting refused gets its further refusals later (server/error-pacing.ts)
@@ -175,7 +190,7 @@ export function buildApp(deps: AppDeps): App {
     }
     // while it waits the refusal holds only itself: not the watchdog's attention, not its memory grants, not its body
     watchdog.forget(reply);
-    req.holdings.settle();
+    req.holdings?.settle();
     req.body = undefined;
     metrics.pacedRefusals.inc();
     metrics.pacedSeconds.inc(delay / 1000);
@@ -186,10 +201,12 @@ export function buildApp(deps: AppDeps): App {
     }, delay);
   });
   app.addHook('onResponse', (req, reply, done) => {
-    socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
+    watchdog.forget(reply);
     const quiet = req.url === '/metrics' || req.url.startsWith('/v2/health');
+    const level = quiet ? 'debug' : 'info';
+    if (!deps.logger.isLevelEnabled(level)) return done();
     // the root logger with the request id: the line req.log would write, without making the request's child logger
-    deps.logger[quiet ? 'debug' : 'info'](
+    deps.logger[level](
       {
         reqId: req.id,
         method: req.method,

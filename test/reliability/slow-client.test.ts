@@ -68,3 +68,25 @@ t.test('stalled uploads are cut; other requests are served meanwhile', async (t)
   );
   t.equal(status, 200);
 });
+
+t.test('a connection that sends nothing, or stops between requests, is closed at the upload timeout', async (t) => {
+  const closedAfter = (first: string) =>
+    new Promise<{ ms: number; answer: string }>((resolve) => {
+      const started = performance.now();
+      let answer = '';
+      const socket = connect(port, '127.0.0.1', () => {
+        if (first !== '') socket.write(first);
+      });
+      socket.on('data', (d) => (answer += d.toString()));
+      socket.on('close', () => resolve({ ms: performance.now() - started, answer }));
+      socket.on('error', () => {});
+    });
+  const [silent, idle] = await Promise.all([
+    closedAfter(''),
+    closedAfter('GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n'),
+  ]);
+  t.ok(silent.ms >= 1000 && silent.ms < 5000, `a silent connection closed after ${silent.ms.toFixed(0)} ms`);
+  t.equal(silent.answer, '');
+  t.ok(idle.ms >= 1000 && idle.ms < 5000, `an idle keep-alive connection closed after ${idle.ms.toFixed(0)} ms`);
+  t.match(idle.answer, /^HTTP\/1\.1 200/, 'after its answer');
+});
