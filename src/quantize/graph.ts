@@ -1,6 +1,6 @@
-import { clone } from '@bufbuild/protobuf';
+import { clone, create } from '@bufbuild/protobuf';
 import { DataType, tensor, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/model.js';
-import { ModelProtoSchema } from '../onnx/proto/onnx_pb.js';
+import { ModelProtoSchema, TensorProtoSchema } from '../onnx/proto/onnx_pb.js';
 import { halfToFloat } from '../onnx/float16.js';
 
 export { floatToHalf, halfToFloat } from '../onnx/float16.js';
@@ -200,4 +200,30 @@ export function topologicalOrder(graph: GraphProto): NodeProto[] {
     for (const o of n.output) available.add(o);
   }
   return ordered;
+}
+
+/** Node display names: the name, or `OpType#index` for unnamed nodes (indices in graph order). */
+export function nodeNames(graph: GraphProto): Map<NodeProto, string> {
+  return new Map(graph.node.map((n, i) => [n, n.name || `${n.opType}#${i}`]));
+}
+
+/**
+ * Turns `Constant` nodes holding a tensor (`value` attribute) into initializers of the same name, in place, as
+ * onnxruntime does on load: exporters such as paddle2onnx store every weight that way, and the pruning passes read
+ * and rewrite weights as initializers. Subgraphs are left as they are.
+ *
+ * @param model - edited in place (pass a clone)
+ */
+export function liftConstants(model: ModelProto): void {
+  const graph = model.graph!;
+  const kept: NodeProto[] = [];
+  for (const n of graph.node) {
+    const value = n.attribute.find((a) => a.name === 'value')?.t;
+    if (n.opType === 'Constant' && (n.domain ?? '') === '' && n.attribute.length === 1 && value) {
+      graph.initializer.push(create(TensorProtoSchema, { ...value, name: n.output[0] }));
+    } else {
+      kept.push(n);
+    }
+  }
+  graph.node = kept;
 }

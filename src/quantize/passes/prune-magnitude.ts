@@ -4,7 +4,7 @@ import type { ModelProto, NodeProto, TensorProto } from '../../onnx/model.js';
 import { DataType } from '../../onnx/model.js';
 import { TensorProtoSchema } from '../../onnx/proto/onnx_pb.js';
 import { cloneModel, GraphIndex, readFloats } from '../graph.js';
-import { liftConstants } from './prune-structured.js';
+import { liftConstants } from '../graph.js';
 import { elementBytes } from './slice-tensor.js';
 
 /**

@@ -5,9 +5,9 @@
  *
  * @module
  */
+export { checkConvShapes } from './check-conv-shapes.js';
+export { liftConstants } from '../graph.js';
 export {
-  checkConvShapes,
-  liftConstants,
   pruneChannels,
   type PruneChannelsOptions,
   type PruneChannelsResult,
