@@ -2,7 +2,8 @@
 # A/B of small-request throughput (issue 13): starts one build's server (every model in $REPO, default: that
 # build's models/) with the node flags given, warms up, then autocannon at 32 connections for $D seconds (default 8)
 # on language-id's POST /predict (bench/inputs/sentence.txt) and on GET /v2/health/live; prints req/s, non-2xx, the
-# server's CPU per request (all its threads, from /proc: steadier than req/s on a shared VM) and its peak RSS. Run variants in alternation, several pairs, on a quiet machine:
+# server's CPU per request (all its threads, from /proc: steadier than req/s on a shared VM) and its peak RSS. Run
+# variants in alternation, several pairs, on a quiet machine:
 #   for i in 1 2 3; do bash bench/small-requests-ab.sh default . ""; bash bench/small-requests-ab.sh semi64 . "--max-semi-space-size=64"; done
 # usage: small-requests-ab.sh <label> <build root> "<node flags>" [NAME=value ...]
 set -u

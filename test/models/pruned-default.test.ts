@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { decodeModel, type ModelProto } from '../../src/onnx/model.js';
-import { dimsOf, readFloats } from '../../src/quantize/graph.js';
-import { liftConstants } from '../../src/quantize/graph.js';
+import { dimsOf, liftConstants, readFloats } from '../../src/quantize/graph.js';
 
 // The served text-orientation default is structurally pruned: its Convs have fewer output channels than the fp32
 // original's (channels removed, not zeroed), as scripts/compress-defaults.sh asks. text-orientation-folded, the copy

@@ -128,6 +128,18 @@ t.test('a request its handler does not answer in time gets a 503 from the watchd
   t.ok(lines.some((l) => l.msg === 'request not answered in time' && l.level === 40));
 });
 
+t.test(
+  'a GET whose handler never answers gets the same 503 (bodiless requests skip the holdings, not the watchdog)',
+  async (t) => {
+    const other = buildApp({ config, metrics: new Metrics(false), repository, logger });
+    other.get('/hangs', () => new Promise(() => {}));
+    t.teardown(() => other.close());
+    const res = await other.inject({ method: 'GET', url: '/hangs' });
+    t.equal(res.statusCode, 503);
+    t.equal(res.json().code, 'MUON_ERR_HANDLER_TIMEOUT');
+  },
+);
+
 t.test('expected 5xx (503, 504) are logged at info without a stack; 500s at error with one', async (t) => {
   lines.length = 0;
   await repository.unloadModel('language-id').catch(() => {});
