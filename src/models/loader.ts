@@ -71,7 +71,10 @@ export class ModelLoader {
       intraOpThreads: Math.max(1, Math.floor(intraOpThreads / (onWorkers ? onCpu : 1))),
       // counted per session; said once for the whole repository (providerLine), not per model
       onFallback: (reason) =>
-        this.metrics.providerFallbacks.inc({ model: name, reason: cudaNotInstalled(reason) ? 'not_installed' : 'failed' }),
+        this.metrics.providerFallbacks.inc({
+          model: name,
+          reason: cudaNotInstalled(reason) ? 'not_installed' : 'failed',
+        }),
     };
     let model: LoadedModel | undefined;
     const createSession = async (source: Uint8Array | string): Promise<ServingSession> =>
