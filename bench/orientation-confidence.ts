@@ -17,14 +17,11 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import sharp from 'sharp';
-import { loadConfig, packageRoot } from '../src/config.js';
-import { Metrics } from '../src/metrics.js';
-import { ModelRepository } from '../src/models/repository.js';
+import { packageRoot } from '../src/config.js';
 import { cropQuad } from '../src/models/tasks/ocr/crop.js';
 import type { Quad } from '../src/models/tasks/ocr/geometry.js';
-import { buildApp } from '../src/server/app.js';
+import { injectableApp } from './lib/app.js';
 
 const { values } = parseArgs({
   options: {
@@ -47,18 +44,7 @@ const repo = mkdtempSync(path.join(os.tmpdir(), 'muon-orientation-'));
 const ocrStages = JSON.parse(readFileSync(path.join(packageRoot, 'models/ocr/manifest.json'), 'utf8')).stages;
 for (const m of new Set([...models, 'ocr', ocrStages.orientation, ocrStages.recognizer]))
   cpSync(path.join(packageRoot, 'models', m), path.join(repo, m), { recursive: true });
-const config = loadConfig({
-  MUON_EXECUTION_PROVIDER: 'cpu',
-  MUON_LOG_LEVEL: 'warn',
-  MUON_MODEL_REPOSITORY: repo,
-  MUON_DEFAULT_MODEL: models[0],
-});
-const metrics = new Metrics(false);
-const log = pino({ level: 'warn' });
-const repository = new ModelRepository(config, metrics, log);
-await repository.loadAll();
-const app = buildApp({ config, metrics, repository, logger: log });
-await app.ready();
+const { app, close } = await injectableApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: models[0] });
 
 interface Answer {
   label: string;
@@ -138,6 +124,5 @@ console.log(await table('fixture lines', inputs));
 console.log();
 console.log(await table('ocr page crops', [...(await pageCrops(false)), ...(await pageCrops(true))]));
 
-await app.close();
-await repository.close();
+await close();
 rmSync(repo, { recursive: true, force: true });

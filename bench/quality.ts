@@ -12,11 +12,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import sharp from 'sharp';
-import { loadConfig, packageRoot } from '../src/config.js';
-import { Metrics } from '../src/metrics.js';
-import { ModelRepository } from '../src/models/repository.js';
+import { packageRoot } from '../src/config.js';
 import {
   corpusCer,
   exact,
@@ -29,7 +26,7 @@ import {
   qualityLosses,
   type TaskScores,
 } from '../src/quantize/task-metrics.js';
-import { buildApp } from '../src/server/app.js';
+import { injectableApp } from './lib/app.js';
 import { describeMachine } from './lib/machine.js';
 
 const { values } = parseArgs({
@@ -73,18 +70,10 @@ const lines: LineTruth[] = JSON.parse(readFileSync(path.join(root, 'lines.json')
   values.lines ? Number(values.lines) : undefined,
 );
 
-const config = loadConfig({
-  MUON_EXECUTION_PROVIDER: 'cpu',
-  MUON_LOG_LEVEL: 'warn',
-  ...(values.repository ? { MUON_MODEL_REPOSITORY: path.resolve(values.repository) } : {}),
-});
 const list = (v: string) => v.split(',').filter(Boolean);
-const metrics = new Metrics(false);
-const log = pino({ level: 'warn' });
-const repository = new ModelRepository(config, metrics, log);
-await repository.loadAll();
-const app = buildApp({ config, metrics, repository, logger: log });
-await app.ready();
+const { app, close } = await injectableApp(
+  values.repository ? { MUON_MODEL_REPOSITORY: path.resolve(values.repository) } : {},
+);
 
 /** One request to the served model, as a client sends it: the bytes as they are, the server tells what they are. */
 async function predict(
@@ -247,8 +236,7 @@ if (existsSync(rapidFile)) {
   } else process.stderr.write(`${rapidFile} does not cover these pages; RapidOCR left out\n`);
 }
 
-await app.close();
-await repository.close();
+await close();
 
 const machine = describeMachine();
 const md = [
