@@ -24,14 +24,28 @@ export function bodyReceived(req: Pick<FastifyRequest, 'raw'>): void {
   socketOf(req)?.setTimeout(0);
 }
 
+/** A watched request; its references are dropped once it is answered. */
+interface Watch {
+  req: FastifyRequest | undefined;
+  reply: FastifyReply | undefined;
+  readonly deadline: number;
+}
+
+/** Where a reply keeps its {@link Watch}, so that forgetting it needs no lookup. */
+const watchOf = Symbol('muon.watch');
+type WatchedReply = FastifyReply & { [watchOf]?: Watch };
+
 /**
  * Answers the requests whose handler has not answered within `timeoutMs`, whatever the handler waits for. One timer
  * sweeps them all, at an eighth of the limit (at most every second), rather than a timer per request (which costs a
  * small request a tenth of its answer): a request is answered up to one sweep period after its limit.
+ *
+ * The watched requests are an array in start order (which is deadline order), each answered one emptied at once and
+ * dropped once it reaches the head, not a Map: a long-lived Map that each request is added to and deleted from kept
+ * the requests' whole object graphs alive through the event loop's minor GCs (see {@link Batcher}'s signals).
  */
 export class HandlerWatchdog {
-  /** Requests whose handler runs, in the order they started, which is the order of their deadlines. */
-  readonly #watched = new Map<FastifyReply, { readonly req: FastifyRequest; readonly deadline: number }>();
+  readonly #watched: Watch[] = [];
   readonly #periodMs: number;
   #timer: NodeJS.Timeout | undefined;
 
@@ -47,27 +61,38 @@ export class HandlerWatchdog {
 
   /** Starts watching a request whose handler is about to run; {@link forget} it once it is answered. */
   watch(req: FastifyRequest, reply: FastifyReply): void {
-    this.#watched.set(reply, { req, deadline: performance.now() + this.timeoutMs });
+    const watch: Watch = { req, reply, deadline: performance.now() + this.timeoutMs };
+    (reply as WatchedReply)[watchOf] = watch;
+    this.#watched.push(watch);
     this.#timer ??= setInterval(() => this.#sweep(), this.#periodMs).unref();
   }
 
   forget(reply: FastifyReply): void {
-    this.#watched.delete(reply);
+    const watch = (reply as WatchedReply)[watchOf];
+    if (watch === undefined) return;
+    (reply as WatchedReply)[watchOf] = undefined;
+    watch.req = watch.reply = undefined;
+    while (this.#watched.length > 0 && this.#watched[0].reply === undefined) this.#watched.shift();
   }
 
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#watched.clear();
+    for (const watch of this.#watched) {
+      if (watch.reply) (watch.reply as WatchedReply)[watchOf] = undefined;
+      watch.req = watch.reply = undefined;
+    }
+    this.#watched.length = 0;
   }
 
   #sweep(): void {
     const now = performance.now();
-    for (const [reply, { req, deadline }] of this.#watched) {
-      if (deadline > now) break;
-      this.#watched.delete(reply);
+    while (this.#watched.length > 0 && this.#watched[0].deadline <= now) {
+      const { req, reply } = this.#watched.shift()!;
+      if (req === undefined || reply === undefined) continue;
+      (reply as WatchedReply)[watchOf] = undefined;
       if (!reply.sent && !reply.raw.headersSent && !reply.raw.destroyed) this.#onTimeout(req, reply);
     }
-    if (this.#watched.size === 0) this.stop();
+    if (this.#watched.length === 0) this.stop();
   }
 }

@@ -8,6 +8,7 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
+import { getEventListeners } from 'node:events';
 import {
   Batcher,
   BatcherError,
@@ -558,6 +559,48 @@ t.test('aborting a request whose batch is computing leaves it to resolve', async
   t.equal(p.value, 'out1');
   t.same(rec.dropped, []);
 });
+
+t.test(
+  'one signal for many requests (a connection): one abort listener, however many requests it queued',
+  async (t) => {
+    const a = setup({ maxQueueDelayMs: 10 });
+    const b = setup({ maxQueueDelayMs: 10 });
+    const ac = new AbortController();
+    const served: ReturnType<typeof a.submit>[] = [];
+    // request after request on the same signal, each answered before the next: nothing accumulates on the signal
+    for (let i = 0; i < 50; i++) {
+      const p = a.submit(i, { signal: ac.signal });
+      await a.clock.tick(10);
+      await a.runner.complete(i);
+      served.push(p);
+    }
+    t.ok(served.every((p) => p.state === 'fulfilled'));
+    t.equal(getEventListeners(ac.signal, 'abort').length, 1, 'one listener after 50 requests');
+    // then two requests queued on one batcher and one on another, all of the same connection
+    const p1 = a.submit(100, { signal: ac.signal });
+    const p2 = a.submit(101, { signal: ac.signal });
+    const other = a.submit(102);
+    const q = b.submit(200, { signal: ac.signal });
+    await flush();
+    t.equal(getEventListeners(ac.signal, 'abort').length, 1, 'still one listener for two batchers');
+    ac.abort();
+    await flush();
+    t.same([reasonOf(p1), reasonOf(p2), reasonOf(q)], ['cancelled', 'cancelled', 'cancelled']);
+    t.same(
+      a.rec.dropped.map((d) => [d.reason, d.count]),
+      [['cancelled', 2]],
+    );
+    t.same(
+      b.rec.dropped.map((d) => [d.reason, d.count]),
+      [['cancelled', 1]],
+    );
+    t.equal(a.batcher.depth, 1, 'the request of another signal stays queued');
+    await a.clock.tick(10);
+    t.same(a.runner.batches.at(-1), [102]);
+    await a.runner.complete(50);
+    t.equal(other.value, 'out102');
+  },
+);
 
 t.test('an already aborted signal is rejected at submit', async (t) => {
   const { runner, submit, rec, batcher } = setup({ maxQueueDelayMs: 0 });
