@@ -8,9 +8,48 @@ interface Pending {
   readonly reject: (e: Error) => void;
 }
 
+/**
+ * The ops in flight on one thread, by id. An id is a slot, reused once its op has settled: a long-lived Map that
+ * every op is added to and deleted from would keep the ops' callers (their requests' whole object graphs) alive
+ * through the event loop's minor GCs (see HandlerWatchdog in src/server/connection.ts).
+ */
+class PendingOps {
+  readonly #slots: (Pending | undefined)[] = [];
+  readonly #free: number[] = [];
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  add(p: Pending): number {
+    const id = this.#free.pop() ?? this.#slots.length;
+    this.#slots[id] = p;
+    this.#size++;
+    return id;
+  }
+
+  /** The op of `id`, no longer pending; undefined when it is not (settled already). */
+  take(id: number): Pending | undefined {
+    const p = this.#slots[id];
+    if (p === undefined) return undefined;
+    this.#slots[id] = undefined;
+    this.#free.push(id);
+    this.#size--;
+    return p;
+  }
+
+  /** Every pending op, none pending any more. */
+  takeAll(): Pending[] {
+    const all = this.#slots.filter((p): p is Pending => p !== undefined);
+    this.#slots.length = this.#free.length = this.#size = 0;
+    return all;
+  }
+}
+
 interface Thread {
   readonly worker: Worker;
-  readonly pending: Map<number, Pending>;
+  readonly pending: PendingOps;
 }
 
 /**
@@ -26,7 +65,6 @@ export class TaskWorkers {
   readonly #imageThreads: number;
   readonly #nice: number;
   readonly #entry: URL;
-  #nextId = 0;
   #closed = false;
   /** Ops running inline on the event loop now. */
   #inline = 0;
@@ -89,10 +127,9 @@ export class TaskWorkers {
   }
 
   #post<A, R>(thread: Thread, op: Op<A, R>, args: A, move: readonly ArrayBufferView[] = []): Promise<R> {
-    const id = this.#nextId++;
     return new Promise<R>((resolve, reject) => {
       if (thread.pending.size === 0) thread.worker.ref();
-      thread.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const id = thread.pending.add({ resolve: resolve as (v: unknown) => void, reject });
       const msg: OpRequest = { id, op: op.name, args };
       try {
         thread.worker.postMessage(msg, transferables(move));
@@ -123,7 +160,7 @@ export class TaskWorkers {
 
   #start(slot: number): Thread {
     const worker = startWorker(this.#entry, { imageThreads: this.#imageThreads, nice: this.#nice });
-    const thread: Thread = { worker, pending: new Map() };
+    const thread: Thread = { worker, pending: new PendingOps() };
     worker.unref();
     worker.on('message', (reply: OpReply) => {
       const p = this.#settle(thread, reply.id);
@@ -142,15 +179,13 @@ export class TaskWorkers {
     worker.on('error', (err) => (why = err.message));
     worker.on('exit', (code) => {
       if (this.#threads[slot] === thread) this.#threads[slot] = undefined; // the next op starts a new one
-      for (const p of thread.pending.values()) p.reject(new Error(`task worker ${why} (code ${code})`));
-      thread.pending.clear();
+      for (const p of thread.pending.takeAll()) p.reject(new Error(`task worker ${why} (code ${code})`));
     });
     return thread;
   }
 
   #settle(thread: Thread, id: number): Pending | undefined {
-    const p = thread.pending.get(id);
-    thread.pending.delete(id);
+    const p = thread.pending.take(id);
     if (thread.pending.size === 0) thread.worker.unref();
     return p;
   }

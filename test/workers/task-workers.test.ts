@@ -161,6 +161,29 @@ t.test('a thread that dies fails only its own ops, and is replaced', async (t) =
   t.same(after.frames, before.frames, 'the next op runs on a new thread');
 });
 
+t.test('many ops in flight, answered out of order, each reach their own caller (op ids are reused)', async (t) => {
+  const pool = new TaskWorkers(2);
+  t.teardown(() => pool.close());
+  const audio = { bytes: speech, maxSeconds: 60, rate: 16000, context: 64, window: 512 };
+  const want = await inline.run(audioFrames, audio);
+  const lineWant = await inline.run(imageTensor, { source: line, sizing: lineSizing, maxPixels: 1e8 });
+  for (let round = 0; round < 3; round++) {
+    // long and short ops mixed, so that replies come back in another order than the ops were sent
+    const ops = Array.from({ length: 24 }, (_, i) =>
+      i % 3 === 0
+        ? pool.run(audioFrames, audio).then((r) => ['audio', r.frames] as const)
+        : pool
+            .run(imageTensor, { source: line, sizing: lineSizing, maxPixels: 1e8 })
+            .then((r) => ['line', r.dims] as const),
+    );
+    const got = await Promise.all(ops);
+    got.forEach(([kind, value], i) => {
+      t.equal(kind, i % 3 === 0 ? 'audio' : 'line', `round ${round}, op ${i}: its own kind of answer`);
+      t.same(value, kind === 'audio' ? want.frames : lineWant.dims);
+    });
+  }
+});
+
 t.test('a closed pool refuses ops', async (t) => {
   const pool = new TaskWorkers(1);
   await pool.warm();
