@@ -5,6 +5,7 @@ import { Metrics } from './metrics.js';
 import { ModelRepository } from './models/repository.js';
 import { configureImageDecoder } from './preprocess/image.js';
 import { GrpcEndpoint } from './grpc/server.js';
+import { createLogger } from './logger.js';
 import { buildApp, createMemoryBudget } from './server/app.js';
 
 // Wiring only: read the config, listen first (so liveness answers while models load), load every model, then
@@ -18,7 +19,7 @@ try {
   pino({ name: 'muon' }).fatal(err.message); // a bad setting, named, before anything starts
   process.exit(2);
 }
-const logger = pino({ name: 'muon', level: config.logLevel });
+const logger = createLogger(config.logLevel);
 configureImageDecoder(config.preprocessThreads);
 
 const metrics = new Metrics();
