@@ -31,6 +31,9 @@ interface Watch {
   readonly deadline: number;
 }
 
+/** Answered entries the watchdog may hold behind a request in progress before it compacts its list. */
+const COMPACT_AT = 1024;
+
 /** Where a reply keeps its {@link Watch}, so that forgetting it needs no lookup. */
 const watchOf = Symbol('muon.watch');
 type WatchedReply = FastifyReply & { [watchOf]?: Watch };
@@ -42,10 +45,14 @@ type WatchedReply = FastifyReply & { [watchOf]?: Watch };
  *
  * The watched requests are an array in start order (which is deadline order), each answered one emptied at once and
  * dropped once it reaches the head, not a Map: a long-lived Map that each request is added to and deleted from kept
- * the requests' whole object graphs alive through the event loop's minor GCs (see {@link Batcher}'s signals).
+ * the requests' whole object graphs alive through the event loop's minor GCs (see `Batcher`'s signals). Behind a
+ * long request the emptied entries are compacted away once they are most of the array, so that it stays within
+ * about twice the requests in progress.
  */
 export class HandlerWatchdog {
-  readonly #watched: Watch[] = [];
+  #watched: Watch[] = [];
+  /** Entries of {@link #watched} whose request was answered. */
+  #emptied = 0;
   readonly #periodMs: number;
   #timer: NodeJS.Timeout | undefined;
 
@@ -72,7 +79,20 @@ export class HandlerWatchdog {
     if (watch === undefined) return;
     (reply as WatchedReply)[watchOf] = undefined;
     watch.req = watch.reply = undefined;
-    while (this.#watched.length > 0 && this.#watched[0].reply === undefined) this.#watched.shift();
+    this.#emptied++;
+    while (this.#watched.length > 0 && this.#watched[0].reply === undefined) {
+      this.#watched.shift();
+      this.#emptied--;
+    }
+    if (this.#emptied > COMPACT_AT && 2 * this.#emptied > this.#watched.length) {
+      this.#watched = this.#watched.filter((w) => w.reply !== undefined);
+      this.#emptied = 0;
+    }
+  }
+
+  /** Entries held: the requests watched, and answered ones not yet dropped (for tests). */
+  get held(): number {
+    return this.#watched.length;
   }
 
   stop(): void {
@@ -83,13 +103,17 @@ export class HandlerWatchdog {
       watch.req = watch.reply = undefined;
     }
     this.#watched.length = 0;
+    this.#emptied = 0;
   }
 
   #sweep(): void {
     const now = performance.now();
     while (this.#watched.length > 0 && this.#watched[0].deadline <= now) {
       const { req, reply } = this.#watched.shift()!;
-      if (req === undefined || reply === undefined) continue;
+      if (req === undefined || reply === undefined) {
+        this.#emptied--;
+        continue;
+      }
       (reply as WatchedReply)[watchOf] = undefined;
       if (!reply.sent && !reply.raw.headersSent && !reply.raw.destroyed) this.#onTimeout(req, reply);
     }

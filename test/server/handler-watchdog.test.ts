@@ -80,3 +80,18 @@ t.test('the watchdog lets go of the requests it watched once they are answered',
   }
   t.ok(collected, 'the answered request was collected while an older one is still watched');
 });
+
+t.test('behind a long request, answered ones do not pile up', async (t) => {
+  const watchdog = new HandlerWatchdog(60_000, () => t.fail('nothing times out here'));
+  t.teardown(() => watchdog.stop());
+  const long = request('long');
+  watchdog.watch(long.req, long.reply);
+  for (let i = 0; i < 100_000; i++) {
+    const r = request(`r${i}`);
+    watchdog.watch(r.req, r.reply);
+    watchdog.forget(r.reply);
+  }
+  t.ok(watchdog.held <= 2 * 1024 + 2, `held ${watchdog.held} entries after 100,000 answered behind one`);
+  watchdog.forget(long.reply);
+  t.equal(watchdog.held, 0, 'nothing once the long one is answered');
+});
