@@ -234,8 +234,13 @@ export class Batcher<In, Out> {
       });
     }
     if (batchers.includes(this.#ref)) return;
-    // (a long-lived connection may outlive batchers: models reloaded, unloaded)
-    if (batchers.length >= 8) signal[queuedOn] = batchers = batchers.filter((b) => b.deref() !== undefined);
+    // a long-lived connection may outlive batchers (models reloaded, unloaded): theirs are dropped, in place, since
+    // the listener reads this array
+    if (batchers.length >= 8) {
+      let kept = 0;
+      for (const ref of batchers) if (ref.deref() !== undefined) batchers[kept++] = ref;
+      batchers.length = kept;
+    }
     batchers.push(this.#ref);
   }
 

@@ -602,6 +602,21 @@ t.test(
   },
 );
 
+t.test('one signal queued on many batchers: aborting it cancels its requests on every one', async (t) => {
+  const ac = new AbortController();
+  const setups = Array.from({ length: 12 }, () => setup({ maxQueueDelayMs: 10 }));
+  const queued = setups.map((s, i) => s.submit(i, { signal: ac.signal }));
+  await flush();
+  t.equal(getEventListeners(ac.signal, 'abort').length, 1, 'one listener for twelve batchers');
+  ac.abort();
+  await flush();
+  t.same(
+    queued.map((p) => reasonOf(p)),
+    setups.map(() => 'cancelled'),
+  );
+  t.ok(setups.every((s) => s.batcher.depth === 0));
+});
+
 t.test('an already aborted signal is rejected at submit', async (t) => {
   const { runner, submit, rec, batcher } = setup({ maxQueueDelayMs: 0 });
   const p = submit(1, { signal: AbortSignal.abort() });
