@@ -26,7 +26,9 @@ export function createLogger(level: string): Logger {
     destination,
   );
   const timer = setInterval(() => {
-    if (!unflushed) return;
+    // while a write is in flight flush() does nothing, and what is buffered behind it would wait for the next line:
+    // try again at the next tick (sonic-boom has no public word for it)
+    if (!unflushed || (destination as unknown as { _writing?: boolean })._writing === true) return;
     unflushed = false;
     destination.flush();
   }, FLUSH_MS).unref();

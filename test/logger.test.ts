@@ -34,6 +34,22 @@ t.test('a lone line reaches stdout while the process keeps running', async (t) =
   t.match(JSON.parse(lines[0]), { level: 30, name: 'muon', n: 1, msg: 'one' });
 });
 
+t.test('the tail of a burst reaches stdout while the process idles after it', async (t) => {
+  // bursts larger than the buffer, so that writes are in flight when the flush timer ticks; then silence
+  const total = 3000;
+  let got = 0;
+  const lines = await run(
+    `const log = createLogger('info'); let i = 0;
+     const burst = setInterval(() => { for (let k = 0; k < 60 && i < ${total}; k++) log.info({ i: i++, pad: 'x'.repeat(80) }, 'line');
+       if (i >= ${total}) clearInterval(burst); }, 2);
+     setTimeout(() => {}, 60_000);`,
+    (_line, kill) => {
+      if (++got === total) kill();
+    },
+  );
+  t.equal(lines.length, total, 'every line, the last ones included, while the process was still running');
+});
+
 t.test('lines buffered when the process exits are written', async (t) => {
   const lines = await run(
     `const log = createLogger('info'); for (let i = 0; i < 1000; i++) log.info({ i }, 'line'); process.exit(0);`,
