@@ -3,8 +3,7 @@ import { gzipSync } from 'node:zlib';
 import type { ModelProto, NodeProto, TensorProto } from '../../onnx/model.js';
 import { DataType } from '../../onnx/model.js';
 import { TensorProtoSchema } from '../../onnx/proto/onnx_pb.js';
-import { cloneModel, GraphIndex, readFloats } from '../graph.js';
-import { liftConstants } from '../graph.js';
+import { cloneModel, GraphIndex, liftConstants, readFloats } from '../graph.js';
 import { elementBytes } from './slice-tensor.js';
 
 /**
