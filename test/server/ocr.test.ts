@@ -121,14 +121,14 @@ t.test('a photo without text gives no lines', async (t) => {
 t.test('concurrent pages: line crops of different pages share recognizer batches; answers unchanged', async (t) => {
   // the shipped recognizer runs one line per batch on a CPU (measured best there) and batches on CUDA: the three
   // models copied with their CUDA batch settings, run on the CPU
-  const repo = cudaBatchingCopy(['ocr', 'text-orientation-folded', 'text-recognition-folded']);
+  const repo = cudaBatchingCopy(['ocr', 'text-orientation-folded', 'text-recognition']);
   const batched = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'ocr' });
   t.teardown(() => batched.close());
   const read = () => ocr(page, 'image/png', '/predict', batched.app);
 
   const alone = (await read()).body.lines;
   t.same(alone, (await ocr(page)).body.lines, 'the copy reads the page as the shipped models do');
-  const recognizer = { model: 'text-recognition-folded' };
+  const recognizer = { model: 'text-recognition' };
   const before = await metricValue(batched.metrics, 'muon_batch_size_count', recognizer);
   const items = await metricValue(batched.metrics, 'muon_batch_size_sum', recognizer);
   const together = await Promise.all(Array.from({ length: 4 }, read));
@@ -147,9 +147,9 @@ t.test('text and audio are refused; /v1/models describes the stages', async (t) 
   t.match(m, {
     task: 'ocr',
     input: {
-      limitSideLen: 1280,
-      // the folded float classifier, not the pruned text-orientation: the page policy reads its scores (over 0.9)
-      stages: { recognizer: 'text-recognition-folded', orientation: 'text-orientation-folded' },
+      // the folded float classifier, not the pruned text-orientation: the page policy reads its scores (over 0.9);
+      // the int8 recognizer, which reads the evaluation pages better than the float one
+      stages: { recognizer: 'text-recognition', orientation: 'text-orientation-folded' },
     },
   });
 });
