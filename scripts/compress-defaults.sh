@@ -87,8 +87,8 @@ compress_from models/text-orientation-fp32 text-orientation-folded --mode none -
 compress text-recognition --mode int8-static --no-fold --calibration bench/quality/data/calibration/lines \
   --calibration-method minmax --eval test/fixtures/text-lines --max-fidelity-loss 0.1
 # The same recognizer folded only, in float: exact (per-step argmax agreement 1 on the book page's crops) and faster
-# than the original. It is the recognizer the served ocr calls (the same answers as fp32); the previous int8
-# text-recognition (backbone only) read 1.5 points fewer lines of the quality bench's evaluation pages
+# than the original, for those who want fp32's answers. The served ocr called it until 2026-12-07 and now calls the
+# int8 text-recognition (below)
 compress_from models/text-recognition-fp32 text-recognition-folded --mode none --eval test/fixtures/text-lines \
   --max-fidelity-loss 0.01
 # Silero VAD v6 is served uncompressed: its int8 build (pin sr=16000, STFT conv float, percentile ranges, as below)
