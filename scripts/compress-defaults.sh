@@ -109,8 +109,9 @@ rm -rf "$pages"
 # the same answers as fp32) and the int8 recognizer (text-recognition). On the quality bench's 32 evaluation pages
 # the int8 recognizer reads more than the float one (line recall 99.4 against 96.1 %, page CER 0.8 against 3.1 %,
 # 1.35x the pages a second): the float recognizer drops letters and spaces on long page-wide lines, which the int8
-# build reads (bench/results/quality.md; not understood). On the photographed book page both read its six text
-# lines; the code line, which the int8 detector cuts in three, neither reads (test/server/ocr.test.ts)
+# build reads (bench/results/quality.md, bench/results/recognizer-exact-lines.md). On the photographed book page
+# both read its six text lines; the code line, which the int8 detector cuts in three, neither reads
+# (test/server/ocr.test.ts)
 node -e '
 const f = process.argv[1], m = JSON.parse(require("fs").readFileSync(f, "utf8"));
 Object.assign(m.stages, { recognizer: "text-recognition", orientation: "text-orientation-folded" });

@@ -147,6 +147,7 @@ t.test('text and audio are refused; /v1/models describes the stages', async (t) 
   t.match(m, {
     task: 'ocr',
     input: {
+      limitSideLen: 1280,
       // the folded float classifier, not the pruned text-orientation: the page policy reads its scores (over 0.9);
       // the int8 recognizer, which reads the evaluation pages better than the float one
       stages: { recognizer: 'text-recognition', orientation: 'text-orientation-folded' },
