@@ -68,7 +68,7 @@ t.test('the featurizer gives each n-gram its relative frequency, bit for bit', a
   for (const text of texts) t.same(featurizer.featurize(text), reference(text), JSON.stringify(text));
 });
 
-t.test('the ONNX model gives lande() probabilities within 1e-5', async (t) => {
+t.test('the ONNX model gives lande() probabilities within 2e-5', async (t) => {
   const session = await ModelSession.create(file('model.onnx'), { provider: 'cpu', intraOpThreads: 1 });
   t.teardown(() => session.release());
   const texts = [...sentences.map(([s]) => s), 'a', 'Ünïcödé 𝒜 with astral letters 😀 and emoji'];
@@ -87,7 +87,7 @@ t.test('the ONNX model gives lande() probabilities within 1e-5', async (t) => {
       worst = Math.max(worst, Math.abs((probs.data as Float32Array)[i * labels.length + j] - ref.get(labels[j])!));
     }
   });
-  t.ok(worst < 1e-5, `largest difference from lande() over ${texts.length} texts x 50 languages: ${worst}`);
+  t.ok(worst < 2e-5, `largest difference from lande() over ${texts.length} texts x 50 languages: ${worst}`);
   sentences.forEach(([s, lang]) => t.equal(lande(s)[0][0], lang, `lande says ${lang}: ${s}`));
 });
 
