@@ -6,6 +6,7 @@
  *   git worktree add /tmp/muon-baseline <commit> && ln -s $PWD/node_modules /tmp/muon-baseline/node_modules
  *   (cd /tmp/muon-baseline && npx tsc -p tsconfig.build.json)
  *   npm run build && npx tsx bench/lone-request.ts --baseline /tmp/muon-baseline [--kserve /tmp/muon-kserve-venv]
+ *     [--litserve /tmp/muon-litserve-venv]
  *     [--seconds 10] [--rounds 3]
  *
  * Writes bench/results/lone-request.md and .json.
@@ -28,6 +29,10 @@ const { values } = parseArgs({
     //   python3 -m venv /tmp/muon-kserve-venv && /tmp/muon-kserve-venv/bin/pip install kserve==0.21.0 \
     //     onnxruntime==1.32.0 pillow numpy
     kserve: { type: 'string' },
+    // LitServe with the same model (bench/peer/litserve_service.py), from this virtualenv:
+    //   python3 -m venv /tmp/muon-litserve-venv && /tmp/muon-litserve-venv/bin/pip install litserve==0.2.19 \
+    //     onnxruntime==1.32.0 pillow numpy uvloop httptools
+    litserve: { type: 'string' },
     seconds: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
   },
@@ -66,11 +71,12 @@ const muon = (name: string, root: string): Subject => ({
     return { url: `${server.baseUrl}/predict`, stop: () => server.stop() };
   },
 });
-const kserve = (venv: string): Subject => ({
-  name: 'KServe 0.21.0 (Python, PIL + onnxruntime)',
+/** A Python peer serving the same model file from its virtualenv: `script` (in bench/peer/) answers at `route`. */
+const pythonPeer = (name: string, venv: string, script: string, route: string): Subject => ({
+  name,
   async start() {
     const port = await freePort();
-    const child = spawn(path.join(venv, 'bin', 'python'), [path.join(packageRoot, 'bench/peer/kserve_service.py')], {
+    const child = spawn(path.join(venv, 'bin', 'python'), [path.join(packageRoot, 'bench/peer', script)], {
       env: {
         ...process.env,
         PORT: String(port),
@@ -78,22 +84,24 @@ const kserve = (venv: string): Subject => ({
         MUON_PEER_MODEL: path.join(packageRoot, MODEL_FILE),
       },
       stdio: 'ignore',
+      detached: true, // a process group of its own: LitServe's API server and inference worker are child processes
     });
-    const url = `http://127.0.0.1:${port}/v1/models/${MODEL}:predict`;
+    const url = `http://127.0.0.1:${port}${route}`;
     for (let i = 0; ; i++) {
       const ok = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'image/png' } }).then(
         (r) => r.ok,
         () => false,
       );
       if (ok) break;
-      if (i > 120) throw new Error('KServe did not start');
+      if (i > 120) throw new Error(`${name} did not start`);
       await new Promise((r) => setTimeout(r, 500));
     }
     return {
       url,
       async stop() {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
+        const exited = once(child, 'exit');
+        process.kill(-child.pid!, 'SIGKILL');
+        await exited;
       },
     };
   },
@@ -101,7 +109,19 @@ const kserve = (venv: string): Subject => ({
 const builds: Subject[] = [
   muon(`this build (${commitOf(packageRoot)})`, packageRoot),
   ...(values.baseline ? [muon(`baseline (${commitOf(values.baseline)})`, values.baseline)] : []),
-  ...(values.kserve ? [kserve(values.kserve)] : []),
+  ...(values.kserve
+    ? [
+        pythonPeer(
+          'KServe 0.21.0 (Python, PIL + onnxruntime)',
+          values.kserve,
+          'kserve_service.py',
+          `/v1/models/${MODEL}:predict`,
+        ),
+      ]
+    : []),
+  ...(values.litserve
+    ? [pythonPeer('LitServe 0.2.19 (Python, PIL + onnxruntime)', values.litserve, 'litserve_service.py', '/predict')]
+    : []),
 ];
 const concurrencies = [1, 16];
 const samples = new Map<string, LoadSample[]>();
@@ -130,10 +150,10 @@ const results: { build: string; result: LoadResult }[] = [...samples].map(([key,
 }));
 const machine = describeMachine();
 const md = [
-  '# A lone request: this build against a baseline and a Python peer',
+  '# A lone request: this build against a baseline and Python peers',
   '',
   `${new Date().toISOString()}, ${machine.cpuModel} x ${machine.cores}, Node ${machine.node}. ` +
-    `\`npx tsx bench/lone-request.ts${values.baseline ? ' --baseline <worktree>' : ''}${values.kserve ? ' --kserve <venv>' : ''} --seconds ${seconds} --rounds ${rounds}\`: ` +
+    `\`npx tsx bench/lone-request.ts${values.baseline ? ' --baseline <worktree>' : ''}${values.kserve ? ' --kserve <venv>' : ''}${values.litserve ? ' --litserve <venv>' : ''} --seconds ${seconds} --rounds ${rounds}\`: ` +
     `\`${MODEL}\` alone, \`${IMAGE}\` POSTed to /predict by autocannon, ${rounds} rounds of ${seconds} s per build ` +
     "and concurrency, servers taking turns; each server gets every core for onnxruntime's intra-op threads.",
   '',
