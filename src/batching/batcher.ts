@@ -53,6 +53,8 @@ export interface SubmitOptions {
    * meet in one batch. Defaults to one key for all.
    */
   readonly key?: string;
+  /** Not refused for a full queue: the caller bounds what it queues (a stage request whose page was admitted). */
+  readonly admitted?: boolean;
 }
 
 /** What the batcher reports as it works; the server turns these into metrics. All hooks are optional. */
@@ -174,7 +176,7 @@ export class Batcher<In, Out> {
       this.#observer.dropped?.('deadline', 1);
       return Promise.reject(new BatcherError('deadline', 'the request deadline passed before it was queued'));
     }
-    if (this.#queue.length >= this.options.maxQueueSize) {
+    if (this.#queue.length >= this.options.maxQueueSize && !opts.admitted) {
       return Promise.reject(new BatcherError('queue_full', `the queue is full (${this.options.maxQueueSize} waiting)`));
     }
     return new Promise<Out>((resolve, reject) => {

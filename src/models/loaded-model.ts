@@ -85,26 +85,40 @@ export class LoadedModel {
   #inFlight = 0;
   #idle: (() => void) | undefined;
   #closed: Promise<void> | undefined;
+  /**
+   * Stage requests waiting for room, oldest first (see {@link #tracked}); a finishing request hands its place to the
+   * first. An array of callbacks, not a Set or a listener list: it holds entries only while this model is full.
+   */
+  #waiting: (() => void)[] = [];
 
   /**
    * Counts a request from the moment it is handed to this model (synchronously, so a swap that replaces the model
    * after a lookup still sees it) until its answer, so {@link close} frees the session only once nobody uses it.
+   *
+   * A full model refuses a client's request at once (429), but a pipeline's stage request (`admitted`: an OCR
+   * page's line, whose page was counted at its own model's door) waits for a place instead: refusing it would fail
+   * a page the server had accepted, and 32 concurrent pages hold more lines than the recognizer's queue. What waits
+   * is bounded by the calling model's own limit (its pages in progress times their lines), and each waiting line is
+   * a callback: its line's tensor is only made once it has a place.
    */
   async #tracked<T>(work: () => Promise<T>, admitted = false): Promise<T> {
     if (this.#closed) throw new Errors.MODEL_NOT_READY(this.name, 'this version was replaced or unloaded');
     // admission control at the door, before any decoding: under overload the CPU must go to requests that can be
     // served, not to preprocessing requests the queue would refuse anyway (that collapsed goodput to a third)
     const { maxQueueSize, maxBatchSize, maxInFlightBatches } = this.batcher.options;
-    if (!admitted && this.#inFlight >= maxQueueSize + maxBatchSize * maxInFlightBatches) {
+    if (this.#inFlight < maxQueueSize + maxBatchSize * maxInFlightBatches) this.#inFlight++;
+    else if (!admitted) {
       throw Object.assign(new Errors.QUEUE_FULL(this.name, `${this.#inFlight} requests in progress`), {
         retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
       });
-    }
-    this.#inFlight++;
+    } else await new Promise<void>((resolve) => this.#waiting.push(resolve)); // given a place: #inFlight counts it
     try {
+      if (this.#closed) throw new Errors.MODEL_NOT_READY(this.name, 'this version was replaced or unloaded');
       return await work();
     } finally {
-      if (--this.#inFlight === 0) this.#idle?.();
+      const next = this.#waiting.shift();
+      if (next) next();
+      else if (--this.#inFlight === 0) this.#idle?.();
     }
   }
 
@@ -115,6 +129,8 @@ export class LoadedModel {
 
   async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
     const t0 = performance.now();
+    // a stage request that waited for its place (#tracked) after its page's client went away
+    if (opts.signal?.aborted) throw new Errors.CLIENT_CLOSED();
     let prepared: Awaited<ReturnType<TaskPipeline['prepare']>>;
     try {
       prepared = await this.pipeline.prepare(input, opts.signal);
@@ -128,7 +144,7 @@ export class LoadedModel {
       const step = { deadline: opts.deadline, signal: opts.signal };
       out = this.pipeline.sequence
         ? await this.#runSequence(this.pipeline.sequence, prepared.row, step)
-        : await this.batcher.submit(prepared.row, { ...step, key: prepared.key });
+        : await this.batcher.submit(prepared.row, { ...step, key: prepared.key, admitted: opts.admitted });
     } catch (err) {
       throw this.#asClientError(err, opts);
     } finally {

@@ -656,6 +656,22 @@ t.test('a full queue refuses the next submit with queue_full at once', async (t)
   t.equal(batcher.depth, 1);
 });
 
+t.test('an admitted submit (a stage request of an admitted page) is queued past a full queue', async (t) => {
+  const { runner, submit, batcher } = setup({ maxQueueSize: 1, maxQueueDelayMs: 0, maxInFlightBatches: 1 });
+  submit(0);
+  await flush();
+  const a = submit(1);
+  const refused = submit(2);
+  const b = submit(3, { admitted: true });
+  await flush();
+  t.equal(reasonOf(refused), 'queue_full');
+  t.equal(a.state, 'pending');
+  t.equal(b.state, 'pending', 'its caller bounds what it queues');
+  t.equal(batcher.depth, 2);
+  await runner.complete(0);
+  t.same(runner.batches[1], [1, 3]);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // 8. Keys
 

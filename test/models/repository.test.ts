@@ -86,6 +86,49 @@ t.test('unload, then load again: UNAVAILABLE answers 503, a reload serves the fo
   await t.rejects(repository.unloadModel('nope'), { code: 'MUON_ERR_MODEL_NOT_FOUND' });
 });
 
+t.test(
+  'a full model refuses clients at once; stage requests wait for a place, and a close ends their wait',
+  async (t) => {
+    const { root, repository } = repositoryOf(['language-id']);
+    t.teardown(async () => {
+      await repository.close();
+      rmSync(root, { recursive: true, force: true });
+    });
+    const manifest = path.join(root, 'language-id', 'manifest.json');
+    const m = JSON.parse(readFileSync(manifest, 'utf8')) as { batching: object };
+    // two requests in progress at most: one computing, one queued
+    writeFileSync(
+      manifest,
+      JSON.stringify({ ...m, batching: { ...m.batching, maxBatchSize: 1, maxQueueSize: 1, maxInFlightBatches: 1 } }),
+    );
+    await repository.loadAll();
+    const model = repository.readyModel('language-id');
+    const text = { kind: 'text' as const, text: 'Der schnelle braune Fuchs springt über den faulen Hund.' };
+    const opts = (admitted: boolean) => ({ deadline: performance.now() + 10_000, timeoutMs: 10_000, admitted });
+    type Answer = { predictions: { label: string }[] };
+
+    const clients = await Promise.allSettled(Array.from({ length: 8 }, () => model.infer(text, opts(false))));
+    const refused = clients.filter((c) => c.status === 'rejected');
+    t.ok(refused.length >= 6, `${refused.length} of 8 clients refused`);
+    for (const c of refused) t.match(c.reason, { code: 'MUON_ERR_QUEUE_FULL' });
+
+    const stage = await Promise.all(Array.from({ length: 8 }, () => model.infer(text, opts(true)) as Promise<Answer>));
+    t.same(
+      stage.map((a) => a.predictions[0].label),
+      Array(8).fill('deu'),
+      'every stage request answered, in turn',
+    );
+
+    const waiting = Promise.allSettled(Array.from({ length: 8 }, () => model.infer(text, opts(true))));
+    await repository.unloadModel('language-id');
+    const ended = await waiting;
+    t.ok(
+      ended.every((e) => e.status === 'fulfilled' || e.reason.code === 'MUON_ERR_MODEL_NOT_READY'),
+      'answered, or told the model is gone; the unload did not hang',
+    );
+  },
+);
+
 t.test('a swap that fails keeps the serving version', async (t) => {
   const { root, repository } = repositoryOf(['text-orientation']);
   t.teardown(async () => {

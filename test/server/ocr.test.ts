@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
@@ -9,6 +9,7 @@ import { cudaBatchingCopy, metricValue, startApp } from '../helpers/app.js';
 // orientation stage, recognizer stage, each on its own model's queue.
 const fixtures = path.resolve(import.meta.dirname, '../fixtures');
 const page = readFileSync(path.join(fixtures, 'photos/page.png'));
+const line = readFileSync(path.join(fixtures, 'text-lines/line-03.png'));
 const ctx = await startApp({ MUON_DEFAULT_MODEL: '' }); // the shipped default
 t.teardown(() => ctx.close());
 const { app } = ctx;
@@ -137,6 +138,41 @@ t.test('concurrent pages: line crops of different pages share recognizer batches
   const rows = (await metricValue(batched.metrics, 'muon_batch_size_sum', recognizer)) - items;
   t.equal(rows, 4 * alone.length, 'every line went through the recognizer queue');
   t.ok(batches < rows, `${rows} lines in ${batches} recognizer batches`);
+});
+
+t.test("pages whose lines outnumber the stages' queues wait for room instead of failing", async (t) => {
+  // 32 concurrent pages of ~10 lines each hold more lines than the recognizer's queue (256): the stage requests of
+  // admitted pages used to be refused (429 "text-recognition is overloaded") and fail their pages. Here the stage
+  // models hold 2 requests at most (queue 1, one batch of one), so 4 pages of 7 lines overflow them at once.
+  const repo = cudaBatchingCopy(['ocr', 'text-orientation-folded', 'text-recognition']);
+  for (const name of ['text-orientation-folded', 'text-recognition']) {
+    const file = path.join(repo, name, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(file, 'utf8'));
+    manifest.batching = { ...manifest.batching, maxBatchSize: 1, maxQueueSize: 1, maxInFlightBatches: 1 };
+    writeFileSync(file, JSON.stringify(manifest));
+  }
+  const small = await startApp({ MUON_MODEL_REPOSITORY: repo, MUON_DEFAULT_MODEL: 'ocr' });
+  t.teardown(() => small.close());
+  const alone = (await ocr(page)).body.lines;
+  const together = await Promise.all(Array.from({ length: 4 }, () => ocr(page, 'image/png', '/predict', small.app)));
+  for (const r of together) {
+    t.equal(r.status, 200);
+    t.same(r.body.lines, alone, 'every page read whole, as alone');
+  }
+  // a client of the recognizer itself is still refused while it is full, and served once it is not
+  const full = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      small.app.inject({
+        method: 'POST',
+        url: '/predict?model=text-recognition',
+        headers: { 'content-type': 'image/png' },
+        payload: line,
+      }),
+    ),
+  );
+  const codes = full.map((r) => r.statusCode).sort();
+  t.ok(codes.includes(429) && codes.includes(200), `direct clients: ${codes.join(', ')}`);
+  t.equal(full.find((r) => r.statusCode === 429)?.json().code, 'MUON_ERR_QUEUE_FULL');
 });
 
 t.test('text and audio are refused; /v1/models describes the stages', async (t) => {
