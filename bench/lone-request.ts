@@ -71,6 +71,19 @@ const muon = (name: string, root: string): Subject => ({
     return { url: `${server.baseUrl}/predict`, stop: () => server.stop() };
   },
 });
+/** Process groups of the Python peers running now, killed however this script ends (Ctrl-C does not reach them). */
+const peerGroups = new Set<number>();
+const killGroup = (pid: number) => {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is gone already
+  }
+  peerGroups.delete(pid);
+};
+process.on('exit', () => peerGroups.forEach(killGroup));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 /** A Python peer serving the same model file from its virtualenv: `script` (in bench/peer/) answers at `route`. */
 const pythonPeer = (name: string, venv: string, script: string, route: string): Subject => ({
   name,
@@ -86,6 +99,14 @@ const pythonPeer = (name: string, venv: string, script: string, route: string): 
       stdio: 'ignore',
       detached: true, // a process group of its own: LitServe's API server and inference worker are child processes
     });
+    const pid = child.pid!;
+    peerGroups.add(pid);
+    const exited = once(child, 'exit');
+    const stop = async () => {
+      const running = child.exitCode === null && child.signalCode === null;
+      killGroup(pid);
+      if (running) await exited;
+    };
     const url = `http://127.0.0.1:${port}${route}`;
     for (let i = 0; ; i++) {
       const ok = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'image/png' } }).then(
@@ -93,17 +114,13 @@ const pythonPeer = (name: string, venv: string, script: string, route: string): 
         () => false,
       );
       if (ok) break;
-      if (i > 120) throw new Error(`${name} did not start`);
+      if (i > 120) {
+        await stop();
+        throw new Error(`${name} did not start`);
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
-    return {
-      url,
-      async stop() {
-        const exited = once(child, 'exit');
-        process.kill(-child.pid!, 'SIGKILL');
-        await exited;
-      },
-    };
+    return { url, stop };
   },
 });
 const builds: Subject[] = [

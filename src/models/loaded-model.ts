@@ -98,8 +98,9 @@ export class LoadedModel {
    * A full model refuses a client's request at once (429), but a pipeline's stage request (`admitted`: an OCR
    * page's line, whose page was counted at its own model's door) waits for a place instead: refusing it would fail
    * a page the server had accepted, and 32 concurrent pages hold more lines than the recognizer's queue. What waits
-   * is bounded by the calling model's own limit (its pages in progress times their lines), and each waiting line is
-   * a callback: its line's tensor is only made once it has a place.
+   * is bounded by the calling model's own limit (its pages in progress times their lines: a page ends only when all
+   * its lines have), and each waiting line is a callback: its line's tensor is only made once it has a place, and
+   * not at all when the page's deadline passed or its client left while it waited.
    */
   async #tracked<T>(work: () => Promise<T>, admitted = false): Promise<T> {
     if (this.#closed) throw new Errors.MODEL_NOT_READY(this.name, 'this version was replaced or unloaded');
@@ -112,8 +113,9 @@ export class LoadedModel {
         retryAfterSeconds: Math.max(1, Math.ceil(this.batcher.estimatedWaitMs() / 1000)),
       });
     } else await new Promise<void>((resolve) => this.#waiting.push(resolve)); // given a place: #inFlight counts it
+    // a waiter that got its place after a swap or an unload began is still answered by this version, as every
+    // request handed to it is: close() waits for it
     try {
-      if (this.#closed) throw new Errors.MODEL_NOT_READY(this.name, 'this version was replaced or unloaded');
       return await work();
     } finally {
       const next = this.#waiting.shift();
@@ -129,8 +131,9 @@ export class LoadedModel {
 
   async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
     const t0 = performance.now();
-    // a stage request that waited for its place (#tracked) after its page's client went away
+    // a stage request that waited for its place (#tracked) past its page's deadline, or after its client went away
     if (opts.signal?.aborted) throw new Errors.CLIENT_CLOSED();
+    if (opts.deadline <= t0) throw new Errors.DEADLINE_EXCEEDED(this.name, Math.round(opts.timeoutMs));
     let prepared: Awaited<ReturnType<TaskPipeline['prepare']>>;
     try {
       prepared = await this.pipeline.prepare(input, opts.signal);

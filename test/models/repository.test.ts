@@ -87,7 +87,7 @@ t.test('unload, then load again: UNAVAILABLE answers 503, a reload serves the fo
 });
 
 t.test(
-  'a full model refuses clients at once; stage requests wait for a place, and a close ends their wait',
+  'a full model refuses clients at once; stage requests wait for a place, and an unload answers them first',
   async (t) => {
     const { root, repository } = repositoryOf(['language-id']);
     t.teardown(async () => {
@@ -122,9 +122,18 @@ t.test(
     const waiting = Promise.allSettled(Array.from({ length: 8 }, () => model.infer(text, opts(true))));
     await repository.unloadModel('language-id');
     const ended = await waiting;
-    t.ok(
-      ended.every((e) => e.status === 'fulfilled' || e.reason.code === 'MUON_ERR_MODEL_NOT_READY'),
-      'answered, or told the model is gone; the unload did not hang',
+    t.same(
+      ended.map((e) => e.status),
+      Array(8).fill('fulfilled'),
+      'requests handed to the version before its unload are answered by it; the unload waited for them',
+    );
+
+    await repository.loadModel('language-id');
+    const late = { deadline: performance.now() - 1, timeoutMs: 5, admitted: true };
+    await t.rejects(
+      repository.readyModel('language-id').infer(text, late),
+      { code: 'MUON_ERR_DEADLINE_EXCEEDED' },
+      'a step past its deadline is not prepared',
     );
   },
 );

@@ -112,7 +112,7 @@ export function ocr(
       );
       if (m.stages.orientation !== undefined) {
         const classifier = stages.model(m.stages.orientation);
-        const answers = await Promise.all(
+        const answers = await allLines(
           crops.map((c) => classifier.infer({ kind: 'pixels', image: c }, { ...stepOpts(opts), topK: 1 })),
         );
         const rotated = answers.map((a) => {
@@ -133,7 +133,7 @@ export function ocr(
         }
       }
       const recognizer = stages.model(m.stages.recognizer);
-      const read = await Promise.all(crops.map((c) => recognizer.infer({ kind: 'pixels', image: c }, stepOpts(opts))));
+      const read = await allLines(crops.map((c) => recognizer.infer({ kind: 'pixels', image: c }, stepOpts(opts))));
       const lines: OcrLine[] = [];
       read.forEach((answer, i) => {
         const [line] = (answer as { lines: TextLine[] }).lines;
@@ -152,4 +152,15 @@ export function ocr(
       return { row: { data: new Float32Array(3 * w * h), w, h, image, scale: 1 }, key: `${w}x${h}` };
     },
   };
+}
+
+/**
+ * Every line's answer, or the first line's error once all the page's lines have ended: a page that fails does not
+ * leave lines queued at a stage after its answer (and after its memory and queue place were given back).
+ */
+async function allLines<T>(steps: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(steps);
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
