@@ -290,15 +290,10 @@ function axis(outLen: number, offset: number, resized: number, src: number, near
   return { i0, i1, f };
 }
 
-/** Two source rows, interpolated along x, that {@link toTensor} reuses (one per thread: it runs synchronously). */
-let rowScratch = new Float64Array(0);
-
 /**
  * Resamples decoded pixels to the placement's resized size (taking its crop), normalizes, and writes them into a
- * padded tensor row in the model's layout and channel order. Bilinear in two passes: each source row the output
- * reads is interpolated along x once, in the model's channel order (a text line upscaled from 18 to 48 pixels
- * reads each of its rows for two or three output rows), then every output row blends its two source rows. The
- * arithmetic is the one-pass formula's, in the same order and in double, so the values are the same to the bit.
+ * padded tensor row in the model's layout and channel order, in one pass: each output pixel's four source offsets
+ * and weights are found once for all its channels.
  */
 function toTensor(img: Pixels, place: Placement, spec: ImageSpec, into?: Float32Array): Float32Array {
   const C = spec.channels === 'GRAY' ? 1 : 3;
@@ -338,45 +333,34 @@ function toTensor(img: Pixels, place: Placement, spec: ImageSpec, into?: Float32
     x1[x] = xs.i1[x] * n;
   }
   const fxs = xs.f;
-  const len = cw * C;
-  if (rowScratch.length < 2 * len) rowScratch = new Float64Array(2 * len);
-  const rows = [rowScratch.subarray(0, len), rowScratch.subarray(len, 2 * len)];
-  const held = [-1, -1];
-  /** Source row `sy` interpolated along x (channels in model order, interleaved), never evicting row `keep`. */
-  const row = (sy: number, keep: number): Float64Array => {
-    if (held[0] === sy) return rows[0];
-    if (held[1] === sy) return rows[1];
-    const slot = held[0] === keep ? 1 : 0;
-    const r = rows[slot];
-    held[slot] = sy;
-    const base = sy * w * n;
-    for (let x = 0, j = 0; x < cw; x++, j += C) {
-      const fx = fxs[x];
-      const p0 = base + x0[x];
-      const p1 = base + x1[x];
-      let q = px[p0 + k0];
-      r[j] = q + (px[p1 + k0] - q) * fx;
-      if (C === 1) continue;
-      q = px[p0 + k1];
-      r[j + 1] = q + (px[p1 + k1] - q) * fx;
-      q = px[p0 + k2];
-      r[j + 2] = q + (px[p1 + k2] - q) * fx;
-    }
-    return r;
-  };
   for (let y = 0; y < crop.height; y++) {
-    const top = row(ys.i0[y], ys.i1[y]);
-    const bottom = row(ys.i1[y], ys.i0[y]);
+    const r0 = ys.i0[y] * w * n;
+    const r1 = ys.i1[y] * w * n;
     const fy = ys.f[y];
-    let o = ((y + place.top) * W + place.left) * step;
-    for (let x = 0, j = 0; x < cw; x++, j += C, o += step) {
-      let t = top[j];
-      out[o] = (t + (bottom[j] - t) * fy) * a0 + b0;
+    const ty = y + place.top;
+    let o = (ty * W + place.left) * step;
+    for (let x = 0; x < cw; x++, o += step) {
+      const fx = fxs[x];
+      const p00 = r0 + x0[x];
+      const p01 = r0 + x1[x];
+      const p10 = r1 + x0[x];
+      const p11 = r1 + x1[x];
+      let q = px[p00 + k0];
+      let r = px[p10 + k0];
+      let top = q + (px[p01 + k0] - q) * fx;
+      let bottom = r + (px[p11 + k0] - r) * fx;
+      out[o] = (top + (bottom - top) * fy) * a0 + b0;
       if (C === 1) continue;
-      t = top[j + 1];
-      out[o + d1] = (t + (bottom[j + 1] - t) * fy) * a1 + b1;
-      t = top[j + 2];
-      out[o + d2] = (t + (bottom[j + 2] - t) * fy) * a2 + b2;
+      q = px[p00 + k1];
+      r = px[p10 + k1];
+      top = q + (px[p01 + k1] - q) * fx;
+      bottom = r + (px[p11 + k1] - r) * fx;
+      out[o + d1] = (top + (bottom - top) * fy) * a1 + b1;
+      q = px[p00 + k2];
+      r = px[p10 + k2];
+      top = q + (px[p01 + k2] - q) * fx;
+      bottom = r + (px[p11 + k2] - r) * fx;
+      out[o + d2] = (top + (bottom - top) * fy) * a2 + b2;
     }
   }
   return out;
