@@ -12,7 +12,7 @@ import { metricValue } from '../helpers/app.js';
 // The repository core without HTTP: states, the index, load, swap and unload, and what a caller gets for each
 // state, on a repository of real models through real onnxruntime.
 
-function repositoryOf(folders: string[]): { root: string; repository: ModelRepository } {
+function repositoryOf(folders: string[]): { root: string; repository: ModelRepository; metrics: Metrics } {
   const root = mkdtempSync(path.join(tmpdir(), 'muon-repo-core-'));
   for (const f of folders) cpSync(path.join(packageRoot, 'models', f), path.join(root, f), { recursive: true });
   const config = loadConfig({
@@ -21,7 +21,8 @@ function repositoryOf(folders: string[]): { root: string; repository: ModelRepos
     MUON_DEFAULT_MODEL: folders[0],
     MUON_TASK_THREADS: '0',
   });
-  return { root, repository: new ModelRepository(config, new Metrics(false), pino({ level: 'silent' })) };
+  const metrics = new Metrics(false);
+  return { root, metrics, repository: new ModelRepository(config, metrics, pino({ level: 'silent' })) };
 }
 
 t.test('loadAll: every folder READY, then served; a broken folder FAILED alone, with its reason', async (t) => {
@@ -89,7 +90,7 @@ t.test('unload, then load again: UNAVAILABLE answers 503, a reload serves the fo
 t.test(
   'a full model refuses clients at once; stage requests wait for a place, and an unload answers them first',
   async (t) => {
-    const { root, repository } = repositoryOf(['language-id']);
+    const { root, repository, metrics } = repositoryOf(['language-id']);
     t.teardown(async () => {
       await repository.close();
       rmSync(root, { recursive: true, force: true });
@@ -134,6 +135,11 @@ t.test(
       repository.readyModel('language-id').infer(text, late),
       { code: 'MUON_ERR_DEADLINE_EXCEEDED' },
       'a step past its deadline is not prepared',
+    );
+    t.equal(
+      await metricValue(metrics, 'muon_requests_dropped_total', { model: 'language-id', reason: 'deadline' }),
+      1,
+      'and counted as dropped',
     );
   },
 );
