@@ -160,22 +160,32 @@ export class Batcher<In, Out> {
   }
 
   /**
+   * The drop a request is due before it is queued, counted as one (its client gone, or its deadline passed), or
+   * undefined. {@link submit} applies it; a caller about to prepare a request checks it first, to spare the work.
+   */
+  dropped(opts: Pick<SubmitOptions, 'deadline' | 'signal'>): BatcherError | undefined {
+    if (opts.signal?.aborted) {
+      this.#observer.dropped?.('cancelled', 1);
+      return new BatcherError('cancelled', 'the client went away');
+    }
+    if (opts.deadline <= this.#clock.now()) {
+      this.#observer.dropped?.('deadline', 1);
+      return new BatcherError('deadline', 'the request deadline passed before it was queued');
+    }
+    return undefined;
+  }
+
+  /**
    * Queues one input and resolves with its output once its batch has run.
    * Rejects with {@link BatcherError} when refused (`queue_full`, `closed`) or dropped (`deadline`, `cancelled`),
    * and with the runner's error when its batch fails.
    */
   submit(input: In, opts: SubmitOptions): Promise<Out> {
     if (this.#closing) return Promise.reject(new BatcherError('closed', 'the model is shutting down'));
-    if (opts.signal?.aborted) {
-      this.#observer.dropped?.('cancelled', 1);
-      return Promise.reject(new BatcherError('cancelled', 'the client went away'));
-    }
     if (Number.isNaN(opts.deadline)) return Promise.reject(new RangeError('deadline must be a number; this is a bug'));
+    const dropped = this.dropped(opts);
+    if (dropped) return Promise.reject(dropped);
     const now = this.#clock.now();
-    if (opts.deadline <= now) {
-      this.#observer.dropped?.('deadline', 1);
-      return Promise.reject(new BatcherError('deadline', 'the request deadline passed before it was queued'));
-    }
     if (this.#queue.length >= this.options.maxQueueSize && !opts.admitted) {
       return Promise.reject(new BatcherError('queue_full', `the queue is full (${this.options.maxQueueSize} waiting)`));
     }

@@ -131,16 +131,10 @@ export class LoadedModel {
 
   async #infer(input: ModelInput, opts: InferOptions): Promise<unknown> {
     const t0 = performance.now();
-    // a stage request that waited for its place (#tracked) past its page's deadline, or after its client went away:
-    // dropped before it costs a preparation, and counted as the batcher counts its own drops
-    if (opts.signal?.aborted) {
-      this.#metrics.dropped.inc({ model: this.name, reason: 'cancelled' });
-      throw new Errors.CLIENT_CLOSED();
-    }
-    if (opts.deadline <= t0) {
-      this.#metrics.dropped.inc({ model: this.name, reason: 'deadline' });
-      throw new Errors.DEADLINE_EXCEEDED(this.name, Math.round(opts.timeoutMs));
-    }
+    // a stage request that waited for its place (#tracked) past its page's deadline, or after its client went away,
+    // is dropped before it costs a preparation
+    const dropped = this.batcher.dropped(opts);
+    if (dropped) throw this.#asClientError(dropped, opts);
     let prepared: Awaited<ReturnType<TaskPipeline['prepare']>>;
     try {
       prepared = await this.pipeline.prepare(input, opts.signal);
