@@ -82,7 +82,8 @@ const killGroup = (pid: number) => {
   peerGroups.delete(pid);
 };
 process.on('exit', () => peerGroups.forEach(killGroup));
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => process.exit(128 + os.constants.signals[signal]));
 
 /** A Python peer serving the same model file from its virtualenv: `script` (in bench/peer/) answers at `route`. */
 const pythonPeer = (name: string, venv: string, script: string, route: string): Subject => ({
