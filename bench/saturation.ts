@@ -3,17 +3,19 @@
  *
  * - the in-process pipeline: the repository's own model (`LoadedModel.infer`: decode, preprocess, batch, run,
  *   postprocess on the task workers and session workers) driven by `--concurrency` loops in this process, no HTTP;
- * - the server: `node dist/main.js` over loopback, autocannon at the same concurrency, the same body;
+ * - the server: `node dist/main.js` over loopback, at the same concurrency, the same body, from wrk where it is
+ *   installed (`--client`; autocannon otherwise, which takes about a fifth of the two cores at these rates);
  * - for the tiny ones, the bare-Fastify ceiling: a Fastify server that reads the same body and sends the same
  *   answer bytes (bench/bare/fastify.mjs), and `GET /v2/health/live` on both.
  *
  * Both sides run the server's default settings (every model loaded, the cores split between them) and take turns,
- * so they see the same machine. The client (autocannon) runs on the same two cores as the server; the in-process
+ * so they see the same machine. The client runs on the same two cores as the server; the in-process
  * side has no client to pay for, so its figure is the ceiling an HTTP server could at best reach. With
  * `--baseline <worktree>` an older build (its `dist/`) is measured the same way in the same run, its in-process side
  * from its own modules, so that the ratios before and after are comparable.
  *
- * Usage: npm run build && npx tsx bench/saturation.ts [--seconds 8] [--concurrency 32] [--baseline <dir>] [model ...]
+ * Usage: npm run build && npx tsx bench/saturation.ts [--seconds 8] [--concurrency 32] [--baseline <dir>] [--client wrk|autocannon]
+ *   [model ...]
  * Writes bench/results/saturation.md and .json.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -27,6 +29,7 @@ import { pino } from 'pino';
 import { packageRoot } from '../src/config.js';
 import type { LoadedModel } from '../src/models/loaded-model.js';
 import { runLoad } from './lib/load.js';
+import { hasWrk, runWrk } from './lib/wrk.js';
 import { taskInputs as inputs } from './lib/inputs.js';
 import { log } from './lib/log.js';
 import { describeMachine } from './lib/machine.js';
@@ -40,6 +43,8 @@ const { values, positionals } = parseArgs({
     concurrency: { type: 'string', default: '32' },
     baseline: { type: 'string' },
     rounds: { type: 'string', default: '1' },
+    // the load generator: wrk where it is installed (it leaves the server the CPU autocannon would take)
+    client: { type: 'string' },
     // internal: run the in-process side of the build at this root, print its figures as JSON, exit
     'in-process': { type: 'string' },
   },
@@ -47,6 +52,8 @@ const { values, positionals } = parseArgs({
 const seconds = Number(values.seconds);
 const concurrency = Number(values.concurrency);
 const WARMUP_S = 2;
+const client = values.client ?? (hasWrk() ? 'wrk' : 'autocannon');
+if (client !== 'wrk' && client !== 'autocannon') throw new Error(`--client wrk|autocannon, got ${client}`);
 
 /** Models whose request costs less than HTTP: the bare-Fastify ceiling applies. */
 const TINY = new Set(['language-id']);
@@ -137,6 +144,10 @@ async function load(url: string, task: string | undefined): Promise<HttpFigure> 
   const opts = task
     ? { url, body: body(task), contentType: inputs[task].type }
     : { url, method: 'GET' as const, body: Buffer.alloc(0), contentType: '' };
+  if (client === 'wrk') {
+    await runWrk({ ...opts, connections: concurrency, durationS: WARMUP_S });
+    return runWrk({ ...opts, connections: concurrency, durationS: seconds });
+  }
   await runLoad({ ...opts, connections: concurrency, durationS: WARMUP_S });
   const s = await runLoad({ ...opts, connections: concurrency, durationS: seconds });
   return { rps: s.latencies.length / s.durationS, non2xx: s.non2xx, errors: s.errors };
@@ -201,7 +212,7 @@ const names = positionals.length
       .filter((e) => e.isDirectory())
       .map((e) => e.name)
       .sort();
-const passed = ['--seconds', String(seconds), '--concurrency', String(concurrency)];
+const passed = ['--seconds', String(seconds), '--concurrency', String(concurrency), '--client', client];
 if (values['in-process']) {
   console.log(JSON.stringify([...(await inProcess(values['in-process'], names))]));
   process.exit(0);
@@ -287,12 +298,13 @@ const md = [
     ` server's default settings; ${concurrency} concurrent requests, ${seconds} s measured after ${WARMUP_S} s of` +
     ` warm-up, builds in turns, the median of ${rounds} round(s).` +
     ` \`npm run build && npx tsx bench/saturation.ts --seconds ${seconds} --concurrency ${concurrency} --rounds ${rounds}` +
+    ` --client ${client}` +
     (values.baseline ? ' --baseline <worktree>' : '') +
     (positionals.length ? ` ${positionals.join(' ')}` : '') +
     '`.',
   '',
   'in process = `LoadedModel.infer` in a loop on every concurrent slot, no HTTP (the machine limit for the pipeline);' +
-    ' server = the same body over loopback from autocannon, which shares the two cores; bare Fastify = a Fastify' +
+    ` server = the same body over loopback from ${client}, which shares the two cores; bare Fastify = a Fastify` +
     ' server that reads the same body and sends the same answer bytes (the HTTP ceiling); combined = one thread doing' +
     ' both, 1 / (1 / bare Fastify + 1 / in process).',
   '',

@@ -158,7 +158,7 @@ t.test('/v1/models describes the model, its provider and batching', async (t) =>
     state: 'READY',
     execution_provider: 'cpu',
     input: { name: 'x', shape: [-1, 3, 48, 192], layout: 'NCHW', resize: 'fit-height', channels: 'BGR' },
-    batching: { max_batch_size: 32, max_queue_delay_ms: Number, fixed_batch: false },
+    batching: { max_batch_size: 8, max_queue_delay_ms: Number, fixed_batch: false },
   });
   t.match(
     m.compression,
