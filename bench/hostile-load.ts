@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { packageRoot } from '../src/config.js';
 import { wavFile } from '../test/helpers/wav.js';
+import { post as httpPost } from './lib/http.js';
 import { describeMachine, rssMib } from './lib/machine.js';
 import { LivenessProber } from './lib/liveness.js';
 import { lagBeyondSampling } from './lib/metrics.js';
@@ -60,16 +61,10 @@ const count = (kind: Kind, code: number) => {
 };
 
 /** Clients that send one request after another until `until`. */
-async function loop(kind: Kind, clients: number, until: () => boolean, send: () => Promise<Response>) {
+async function loop(kind: Kind, clients: number, until: () => boolean, send: () => Promise<number>) {
   await Promise.all(
     Array.from({ length: clients }, async () => {
-      while (!until()) {
-        const code = await send().then(
-          async (r) => (await r.arrayBuffer(), r.status),
-          () => 0,
-        );
-        count(kind, code);
-      }
+      while (!until()) count(kind, await send().catch(() => 0));
     }),
   );
 }
@@ -100,8 +95,7 @@ async function stalled(port: number, until: () => boolean) {
 const server = await ServerProcess.start({ MUON_MEMORY_BUDGET_BYTES: String(budgetMib * 2 ** 20) });
 const base = server.baseUrl;
 const port = Number(new URL(base).port);
-const post = (url: string, type: string, body: Buffer | string) =>
-  fetch(`${base}${url}`, { method: 'POST', headers: { 'content-type': type }, body });
+const post = (url: string, type: string, body: Buffer | string) => httpPost(`${base}${url}`, type, body);
 const ordinary = () => post('/predict?model=text-orientation', 'image/png', line);
 
 async function lag(): Promise<{ p99: number; max: number }> {

@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
+import { post } from './lib/http.js';
 import { describeMachine } from './lib/machine.js';
 import { LivenessProber } from './lib/liveness.js';
 import { lagBeyondSampling } from './lib/metrics.js';
@@ -125,13 +126,7 @@ try {
     Array.from({ length: concurrency }, async () => {
       while (next < total) {
         const m = mix[weights[next++ % weights.length]];
-        const res = await fetch(server.baseUrl + m.path, {
-          method: 'POST',
-          headers: { 'content-type': m.type },
-          body: m.body,
-        });
-        await res.arrayBuffer();
-        if (res.status !== m.expect) unexpected++;
+        if ((await post(server.baseUrl + m.path, m.type, m.body)) !== m.expect) unexpected++;
         if (++done % step === 0) await sample(done);
       }
     }),
