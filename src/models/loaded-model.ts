@@ -5,6 +5,7 @@ import { type Manifest } from './manifest.js';
 import { type HostTensor, type ServingSession } from './session.js';
 import { checkFeeds, graphRejection, isolated, runTensorRows, TensorRow, type TensorOutputs } from './tensors.js';
 import type { ModelInput, PredictParams, SubmitRows, TaskPipeline } from './tasks/task.js';
+import type { TaskWorkers } from '../workers/task-workers.js';
 
 /** Per-request options of {@link LoadedModel.infer}. */
 export interface InferOptions extends PredictParams {
@@ -22,6 +23,8 @@ export type ModelParts = Pick<
   LoadedModel,
   'name' | 'dir' | 'manifest' | 'session' | 'pipelineSession' | 'pipeline' | 'labels' | 'timeoutMs'
 > & {
+  /** Where the model's requests are counted as in progress (the task workers: a lone one is prepared inline). */
+  readonly requests: Pick<TaskWorkers, 'requestStarted' | 'requestEnded'>;
   /** The batching limits in effect (the manifest's, narrowed by the graph, the provider and the server). */
   readonly batching: BatchingOptions;
   /** Receives the batcher's events (the model's metrics). */
@@ -46,6 +49,7 @@ export class LoadedModel {
   /** One queue for the model: task rows and raw tensor rows (v2 infer), never in one batch (their keys differ). */
   readonly batcher: Batcher<unknown, unknown>;
   readonly #metrics: Metrics;
+  readonly #requests: ModelParts['requests'];
 
   constructor(parts: ModelParts) {
     ({
@@ -58,6 +62,7 @@ export class LoadedModel {
       labels: this.labels,
       timeoutMs: this.timeoutMs,
       metrics: this.#metrics,
+      requests: this.#requests,
     } = parts);
     this.batcher = new Batcher((rows) => this.#runBatch(rows), parts.batching, parts.observer);
   }
@@ -115,9 +120,11 @@ export class LoadedModel {
     } else await new Promise<void>((resolve) => this.#waiting.push(resolve)); // given a place: #inFlight counts it
     // a waiter that got its place after a swap or an unload began is still answered by this version, as every
     // request handed to it is: close() waits for it
+    this.#requests.requestStarted();
     try {
       return await work();
     } finally {
+      this.#requests.requestEnded();
       const next = this.#waiting.shift();
       if (next) next();
       else if (--this.#inFlight === 0) this.#idle?.();

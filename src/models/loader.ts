@@ -135,6 +135,7 @@ export class ModelLoader {
         observer: batchMetrics(this.metrics, name, context.depths, manifest.version),
         timeoutMs: manifest.batching.defaultTimeoutMs ?? this.config.requestTimeoutMs,
         metrics: this.metrics,
+        requests: this.workers,
       });
       const sessions = onWorkers ? batching.maxInFlightBatches : 1;
       if (this.config.warmup) await warmUp(pipeline, batching.maxBatchSize, sessions);

@@ -68,6 +68,8 @@ export class TaskWorkers {
   #closed = false;
   /** Ops running inline on the event loop now. */
   #inline = 0;
+  /** Requests in progress in the server (see {@link requestStarted}). */
+  #requests = 0;
 
   /**
    * @param threads worker threads (0: run on the calling thread)
@@ -82,6 +84,18 @@ export class TaskWorkers {
     this.#entry = entry;
   }
 
+  /**
+   * A request is in progress from this call until {@link requestEnded}: an `inline` op runs on the event loop only
+   * while at most one is (see {@link run}). The served models count theirs (LoadedModel), an OCR page's lines too.
+   */
+  requestStarted(): void {
+    this.#requests++;
+  }
+
+  requestEnded(): void {
+    this.#requests--;
+  }
+
   /** Worker threads (0 when ops run on the event loop). */
   get size(): number {
     return this.#threads.length;
@@ -90,9 +104,12 @@ export class TaskWorkers {
   /**
    * Runs one op. `move` lists arrays of the arguments the caller gives up: they travel without a copy when each
    * spans its whole buffer (and are unusable here afterwards). `signal` stops a long op between slices when it runs
-   * on the event loop; on a worker the op runs to its end, off the loop. `inline` runs it here when nothing else
-   * is being prepared (no op on a thread, none inline): for work smaller than the hop to a thread (see
-   * {@link isSmallImage}), which a lone request should not pay, but which, under load, would add up on the loop.
+   * on the event loop; on a worker the op runs to its end, off the loop. `inline` runs it here when the request it
+   * prepares is the only one in progress (see {@link requestStarted}) and nothing else is being prepared (no op on
+   * a thread, none inline): for work smaller than the hop to a thread (see {@link isSmallImage}), which a lone
+   * request should not pay, but which, beside other requests, would hold up the loop. (Testing for ops in flight
+   * alone was not enough: an inline op ends before the loop reads the next request, so under load every small
+   * image was prepared on the loop.)
    */
   run<A, R>(
     op: Op<A, R>,
@@ -100,7 +117,8 @@ export class TaskWorkers {
     opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal; inline?: boolean } = {},
   ): Promise<R> {
     if (this.#threads.length === 0) return op.run(args, opts.signal);
-    if (opts.inline === true && this.#inline === 0 && this.#threads.every((t) => !t?.pending.size)) {
+    const alone = this.#requests <= 1 && this.#inline === 0 && this.#threads.every((t) => !t?.pending.size);
+    if (opts.inline === true && alone) {
       this.#inline++;
       const done = () => void this.#inline--;
       try {

@@ -123,28 +123,46 @@ t.test(
   },
 );
 
-t.test('an inline op runs on the event loop only while nothing else is being prepared', async (t) => {
-  const pool = new TaskWorkers(1);
-  t.teardown(() => pool.close());
-  await pool.warm();
-  // an op the workers do not know: on a thread it fails, on the loop it answers
-  const here = defineOp('where-am-i', async () => 'event loop');
-  const slow = defineOp('slow-where-am-i', () => new Promise((resolve) => setTimeout(() => resolve('event loop'), 50)));
-  t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'alone: on the loop');
-  const onThread = pool.run(ping, {});
-  await t.rejects(pool.run(here, {}, { inline: true }), /no op 'where-am-i'/, 'beside an op on a thread: on a thread');
-  await onThread;
-  const first = pool.run(slow, {}, { inline: true });
-  await t.rejects(pool.run(here, {}, { inline: true }), /no op/, 'beside an op running inline: on a thread');
-  t.equal(await first, 'event loop');
-  t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'idle again: on the loop');
-  // an op that throws before it returns its promise is a rejection, and leaves the loop free for the next
-  const throws = defineOp('throws-at-once', (): Promise<string> => {
-    throw new Error('at once');
-  });
-  await t.rejects(pool.run(throws, {}, { inline: true }), /at once/);
-  t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'after a throw: on the loop again');
-});
+t.test(
+  'an inline op runs on the event loop only for a lone request, while nothing else is being prepared',
+  async (t) => {
+    const pool = new TaskWorkers(1);
+    t.teardown(() => pool.close());
+    await pool.warm();
+    // an op the workers do not know: on a thread it fails, on the loop it answers
+    const here = defineOp('where-am-i', async () => 'event loop');
+    const slow = defineOp(
+      'slow-where-am-i',
+      () => new Promise((resolve) => setTimeout(() => resolve('event loop'), 50)),
+    );
+    t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'alone: on the loop');
+    const onThread = pool.run(ping, {});
+    await t.rejects(
+      pool.run(here, {}, { inline: true }),
+      /no op 'where-am-i'/,
+      'beside an op on a thread: on a thread',
+    );
+    await onThread;
+    const first = pool.run(slow, {}, { inline: true });
+    await t.rejects(pool.run(here, {}, { inline: true }), /no op/, 'beside an op running inline: on a thread');
+    t.equal(await first, 'event loop');
+    t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'idle again: on the loop');
+    // requests in progress (LoadedModel counts them): the request itself is one; beside another, on a thread
+    pool.requestStarted();
+    t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'one request in progress: on the loop');
+    pool.requestStarted();
+    await t.rejects(pool.run(here, {}, { inline: true }), /no op/, 'beside another request: on a thread');
+    pool.requestEnded();
+    t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'alone again: on the loop');
+    pool.requestEnded();
+    // an op that throws before it returns its promise is a rejection, and leaves the loop free for the next
+    const throws = defineOp('throws-at-once', (): Promise<string> => {
+      throw new Error('at once');
+    });
+    await t.rejects(pool.run(throws, {}, { inline: true }), /at once/);
+    t.equal(await pool.run(here, {}, { inline: true }), 'event loop', 'after a throw: on the loop again');
+  },
+);
 
 t.test('a thread that dies fails only its own ops, and is replaced', async (t) => {
   const entry = new URL('../helpers/crashing-task-worker.ts', import.meta.url);
