@@ -33,6 +33,14 @@ const VENV = process.env.MUON_PEER_VENV ?? '/tmp/muon-peer-venv';
 const PEER_DIR = path.join(packageRoot, 'bench', 'peer');
 /** BentoML's max_latency_ms: generous, so the dispatcher never sheds load (it answers 503 past it). */
 const PEER_MAX_LATENCY_MS = 1000;
+/** BentoML's max_batch_size (bench/peer/service.py's MAX_BATCH_SIZE). */
+const PEER_MAX_BATCH = 32;
+/** Ours: the served manifest's (8 on the CPU since 2026-12-07). */
+const manifestMaxBatch = (
+  JSON.parse(await readFile(path.join(packageRoot, 'models', MODEL, 'manifest.json'), 'utf8')) as {
+    batching: { maxBatchSize: number };
+  }
+).batching.maxBatchSize;
 const RESULTS_DIR = path.join(packageRoot, 'bench', 'results');
 /** A load run during which other processes used more than a tenth of a core is made again, twice at most. */
 const QUIET: Omit<QuietOptions, 'log'> = { maxOthersPct: 10, attempts: 3, maxWaitMs: 120_000 };
@@ -363,7 +371,8 @@ function renderMarkdown(r: PeerResults): string {
     `Model \`${r.model}\` (PaddleOCR text-orientation classifier, fp32), input \`${r.image}\` sent as a raw`,
     '`image/png` body; both servers use onnxruntime on the CPU with ' +
       `${r.threads} intra-op threads, 1 inter-op thread, sequential execution, all graph optimizations, and`,
-    'batch concurrent requests (up to 32 per run). Same load generator (bench/lib/load.ts: autocannon, closed loop,',
+    `batch concurrent requests (up to ${String(r.oursConfig.maxBatchSize)} per run ours, ${PEER_MAX_BATCH} BentoML's). Same load` +
+      ' generator (bench/lib/load.ts: autocannon, closed loop,',
     `running on the same machine), ${r.plan.runs} interleaved run(s) of ${r.plan.runS} s per server and concurrency.`,
     '',
     '| concurrency | ours req/s | BentoML req/s | ours / BentoML | ours p50 ms | BentoML p50 ms | ours p99 ms | BentoML p99 ms | ours mean batch | errors (ours / BentoML) |',
@@ -389,10 +398,10 @@ function renderMarkdown(r: PeerResults): string {
     '## Setup',
     '',
     `- Muon Serve: \`node dist/main.js\`, model repository holding only a copy of models/${r.model},`,
-    `  MUON_INTRA_OP_THREADS=${r.threads}, batching on with the manifest's defaults (maxBatchSize 32, maxQueueDelayMs 0),`,
+    `  MUON_INTRA_OP_THREADS=${r.threads}, batching on with the manifest's defaults (maxBatchSize ${String(r.oursConfig.maxBatchSize)}, maxQueueDelayMs 0),`,
     '  warn-level logs.',
     `- BentoML: bench/peer/service.py, \`@bentoml.service(workers=1, resources={"cpu": "${r.threads}"})\`,`,
-    `  \`@bentoml.api(batchable=True, batch_dim=0, max_batch_size=32, max_latency_ms=${PEER_MAX_LATENCY_MS})\`; each request`,
+    `  \`@bentoml.api(batchable=True, batch_dim=0, max_batch_size=${PEER_MAX_BATCH}, max_latency_ms=${PEER_MAX_LATENCY_MS})\`; each request`,
     '  body is decoded and preprocessed (OpenCV: BGR, INTER_LINEAR resize to height 48 in float, normalize, pad to 192)',
     '  in a worker thread as it arrives, the dispatcher concatenates the [1, 3, 48, 192] rows into one onnxruntime run.',
     '  Access log off. uvicorn runs with uvloop and httptools.',
@@ -488,12 +497,12 @@ async function main(): Promise<void> {
         workers: 1,
         intraOpThreads: THREADS,
         interOpThreads: 1,
-        maxBatchSize: 32,
+        maxBatchSize: PEER_MAX_BATCH,
         maxLatencyMs: PEER_MAX_LATENCY_MS,
         batchDim: 0,
         preprocessing: 'OpenCV imdecode (BGR) + float INTER_LINEAR resize, per request in a worker thread',
       },
-      oursConfig: { intraOpThreads: THREADS, batching: true, maxBatchSize: 32, maxQueueDelayMs: 0 },
+      oursConfig: { intraOpThreads: THREADS, batching: true, maxBatchSize: manifestMaxBatch, maxQueueDelayMs: 0 },
       check,
       idleRssMiB,
       peakRssMiB,

@@ -117,8 +117,12 @@ export class TaskWorkers {
     opts: { move?: readonly ArrayBufferView[]; signal?: AbortSignal; inline?: boolean } = {},
   ): Promise<R> {
     if (this.#threads.length === 0) return op.run(args, opts.signal);
-    const alone = this.#requests <= 1 && this.#inline === 0 && this.#threads.every((t) => !t?.pending.size);
-    if (opts.inline === true && alone) {
+    if (
+      opts.inline === true &&
+      this.#requests <= 1 &&
+      this.#inline === 0 &&
+      this.#threads.every((t) => !t?.pending.size)
+    ) {
       this.#inline++;
       const done = () => void this.#inline--;
       try {

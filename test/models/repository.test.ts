@@ -7,6 +7,7 @@ import { loadConfig, packageRoot } from '../../src/config.js';
 import { Metrics } from '../../src/metrics.js';
 import { ModelRepository } from '../../src/models/repository.js';
 import { cudaProviderPath } from '../../src/models/session.js';
+import { TaskWorkers } from '../../src/workers/task-workers.js';
 import { metricValue } from '../helpers/app.js';
 
 // The repository core without HTTP: states, the index, load, swap and unload, and what a caller gets for each
@@ -91,7 +92,20 @@ t.test(
   'a full model refuses clients at once; stage requests wait for a place, and an unload answers them first',
   async (t) => {
     const { root, repository, metrics } = repositoryOf(['language-id']);
+    // every request given a place is counted in progress (a lone one is prepared inline) until it ends, whatever
+    // its end; a refused one never is
+    const counted = { started: 0, ended: 0 };
+    const { requestStarted, requestEnded } = TaskWorkers.prototype;
+    TaskWorkers.prototype.requestStarted = function () {
+      counted.started++;
+      requestStarted.call(this);
+    };
+    TaskWorkers.prototype.requestEnded = function () {
+      counted.ended++;
+      requestEnded.call(this);
+    };
     t.teardown(async () => {
+      Object.assign(TaskWorkers.prototype, { requestStarted, requestEnded });
       await repository.close();
       rmSync(root, { recursive: true, force: true });
     });
@@ -108,10 +122,14 @@ t.test(
     const opts = (admitted: boolean) => ({ deadline: performance.now() + 10_000, timeoutMs: 10_000, admitted });
     type Answer = { predictions: { label: string }[] };
 
+    const before = counted.started; // (loading may run a request of its own)
     const clients = await Promise.allSettled(Array.from({ length: 8 }, () => model.infer(text, opts(false))));
     const refused = clients.filter((c) => c.status === 'rejected');
     t.ok(refused.length >= 6, `${refused.length} of 8 clients refused`);
     for (const c of refused) t.match(c.reason, { code: 'MUON_ERR_QUEUE_FULL' });
+    // (one given a place may still be refused by the batcher's own queue, with the same code)
+    t.equal(counted.started - before, 2, 'only the two given a place were in progress, the others never');
+    t.equal(counted.ended, counted.started, 'and are no longer, once answered');
 
     const stage = await Promise.all(Array.from({ length: 8 }, () => model.infer(text, opts(true)) as Promise<Answer>));
     t.same(
@@ -141,6 +159,7 @@ t.test(
       1,
       'and counted as dropped',
     );
+    t.equal(counted.ended, counted.started, 'every request given a place, whatever its end, is no longer in progress');
   },
 );
 
