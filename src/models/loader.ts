@@ -10,7 +10,7 @@ import { decodeModel, encodeModel, type ModelProto } from '../onnx/model.js';
 import type { TaskWorkers } from '../workers/task-workers.js';
 import { readManifest, resolveFile } from './folder.js';
 import { LoadedModel } from './loaded-model.js';
-import { ManifestError, type Manifest } from './manifest.js';
+import { batchingOn, ManifestError, type Manifest } from './manifest.js';
 import { createPipeline } from './pipeline.js';
 import type { PoisonedInputs } from './poisoned-inputs.js';
 import { WorkerSessionPool } from './session-pool.js';
@@ -121,6 +121,7 @@ export class ModelLoader {
         workers: this.workers,
         stages: context.stages,
         fileGraph: session,
+        provider: pipelineSession.provider,
       });
       const batching = effectiveBatching(manifest.batching, session.provider, pipeline.graphMaxBatch, this.config);
       model = new LoadedModel({
@@ -216,7 +217,7 @@ function effectiveBatching(
   graphMaxBatch: number | undefined,
   config: Config,
 ): BatchingOptions {
-  const b = provider === 'cuda' ? { ...manifest, ...manifest.cuda } : manifest;
+  const b = batchingOn(manifest, provider);
   let maxBatchSize = Math.min(b.maxBatchSize, graphMaxBatch ?? Infinity);
   if (!config.batching) maxBatchSize = 1;
   return {

@@ -35,6 +35,11 @@ export const ManifestSchema = Type.Union(taskDefinitions.map((t) => t.manifest))
 /** A validated manifest with every default filled in: one of the registered tasks'. */
 export type Manifest = Static<(typeof taskDefinitions)[number]['manifest']>;
 
+/** A manifest's batching settings on `provider`: on CUDA its `cuda` settings replace the CPU ones. */
+export function batchingOn(batching: Manifest['batching'], provider: 'cuda' | 'cpu'): Manifest['batching'] {
+  return provider === 'cuda' && batching.cuda ? { ...batching, ...batching.cuda } : batching;
+}
+
 /**
  * Validates a parsed `manifest.json` and fills in defaults.
  * @param json the parsed file

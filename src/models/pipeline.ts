@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Manifest } from './manifest.js';
+import { batchingOn, type Manifest } from './manifest.js';
 import type { SessionRunner } from './session.js';
 import { Errors } from '../errors.js';
 import { inlineTaskWorkers, type TaskWorkers } from '../workers/task-workers.js';
@@ -34,6 +34,8 @@ export async function createPipeline(
     readonly stages?: StageModels;
     /** The file's graph, where `session` runs one the task built around it. */
     readonly fileGraph?: Pick<SessionRunner, 'inputs' | 'outputs'>;
+    /** Where `session` runs: the task sizes its buffers for that provider's batching settings (default cpu). */
+    readonly provider?: 'cuda' | 'cpu';
   },
 ): Promise<{ pipeline: TaskPipeline; labels: readonly string[] }> {
   const read = (ref: { readonly file: string; readonly package?: string }, field: string) =>
@@ -45,7 +47,7 @@ export async function createPipeline(
   const definition = taskDefinition(manifest.task);
   if (!definition) throw new Error(`no task '${manifest.task}' is registered; this is a bug`);
   const pipeline: TaskPipeline = await definition.create({
-    manifest,
+    manifest: { ...manifest, batching: batchingOn(manifest.batching, opts.provider ?? 'cpu') },
     session,
     labels,
     maxImagePixels: opts.maxImagePixels,

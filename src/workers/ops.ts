@@ -39,8 +39,9 @@ export function bucketWidth(
  * Pixels up to which an image is prepared on the event loop rather than on a task worker: a text line or a small
  * crop decodes and samples in a few tenths of a millisecond, about what the hop to a worker and back costs on a busy
  * machine (text-orientation at one connection: 230 req/s on the loop, 202 through a worker); larger images go to
- * the workers, where their milliseconds do not hold up HTTP. A small one is prepared on the loop only while nothing
- * else is being prepared (see TaskWorkers.run's `inline`): under load those tenths of a millisecond would add up.
+ * the workers, where their milliseconds do not hold up HTTP. A small one is prepared on the loop only for a lone
+ * request, while nothing else is being prepared (see TaskWorkers.run's `inline`): under load those tenths of a
+ * millisecond would add up.
  */
 export const SMALL_IMAGE_PIXELS = 1 << 16;
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { ManifestError, manifestJsonSchema, parseManifest } from '../../src/models/manifest.js';
+import { batchingOn, ManifestError, manifestJsonSchema, parseManifest } from '../../src/models/manifest.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -98,3 +98,20 @@ t.test('the documented ImageNet classifier manifest is valid once its sha256 is 
   const m = parseManifest(example, 'docs/model-repository.md');
   t.match(m, { task: 'image-classification', input: { height: 224, width: 224, resize: 'center-crop' } });
 });
+
+t.test(
+  'batchingOn: the cuda settings replace the CPU ones on CUDA only (what pipelines size their buffers for)',
+  async (t) => {
+    const m = parseManifest(
+      JSON.parse(readFileSync(path.join(root, 'models/text-orientation/manifest.json'), 'utf8')),
+      'text-orientation/manifest.json',
+    );
+    t.equal(batchingOn(m.batching, 'cpu').maxBatchSize, 8);
+    t.match(batchingOn(m.batching, 'cuda'), { maxBatchSize: 32, maxInFlightBatches: 2, maxQueueSize: 256 });
+    const none = parseManifest(
+      { task: 'image-classification', input: { height: 224, width: 224 }, labels: ['a', 'b'] },
+      'm.json',
+    );
+    t.equal(batchingOn(none.batching, 'cuda'), none.batching, 'no cuda section: the same settings');
+  },
+);

@@ -15,8 +15,8 @@ export interface ImageRow {
 
 /**
  * An image input (encoded bytes, or another pipeline's pixels) to its tensor row, sized by `sizing`: on the event
- * loop when it is small (a text line: the hop would cost as much) and nothing else is being prepared, else on a
- * task worker. The row is written into a slot of `slots` when one is free.
+ * loop when it is small (a text line: the hop would cost as much) and its request is the only one in progress
+ * (see TaskWorkers.run), else on a task worker. The row is written into a slot of `slots` when one is free.
  */
 export async function imageRow(
   ctx: TaskContext<unknown>,
