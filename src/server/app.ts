@@ -179,9 +179,16 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');
-    // a refusal nobody will read (its client is gone) is neither paced nor charged
-    if (pacer === undefined || !isClientError(reply.statusCode) || reply.raw.destroyed) return done(null, payload);
+    // a refusal nobody will read (its client is gone) is neither paced nor charged; a 429 is, once its client
+    // retries before the Retry-After it was given
+    if (pacer === undefined || reply.statusCode < 400 || reply.statusCode >= 500 || reply.raw.destroyed)
+      return done(null, payload);
     const client = clientKey(req.ip);
+    const charged =
+      reply.statusCode === 429
+        ? pacer.ignoredRetryAfter(client, req.arrivedAt, 1000 * (Number(reply.getHeader('retry-after')) || 1))
+        : isClientError(reply.statusCode);
+    if (!charged) return done(null, payload);
     const delay = pacer.delayFor(client);
     if (typeof delay !== 'number') {
       // too many refusals held (this client's, or everyone's): this one goes now, and ends its connection

@@ -1,5 +1,6 @@
 // Client errors are paced per client: a client that keeps sending requests the server refuses (a retry loop around
-// a malformed request, a brute-forced admin token) gets each further refusal a little later, so that a client which
+// a malformed request, a brute-forced admin token, a retry loop that ignores a 429's Retry-After) gets each further
+// refusal a little later, so that a client which
 // waits for its answers, as nearly all do, slows to the configured rate of errors. Nothing else changes: a successful
 // answer is never delayed and every refusal is still sent. What a held refusal keeps is small: the request gives
 // back its memory grants and drops its body before the wait, and few refusals are held at once.
@@ -32,6 +33,11 @@ export class ErrorPacer {
   readonly #maxHeld: number;
   /** In the order they were last refused, least recent first. */
   readonly #clients = new Map<string, Allowance>();
+  /**
+   * Per client, the wait its 429s asked for: from the first 429 of the wait until its last Retry-After ends (see
+   * {@link ignoredRetryAfter}); least recently refused first.
+   */
+  readonly #waits = new Map<string, { from: number; until: number }>();
   #held = 0;
 
   constructor(o: { rate: number; burst?: number; maxDelayMs?: number; maxWaiting?: number; maxHeld?: number }) {
@@ -51,7 +57,7 @@ export class ErrorPacer {
     let a = this.#clients.get(client);
     if (a === undefined) {
       a = { tokens: this.#burst, at: now, waiting: 0 };
-      if (this.#clients.size >= MAX_CLIENTS) this.#forgetOldest();
+      if (this.#clients.size >= MAX_CLIENTS) this.#forgetOldest(this.#clients);
     } else {
       this.#clients.delete(client); // moved to the most recent end
     }
@@ -71,6 +77,26 @@ export class ErrorPacer {
     return Math.min(this.#maxDelayMs, (-a.tokens * 1000) / this.#rate);
   }
 
+  /**
+   * Records a 429 sent now to `client` with a Retry-After of `retryAfterMs`, and says whether the request it answers
+   * arrived while an earlier 429 still asked that client to wait: a client that does not honour Retry-After (a retry
+   * loop with no back-off), whose 429s are then paced like client errors, so that it cannot keep the server busy
+   * refusing it. Requests sent together before the first 429 reached the client (a burst of first attempts) are not.
+   */
+  ignoredRetryAfter(client: string, arrivedAt: number, retryAfterMs: number, now = performance.now()): boolean {
+    let w = this.#waits.get(client);
+    const ignored = w !== undefined && arrivedAt > w.from && arrivedAt < w.until;
+    if (w === undefined || now >= w.until) {
+      w = { from: now, until: now };
+      if (this.#waits.size >= MAX_CLIENTS) this.#forgetOldest(this.#waits);
+    } else {
+      this.#waits.delete(client); // moved to the most recent end
+    }
+    this.#waits.set(client, w);
+    w.until = Math.max(w.until, now + retryAfterMs);
+    return ignored;
+  }
+
   /** A held refusal of `client` has been sent. */
   sent(client: string): void {
     this.#held--;
@@ -84,11 +110,11 @@ export class ErrorPacer {
   }
 
   /** Forgets the least recently refused tenth (their held refusals still go out; they start afresh if refused again). */
-  #forgetOldest(): void {
+  #forgetOldest(clients: Map<string, unknown>): void {
     let drop = Math.ceil(MAX_CLIENTS / 10);
-    for (const client of this.#clients.keys()) {
+    for (const client of clients.keys()) {
       if (drop-- <= 0) break;
-      this.#clients.delete(client);
+      clients.delete(client);
     }
   }
 }
@@ -114,7 +140,10 @@ export function clientKey(address: string | undefined): string {
     .join(':')}::/64`;
 }
 
-/** Whether an answer counts as a client's error: a 4xx other than 429 (the server's overload, not the client's fault). */
+/**
+ * Whether an answer counts as a client's error: a 4xx other than 429 (the server's overload, not the client's fault;
+ * a 429 is paced only when its client did not wait as an earlier one asked: see ErrorPacer.ignoredRetryAfter).
+ */
 export function isClientError(statusCode: number): boolean {
   return statusCode >= 400 && statusCode < 500 && statusCode !== 429;
 }

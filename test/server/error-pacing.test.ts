@@ -30,6 +30,22 @@ t.test('the pacer: a client with many refusals held gets the next at once', asyn
   t.type(p.delayFor('a', 0), 'number');
 });
 
+t.test('a 429 is charged only when its client came back before the Retry-After it was given', async (t) => {
+  const p = new ErrorPacer({ rate: 1 });
+  // a burst of first attempts, all arrived before the first 429 was sent: none ignored a Retry-After
+  t.same(
+    [0, 1, 2].map((arrived) => p.ignoredRetryAfter('a', arrived, 1000, 5)),
+    [false, false, false],
+  );
+  t.equal(p.ignoredRetryAfter('a', 6, 1000, 7), true, 'a retry 1 ms after a 429 that asked for 1 s');
+  t.equal(p.ignoredRetryAfter('a', 900, 1000, 901), true, 'still within the wait the last 429 extended');
+  t.equal(p.ignoredRetryAfter('b', 902, 1000, 903), false, 'another client is its own');
+  // once the wait is over, a client that waited starts afresh
+  t.equal(p.ignoredRetryAfter('a', 3000, 1000, 3001), false, 'came back after the wait');
+  t.equal(p.ignoredRetryAfter('a', 3002, 1000, 3003), true);
+  t.equal(p.size.clients, 0, 'nothing held, no allowance used: that is for delayFor');
+});
+
 t.test('the pacer remembers a bounded number of clients, and holds a bounded number of refusals', async (t) => {
   const p = new ErrorPacer({ rate: 1, burst: 1, maxHeld: 100 });
   // each client is refused twice: the second refusal is held, until 100 are held in all
