@@ -136,6 +136,21 @@ t.test('the server still serves after every error above', async (t) => {
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200);
 });
 
+t.test('429s retried before their Retry-After are paced as client errors are; each is still sent', async (t) => {
+  const c = await startApp({
+    MUON_MODEL_REPOSITORY: repositoryWith({ maxBatchSize: 1, maxQueueSize: 2 }),
+    MUON_CLIENT_ERROR_RATE: '1', // a burst of 2, then one refusal a second
+  });
+  t.teardown(() => c.close());
+  const send = () =>
+    c.app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'image/png' }, payload: line });
+  // a client that sends its next wave as soon as the last is answered, refused or not
+  const answers = [];
+  for (let wave = 0; wave < 4; wave++) answers.push(...(await Promise.all(Array.from({ length: 24 }, send))));
+  t.same(new Set(answers.map((r) => r.statusCode)), new Set([200, 429]), 'every refusal is still sent');
+  t.ok((await metricValue(c.metrics, 'muon_client_errors_paced_total')) > 0, 'and those past the burst were held');
+});
+
 t.test('429 with Retry-After when the queue is full; 504 when the deadline passes in the queue', async (t) => {
   const c = await startApp({ MUON_MODEL_REPOSITORY: repositoryWith({ maxBatchSize: 1, maxQueueSize: 2 }) });
   t.teardown(() => c.close());
