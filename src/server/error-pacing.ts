@@ -1,8 +1,7 @@
 // Client errors are paced per client: a client that keeps sending requests the server refuses (a retry loop around
 // a malformed request, a brute-forced admin token, a retry loop that ignores a 429's Retry-After) gets each further
-// refusal a little later, so that a client which
-// waits for its answers, as nearly all do, slows to the configured rate of errors. Nothing else changes: a successful
-// answer is never delayed and every refusal is still sent. What a held refusal keeps is small: the request gives
+// refusal a little later, so that a client which waits for its answers, as nearly all do, slows to the configured
+// rate of errors. Nothing else changes: a successful answer is never delayed and every refusal is still sent. What a held refusal keeps is small: the request gives
 // back its memory grants and drops its body before the wait, and few refusals are held at once.
 
 /** Clients remembered at most; beyond it, the least recently refused are forgotten. */
