@@ -1,18 +1,17 @@
 /**
  * What one item costs at each batch size (the evidence for a manifest's CPU `maxBatchSize`): raw `session.run` of a
  * fixed-size image model on one intra-op thread, as the server gives each of its models on a 2-core machine, batch
- * sizes taking turns, the median of each. Usage: npx tsx bench/batch-cost.ts [--rounds 5] <model folder> ...
- * Writes bench/results/batch-cost.md.
+ * sizes taking turns, the median of each (bench/lib/raw.ts, as the batching study times them).
+ * Usage: npx tsx bench/batch-cost.ts [--rounds 5] <model name> ...   Writes bench/results/batch-cost.md.
  */
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
-import { resolveFile } from '../src/models/folder.js';
-import { ModelSession } from '../src/models/session.js';
 import { describeMachine } from './lib/machine.js';
-import { median } from './lib/stats.js';
+import { loadBenchModel, openSession } from './lib/model.js';
+import { rawResult, timeRawBatch } from './lib/raw.js';
+import type { Timed } from './lib/timing.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -23,39 +22,21 @@ const SIZES = [1, 2, 4, 8, 16, 32];
 /** Items timed per batch size and round: enough calls of the small batches to see past the timer. */
 const ITEMS = 64;
 
-interface ImageManifest {
-  model: { path: string; package?: string };
-  input: { name: string; height: number; width: number };
-}
-
 const rows: string[] = [];
-for (const folder of positionals) {
-  const dir = path.resolve(packageRoot, folder);
-  const m = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as ImageManifest;
-  const file = resolveFile(dir, m.model.path, m.model.package, '/model/path', folder);
-  const session = await ModelSession.create(file, { provider: 'cpu', intraOpThreads: 1 });
-  const feeds = (b: number) => {
-    const data = new Float32Array(b * 3 * m.input.height * m.input.width);
-    for (let i = 0; i < data.length; i++) data[i] = Math.sin(i) * 0.5;
-    return { [m.input.name]: { type: 'float32' as const, data, dims: [b, 3, m.input.height, m.input.width] } };
-  };
-  const outputs = session.outputs.map((o) => o.name);
-  const inputs = new Map(SIZES.map((b) => [b, feeds(b)]));
-  const times = new Map<number, number[]>(SIZES.map((b) => [b, []]));
-  for (const b of SIZES) await session.run(inputs.get(b)!, outputs); // warm-up: arena growth, kernel choice
+for (const name of positionals) {
+  const model = await loadBenchModel(name);
+  const session = await openSession(model, 1);
+  const loops = new Map<number, Timed[]>(SIZES.map((b) => [b, []]));
   for (let r = 0; r < rounds; r++) {
     for (const b of SIZES) {
-      for (let i = 0; i < ITEMS / b; i++) {
-        const t0 = performance.now();
-        await session.run(inputs.get(b)!, outputs);
-        times.get(b)!.push(performance.now() - t0);
-      }
+      const budget = { warmupIterations: r === 0 ? 1 : 0, minIterations: ITEMS / b, minMs: 0 };
+      loops.get(b)!.push(await timeRawBatch(session, model, b, budget));
     }
   }
   await session.release();
-  const perItem = SIZES.map((b) => median(times.get(b)!) / b);
-  rows.push(`| ${path.basename(dir)} | ${perItem.map((ms) => ms.toFixed(3)).join(' | ')} |`);
-  process.stderr.write(`${folder}: ${perItem.map((ms) => ms.toFixed(3)).join(' ')} ms per item\n`);
+  const perItem = SIZES.map((b) => rawResult(b, loops.get(b)!).medianMsPerItem);
+  rows.push(`| ${name} | ${perItem.map((ms) => ms.toFixed(3)).join(' | ')} |`);
+  process.stderr.write(`${name}: ${perItem.map((ms) => ms.toFixed(3)).join(' ')} ms per item\n`);
 }
 
 const machine = describeMachine();
