@@ -1,18 +1,27 @@
 // Client errors are paced per client: a client that keeps sending requests the server refuses (a retry loop around
 // a malformed request, a brute-forced admin token, a retry loop that ignores a 429's Retry-After) gets each further
 // refusal a little later, so that a client which waits for its answers, as nearly all do, slows to the configured
-// rate of errors. Nothing else changes: a successful answer is never delayed and every refusal is still sent. What a held refusal keeps is small: the request gives
-// back its memory grants and drops its body before the wait, and few refusals are held at once.
+// rate of errors. Nothing else changes: a successful answer is never delayed and every refusal is still sent. What a
+// held refusal keeps is small: the request gives back its memory grants and drops its body before the wait, and few
+// refusals are held at once.
 
 /** Clients remembered at most; beyond it, the least recently refused are forgotten. */
 const MAX_CLIENTS = 10_000;
 
-interface Allowance {
+/** What is remembered of one refused client. */
+interface Client {
   /** Refusals the client may still get at once; negative: owed, each 1 / rate seconds. */
   tokens: number;
+  /** When `tokens` was last brought up to date. */
   at: number;
   /** Refusals of this client waiting to be sent. */
   waiting: number;
+  /**
+   * The wait its 429s asked for: from the first 429 of the wait until its last Retry-After ends (see
+   * {@link ErrorPacer.ignoredRetryAfter}); both 0 before any 429.
+   */
+  waitFrom: number;
+  waitUntil: number;
 }
 
 /** Why an answer is not delayed although it may be over the rate, so that the caller sends it now. */
@@ -31,12 +40,7 @@ export class ErrorPacer {
   readonly #maxWaiting: number;
   readonly #maxHeld: number;
   /** In the order they were last refused, least recent first. */
-  readonly #clients = new Map<string, Allowance>();
-  /**
-   * Per client, the wait its 429s asked for: from the first 429 of the wait until its last Retry-After ends (see
-   * {@link ignoredRetryAfter}); least recently refused first.
-   */
-  readonly #waits = new Map<string, { from: number; until: number }>();
+  readonly #clients = new Map<string, Client>();
   #held = 0;
 
   constructor(o: { rate: number; burst?: number; maxDelayMs?: number; maxWaiting?: number; maxHeld?: number }) {
@@ -53,14 +57,7 @@ export class ErrorPacer {
    * now. Call {@link sent} once a held refusal has gone.
    */
   delayFor(client: string, now = performance.now()): number | Undelayed {
-    let a = this.#clients.get(client);
-    if (a === undefined) {
-      a = { tokens: this.#burst, at: now, waiting: 0 };
-      if (this.#clients.size >= MAX_CLIENTS) this.#forgetOldest(this.#clients);
-    } else {
-      this.#clients.delete(client); // moved to the most recent end
-    }
-    this.#clients.set(client, a);
+    const a = this.#refused(client, now);
     a.tokens = Math.min(this.#burst, a.tokens + ((now - a.at) * this.#rate) / 1000);
     a.at = now;
     if (a.tokens >= 1) {
@@ -83,16 +80,10 @@ export class ErrorPacer {
    * refusing it. Requests sent together before the first 429 reached the client (a burst of first attempts) are not.
    */
   ignoredRetryAfter(client: string, arrivedAt: number, retryAfterMs: number, now = performance.now()): boolean {
-    let w = this.#waits.get(client);
-    const ignored = w !== undefined && arrivedAt > w.from && arrivedAt < w.until;
-    if (w === undefined || now >= w.until) {
-      w = { from: now, until: now };
-      if (this.#waits.size >= MAX_CLIENTS) this.#forgetOldest(this.#waits);
-    } else {
-      this.#waits.delete(client); // moved to the most recent end
-    }
-    this.#waits.set(client, w);
-    w.until = Math.max(w.until, now + retryAfterMs);
+    const c = this.#refused(client, now);
+    const ignored = arrivedAt > c.waitFrom && arrivedAt < c.waitUntil;
+    if (now >= c.waitUntil) c.waitFrom = now; // a new wait begins
+    c.waitUntil = Math.max(c.waitUntil, now + retryAfterMs);
     return ignored;
   }
 
@@ -108,12 +99,25 @@ export class ErrorPacer {
     return { clients: this.#clients.size, held: this.#held };
   }
 
+  /** The client's record, made if new, moved to the most recently refused end. */
+  #refused(client: string, now: number): Client {
+    let c = this.#clients.get(client);
+    if (c === undefined) {
+      c = { tokens: this.#burst, at: now, waiting: 0, waitFrom: 0, waitUntil: 0 };
+      if (this.#clients.size >= MAX_CLIENTS) this.#forgetOldest();
+    } else {
+      this.#clients.delete(client);
+    }
+    this.#clients.set(client, c);
+    return c;
+  }
+
   /** Forgets the least recently refused tenth (their held refusals still go out; they start afresh if refused again). */
-  #forgetOldest(clients: Map<string, unknown>): void {
+  #forgetOldest(): void {
     let drop = Math.ceil(MAX_CLIENTS / 10);
-    for (const client of clients.keys()) {
+    for (const client of this.#clients.keys()) {
       if (drop-- <= 0) break;
-      clients.delete(client);
+      this.#clients.delete(client);
     }
   }
 }

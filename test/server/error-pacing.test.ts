@@ -43,7 +43,11 @@ t.test('a 429 is charged only when its client came back before the Retry-After i
   // once the wait is over, a client that waited starts afresh
   t.equal(p.ignoredRetryAfter('a', 3000, 1000, 3001), false, 'came back after the wait');
   t.equal(p.ignoredRetryAfter('a', 3002, 1000, 3003), true);
-  t.equal(p.size.clients, 0, 'nothing held, no allowance used: that is for delayFor');
+  t.same(p.size, { clients: 2, held: 0 }, 'both remembered, nothing held');
+  // no allowance used: that is for delayFor (a burst of 2 at a rate of 1)
+  t.equal(p.delayFor('a', 3004), 'within-rate');
+  t.equal(p.delayFor('a', 3004), 'within-rate');
+  t.equal(p.delayFor('a', 3004), 1000);
 });
 
 t.test('the pacer remembers a bounded number of clients, and holds a bounded number of refusals', async (t) => {
