@@ -15,8 +15,8 @@
  * from its own modules, so that the ratios before and after are comparable.
  *
  * Usage: npm run build && npx tsx bench/saturation.ts [--seconds 8] [--concurrency 32] [--baseline <dir>] [--client wrk|autocannon]
- *   [model ...]
- * Writes bench/results/saturation.md and .json.
+ *   [--out bench/results/saturation] [model ...]
+ * Writes <out>.md and <out>.json.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -45,6 +45,8 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '1' },
     // the load generator: wrk where it is installed (it leaves the server the CPU autocannon would take)
     client: { type: 'string' },
+    // where the results go (<out>.md and <out>.json): a study beside the run of record
+    out: { type: 'string', default: path.join(packageRoot, 'bench/results/saturation') },
     // internal: run the in-process side of the build at this root, print its figures as JSON, exit
     'in-process': { type: 'string' },
   },
@@ -323,9 +325,9 @@ const md = [
   ),
   '',
 ];
-await writeFile(path.join(packageRoot, 'bench/results/saturation.md'), md.join('\n'));
+await writeFile(`${values.out}.md`, md.join('\n'));
 await writeFile(
-  path.join(packageRoot, 'bench/results/saturation.json'),
+  `${values.out}.json`,
   JSON.stringify(
     {
       startedAt,
