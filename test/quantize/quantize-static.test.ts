@@ -298,3 +298,84 @@ t.test('options: excluded nodes stay float, per-tensor weights, missing ranges a
   t.throws(() => quantizeStatic(float, partial), /Conv 'conv2' has no calibrated range for c2/);
   t.ok(quantizableTensors(float).includes('r1'));
 });
+
+/**
+ * Conv -> Mul 0.5 -> Div 4 -> Add 0.1 -> Conv, then Mul -1.5 and Mul by a per-channel constant (both kept), the
+ * last Mul's output the graph's.
+ */
+function buildScaled(): ModelProto {
+  const r = rng(7);
+  const nodes = [
+    node('Conv', ['x', 'W1', 'B1'], ['c1'], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] }, { name: 'conv1' }),
+    node('Mul', ['half', 'c1'], ['m1'], {}, { name: 'mul_half' }),
+    node('Div', ['m1', 'four'], ['d1'], {}, { name: 'div_four' }),
+    node('Add', ['d1', 'shift'], ['a1'], {}, { name: 'add_shift' }),
+    node('Conv', ['a1', 'W2', 'B2'], ['c2'], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] }, { name: 'conv2' }),
+    node('Mul', ['c2', 'negative'], ['m2'], {}, { name: 'mul_negative' }),
+    node('Mul', ['m2', 'perChannel'], ['y'], {}, { name: 'mul_channels' }),
+  ];
+  return makeModel({
+    graph: makeGraph({
+      name: 'scaled',
+      nodes,
+      inputs: [valueInfo('x', DataType.FLOAT, ['batch', 3, SIDE, SIDE])],
+      outputs: [valueInfo('y', DataType.FLOAT, ['batch', C2, SIDE, SIDE])],
+      initializers: [
+        tensor('W1', [C1, 3, 3, 3], randn(r, C1 * 27, 0.3)),
+        tensor('B1', [C1], randn(r, C1, 0.1)),
+        tensor('half', [], new Float32Array([0.5])),
+        tensor('four', [1], new Float32Array([4])),
+        tensor('shift', [], new Float32Array([0.1])),
+        tensor('W2', [C2, C1, 3, 3], randn(r, C2 * C1 * 9, 0.15)),
+        tensor('B2', [C2], randn(r, C2, 0.1)),
+        tensor('negative', [], new Float32Array([-1.5])),
+        tensor('perChannel', [1, C2, 1, 1], Float32Array.from({ length: C2 }, (_, i) => 0.5 + i / C2)),
+      ],
+    }),
+    opset: 13,
+  });
+}
+
+t.test('a Mul or Div by a positive scalar is done by a dequantization scale, not an op', async (t) => {
+  const float = buildScaled();
+  const ranges = await calibrate(
+    float,
+    batches(5, 4, 8).map((x) => ({ x })),
+    { tensors: quantizableTensors(float) },
+  );
+  const q = quantizeStatic(float, ranges);
+  const index = new GraphIndex(q);
+  const names = q.graph!.node.map((n) => n.name);
+  t.notOk(names.includes('mul_half'), 'the Mul by 0.5 is gone');
+  t.notOk(names.includes('div_four'), 'the Div by 4 is gone');
+  t.ok(names.includes('mul_negative'), 'a Mul by a negative scalar stays');
+  t.ok(names.includes('mul_channels'), 'a Mul by a per-channel constant stays');
+  // d1 = c1 * 0.5 / 4: the uint8 values of c1, dequantized with c1's scale / 8 and c1's zero point
+  const rescale = index.producers.get('d1')!;
+  t.equal(rescale.opType, 'DequantizeLinear');
+  const quantizeC1 = index.producers.get(rescale.input[0])!;
+  t.equal(quantizeC1.opType, 'QuantizeLinear');
+  t.equal(quantizeC1.input[0], 'c1', 'it reads the Conv output quantized');
+  const c1Scale = readFloats(index.initializers.get(quantizeC1.input[1])!)[0];
+  t.equal(readFloats(index.initializers.get(rescale.input[1])!)[0], Math.fround(c1Scale / 8));
+  t.equal(rescale.input[2], quantizeC1.input[2], "c1's zero point");
+  t.notOk(index.producers.has('m1'), 'nothing writes the Mul output, which only the Div read');
+  const read = new Set([...q.graph!.node.flatMap((n) => n.input), ...q.graph!.output.map((o) => o.name)]);
+  t.same(
+    q.graph!.node.filter((n) => n.opType === 'DequantizeLinear' && !read.has(n.output[0])).map((n) => n.name),
+    [],
+    "no DequantizeLinear nobody reads (c1's own: only the Mul read c1)",
+  );
+
+  const fq = await load(q, 'extended');
+  t.equal(fq.ops.QLinearConv, 2, `both convs fused (ops: ${JSON.stringify(fq.ops)})`);
+  t.equal(fq.ops.QLinearAdd, 1, 'the Add reads the rescaled tensor as a quantized input');
+  const ff = await load(float, 'disabled');
+  const test = batches(6, 1, 8)[0];
+  const a = (await ff.session.run({ x: test }, ['y'])).y.data as Float32Array;
+  const b = (await fq.session.run({ x: test }, ['y'])).y.data as Float32Array;
+  const cos = cosine(a, b);
+  t.ok(cos > 0.999, `cosine to the float model ${cos.toFixed(5)}`);
+  await ff.session.release();
+  await fq.session.release();
+});

@@ -66,10 +66,20 @@ interface BiasPlan {
   readonly weight: string;
 }
 
+/** A Mul or Div by a positive scalar constant, done by the scale of a DequantizeLinear instead of an op. */
+interface RescalePlan {
+  /** The quantized tensor the removed node read. */
+  readonly input: string;
+  /** What the node multiplied it by. */
+  readonly factor: number;
+}
+
 interface Plan {
   readonly activations: Map<string, ActivationPlan>;
   readonly weights: Map<string, WeightPlan>;
   readonly biases: Map<string, BiasPlan>;
+  /** By output tensor: nodes removed because a dequantization scale does their work (see {@link scalarFactor}). */
+  readonly rescaled: Map<string, RescalePlan>;
   readonly removed: Set<NodeProto>;
 }
 
@@ -124,8 +134,11 @@ function prepare(model: ModelProto): ModelProto {
 function selectNodes(index: GraphIndex, opts: StaticQuantOptions): NodeProto[] {
   const types = new Set(opts.opTypes ?? DEFAULT_STATIC_OP_TYPES);
   const excluded = new Set(opts.excludeNodes ?? []);
+  // (a Div is quantized only as a rescale: see scalarFactor)
+  const selected = (n: NodeProto) =>
+    types.has(n.opType) || (n.opType === 'Div' && types.has('Mul') && scalarFactor(index, n) !== undefined);
   return topologicalOrder(index.graph).filter(
-    (n) => (!n.domain || n.domain === 'ai.onnx') && types.has(n.opType) && !(n.name && excluded.has(n.name)),
+    (n) => (!n.domain || n.domain === 'ai.onnx') && selected(n) && !(n.name && excluded.has(n.name)),
   );
 }
 
@@ -145,12 +158,19 @@ function intAttr(n: NodeProto, name: string, fallback: number): number {
 
 /** Walks the nodes in topological order, deciding what to quantize, like ORT's per-op QDQ quantizers. */
 function planQuantization(index: GraphIndex, ranges: ReadonlyMap<string, Range>, opts: StaticQuantOptions): Plan {
-  const plan: Plan = { activations: new Map(), weights: new Map(), biases: new Map(), removed: new Set() };
+  const plan: Plan = {
+    activations: new Map(),
+    weights: new Map(),
+    biases: new Map(),
+    rescaled: new Map(),
+    removed: new Set(),
+  };
   const perChannel = opts.perChannel ?? true;
   const graphIO = new Set([...index.graph.input, ...index.graph.output].map((v) => v.name));
   const graphOutputs = new Set(index.graph.output.map((v) => v.name));
   const act = (name: string) => {
-    if (!plan.activations.has(name)) plan.activations.set(name, { rangeOf: name });
+    // a rescaled tensor is already the output of a DequantizeLinear
+    if (!plan.activations.has(name) && !plan.rescaled.has(name)) plan.activations.set(name, { rangeOf: name });
   };
   const missing = (names: readonly string[]) => names.filter((x) => x && !ranges.has(x));
   const weight = (name: string, axis: number | undefined) => {
@@ -218,25 +238,74 @@ function planQuantization(index: GraphIndex, ranges: ReadonlyMap<string, Range>,
         act(y);
         break;
       }
-      default: {
-        if (DIRECT_8BIT.has(n.opType)) {
-          if (n.output.length === 1 && plan.activations.has(x) && !graphOutputs.has(y)) {
-            plan.activations.set(y, { rangeOf: x, sameAs: x });
-          }
+      case 'Mul':
+      case 'Div': {
+        // x * c (or x / c) for a positive scalar constant c: the same uint8 values dequantized with scale * c, exactly,
+        // where a QLinearMul would requantize them onto its output's grid, which is the same grid (the range of y is
+        // c times that of x) at the cost of a pass over the tensor. PP-LCNetV3 scales the output of every
+        // convolution and activation by a learned scalar, and hard-swish divides by 6.
+        const factor = scalarFactor(index, n);
+        if (
+          factor !== undefined &&
+          !graphOutputs.has(y) &&
+          !plan.activations.has(y) &&
+          ranges.has(n.input[factor.at])
+        ) {
+          // a rescaled tensor rescaled again reads the same uint8 values
+          const before = plan.rescaled.get(n.input[factor.at]);
+          const input = before?.input ?? n.input[factor.at];
+          act(input);
+          plan.rescaled.set(y, { input, factor: factor.value * (before?.factor ?? 1) });
+          plan.removed.add(n);
           break;
         }
-        // Generic op (Add, Mul, GlobalAveragePool, ...): every float input and the output, as ORT's QDQOperatorBase.
-        const inputs = n.input.filter((i) => i);
-        const inits = inputs.filter((i) => index.initializers.has(i));
-        const acts = [...inputs.filter((i) => !index.initializers.has(i)), ...n.output];
-        if (missing(acts).length > 0 || !inits.every((i) => isFloatInitializer(index.initializers.get(i)))) break;
-        for (const a of acts) act(a);
-        // ORT quantizes a constant operand (hardswish's `x + 3`) like an activation: uint8, asymmetric.
-        for (const i of inits) if (!plan.weights.has(i)) plan.weights.set(i, { type: 'uint8', symmetric: false });
+        if (n.opType === 'Mul') quantizeGeneric(n);
+        break;
       }
+      default:
+        quantizeGeneric(n);
     }
   }
   return plan;
+
+  /** Any other op (Add, Mul, GlobalAveragePool, ...): every float input and the output, as ORT's QDQOperatorBase. */
+  function quantizeGeneric(n: NodeProto): void {
+    const [x] = n.input;
+    const y = n.output[0];
+    if (DIRECT_8BIT.has(n.opType)) {
+      if (n.output.length === 1 && plan.activations.has(x) && !graphOutputs.has(y)) {
+        plan.activations.set(y, { rangeOf: x, sameAs: x });
+      }
+      return;
+    }
+    const inputs = n.input.filter((i) => i);
+    const inits = inputs.filter((i) => index.initializers.has(i));
+    const acts = [...inputs.filter((i) => !index.initializers.has(i)), ...n.output];
+    if (missing(acts).length > 0 || !inits.every((i) => isFloatInitializer(index.initializers.get(i)))) return;
+    for (const a of acts) act(a);
+    // ORT quantizes a constant operand (hardswish's `x + 3`) like an activation: uint8, asymmetric.
+    for (const i of inits) if (!plan.weights.has(i)) plan.weights.set(i, { type: 'uint8', symmetric: false });
+  }
+}
+
+/**
+ * For `x * c`, `c * x` or `x / c` with c a positive finite float scalar constant: which input is x, and what x is
+ * multiplied by.
+ */
+function scalarFactor(index: GraphIndex, n: NodeProto): { at: number; value: number } | undefined {
+  if (n.input.length !== 2) return undefined;
+  const scalar = (name: string): number | undefined => {
+    const t = index.initializers.get(name);
+    if (!isFloatInitializer(t) || dimsOf(t).some((d) => d !== 1)) return undefined;
+    const v = readFloats(t);
+    return v.length === 1 && Number.isFinite(v[0]) && v[0] > 0 ? v[0] : undefined;
+  };
+  const [a, b] = n.input;
+  const cb = scalar(b);
+  if (cb !== undefined && !index.initializers.has(a)) return { at: 0, value: n.opType === 'Div' ? 1 / cb : cb };
+  const ca = n.opType === 'Mul' ? scalar(a) : undefined;
+  if (ca !== undefined && !index.initializers.has(b)) return { at: 1, value: ca };
+  return undefined;
 }
 
 function clipContainsZero(n: NodeProto, index: GraphIndex): boolean {
@@ -265,6 +334,9 @@ function apply(index: GraphIndex, plan: Plan, ranges: ReadonlyMap<string, Range>
   const added: NodeProto[] = [];
   const qparams = new Map<string, { params: QParams; scale: string; zeroPoint: string }>();
   const quantizedWeights = new Map<string, QuantizedWeight>();
+  /** The uint8 tensor (QuantizeLinear output) of each quantized activation. */
+  const quantizedAs = new Map<string, string>();
+  const stillRead = (name: string) => (index.consumers.get(name) ?? []).some((n) => !plan.removed.has(n));
 
   for (const [name, p] of plan.weights) {
     const init = index.initializers.get(name);
@@ -340,7 +412,36 @@ function apply(index: GraphIndex, plan: Plan, ranges: ReadonlyMap<string, Range>
       },
     );
     if (!graphOutputs.has(name)) rewireConsumers(index, name, dqOutput, q);
-    added.push(q, dq);
+    // a tensor only rescaled (read by removed nodes alone) needs its uint8 values but no dequantization: a
+    // DequantizeLinear nobody reads is not removed by onnxruntime, which converts it to NHWC like the rest
+    added.push(q);
+    if (graphOutputs.has(name) || stillRead(name)) added.push(dq);
+    quantizedAs.set(name, qOut);
+  }
+
+  // the output of a removed Mul / Div by a scalar: its input's uint8 values with the scale times the factor
+  for (const [name, r] of plan.rescaled) {
+    // one only rescaled again needs no node of its own
+    if (!stillRead(name)) continue;
+    const input = qparams.get(r.input);
+    const values = quantizedAs.get(r.input);
+    if (!input || !values) throw new Error(`rescaled '${name}' lost its input '${r.input}': this is a bug`);
+    const scale = index.freshName(`${name}_scale`);
+    const params = { ...input.params, scale: Math.fround(input.params.scale * r.factor) };
+    index.setInitializer(tensor(scale, [], new Float32Array([params.scale])));
+    // (a Conv reading it quantizes its bias with this scale)
+    qparams.set(name, { params, scale, zeroPoint: input.zeroPoint });
+    added.push(
+      node(
+        'DequantizeLinear',
+        [values, scale, input.zeroPoint],
+        [name],
+        {},
+        {
+          name: index.freshName(`${name}_DequantizeLinear`),
+        },
+      ),
+    );
   }
 
   for (const [name, p] of plan.biases) {
