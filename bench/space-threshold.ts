@@ -47,7 +47,8 @@ async function reducedSteps(
   model: string,
   files: string[],
 ): Promise<{ served?: number; classes: string[]; steps: HostTensor[] }> {
-  const dir = path.join(packageRoot, 'models', model);
+  // a name in models/, or a model folder's path
+  const dir = model.includes('/') ? path.resolve(model) : path.join(packageRoot, 'models', model);
   const { manifest, where } = await readManifest(dir);
   if (manifest.task !== 'text-recognition') throw new Error(`${model}: a ${manifest.task} model`);
   const served = manifest.ctc.spaceThreshold;
