@@ -230,8 +230,8 @@ md.push(
 md.push(
   '## Detector (the ocr model, PP-OCRv4 det): OCR pages with only the detector swapped',
   '',
-  'Every row is the served `ocr` manifest (same stages: fp32 recognizer, folded orientation, page orientation policy, ' +
-    'column reading order) with a different detector model.',
+  "Every row is the served `ocr` manifest (the same stages: the served recognizer and orientation models, the page's " +
+    'orientation policy, column reading order) with a different detector model.',
   '',
   `| variant | tool | size | vs fp32 | ${det.batches.map((b) => `speed-up b${b} (ms)`).join(' | ')} | line recall | line precision | page CER |`,
   `|---|---|---:|---:|${det.batches.map(() => '---:|').join('')}---:|---:|---:|`,
