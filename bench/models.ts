@@ -184,14 +184,13 @@ async function main(): Promise<void> {
       // A fresh server serves its first seconds slower while V8 compiles the request path on the event loop and in
       // each worker (text-orientation at 1 connection: 450 req/s in the first 2 s, 750 after 10 s), which would fall
       // on the first model measured: every model is sent a few seconds of load first.
-      for (const name of names) {
+      const targets = names.map((name) => {
         const task = local.find((l) => l.model === name)!.task;
-        const url = `${s.baseUrl}/predict?model=${name}`;
+        return { name, task, url: `${s.baseUrl}/predict?model=${name}` };
+      });
+      for (const { task, url } of targets)
         await runLoad({ url, body: body(task), contentType: inputs[task].type, connections: 4, durationS: 3 });
-      }
-      for (const name of names) {
-        const task = local.find((l) => l.model === name)!.task;
-        const url = `${s.baseUrl}/predict?model=${name}`;
+      for (const { name, task, url } of targets) {
         await runLoad({ url, body: body(task), contentType: inputs[task].type, connections: 4, durationS: 1 });
         for (const connections of concurrencies) {
           const before = await waitIdle(s.baseUrl, name);

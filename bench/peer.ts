@@ -14,6 +14,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
+import { readManifest } from '../src/models/folder.js';
 import { poolLoad, runLoad, type LoadResult, type LoadSample } from './lib/load.js';
 import { log } from './lib/log.js';
 import { describeMachine, type MachineInfo } from './lib/machine.js';
@@ -36,11 +37,7 @@ const PEER_MAX_LATENCY_MS = 1000;
 /** BentoML's max_batch_size (bench/peer/service.py's MAX_BATCH_SIZE). */
 const PEER_MAX_BATCH = 32;
 /** Ours: the served manifest's (8 on the CPU since 2026-12-07). */
-const manifestMaxBatch = (
-  JSON.parse(await readFile(path.join(packageRoot, 'models', MODEL, 'manifest.json'), 'utf8')) as {
-    batching: { maxBatchSize: number };
-  }
-).batching.maxBatchSize;
+const manifestMaxBatch = (await readManifest(path.join(packageRoot, 'models', MODEL))).manifest.batching.maxBatchSize;
 const RESULTS_DIR = path.join(packageRoot, 'bench', 'results');
 /** A load run during which other processes used more than a tenth of a core is made again, twice at most. */
 const QUIET: Omit<QuietOptions, 'log'> = { maxOthersPct: 10, attempts: 3, maxWaitMs: 120_000 };

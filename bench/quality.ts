@@ -15,8 +15,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { packageRoot } from '../src/config.js';
 import {
-  corpusCer,
-  exact,
+  scoreLines,
   scorePageWeighted,
   type Segment,
   segmentF1,
@@ -161,8 +160,7 @@ for (const { model, answers, seconds } of await inTurn(
   const pairs = lines.map((l, i) => ({ truth: l.text, read: answers[i] }));
   lineResults.push({
     system: model,
-    cer: corpusCer(pairs),
-    exact: pairs.filter((p) => exact(p.truth, p.read)).length / pairs.length,
+    ...scoreLines(pairs),
     linesPerSecond: lines.length / seconds,
   });
 }
@@ -229,8 +227,7 @@ if (existsSync(rapidFile)) {
     const pairs = lines.map((l) => ({ truth: l.text, read: rapid!.lines[l.file] ?? '' }));
     lineResults.push({
       system: 'RapidOCR recognizer',
-      cer: corpusCer(pairs),
-      exact: pairs.filter((p) => exact(p.truth, p.read)).length / pairs.length,
+      ...scoreLines(pairs),
       linesPerSecond: lines.length / rapid!.lineSeconds,
     });
   } else process.stderr.write(`${rapidFile} does not cover these pages; RapidOCR left out\n`);

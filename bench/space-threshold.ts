@@ -16,8 +16,8 @@ import { readManifest, resolveFile } from '../src/models/folder.js';
 import { createPipeline } from '../src/models/pipeline.js';
 import { ModelSession, type HostTensor } from '../src/models/session.js';
 import { mediaInput } from '../src/models/media.js';
-import { ctcDecodeReduced } from '../src/models/tasks/text-recognition/pipeline.js';
-import { corpusCer, exact } from '../src/quantize/task-metrics.js';
+import { ctcClasses, ctcDecodeReduced } from '../src/models/tasks/text-recognition/pipeline.js';
+import { scoreLines } from '../src/quantize/task-metrics.js';
 import { describeMachine } from './lib/machine.js';
 
 const { values } = parseArgs({
@@ -60,8 +60,7 @@ async function reducedSteps(
     const { pipeline, labels } = await createPipeline(probe, session, dir, where, {
       maxImagePixels: Number.MAX_SAFE_INTEGER,
     });
-    // as the task builds them: the CTC blank, the dictionary, then the space
-    const classes = ['', ...labels, ...(manifest.ctc.useSpaceChar ? [' '] : [])];
+    const classes = ctcClasses(labels, manifest.ctc.useSpaceChar);
     const steps: HostTensor[] = [];
     for (const f of files) {
       const prepared = await pipeline.prepare(mediaInput('image', readFileSync(f), f));
@@ -90,11 +89,7 @@ for (const split of list(values.splits)) {
         truth: truth[i].text,
         read: ctcDecodeReduced(s.data as Float32Array, s.dims[0], classes, 'none', threshold).text,
       }));
-      return {
-        threshold,
-        exact: pairs.filter((p) => exact(p.truth, p.read)).length / pairs.length,
-        cer: corpusCer(pairs),
-      };
+      return { threshold, ...scoreLines(pairs) };
     });
     rows.push({ model, split, lines: files.length, served, byThreshold });
     process.stderr.write(`${model} on ${split}: ${files.length} lines\n`);

@@ -129,6 +129,14 @@ export function scorePageWeighted(truth: readonly string[], read: readonly strin
   return { ...scorePage(truth, read), truthChars: [...truth.join('\n')].length };
 }
 
+/** Many lines read against their truth: corpus CER ({@link corpusCer}) and the share read exactly. */
+export function scoreLines(pairs: readonly { truth: string; read: string }[]): { cer: number; exact: number } {
+  return {
+    cer: corpusCer(pairs),
+    exact: pairs.filter((p) => exact(p.truth, p.read)).length / pairs.length,
+  };
+}
+
 /** CER over many lines: total edits over total truth length. */
 export function corpusCer(pairs: readonly { truth: string; read: string }[]): number {
   let edits = 0;

@@ -4,6 +4,7 @@ import {
   corpusCer,
   editDistance,
   exact,
+  scoreLines,
   scorePage,
   scorePageWeighted,
   qualityLosses,
@@ -33,6 +34,16 @@ t.test('edit distance and CER', async (t) => {
       { truth: 'xyzw', read: 'xyz' },
     ]),
     0.2,
+  );
+  t.same(
+    scoreLines([
+      { truth: 'abcd', read: 'abcd' },
+      { truth: 'ab', read: 'a' },
+      { truth: 'x,y', read: 'x，y' },
+      { truth: 'xyzw', read: 'xyz' },
+    ]),
+    { cer: 2 / 13, exact: 0.5 },
+    'corpus CER, and the share read exactly in the scoring form',
   );
 });
 

@@ -54,8 +54,7 @@ export async function textRecognition(
   const { manifest: m, session, labels, where } = ctx;
   const { height, minWidth, maxWidth, widthStep } = m.input;
   await checkDictionary(ctx);
-  // PaddleOCR's CTCLabelDecode: class 0 is the CTC blank, then the dictionary, then ' ' when use_space_char
-  const classes = ['', ...labels, ...(m.ctc.useSpaceChar ? [' '] : [])];
+  const classes = ctcClasses(labels, m.ctc.useSpaceChar);
   if (m.ctc.spaceThreshold !== undefined && !m.ctc.useSpaceChar)
     throw new ManifestError(`${where}: /ctc/spaceThreshold needs a space class (/ctc/useSpaceChar: true)`);
   const input = pick(session.inputs, m.input.name, 'input', where);
@@ -171,6 +170,11 @@ export async function textRecognition(
       return { row: { data: new Float32Array(channels * height * minWidth), width: minWidth }, key: String(minWidth) };
     },
   };
+}
+
+/** PaddleOCR's CTCLabelDecode classes: class 0 is the CTC blank, then the dictionary, then ' ' when `useSpaceChar`. */
+export function ctcClasses(labels: readonly string[], useSpaceChar: boolean): string[] {
+  return ['', ...labels, ...(useSpaceChar ? [' '] : [])];
 }
 
 /**
