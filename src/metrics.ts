@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { InferenceStatistics } from './inference-stats.js';
+import { SeriesCounter, SeriesGauge, SeriesHistogram, type MetricSnapshot } from './metric-series.js';
 
 /** Latency buckets (seconds) from 0.5 ms to 10 s: fine below 50 ms, where batching and preprocessing live. */
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -27,12 +28,13 @@ export class Metrics {
   /** Per model version counters for Triton's statistics extension, updated where the per-model metrics are. */
   readonly statistics = new InferenceStatistics();
 
-  readonly requests = new Counter({
-    name: 'muon_requests_total',
-    help: 'Inference requests answered, by model and HTTP status code.',
-    labelNames: ['model', 'code'] as const,
-    registers: [this.registry],
-  });
+  // (the metrics a request updates are metric-series.ts's; the others prom-client's own)
+  readonly requests = this.#register(
+    new SeriesCounter('muon_requests_total', 'Inference requests answered, by model and HTTP status code.', [
+      'model',
+      'code',
+    ] as const),
+  );
   readonly requestDuration = this.#perModelHistogram(
     'muon_request_duration_seconds',
     'Time from request received to response sent, for inference requests.',
@@ -54,12 +56,9 @@ export class Metrics {
     'Requests per batch sent to the runtime.',
     batchBuckets,
   );
-  readonly queueDepth = new Gauge({
-    name: 'muon_queue_depth',
-    help: 'Requests waiting in the model queue.',
-    labelNames: ['model'] as const,
-    registers: [this.registry],
-  });
+  readonly queueDepth = this.#register(
+    new SeriesGauge('muon_queue_depth', 'Requests waiting in the model queue.', ['model'] as const),
+  );
   readonly dropped = new Counter({
     name: 'muon_requests_dropped_total',
     help: 'Queued requests dropped before compute: deadline passed, or client disconnected (cancelled).',
@@ -104,12 +103,13 @@ export class Metrics {
   watchMemoryBudget(budget: { readonly limit: number; readonly used: number }): void {
     this.#memoryBudget = budget;
   }
-  readonly memoryAdmissions = new Counter({
-    name: 'muon_memory_admissions_total',
-    help: 'Memory budget admissions: admitted at once, after waiting, or refused (busy: 429, too_large: 413).',
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
+  readonly memoryAdmissions = this.#register(
+    new SeriesCounter(
+      'muon_memory_admissions_total',
+      'Memory budget admissions: admitted at once, after waiting, or refused (busy: 429, too_large: 413).',
+      ['outcome'] as const,
+    ),
+  );
 
   /** What {@link modelState} and {@link queueCapacity} read at each scrape (set by {@link watchModels}). */
   #models: (() => Iterable<ModelGauges>) | undefined;
@@ -168,8 +168,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  #perModelHistogram(name: string, help: string, buckets = latencyBuckets): Histogram<'model'> {
-    return new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers: [this.registry] });
+  #perModelHistogram(name: string, help: string, buckets = latencyBuckets): SeriesHistogram<'model'> {
+    return this.#register(new SeriesHistogram(name, help, ['model'] as const, buckets));
+  }
+
+  #register<M extends { readonly name: string; get(): MetricSnapshot }>(metric: M): M {
+    // the registry reads any metric through get() (typed for its own classes only)
+    this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+    return metric;
   }
 
   /** @param defaultMetrics also export prom-client's process metrics (CPU, memory, event loop lag, GC) */
