@@ -2,7 +2,9 @@
 // on every call and make a label object for each: the seven updates of a language-id request took 2.1 us of the
 // event loop, against 0.4 us with these (bench/results/metric-cost.md; a request takes about 50 us at saturation).
 // These keep one series object per label values, found by a Map lookup on the values themselves, and are exported
-// through the same prom-client registry (`Registry.registerMetric`, which reads `get()`), in the same text format.
+// through the same prom-client registry (`Registry.registerMetric`, which reads `get()`), in the same text format
+// (the same lines as prom-client's; a registry with default labels, which this server does not set, would order a
+// histogram's labels differently).
 
 /** The label values of one series, by label name. */
 export type LabelValues<L extends string> = Readonly<Record<L, string>>;
@@ -71,7 +73,8 @@ export class SeriesCounter<L extends string> extends SeriesMetric<L, { value: nu
   readonly type = 'counter';
 
   inc(labels: LabelValues<L>, by = 1): void {
-    if (!(by >= 0)) throw new RangeError(`${this.name}: a counter is increased by a number >= 0, got ${by}`);
+    if (!(by >= 0 && by < Infinity))
+      throw new RangeError(`${this.name}: a counter is increased by a finite number >= 0, got ${by}`);
     this.seriesOf(labels).value += by;
   }
 
@@ -89,6 +92,7 @@ export class SeriesGauge<L extends string> extends SeriesMetric<L, { value: numb
   readonly type = 'gauge';
 
   set(labels: LabelValues<L>, value: number): void {
+    if (Number.isNaN(value)) throw new RangeError(`${this.name}: set to NaN`);
     this.seriesOf(labels).value = value;
   }
 
@@ -121,7 +125,7 @@ export class SeriesHistogram<L extends string> extends SeriesMetric<L, Buckets> 
   }
 
   observe(labels: LabelValues<L>, value: number): void {
-    if (Number.isNaN(value)) throw new RangeError(`${this.name}: observed NaN`);
+    if (!Number.isFinite(value)) throw new RangeError(`${this.name}: observed ${value}, not a finite number`);
     const s = this.seriesOf(labels);
     const bounds = this.#bounds;
     let i = 0;

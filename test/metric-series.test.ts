@@ -39,7 +39,7 @@ t.test('a histogram is exported as prom-client exports the same observations', a
   t.equal(await ours.metrics(), await theirs.metrics());
   t.match(await ours.metrics(), /h_seconds_bucket\{le="0.001",model="a"\} 4\n/);
   t.match(await ours.metrics(), /h_seconds_bucket\{le="\+Inf",model="a"\} 6\n/);
-  t.throws(() => series.observe({ model: 'a' }, NaN), RangeError);
+  for (const bad of [NaN, Infinity, -Infinity]) t.throws(() => series.observe({ model: 'a' }, bad), RangeError);
   t.throws(() => new SeriesHistogram('x', 'x', ['model'] as const, [1, 1]), RangeError);
 
   series.reset();
@@ -83,6 +83,8 @@ t.test('counters and gauges with one or two labels are exported as prom-client e
   t.equal(await ours.metrics(), await theirs.metrics());
   t.match(await ours.metrics(), /c_total\{model="a",code="200"\} 2\n/);
   t.throws(() => counter.inc({ model: 'a', code: '200' }, -1), RangeError, 'a counter never goes down');
+  t.throws(() => counter.inc({ model: 'a', code: '200' }, Infinity), RangeError);
+  t.throws(() => gauge.set({ model: 'a' }, NaN), RangeError);
   // label values that differ only in where a separator would fall are different series
   counter.inc({ model: 'a\u0000', code: 'b' });
   counter.inc({ model: 'a', code: '\u0000b' });

@@ -15,13 +15,15 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 let running = true;
 parentPort.on('message', () => { running = false; });
 const probe = () => new Promise((resolve) => {
-  const req = http.get(url, { agent, timeout: timeoutMs }, (res) => {
+  // a deadline for the whole answer (a socket timeout would restart with every byte)
+  const deadline = setTimeout(() => req.destroy(new Error('timed out')), timeoutMs);
+  const settle = (ok) => { clearTimeout(deadline); resolve(ok); };
+  const req = http.get(url, { agent }, (res) => {
     res.resume();
-    res.on('end', () => resolve(res.statusCode >= 200 && res.statusCode < 300));
-    res.on('error', () => resolve(false));
+    res.on('end', () => settle(res.statusCode >= 200 && res.statusCode < 300));
+    res.on('error', () => settle(false));
   });
-  req.on('timeout', () => req.destroy(new Error('timed out')));
-  req.on('error', () => resolve(false));
+  req.on('error', () => settle(false));
 });
 (async () => {
   while (running) {
@@ -47,10 +49,13 @@ export class LivenessProber {
   readonly #stats = new Int32Array(new SharedArrayBuffer(8));
   readonly #worker: Worker;
   readonly #exited: Promise<void>;
+  #error: Error | undefined;
 
   constructor(baseUrl: string, periodMs = 100, timeoutMs = 10_000) {
     const workerData = { url: `${baseUrl}/v2/health/live`, periodMs, timeoutMs, shared: this.#stats.buffer };
     this.#worker = new Worker(probeLoop, { eval: true, workerData });
+    // a prober that broke says so when stopped, rather than crashing the bench or counting nothing silently
+    this.#worker.on('error', (err) => (this.#error ??= err));
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
   }
 
@@ -63,5 +68,6 @@ export class LivenessProber {
   async stop(): Promise<void> {
     this.#worker.postMessage('stop');
     await this.#exited;
+    if (this.#error) throw new Error(`the liveness prober failed: ${this.#error.message}`, { cause: this.#error });
   }
 }
