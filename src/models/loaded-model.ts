@@ -152,10 +152,11 @@ export class LoadedModel {
     let out: unknown;
     try {
       this.#metrics.preprocessDuration.observe({ model: this.name }, (performance.now() - t0) / 1000);
-      const step = { deadline: opts.deadline, signal: opts.signal };
+      const { deadline, signal, admitted } = opts;
+      // (each options object written out whole: one shape at every call, where a spread migrated maps per request)
       out = this.pipeline.sequence
-        ? await this.#runSequence(this.pipeline.sequence, prepared.row, step)
-        : await this.batcher.submit(prepared.row, { ...step, key: prepared.key, admitted: opts.admitted });
+        ? await this.#runSequence(this.pipeline.sequence, prepared.row, { deadline, signal })
+        : await this.batcher.submit(prepared.row, { deadline, signal, key: prepared.key, admitted });
     } catch (err) {
       throw this.#asClientError(err, opts);
     } finally {

@@ -103,9 +103,10 @@ export function hasLetters(text: string): boolean {
 
 /**
  * Compiles a vocabulary into a featurizer. Groups are laid out one after the other, in the given order.
+ * @param denseChildLimit largest trie child table kept as a dense array (see {@link flatTrie}); tests lower it
  * @throws Error for an empty group list or an n-gram whose length is not its group's `n`
  */
-export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer {
+export function ngramFeaturizer(groups: readonly NgramGroup[], denseChildLimit = DENSE_CHILD_LIMIT): NgramFeaturizer {
   if (groups.length === 0) throw new Error('the n-gram vocabulary is empty');
   let size = 0;
   const layout = groups.map((g) => {
@@ -116,41 +117,23 @@ export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer 
     size += g.ngrams.length;
     return { n: g.n, ngrams: g.ngrams, offset };
   });
-  // the vocabulary as a trie over UTF-16 code units: from each position of a text, a walk of at most the longest n
-  // finds its n-grams of every length without making a string (a few dozen walks, rather than a lookup per n-gram of
-  // the vocabulary)
-  interface Node {
-    next?: Map<number, Node>;
-    /** Feature positions of the n-gram that ends here. */
-    at?: number[];
-  }
-  const root: Node = {};
+  const { symbolOf, child, atStart, at, longest } = flatTrie(layout, denseChildLimit);
   const lengthOf = new Uint16Array(size);
-  let longest = 0;
-  for (const { n, ngrams, offset } of layout) {
-    longest = Math.max(longest, n);
-    ngrams.forEach((g, i) => {
-      let node = root;
-      for (let c = 0; c < n; c++) {
-        const code = g.charCodeAt(c);
-        let child = (node.next ??= new Map()).get(code);
-        if (!child) node.next.set(code, (child = {}));
-        node = child;
-      }
-      (node.at ??= []).push(offset + i);
-      lengthOf[offset + i] = n;
-    });
-  }
+  for (const { n, ngrams, offset } of layout) lengthOf.fill(n, offset, offset + ngrams.length);
   // counts of the text being featurized (exact in float32), zeroed again before the next: featurizing is synchronous
   const counts = new Float32Array(size);
   const featurizeSparse = (norm: string): SparseRow => {
     const index: number[] = [];
     for (let i = 0; i < norm.length; i++) {
-      let node: Node | undefined = root;
-      for (let c = i; c < norm.length && c - i < longest; c++) {
-        node = node.next?.get(norm.charCodeAt(c));
-        if (!node) break;
-        if (node.at) for (const p of node.at) if (counts[p]++ === 0) index.push(p);
+      // the walk from position i: at most `longest` code units, ending at the first one no vocabulary n-gram continues
+      let node = 0;
+      const end = Math.min(norm.length, i + longest);
+      for (let c = i; c < end; c++) {
+        const symbol = symbolOf[norm.charCodeAt(c)];
+        if (symbol === 0) break;
+        node = child(node, symbol);
+        if (node === 0) break;
+        for (let k = atStart[node]; k < atStart[node + 1]; k++) if (counts[at[k]]++ === 0) index.push(at[k]);
       }
     }
     // each count divided once by its length's n-gram total: the same values as ngramFrequencies gives
@@ -169,4 +152,51 @@ export function ngramFeaturizer(groups: readonly NgramGroup[]): NgramFeaturizer 
     featurizeNormalized,
     featurizeSparse,
   };
+}
+
+/** Entries above which a trie's child table is a Map instead of a dense array (a very large vocabulary). */
+const DENSE_CHILD_LIMIT = 1 << 22;
+
+/**
+ * The vocabulary as a trie over UTF-16 code units, in flat arrays: from each position of a text, a walk of at most
+ * the longest n finds its n-grams of every length without making a string. The code units the vocabulary uses are
+ * numbered 1..k (`symbolOf`, 0 for any other), nodes 0..m (0 is the root, which no edge reaches), and `child(node,
+ * symbol)` is the node an edge leads to, 0 for none: a lookup in a dense m x (k + 1) table, or in a Map for
+ * vocabularies whose table would be large. Node `i`'s feature positions are `at[atStart[i]]..at[atStart[i + 1] - 1]`.
+ */
+function flatTrie(layout: readonly { n: number; ngrams: readonly string[]; offset: number }[], denseLimit: number) {
+  const symbolOf = new Uint32Array(65536);
+  let symbols = 0;
+  for (const { ngrams } of layout)
+    for (const g of ngrams) for (let c = 0; c < g.length; c++) symbolOf[g.charCodeAt(c)] ||= ++symbols;
+  const width = symbols + 1;
+  // edges first, keyed node * width + symbol; nodes numbered in order of creation
+  const edges = new Map<number, number>();
+  const positions: number[][] = [[]];
+  let longest = 0;
+  for (const { n, ngrams, offset } of layout) {
+    longest = Math.max(longest, n);
+    ngrams.forEach((g, i) => {
+      let node = 0;
+      for (let c = 0; c < n; c++) {
+        const key = node * width + symbolOf[g.charCodeAt(c)];
+        let next = edges.get(key);
+        if (next === undefined) edges.set(key, (next = positions.push([]) - 1));
+        node = next;
+      }
+      positions[node].push(offset + i);
+    });
+  }
+  const atStart = new Int32Array(positions.length + 1);
+  positions.forEach((p, i) => (atStart[i + 1] = atStart[i] + p.length));
+  const at = Int32Array.from(positions.flat());
+  let child: (node: number, symbol: number) => number;
+  if (positions.length * width <= denseLimit) {
+    const table = new Int32Array(positions.length * width);
+    for (const [key, next] of edges) table[key] = next;
+    child = (node, symbol) => table[node * width + symbol];
+  } else {
+    child = (node, symbol) => edges.get(node * width + symbol) ?? 0;
+  }
+  return { symbolOf, child, atStart, at, longest };
 }

@@ -5,7 +5,7 @@ import t from 'tap';
 import { buildLangId, langIdDir } from '../../scripts/build-langid-model.js';
 import { parseManifest } from '../../src/models/manifest.js';
 import { ModelSession } from '../../src/models/session.js';
-import { ngramFeaturizer, ngramFrequencies, normalizeText } from '../../src/preprocess/text.js';
+import { ngramFeaturizer, ngramFrequencies, normalizeText, type NgramGroup } from '../../src/preprocess/text.js';
 
 // The committed language-id model (lande's network written as ONNX by scripts/build-langid-model.ts) against
 // lande() itself: our featurizer + our ONNX through onnxruntime must give lande's probabilities.
@@ -45,18 +45,19 @@ t.test('normalization and n-grams follow lande', async (t) => {
   t.equal(featurizer.size, 620);
 });
 
+/** The featurizer's definition: every vocabulary n-gram looked up in the normalized text's frequencies. */
+function referenceRow(groups: readonly NgramGroup[], text: string): Float32Array {
+  const norm = normalizeText(text);
+  return Float32Array.from(
+    groups.flatMap(({ n, ngrams }) => {
+      const freq = ngramFrequencies(norm, n);
+      return ngrams.map((g) => freq.get(g) ?? 0);
+    }),
+  );
+}
+
 t.test('the featurizer gives each n-gram its relative frequency, bit for bit', async (t) => {
-  const groups: { n: number; ngrams: string[] }[] = JSON.parse(file('vocabulary.json').toString('utf8')).groups;
-  // the definition: every vocabulary n-gram looked up in the text's frequencies
-  const reference = (text: string) => {
-    const norm = normalizeText(text);
-    return Float32Array.from(
-      groups.flatMap(({ n, ngrams }) => {
-        const freq = ngramFrequencies(norm, n);
-        return ngrams.map((g) => freq.get(g) ?? 0);
-      }),
-    );
-  };
+  const groups: NgramGroup[] = JSON.parse(file('vocabulary.json').toString('utf8')).groups;
   const texts = [
     ...sentences.map(([s]) => s),
     'a',
@@ -65,7 +66,25 @@ t.test('the featurizer gives each n-gram its relative frequency, bit for bit', a
     'Ünïcödé 𝒜 astral 😀',
     'the the the the',
   ];
-  for (const text of texts) t.same(featurizer.featurize(text), reference(text), JSON.stringify(text));
+  // the trie's child table as a Map (what a vocabulary too large for a dense table gets) gives the same rows
+  const mapped = ngramFeaturizer(groups, 0);
+  for (const text of texts) {
+    t.same(featurizer.featurize(text), referenceRow(groups, text), JSON.stringify(text));
+    t.same(mapped.featurize(text), referenceRow(groups, text), `${JSON.stringify(text)}, child table as a Map`);
+  }
+  // n-grams that share prefixes, repeat, and hold an astral letter (two code units), in a vocabulary of its own
+  const own = [
+    { n: 1, ngrams: ['a', 'b', '\ud835', ' '] },
+    { n: 2, ngrams: ['ab', 'ba', 'aa', '\ud835\udc9c', ' a'] },
+    { n: 3, ngrams: ['aba', 'aab', 'bab'] },
+  ];
+  for (const limit of [undefined, 0])
+    for (const text of ['abab aab', 'b', 'aaaa 𝒜𝒜 ab', 'xyz', 'ba ab ba'])
+      t.same(
+        ngramFeaturizer(own, limit).featurize(text),
+        referenceRow(own, text),
+        `${JSON.stringify(text)}, limit ${limit}`,
+      );
 });
 
 t.test('the ONNX model gives lande() probabilities within 2e-5', async (t) => {
