@@ -110,7 +110,8 @@ export function ngramFeaturizer(groups: readonly NgramGroup[], denseChildLimit =
   if (groups.length === 0) throw new Error('the n-gram vocabulary is empty');
   let size = 0;
   const layout = groups.map((g) => {
-    if (!Number.isInteger(g.n) || g.n < 1) throw new Error(`n-gram length ${g.n} is not a positive integer`);
+    if (!Number.isInteger(g.n) || g.n < 1 || g.n > 0xffff)
+      throw new Error(`n-gram length ${g.n} is not an integer in 1..65535`);
     const bad = g.ngrams.find((s) => s.length !== g.n);
     if (bad !== undefined) throw new Error(`n-gram ${JSON.stringify(bad)} is in the group of length ${g.n}`);
     const offset = size;
@@ -154,8 +155,11 @@ export function ngramFeaturizer(groups: readonly NgramGroup[], denseChildLimit =
   };
 }
 
-/** Entries above which a trie's child table is a Map instead of a dense array (a very large vocabulary). */
-const DENSE_CHILD_LIMIT = 1 << 22;
+/**
+ * Entries above which a trie's child table is a Map instead of a dense array (4 MiB; language-id's is 168,000 entries:
+ * 840 nodes x 200 code units).
+ */
+const DENSE_CHILD_LIMIT = 1 << 20;
 
 /**
  * The vocabulary as a trie over UTF-16 code units, in flat arrays: from each position of a text, a walk of at most
@@ -194,6 +198,7 @@ function flatTrie(layout: readonly { n: number; ngrams: readonly string[]; offse
   if (positions.length * width <= denseLimit) {
     const table = new Int32Array(positions.length * width);
     for (const [key, next] of edges) table[key] = next;
+    edges.clear(); // (the other closure shares its scope: the Map would otherwise live as long as the table)
     child = (node, symbol) => table[node * width + symbol];
   } else {
     child = (node, symbol) => edges.get(node * width + symbol) ?? 0;

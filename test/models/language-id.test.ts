@@ -87,6 +87,13 @@ t.test('the featurizer gives each n-gram its relative frequency, bit for bit', a
       );
 });
 
+t.test('a vocabulary the featurizer cannot use is refused', async (t) => {
+  t.throws(() => ngramFeaturizer([]), /empty/);
+  t.throws(() => ngramFeaturizer([{ n: 0, ngrams: [] }]), /n-gram length 0 is not an integer in 1\.\.65535/);
+  t.throws(() => ngramFeaturizer([{ n: 1.5, ngrams: [] }]), /1\.\.65535/);
+  t.throws(() => ngramFeaturizer([{ n: 2, ngrams: ['ab', 'abc'] }]), /"abc" is in the group of length 2/);
+});
+
 t.test('the ONNX model gives lande() probabilities within 2e-5', async (t) => {
   const session = await ModelSession.create(file('model.onnx'), { provider: 'cpu', intraOpThreads: 1 });
   t.teardown(() => session.release());
