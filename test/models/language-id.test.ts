@@ -72,10 +72,11 @@ t.test('the featurizer gives each n-gram its relative frequency, bit for bit', a
     t.same(featurizer.featurize(text), referenceRow(groups, text), JSON.stringify(text));
     t.same(mapped.featurize(text), referenceRow(groups, text), `${JSON.stringify(text)}, child table as a Map`);
   }
-  // n-grams that share prefixes, repeat, and hold an astral letter (two code units), in a vocabulary of its own
+  // n-grams that share prefixes, one listed twice (two features on one trie node), and an astral letter (two code
+  // units), in a vocabulary of its own
   const own = [
     { n: 1, ngrams: ['a', 'b', '\ud835', ' '] },
-    { n: 2, ngrams: ['ab', 'ba', 'aa', '\ud835\udc9c', ' a'] },
+    { n: 2, ngrams: ['ab', 'ba', 'aa', '\ud835\udc9c', ' a', 'ab'] },
     { n: 3, ngrams: ['aba', 'aab', 'bab'] },
   ];
   for (const limit of [undefined, 0])
