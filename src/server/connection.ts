@@ -24,6 +24,32 @@ export function bodyReceived(req: Pick<FastifyRequest, 'raw'>): void {
   socketOf(req)?.setTimeout(0);
 }
 
+/** Body bytes the event loop takes in one turn before the bodies being read wait for the next. */
+const TURN_BYTES = 2 ** 20;
+let takenThisTurn = 0;
+let turnEnds = false;
+
+/**
+ * Counts `bytes` of a request body taken in this turn of the event loop; once the turn has taken more than
+ * {@link TURN_BYTES}, returns a promise that settles in the next turn, which the reader waits for before it takes
+ * the next chunk (its stream pushes back on the socket meanwhile). A socket read gives up to 32 chunks of 64 KiB at
+ * once, so forty 8 MiB uploads arriving together made turns of tens of milliseconds, in which a health probe or a
+ * small request waited (`bench/results/hostile-load.md`). Now the loop takes about 1 MiB of bodies, plus a chunk per
+ * other large upload, between looking at its other events (at most about twice that from one poll to the next: a
+ * waiting reader goes on in the check phase with the next allowance). A lone 8 MiB upload waits about 8 times.
+ */
+export function takeTurn(bytes: number): Promise<void> | undefined {
+  takenThisTurn += bytes;
+  if (!turnEnds) {
+    turnEnds = true;
+    setImmediate(() => {
+      takenThisTurn = 0;
+      turnEnds = false;
+    });
+  }
+  return takenThisTurn > TURN_BYTES ? new Promise((resolve) => setImmediate(resolve)) : undefined;
+}
+
 /** A watched request; its references are dropped once it is answered. */
 interface Watch {
   req: FastifyRequest | undefined;

@@ -3,6 +3,7 @@ import { totalmem } from 'node:os';
 import type { ServerResponse } from 'node:http';
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { Errors } from '../errors.js';
+import { takeTurn } from './connection.js';
 
 // What requests hold in memory, admitted against one budget: bodies being received, decoded pixels and samples,
 // tensors and responses. A request states its cost before the expensive step; it is admitted at once, waits briefly
@@ -355,13 +356,17 @@ export class BodyMeter {
     return this.stream(payload);
   }
 
-  /** `payload` passed through, each chunk let on once admitted (the upload is paused while a step waits). */
+  /**
+   * `payload` passed through, each chunk let on once admitted (the upload is paused while a step waits) and its
+   * turn of the event loop allows ({@link takeTurn}).
+   */
   stream(payload: Readable): Readable {
     const meter = new Transform({
       transform: (chunk: Buffer, _encoding, done) => {
         const admitted = this.received(chunk.length);
-        if (admitted === undefined) done(null, chunk);
-        else admitted.then(() => done(null, chunk), done);
+        const turn = takeTurn(chunk.length);
+        if (admitted === undefined && turn === undefined) done(null, chunk);
+        else Promise.all([admitted, turn]).then(() => done(null, chunk), done);
       },
     });
     pipeline(payload, meter, () => {}); // errors reach the reader through `meter`

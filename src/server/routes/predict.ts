@@ -13,7 +13,7 @@ import type { App, RouteDeps } from '../app.js';
 import { LARGE_INPUT_BYTES } from '../memory-budget.js';
 import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
-import { bodyReceived } from '../connection.js';
+import { bodyReceived, takeTurn } from '../connection.js';
 import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 
 const Query = Type.Object(
@@ -224,6 +224,7 @@ async function readOneFile(req: FastifyRequest): Promise<Buffer> {
       for await (const chunk of part.file) {
         await req.bodyMeter.received(chunk.length);
         chunks.push(chunk);
+        await takeTurn(chunk.length);
       }
       if (part.file.truncated) throw new req.server.multipartErrors.RequestFileTooLargeError();
       bytes = Buffer.concat(chunks);
