@@ -126,7 +126,7 @@ async function open(source: ImageSource, maxPixels: number): Promise<Opened> {
   const format = sniffImageFormat(bytes);
   if (!isAcceptedImageFormat(format)) {
     throw new Errors.UNSUPPORTED_MEDIA_TYPE(
-      `${format ? `${format} images are` : 'the body is not an image that is'} not accepted (send ${acceptedImageFormats.join(', ')})`,
+      `${format ? `${format} images are not accepted` : 'the body is not an image in an accepted format'} (send ${acceptedImageFormats.join(', ')})`,
     );
   }
   const input = () => sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });

@@ -74,6 +74,15 @@ t.test('client errors cross the thread with their code and message', async (t) =
       `${where}: a GIF`,
     );
     await t.rejects(
+      pool.run(imageTensor, { source: Buffer.from('not an image'), sizing: lineSizing, maxPixels: 1e8 }),
+      {
+        code: 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE',
+        statusCode: 415,
+        message: 'Unsupported media type: the body is not an image in an accepted format (send jpeg, png, webp)',
+      },
+      `${where}: bytes of no image format`,
+    );
+    await t.rejects(
       pool.run(imageTensor, { source: photo, sizing: lineSizing, maxPixels: 1000 }),
       { code: 'MUON_ERR_IMAGE_DIMENSIONS', statusCode: 422 },
       `${where}: over the pixel limit`,
