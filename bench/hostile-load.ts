@@ -137,7 +137,7 @@ async function phase(attack: boolean, sliceSeconds: number): Promise<Phase> {
   }
   await Promise.all(work);
   await prober.stop();
-  const live = prober.take();
+  const live = await prober.take();
   clearInterval(sampler);
   const l = await lag();
   const ok = (status.get('ordinary')?.get(200) ?? 0) - (before.get(200) ?? 0);

@@ -103,7 +103,7 @@ const prober = new LivenessProber(server.baseUrl);
 let liveFailed = 0;
 const sample = async (done: number) => {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  const live = prober.take();
+  const live = await prober.take();
   liveFailed += live.failed;
   samples.push({
     liveWorstMs: live.worstMs,
