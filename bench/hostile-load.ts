@@ -97,6 +97,8 @@ const base = server.baseUrl;
 const port = Number(new URL(base).port);
 const post = (url: string, type: string, body: Buffer | string) => httpPost(`${base}${url}`, type, body);
 const ordinary = () => post('/predict?model=text-orientation', 'image/png', line);
+// one prober for the whole run, warm when a phase starts (a fresh one's first probe took up to 200 ms: see its class)
+const prober = await LivenessProber.start(base);
 
 async function lag(): Promise<{ p99: number; max: number }> {
   const text = await (await fetch(`${base}/metrics`)).text();
@@ -119,7 +121,7 @@ async function phase(attack: boolean, sliceSeconds: number): Promise<Phase> {
   const until = () => performance.now() > end;
   const rss: number[] = [];
   const sampler = setInterval(() => rss.push(rssMib(server.pid)), 250);
-  const prober = new LivenessProber(base);
+  await prober.take(); // this phase's probes start here
   await lag(); // prom-client resets the lag histogram at each scrape: this phase's figures start here
   const before = new Map(status.get('ordinary') ?? []);
   const work = [loop('ordinary', 8, until, ordinary)];
@@ -136,7 +138,6 @@ async function phase(attack: boolean, sliceSeconds: number): Promise<Phase> {
     if (on('stalled-body')) work.push(...Array.from({ length: 40 }, () => stalled(port, until)));
   }
   await Promise.all(work);
-  await prober.stop();
   const live = await prober.take();
   clearInterval(sampler);
   const l = await lag();
@@ -180,6 +181,7 @@ const alive = await fetch(`${base}/v2/health/ready`).then(
   (r) => r.status,
   () => 0,
 );
+await prober.stop();
 await server.stop();
 
 const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : 'n/a');

@@ -99,7 +99,7 @@ const samples: {
   liveWorstMs: number;
 }[] = [];
 // a liveness probe every 100 ms: the worst answer time per sample, and the failed probes
-const prober = new LivenessProber(server.baseUrl);
+const prober = await LivenessProber.start(server.baseUrl);
 let liveFailed = 0;
 const sample = async (done: number) => {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
