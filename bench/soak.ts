@@ -171,6 +171,5 @@ try {
   await writeFile(path.join(packageRoot, 'bench/results/soak.md'), lines.join('\n'));
   process.stdout.write(lines.join('\n'));
 } finally {
-  await prober.stop();
-  await server.stop();
+  await prober.stop().finally(() => server.stop());
 }

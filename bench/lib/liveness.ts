@@ -9,7 +9,7 @@ import { once } from 'node:events';
  * request: code not yet compiled, a new connection, on a machine the attack had just made busy) and the generator's
  * stalls. Now the first {@link WARM_UP} probes are not counted, and a bench keeps one prober for its whole run.
  * Keep-alive `node:http`, one probe at a time; the worst time and the failures since the last `take` are sent when
- * asked.
+ * asked, once the probe in flight (if any) has its answer. It exits when the bench disconnects.
  */
 const WARM_UP = 3;
 const probeLoop = `
@@ -18,15 +18,20 @@ const [url, periodMs, timeoutMs, warmUp] = process.argv.slice(1).map((a, i) => (
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 let worstMs = 0;
 let failed = 0;
-let running = true;
+let inFlight = false;
+// a take waits for the probe in flight, so that a slow probe counts in the phase it began in
+let taken = false;
+const report = () => {
+  process.send({ worstMs, failed });
+  worstMs = 0;
+  failed = 0;
+};
 process.on('message', (m) => {
-  if (m === 'stop') running = false;
-  else if (m === 'take') {
-    process.send({ worstMs, failed });
-    worstMs = 0;
-    failed = 0;
-  }
+  if (m !== 'take') return;
+  if (inFlight) taken = true;
+  else report();
 });
+process.on('disconnect', () => process.exit(0)); // the bench is gone (ended, or crashed)
 const probe = () => new Promise((resolve) => {
   // a deadline for the whole answer (a socket timeout would restart with every byte)
   const deadline = setTimeout(() => req.destroy(new Error('timed out')), timeoutMs);
@@ -41,15 +46,19 @@ const probe = () => new Promise((resolve) => {
 (async () => {
   for (let i = 0; i < warmUp; i++) await probe();
   process.send('warm');
-  while (running) {
+  for (;;) {
     const started = performance.now();
+    inFlight = true;
     const ok = await probe();
+    inFlight = false;
     worstMs = Math.max(worstMs, performance.now() - started);
     if (!ok) failed++;
+    if (taken) {
+      taken = false;
+      report();
+    }
     await new Promise((r) => setTimeout(r, periodMs));
   }
-  agent.destroy();
-  process.send({ worstMs, failed }, () => process.disconnect());
 })();
 `;
 
@@ -69,16 +78,17 @@ export interface Probed {
 export class LivenessProber {
   readonly #child: ChildProcess;
   #error: Error | undefined;
+  /** The asks in progress, one at a time: the prober's answers carry no request id. */
+  #asks: Promise<unknown> = Promise.resolve();
   #stopped: Promise<Probed> | undefined;
-  /** What the last stop found, returned by a take after it. */
+  /** What the stop found, returned by the next take after it. */
   #final: Probed | undefined;
-
-  /** Settles when the prober process exits, with a failure for anyone still waiting for its answer. */
+  /** Rejects when the prober process exits, for anyone still waiting for its answer. */
   readonly #exited: Promise<never>;
 
   private constructor(child: ChildProcess) {
     this.#child = child;
-    // a prober that broke says so when stopped, rather than crashing the bench or counting nothing silently
+    // a prober that broke says so, rather than crashing the bench or counting nothing silently
     this.#child.on('error', (err) => (this.#error ??= err));
     this.#exited = once(child, 'exit').then(() => {
       throw new Error(`the liveness prober exited${this.#error ? `: ${this.#error.message}` : ''}`);
@@ -92,6 +102,17 @@ export class LivenessProber {
     return message;
   }
 
+  /** Asks for the counts, after any ask in progress. */
+  #ask(): Promise<Probed> {
+    const answer = this.#asks.then(() => {
+      const next = this.#next<Probed>();
+      this.#child.send('take');
+      return next;
+    });
+    this.#asks = answer.catch(() => {});
+    return answer;
+  }
+
   /** Starts probing; settles once the prober is warm (its first probes answered, not counted). */
   static async start(baseUrl: string, periodMs = 100, timeoutMs = 10_000): Promise<LivenessProber> {
     const args = [`${baseUrl}/v2/health/live`, periodMs, timeoutMs, WARM_UP].map(String);
@@ -103,28 +124,28 @@ export class LivenessProber {
     return prober;
   }
 
-  /** The worst answer time and the failed probes since the last take, and starts counting anew. */
+  /**
+   * The worst answer time and the failed probes since the last take (a probe in flight counted once it is
+   * answered), and starts counting anew.
+   */
   async take(): Promise<Probed> {
-    if (this.#final) {
-      const final = this.#final;
-      this.#final = { worstMs: 0, failed: 0 };
-      return final;
-    }
-    const answer = this.#next<Probed>();
-    this.#child.send('take');
-    return answer;
+    if (this.#stopped === undefined) return this.#ask();
+    const final = this.#final ?? (await this.#stopped);
+    this.#final = { worstMs: 0, failed: 0 };
+    return final;
   }
 
-  /** Stops after the probe in progress; a take after this returns what was counted until then. */
+  /** Stops once the probe in flight is answered; the next take returns what was counted until then. */
   async stop(): Promise<void> {
     this.#stopped ??= (async () => {
-      const answer = this.#next<Probed>();
-      this.#child.send('stop');
-      const final = await answer;
-      await this.#exited.catch(() => {});
-      return final;
+      try {
+        this.#final = await this.#ask();
+        return this.#final;
+      } finally {
+        this.#child.kill();
+        await this.#exited.catch(() => {});
+      }
     })();
-    this.#final ??= await this.#stopped;
-    if (this.#error) throw new Error(`the liveness prober failed: ${this.#error.message}`, { cause: this.#error });
+    await this.#stopped;
   }
 }

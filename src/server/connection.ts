@@ -24,30 +24,48 @@ export function bodyReceived(req: Pick<FastifyRequest, 'raw'>): void {
   socketOf(req)?.setTimeout(0);
 }
 
-/** Body bytes the event loop takes in one turn before the bodies being read wait for the next. */
+/** Body bytes the event loop passes on in one turn before the bodies being read wait for the next. */
 const TURN_BYTES = 2 ** 20;
-let takenThisTurn = 0;
+/** Bytes passed on since the turn began. */
+let taken = 0;
+/** Readers waiting for a turn, first come first served, each with the chunk it holds. */
+const waiting: { bytes: number; go: () => void }[] = [];
 let turnEnds = false;
 
+const endTurnSoon = () => {
+  if (turnEnds) return;
+  turnEnds = true;
+  setImmediate(endTurn);
+};
+
+/** A new turn: the waiting readers go on in order, within its allowance; the rest wait for the next. */
+function endTurn(): void {
+  turnEnds = false;
+  taken = 0;
+  while (waiting.length > 0 && taken < TURN_BYTES) {
+    const next = waiting.shift()!;
+    taken += next.bytes;
+    next.go();
+  }
+  if (taken > 0) endTurnSoon();
+}
+
 /**
- * Counts `bytes` of a request body taken in this turn of the event loop; once the turn has taken more than
- * {@link TURN_BYTES}, returns a promise that settles in the next turn, which the reader waits for before it takes
- * the next chunk (its stream pushes back on the socket meanwhile). A socket read gives up to 32 chunks of 64 KiB at
- * once, so forty 8 MiB uploads arriving together made turns of tens of milliseconds, in which a health probe or a
- * small request waited (`bench/results/hostile-load.md`). Now the loop takes about 1 MiB of bodies, plus a chunk per
- * other large upload, between looking at its other events (at most about twice that from one poll to the next: a
- * waiting reader goes on in the check phase with the next allowance). A lone 8 MiB upload waits about 8 times.
+ * Asks to pass on a chunk of `bytes` of a request body in this turn of the event loop. Undefined when it may go now;
+ * once the turn has passed on {@link TURN_BYTES} (or readers are already waiting), a promise that settles when the
+ * chunk's turn comes, which the reader waits for before it passes the chunk on (its stream pushes back on the
+ * socket meanwhile). A socket read gives up to 32 chunks of 64 KiB at once, so forty 8 MiB uploads arriving together
+ * made turns of tens of milliseconds, in which a health probe or a small request waited
+ * (`bench/results/hostile-load.md`). Now the loop passes on about 1 MiB of bodies (at most one chunk more) between
+ * turns, however many uploads arrive: they take turns in arrival order. A lone 8 MiB upload waits about 8 times.
  */
 export function takeTurn(bytes: number): Promise<void> | undefined {
-  takenThisTurn += bytes;
-  if (!turnEnds) {
-    turnEnds = true;
-    setImmediate(() => {
-      takenThisTurn = 0;
-      turnEnds = false;
-    });
+  endTurnSoon();
+  if (waiting.length === 0 && taken < TURN_BYTES) {
+    taken += bytes;
+    return undefined;
   }
-  return takenThisTurn > TURN_BYTES ? new Promise((resolve) => setImmediate(resolve)) : undefined;
+  return new Promise((go) => waiting.push({ bytes, go }));
 }
 
 /** A watched request; its references are dropped once it is answered. */

@@ -298,6 +298,22 @@ declare module 'fastify' {
   }
 }
 
+/** A body declared larger than this takes turns of the event loop as it is read (see {@link takeTurn}). */
+const TAKES_TURNS = 256 * 1024;
+
+/** `payload` passed through, each chunk once its turn of the event loop allows ({@link takeTurn}). */
+function takingTurns(payload: Readable): Readable {
+  const turns = new Transform({
+    transform: (chunk: Buffer, _encoding, done) => {
+      const turn = takeTurn(chunk.length);
+      if (turn === undefined) done(null, chunk);
+      else void turn.then(() => done(null, chunk));
+    },
+  });
+  pipeline(payload, turns, () => {}); // errors reach the reader through `turns`
+  return turns;
+}
+
 /** A request body is charged to the budget in steps of this much as it arrives. */
 const BODY_STEP = 2 ** 20;
 
@@ -344,14 +360,16 @@ export class BodyMeter {
   /**
    * `payload` with its bytes charged. A request without a body (declared 0, also for a body that is never read)
    * passes as it is; a body whose declared length fits one step is charged once, before it is read, and read as it
-   * is; a longer or undeclared one goes through {@link stream}. (The pass-through stream costs more than a small
-   * request's whole answer.)
+   * is, or taking turns of the event loop ({@link takingTurns}) when it is over {@link TAKES_TURNS}; a longer or
+   * undeclared one goes through {@link stream}. (A pass-through stream costs more than a small request's whole
+   * answer.)
    * @param chunked the request declares `transfer-encoding` (a body of unknown length)
    */
   meter(payload: Readable, chunked: boolean): Readable | Promise<Readable> {
     if (this.declared === undefined ? !chunked : this.declared === 0) return payload;
     if (this.declared !== undefined && this.declared <= BODY_STEP) {
-      return this.received(this.declared)?.then(() => payload) ?? payload;
+      const read = () => (this.declared! > TAKES_TURNS ? takingTurns(payload) : payload);
+      return this.received(this.declared)?.then(read) ?? read();
     }
     return this.stream(payload);
   }
