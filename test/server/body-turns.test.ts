@@ -3,8 +3,9 @@ import t, { type Test } from 'tap';
 import { takeTurn } from '../../src/server/connection.js';
 import { AdmissionBudget, BodyMeter, Holdings } from '../../src/server/memory-budget.js';
 
-// Large bodies are read about 1 MiB at a time between turns of the event loop, so that forty large uploads arriving at once do not
-// make turns of tens of milliseconds in which health probes and small requests wait (bench/results/hostile-load.md).
+// Large bodies are read about 1 MiB at a time between turns of the event loop, so that forty large uploads arriving
+// at once do not make turns of tens of milliseconds in which health probes and small requests wait
+// (bench/results/hostile-load.md).
 const MiB = 2 ** 20;
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
