@@ -301,17 +301,20 @@ declare module 'fastify' {
 /** A body declared larger than this takes turns of the event loop as it is read (see {@link takeTurn}). */
 const TAKES_TURNS = 256 * 1024;
 
-/** `payload` passed through, each chunk once its turn of the event loop allows ({@link takeTurn}). */
-function takingTurns(payload: Readable): Readable {
-  const turns = new Transform({
+/**
+ * `payload` passed through, each chunk once `wait` lets it: `wait` gets the chunk's length and returns nothing when
+ * it may go now, else a promise (a rejection becomes the stream's error, which reaches the reader).
+ */
+function gated(payload: Readable, wait: (bytes: number) => Promise<unknown> | undefined): Readable {
+  const gate = new Transform({
     transform: (chunk: Buffer, _encoding, done) => {
-      const turn = takeTurn(chunk.length);
-      if (turn === undefined) done(null, chunk);
-      else void turn.then(() => done(null, chunk));
+      const waiting = wait(chunk.length);
+      if (waiting === undefined) done(null, chunk);
+      else waiting.then(() => done(null, chunk), done);
     },
   });
-  pipeline(payload, turns, () => {}); // errors reach the reader through `turns`
-  return turns;
+  pipeline(payload, gate, () => {}); // errors reach the reader through `gate`
+  return gate;
 }
 
 /** A request body is charged to the budget in steps of this much as it arrives. */
@@ -360,7 +363,7 @@ export class BodyMeter {
   /**
    * `payload` with its bytes charged. A request without a body (declared 0, also for a body that is never read)
    * passes as it is; a body whose declared length fits one step is charged once, before it is read, and read as it
-   * is, or taking turns of the event loop ({@link takingTurns}) when it is over {@link TAKES_TURNS}; a longer or
+   * is, or taking turns of the event loop ({@link takeTurn}) when it is over {@link TAKES_TURNS}; a longer or
    * undeclared one goes through {@link stream}. (A pass-through stream costs more than a small request's whole
    * answer.)
    * @param chunked the request declares `transfer-encoding` (a body of unknown length)
@@ -368,7 +371,7 @@ export class BodyMeter {
   meter(payload: Readable, chunked: boolean): Readable | Promise<Readable> {
     if (this.declared === undefined ? !chunked : this.declared === 0) return payload;
     if (this.declared !== undefined && this.declared <= BODY_STEP) {
-      const read = () => (this.declared! > TAKES_TURNS ? takingTurns(payload) : payload);
+      const read = () => (this.declared! > TAKES_TURNS ? gated(payload, takeTurn) : payload);
       return this.received(this.declared)?.then(read) ?? read();
     }
     return this.stream(payload);
@@ -379,16 +382,11 @@ export class BodyMeter {
    * turn of the event loop allows ({@link takeTurn}).
    */
   stream(payload: Readable): Readable {
-    const meter = new Transform({
-      transform: (chunk: Buffer, _encoding, done) => {
-        const admitted = this.received(chunk.length);
-        const turn = takeTurn(chunk.length);
-        if (admitted === undefined && turn === undefined) done(null, chunk);
-        else Promise.all([admitted, turn]).then(() => done(null, chunk), done);
-      },
+    return gated(payload, (bytes) => {
+      const admitted = this.received(bytes);
+      const turn = takeTurn(bytes);
+      return admitted === undefined && turn === undefined ? undefined : Promise.all([admitted, turn]);
     });
-    pipeline(payload, meter, () => {}); // errors reach the reader through `meter`
-    return meter;
   }
 }
 
