@@ -158,6 +158,8 @@ export function buildApp(deps: AppDeps): App {
     const answer = formatError(body, errorFormatOf(req.url));
     void reply.code(body.statusCode).headers(headers).header('connection', 'close').send(answer);
   });
+  // one function for every request (see Holdings.whenAnswered)
+  const forgetWatch = (reply: FastifyReply) => watchdog.forget(reply);
   app.addHook('onClose', (_app, done) => {
     watchdog.stop();
     done();
@@ -171,7 +173,7 @@ export function buildApp(deps: AppDeps): App {
     // a client gone before its handler starts needs no watching (and must not be held, with its body, until the
     // deadline)
     if (holdings.answered) watchdog.forget(reply);
-    else holdings.onAnswered = () => watchdog.forget(reply);
+    else holdings.whenAnswered(forgetWatch, reply);
     done();
   });
   // a client that keeps getting refused gets its further refusals later (server/error-pacing.ts)

@@ -77,6 +77,25 @@ t.test('what a request holds is given back once its answer is done with and its 
   t.equal(budget.used, 0);
 });
 
+t.test('whenAnswered calls its function once, with its argument, when the answer is done with', async (t) => {
+  const calls: string[] = [];
+  const record = (who: string) => calls.push(who);
+  const response = new EventEmitter() as unknown as ServerResponse;
+  const holdings = new Holdings(response);
+  holdings.whenAnswered(record, 'first');
+  t.same(calls, [], 'not before');
+  response.emit('close');
+  response.emit('close');
+  t.same(calls, ['first'], 'once, with its argument');
+  t.ok(holdings.answered);
+  // an answer already gone when the request starts: answered at once, nothing left to call
+  const gone = Object.assign(new EventEmitter(), { destroyed: true }) as unknown as ServerResponse;
+  const late = new Holdings(gone);
+  late.whenAnswered(record, 'late');
+  t.ok(late.answered);
+  t.same(calls, ['first']);
+});
+
 t.test('a long decode stops when its client goes away', async (t) => {
   const long = wavFile({ tag: 1, channels: 1, sampleRate: 1000, bits: 8 }, Buffer.alloc(599_900, 128));
   const gone = new AbortController();
