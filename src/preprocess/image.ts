@@ -200,16 +200,16 @@ export async function imageToTensorSized(
     spec.interpolation === 'cubic' ||
     spec.interpolation === 'lanczos3' ||
     (w > 2 * place.resizeW && h > 2 * place.resizeH);
-  let pipe = img.pipeline();
-  pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
-  if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
   let px: Uint8Array;
   let info: { width: number; height: number; channels: number };
   if (!(source instanceof Uint8Array) && !bySharp && spec.channels !== 'GRAY') {
-    // decoded pixels that need no libvips step are sampled straight from memory
+    // decoded pixels that need no libvips step are sampled straight from memory (no sharp pipeline is built)
     ({ data: px } = source);
     info = { width: w, height: h, channels: 3 };
   } else {
+    let pipe = img.pipeline();
+    pipe = spec.channels === 'GRAY' ? pipe.grayscale() : pipe.toColourspace('srgb');
+    if (bySharp) pipe = pipe.resize(place.resizeW, place.resizeH, { fit: 'fill', kernel: spec.interpolation });
     ({ data: px, info } = await img.decoding(pipe.raw().toBuffer({ resolveWithObject: true })));
   }
   return {
