@@ -52,11 +52,36 @@ const env = {
 };
 const commitOf = (dir: string) => execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']).toString().trim();
 
-/** A server under test: started fresh for each round, answering the image at `url`. */
+/** A server under test: started fresh for each round, answering the image at `url`; Muon also gives its `/metrics`. */
 interface Subject {
   readonly name: string;
-  start(): Promise<{ url: string; stop(): Promise<void> }>;
+  start(): Promise<{ url: string; metrics?: string; stop(): Promise<void> }>;
 }
+
+/** The event loop's collections so far, from the server's `nodejs_gc_duration_seconds` (prom-client's GC metric). */
+interface GcTotals {
+  minor: number;
+  minorMs: number;
+  major: number;
+  majorMs: number;
+}
+async function gcTotals(metricsUrl: string): Promise<GcTotals> {
+  const text = await (await fetch(metricsUrl)).text();
+  const read = (what: 'sum' | 'count', kind: string) =>
+    Number(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="${kind}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    minor: read('count', 'minor'),
+    minorMs: 1000 * read('sum', 'minor'),
+    major: read('count', 'major') + read('count', 'incremental'),
+    majorMs: 1000 * (read('sum', 'major') + read('sum', 'incremental')),
+  };
+}
+const minus = (a: GcTotals, b: GcTotals): GcTotals => ({
+  minor: a.minor - b.minor,
+  minorMs: a.minorMs - b.minorMs,
+  major: a.major - b.major,
+  majorMs: a.majorMs - b.majorMs,
+});
 /** A build of Muon (`root`), serving the model folder of its own commit (its manifest's batching is part of it). */
 const muon = (name: string, root: string): Subject => ({
   name,
@@ -68,7 +93,7 @@ const muon = (name: string, root: string): Subject => ({
       { ...env, MUON_MODEL_REPOSITORY: repo },
       path.join(root, 'dist', 'main.js'),
     );
-    return { url: `${server.baseUrl}/predict`, stop: () => server.stop() };
+    return { url: `${server.baseUrl}/predict`, metrics: `${server.baseUrl}/metrics`, stop: () => server.stop() };
   },
 });
 /** Process groups of the Python peers running now, killed however this script ends (Ctrl-C does not reach them). */
@@ -143,17 +168,31 @@ const builds: Subject[] = [
 ];
 const concurrencies = [1, 16];
 const samples = new Map<string, LoadSample[]>();
+/** Per build and concurrency: the collector's work during the measured windows, and the requests answered then. */
+const collections = new Map<string, GcTotals & { requests: number }>();
 for (let r = 0; r < rounds; r++) {
   for (const build of builds) {
     const server = await build.start();
     try {
-      const { url } = server;
+      const { url, metrics } = server;
       await runLoad({ url, body, contentType: 'image/png', connections: 1, durationS: 2 }); // warm-up
       for (const connections of concurrencies) {
         process.stderr.write(`round ${r + 1}/${rounds}: ${build.name}, ${connections} connection(s)\n`);
+        const before = metrics ? await gcTotals(metrics) : undefined;
         const s = await runLoad({ url, body, contentType: 'image/png', connections, durationS: seconds });
         const key = `${build.name}|${connections}`;
         samples.set(key, [...(samples.get(key) ?? []), s]);
+        if (metrics && before) {
+          const gc = minus(await gcTotals(metrics), before);
+          const sum = collections.get(key) ?? { minor: 0, minorMs: 0, major: 0, majorMs: 0, requests: 0 };
+          collections.set(key, {
+            minor: sum.minor + gc.minor,
+            minorMs: sum.minorMs + gc.minorMs,
+            major: sum.major + gc.major,
+            majorMs: sum.majorMs + gc.majorMs,
+            requests: sum.requests + s.latencies.length + s.non2xx,
+          });
+        }
       }
     } finally {
       await server.stop();
@@ -162,10 +201,11 @@ for (let r = 0; r < rounds; r++) {
 }
 await Promise.all(repos.map((r) => rm(r, { recursive: true, force: true })));
 
-const results: { build: string; result: LoadResult }[] = [...samples].map(([key, s]) => ({
-  build: key.split('|')[0],
-  result: poolLoad(s),
-}));
+const results: { build: string; result: LoadResult; gc?: GcTotals & { requests: number } }[] = [...samples].map(
+  ([key, s]) => ({ build: key.split('|')[0], result: poolLoad(s), gc: collections.get(key) }),
+);
+/** The collector's cost per 1000 requests: how many collections, and their milliseconds on the event loop. */
+const per1000 = (n: number, gc: { requests: number }) => ((1000 * n) / gc.requests).toFixed(1);
 const machine = describeMachine();
 const md = [
   '# A lone request: this build against a baseline and Python peers',
@@ -173,13 +213,17 @@ const md = [
   `${new Date().toISOString()}, ${machine.cpuModel} x ${machine.cores}, Node ${machine.node}. ` +
     `\`npx tsx bench/lone-request.ts${values.baseline ? ' --baseline <worktree>' : ''}${values.kserve ? ' --kserve <venv>' : ''}${values.litserve ? ' --litserve <venv>' : ''} --seconds ${seconds} --rounds ${rounds}\`: ` +
     `\`${MODEL}\` alone, \`${IMAGE}\` POSTed to /predict by autocannon, ${rounds} rounds of ${seconds} s per build ` +
-    "and concurrency, servers taking turns; each server gets every core for onnxruntime's intra-op threads.",
+    "and concurrency, servers taking turns; each server gets every core for onnxruntime's intra-op threads. " +
+    "Muon's collector during the measured windows comes from its `/metrics` (`nodejs_gc_duration_seconds`, the " +
+    'event loop only): collections and their milliseconds per 1000 requests, minor (scavenges) and major.',
   '',
-  '| build | connections | req/s | p50 ms | p99 ms | non-2xx |',
-  '|---|---:|---:|---:|---:|---:|',
+  '| build | connections | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | minor GCs / 1000 req | minor GC ms / 1000 req | major GC ms / 1000 req |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ...results.map(
-    ({ build, result: r }) =>
-      `| ${build} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.latency.p50.toFixed(2)} | ${r.latency.p99.toFixed(2)} | ${r.non2xx + r.errors} |`,
+    ({ build, result: r, gc }) =>
+      `| ${build} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.latency.p50.toFixed(2)} | ${r.latency.p99.toFixed(2)} | ` +
+      `${r.latency.p999.toFixed(2)} | ${r.non2xx + r.errors} | ` +
+      (gc ? `${per1000(gc.minor, gc)} | ${per1000(gc.minorMs, gc)} | ${per1000(gc.majorMs, gc)} |` : '- | - | - |'),
   ),
   '',
 ].join('\n');

@@ -5,6 +5,7 @@ export interface LatencySummary {
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
+  readonly p999: number;
   readonly max: number;
 }
 
@@ -26,7 +27,7 @@ export function median(samples: readonly number[]): number {
   );
 }
 
-/** Count, mean, p50, p90, p99 and max of an unsorted sample. */
+/** Count, mean, p50, p90, p99, p99.9 and max of an unsorted sample. */
 export function summarize(samples: readonly number[]): LatencySummary {
   const sorted = [...samples].sort((a, b) => a - b);
   const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : NaN;
@@ -36,6 +37,7 @@ export function summarize(samples: readonly number[]): LatencySummary {
     p50: percentile(sorted, 50),
     p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
     max: sorted.at(-1) ?? NaN,
   };
 }
