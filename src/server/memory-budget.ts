@@ -257,7 +257,7 @@ export class Holdings {
    * listener. A function shared by every request and an argument, not a closure made per request: a per-request
    * closure called from here kept each request's whole object graph alive through the event loop's minor
    * collections, which then promoted it (at one connection about 1.8 MB per scavenge, each scavenge 5-10 ms instead
-   * of 1-4; `bench/results/lone-request.md`).
+   * of 1-4; `bench/results/lone-request-retention.md`).
    */
   whenAnswered<T>(fn: (arg: T) => void, arg: T): void {
     this.#onAnswered = fn as (arg: never) => void;

@@ -4,7 +4,7 @@
  * frees it. A per-request closure called from a request's `close` listener (the handler watchdog's "forget me" in
  * Holdings) once kept every request's whole object graph alive through scavenges until they promoted it: 4.7-11 KB a
  * request outlived a scavenge by this measure, against 0.8 KB without it, and at one connection a scavenge took 5-10
- * ms instead of 1-4 (`bench/results/lone-request.md`).
+ * ms instead of 1-4 (`bench/results/lone-request-retention.md`).
  *
  * The measurement runs in a child process (test/helpers/retention-probe.ts) without the test runner's preloads
  * (`NODE_OPTIONS`): their async hooks keep every promise in a Map, which outlives scavenges by itself.
