@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/config.js';
 import { poolLoad, runLoad, type LoadResult, type LoadSample } from './lib/load.js';
 import { describeMachine } from './lib/machine.js';
+import { labelledValue } from './lib/metrics.js';
 import { assertBuildFresh, freePort, ServerProcess } from './lib/server.js';
 
 const { values } = parseArgs({
@@ -68,7 +69,7 @@ interface GcTotals {
 async function gcTotals(metricsUrl: string): Promise<GcTotals> {
   const text = await (await fetch(metricsUrl)).text();
   const read = (what: 'sum' | 'count', kind: string) =>
-    Number(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="${kind}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    labelledValue(text, `nodejs_gc_duration_seconds_${what}`, `kind="${kind}"`);
   return {
     minor: read('count', 'minor'),
     minorMs: 1000 * read('sum', 'minor'),
@@ -76,11 +77,12 @@ async function gcTotals(metricsUrl: string): Promise<GcTotals> {
     majorMs: 1000 * (read('sum', 'major') + read('sum', 'incremental')),
   };
 }
-const minus = (a: GcTotals, b: GcTotals): GcTotals => ({
-  minor: a.minor - b.minor,
-  minorMs: a.minorMs - b.minorMs,
-  major: a.major - b.major,
-  majorMs: a.majorMs - b.majorMs,
+/** Field by field, `a + k * b` (k = -1: what happened between two readings). */
+const plus = (a: GcTotals, b: GcTotals, k = 1): GcTotals => ({
+  minor: a.minor + k * b.minor,
+  minorMs: a.minorMs + k * b.minorMs,
+  major: a.major + k * b.major,
+  majorMs: a.majorMs + k * b.majorMs,
 });
 /** A build of Muon (`root`), serving the model folder of its own commit (its manifest's batching is part of it). */
 const muon = (name: string, root: string): Subject => ({
@@ -183,15 +185,9 @@ for (let r = 0; r < rounds; r++) {
         const key = `${build.name}|${connections}`;
         samples.set(key, [...(samples.get(key) ?? []), s]);
         if (metrics && before) {
-          const gc = minus(await gcTotals(metrics), before);
+          const window = plus(await gcTotals(metrics), before, -1);
           const sum = collections.get(key) ?? { minor: 0, minorMs: 0, major: 0, majorMs: 0, requests: 0 };
-          collections.set(key, {
-            minor: sum.minor + gc.minor,
-            minorMs: sum.minorMs + gc.minorMs,
-            major: sum.major + gc.major,
-            majorMs: sum.majorMs + gc.majorMs,
-            requests: sum.requests + s.latencies.length + s.non2xx,
-          });
+          collections.set(key, { ...plus(sum, window), requests: sum.requests + s.latencies.length + s.non2xx });
         }
       }
     } finally {

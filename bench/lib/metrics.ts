@@ -26,12 +26,17 @@ interface MetricsReading extends BatchTotals {
 }
 
 /**
- * The value of the sample `name{...model="<model>"...}` in Prometheus text, or 0 when absent (prom-client omits a
- * labelled histogram until its first observation).
+ * The value of the sample `name{...<label>...}` in Prometheus text (`label` written as `key="value"`), or 0 when
+ * absent (prom-client omits a labelled histogram until its first observation).
  */
-export function sampleValue(text: string, name: string, model: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`model="${model}"`));
+export function labelledValue(text: string, name: string, label: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(label));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+/** The value of the sample `name{...model="<model>"...}` in Prometheus text, or 0 when absent. */
+export function sampleValue(text: string, name: string, model: string): number {
+  return labelledValue(text, name, `model="${model}"`);
 }
 
 async function readMetrics(baseUrl: string, model: string): Promise<MetricsReading> {
