@@ -4,6 +4,12 @@ import { Errors } from '../errors.js';
 // synchronous on the event loop, and a small wire form can decode into far more memory and time than its size says
 // (8 MiB of empty `inputs` entries decoded into 800 MB and took 8 s here; 8 MiB of packed int64 zeros, 210 MB and
 // 4 s, one BigInt each).
+//
+// The scan must read the bytes exactly as protobuf-es will, or a message can say one thing to it and another to the
+// decoder. protobuf-es reads a known field by its schema whatever wire type its tag says (a message field tagged as
+// a varint still has a length read and a message decoded), and a packed run to its end even when its last value
+// runs past it. So the scan refuses what the two could read apart: a known field on a wire type its schema does not
+// allow, a packed run that does not end on a value's end, a tag that is not a uint32 of at most 5 bytes, a group.
 
 /** Limits of a ModelInfer message, checked on its wire bytes. */
 export const INFER_LIMITS = {
@@ -18,6 +24,10 @@ export const INFER_LIMITS = {
    * decode as one copy of their bytes.
    */
   typedElements: 262_144,
+  /** Fields of one message that its schema does not know (skipped by the decoder, but each costs a step). */
+  unknownFields: 256,
+  /** Occurrences of a singular field in one message (the last wins; an encoder writes it once). */
+  singular: 8,
 } as const;
 
 /** The largest message of an RPC other than ModelInfer (names, versions and a few parameters). */
@@ -26,13 +36,93 @@ export const SMALL_MESSAGE_BYTES = 64 * 1024;
 /** Protobuf wire types. */
 const Wire = { Varint: 0, I64: 1, Len: 2, I32: 5 } as const;
 
-/** A protobuf wire-format reader over one message's bytes: fields as (number, wire type, payload bounds). */
+/** How one field of a message may travel, and what bounds it. */
+interface Field {
+  /** The wire type of one value: `Len` for strings, bytes, messages and map entries. */
+  readonly wire: number;
+  /** A repeated scalar may also come packed: one length-delimited run of values `width` bytes each (0: varints). */
+  readonly packed?: { readonly width: 0 | 4 | 8 };
+  /** The message each value holds, scanned in turn. */
+  readonly message?: Message;
+  /** Values allowed in one message, and what they are called in the refusal. */
+  readonly max: number;
+  readonly what: string;
+  /** Its values are tensor elements: bounded over the whole request ({@link INFER_LIMITS.typedElements}) instead. */
+  readonly elements?: true;
+}
+
+/** A message's known fields by number. */
+type Message = Readonly<Record<number, Field>>;
+
+const { singular } = INFER_LIMITS;
+const text = (what: string): Field => ({ wire: Wire.Len, max: singular, what });
+
+/** InferParameter: a oneof of scalars. */
+const Parameter: Message = {
+  1: { wire: Wire.Varint, max: singular, what: 'bool_param' },
+  2: { wire: Wire.Varint, max: singular, what: 'int64_param' },
+  3: text('string_param'),
+  4: { wire: Wire.I64, max: singular, what: 'double_param' },
+  5: { wire: Wire.Varint, max: singular, what: 'uint64_param' },
+};
+/** map<string, InferParameter> entries. */
+const parameters = (what: string): Field => ({
+  wire: Wire.Len,
+  max: INFER_LIMITS.parameters,
+  what,
+  message: { 1: text('key'), 2: { wire: Wire.Len, max: singular, what: 'value', message: Parameter } },
+});
+
+/** A typed contents field: repeated scalars, packed or one per field, each an element. */
+const elements = (wire: number, width: 0 | 4 | 8, what: string): Field => ({
+  wire,
+  packed: { width },
+  max: Infinity,
+  what,
+  elements: true,
+});
+const Contents: Message = {
+  1: elements(Wire.Varint, 0, 'bool_contents'),
+  2: elements(Wire.Varint, 0, 'int_contents'),
+  3: elements(Wire.Varint, 0, 'int64_contents'),
+  4: elements(Wire.Varint, 0, 'uint_contents'),
+  5: elements(Wire.Varint, 0, 'uint64_contents'),
+  6: elements(Wire.I32, 4, 'fp32_contents'),
+  7: elements(Wire.I64, 8, 'fp64_contents'),
+  8: { wire: Wire.Len, max: Infinity, what: 'bytes_contents', elements: true },
+};
+
+const Input: Message = {
+  1: text('name'),
+  2: text('datatype'),
+  3: { wire: Wire.Varint, packed: { width: 0 }, max: INFER_LIMITS.dims, what: 'dimensions in a shape' },
+  4: parameters('parameters on an input'),
+  5: { wire: Wire.Len, max: singular, what: 'contents', message: Contents },
+};
+
+const Output: Message = { 1: text('name'), 2: parameters('parameters on an output') };
+
+/** ModelInferRequest. */
+const InferRequest: Message = {
+  1: text('model_name'),
+  2: text('model_version'),
+  3: text('id'),
+  4: parameters('parameters'),
+  5: { wire: Wire.Len, max: INFER_LIMITS.tensors, what: 'inputs', message: Input },
+  6: { wire: Wire.Len, max: INFER_LIMITS.tensors, what: 'outputs', message: Output },
+  7: { wire: Wire.Len, max: INFER_LIMITS.tensors, what: 'raw_input_contents' },
+};
+
+const malformed = (why: string) =>
+  new Errors.BAD_REQUEST(`the ModelInferRequest message cannot be decoded: malformed wire data (${why})`);
+
+/** A protobuf wire-format reader over one message's bytes, read as protobuf-es reads them. */
 class Reader {
   pos: number;
   constructor(
     readonly bytes: Uint8Array,
-    start = 0,
-    readonly end = bytes.length,
+    start: number,
+    readonly end: number,
   ) {
     this.pos = start;
   }
@@ -41,22 +131,27 @@ class Reader {
     return this.pos >= this.end;
   }
 
+  /** A varint of at most 10 bytes; its value exact up to 2^49, which is all that is read of one here. */
   varint(): number {
     let value = 0;
     for (let shift = 0; shift < 64; shift += 7) {
-      if (this.pos >= this.end) throw malformed();
+      if (this.pos >= this.end) throw malformed('a value runs past its message');
       const b = this.bytes[this.pos++];
-      if (shift < 49) value += (b & 0x7f) * 2 ** shift; // exact for what matters here (tags and lengths)
+      if (shift < 49) value += (b & 0x7f) * 2 ** shift;
       if ((b & 0x80) === 0) return value;
     }
-    throw malformed();
+    throw malformed('a varint longer than 10 bytes');
   }
 
   /** The next field: its number, wire type and payload bounds (a length-delimited field's, without its length). */
   field(): { num: number; wire: number; start: number; end: number } {
+    const at = this.pos;
     const tag = this.varint();
+    // protobuf-es reads a tag as a uint32 of at most 5 bytes
+    if (this.pos - at > 5 || tag >= 2 ** 32) throw malformed('a tag that is not a uint32');
     const num = Math.floor(tag / 8);
     const wire = tag & 7;
+    if (num === 0) throw malformed('field number 0');
     const start = this.pos;
     switch (wire) {
       case Wire.Varint:
@@ -72,94 +167,90 @@ class Reader {
         const length = this.varint();
         const payload = this.pos;
         this.pos += length;
-        if (this.pos > this.end) throw malformed();
+        if (this.pos > this.end) throw malformed('a length runs past its message');
         return { num, wire, start: payload, end: this.pos };
       }
       default:
-        throw malformed(); // groups (3, 4) are not in these messages
+        throw malformed(`wire type ${wire}`); // groups (3, 4) are not in these messages
     }
-    if (this.pos > this.end) throw malformed();
+    if (this.pos > this.end) throw malformed('a value runs past its message');
     return { num, wire, start, end: this.pos };
   }
 }
 
-const malformed = () => new Errors.BAD_REQUEST('the ModelInferRequest message cannot be decoded: malformed wire data');
-
-function count(what: string, n: number, limit: number): void {
-  if (n > limit) throw new Errors.BAD_REQUEST(`a ModelInferRequest holds at most ${limit} ${what}`);
+/** Values in a packed run of `width`-byte values (0: varints), which must end where its last value ends. */
+function packedValues(bytes: Uint8Array, start: number, end: number, width: 0 | 4 | 8, what: string): number {
+  if (width > 0) {
+    if ((end - start) % width !== 0) throw malformed(`packed ${what} of ${end - start} bytes`);
+    return (end - start) / width;
+  }
+  let n = 0;
+  let run = 0;
+  for (let i = start; i < end; i++) {
+    if ((bytes[i] & 0x80) === 0) {
+      n++;
+      run = 0;
+    } else if (++run >= 10) throw malformed(`a varint longer than 10 bytes in packed ${what}`);
+  }
+  if (run > 0) throw malformed(`packed ${what} ends inside a value`);
+  return n;
 }
 
-/**
- * Checks a ModelInferRequest's wire bytes against {@link INFER_LIMITS} without decoding it: entry counts of its
- * repeated fields and maps, shape ranks, and the elements of typed contents (packed or not). Malformed data and
- * counts over a limit are MUON_ERR_BAD_REQUEST, typed contents over their limit MUON_ERR_INVALID_TENSOR.
- */
-export function prescanModelInfer(bytes: Uint8Array): void {
-  const top = new Reader(bytes);
-  const entries = { parameters: 0, inputs: 0, outputs: 0, raw: 0 };
-  let typed = 0;
-  while (!top.done()) {
-    const f = top.field();
-    if (f.wire !== Wire.Len) continue;
-    if (f.num === 4) count('parameters', ++entries.parameters, INFER_LIMITS.parameters);
-    else if (f.num === 5) {
-      count('inputs', ++entries.inputs, INFER_LIMITS.tensors);
-      typed += scanInput(bytes, f.start, f.end);
-      if (typed > INFER_LIMITS.typedElements)
+/** What a ModelInferRequest decodes into, as the scan counted it. */
+export interface WireCounts {
+  /** Typed contents elements over all inputs. */
+  elements: number;
+  /** The most values of each field (by the name in {@link INFER_LIMITS}' refusals) that one message holds. */
+  readonly most: Map<string, number>;
+}
+
+/** Scans one message of `schema` in `bytes[start, end)`, and the messages its fields hold. */
+function scanMessage(bytes: Uint8Array, start: number, end: number, schema: Message, totals: WireCounts): void {
+  const r = new Reader(bytes, start, end);
+  const seen = new Map<number, number>();
+  let unknown = 0;
+  while (!r.done()) {
+    const f = r.field();
+    const field = schema[f.num];
+    if (field === undefined) {
+      if (++unknown > INFER_LIMITS.unknownFields)
+        throw new Errors.BAD_REQUEST(
+          `a ModelInferRequest message holds at most ${INFER_LIMITS.unknownFields} fields its schema does not know`,
+        );
+      continue;
+    }
+    let values = 1;
+    if (field.packed && f.wire === Wire.Len)
+      values = packedValues(bytes, f.start, f.end, field.packed.width, field.what);
+    else if (f.wire !== field.wire) throw malformed(`${field.what} sent as wire type ${f.wire}`);
+    if (field.elements) {
+      totals.elements += values;
+      if (totals.elements > INFER_LIMITS.typedElements)
         throw new Errors.INVALID_TENSOR(
           `typed contents hold more than ${INFER_LIMITS.typedElements} elements: send large tensors as raw_input_contents`,
         );
-    } else if (f.num === 6) {
-      count('outputs', ++entries.outputs, INFER_LIMITS.tensors);
-      scanParametersOf(bytes, f.start, f.end, 2);
-    } else if (f.num === 7) count('raw_input_contents', ++entries.raw, INFER_LIMITS.tensors);
+    } else {
+      const n = (seen.get(f.num) ?? 0) + values;
+      if (n > field.max) throw new Errors.BAD_REQUEST(`a ModelInferRequest holds at most ${field.max} ${field.what}`);
+      seen.set(f.num, n);
+    }
+    if (field.message) scanMessage(bytes, f.start, f.end, field.message, totals);
+  }
+  for (const [num, n] of seen) {
+    const { what } = schema[num];
+    totals.most.set(what, Math.max(n, totals.most.get(what) ?? 0));
   }
 }
 
-/** One InferInputTensor: its shape's rank and parameters are bounded; returns its typed contents' element count. */
-function scanInput(bytes: Uint8Array, start: number, end: number): number {
-  const r = new Reader(bytes, start, end);
-  let dims = 0;
-  let params = 0;
-  let elements = 0;
-  while (!r.done()) {
-    const f = r.field();
-    if (f.num === 3) dims += f.wire === Wire.Len ? varints(bytes, f.start, f.end) : 1;
-    else if (f.num === 4 && f.wire === Wire.Len) params++;
-    else if (f.num === 5 && f.wire === Wire.Len) elements += contentsElements(bytes, f.start, f.end);
-  }
-  count('dimensions in a shape', dims, INFER_LIMITS.dims);
-  count('parameters on an input', params, INFER_LIMITS.parameters);
-  return elements;
-}
-
-/** Elements of an InferTensorContents: packed or one per field, whatever the type. */
-function contentsElements(bytes: Uint8Array, start: number, end: number): number {
-  const r = new Reader(bytes, start, end);
-  let n = 0;
-  while (!r.done()) {
-    const f = r.field();
-    if (f.wire !== Wire.Len || f.num === 8)
-      n += 1; // one element per field; bytes_contents one per entry
-    else if (f.num === 6)
-      n += (f.end - f.start) / 4; // packed fp32
-    else if (f.num === 7)
-      n += (f.end - f.start) / 8; // packed fp64
-    else n += varints(bytes, f.start, f.end); // packed bool, int32, int64, uint32, uint64
-  }
-  return n;
-}
-
-/** The parameters map entries (field `num`) of a message, bounded. */
-function scanParametersOf(bytes: Uint8Array, start: number, end: number, num: number): void {
-  const r = new Reader(bytes, start, end);
-  let params = 0;
-  while (!r.done()) if (r.field().num === num) count('parameters on an output', ++params, INFER_LIMITS.parameters);
-}
-
-/** Varints in a packed run: bytes whose continuation bit is clear. */
-function varints(bytes: Uint8Array, start: number, end: number): number {
-  let n = 0;
-  for (let i = start; i < end; i++) if ((bytes[i] & 0x80) === 0) n++;
-  return n;
+/**
+ * Checks a ModelInferRequest's wire bytes against {@link INFER_LIMITS} without decoding it, reading every message
+ * the decoder would build: entry counts of its repeated fields and maps, shape ranks, fields it does not know, the
+ * elements of typed contents (packed or not), and that each known field travels as its schema says. Malformed data
+ * and counts over a limit are MUON_ERR_BAD_REQUEST, typed contents over their limit MUON_ERR_INVALID_TENSOR. Returns
+ * what it counted (the tests check that the decoder builds exactly that).
+ */
+export function prescanModelInfer(bytes: Uint8Array): WireCounts {
+  const counts: WireCounts = { elements: 0, most: new Map() };
+  scanMessage(bytes, 0, bytes.length, InferRequest, counts);
+  return counts;
 }

@@ -285,6 +285,21 @@ t.test('a message that would decode into far more than its size is refused befor
     'MUON_ERR_BAD_REQUEST',
     /at most 256 inputs/,
   );
+  // the same entries tagged as varints (`28 00`): protobuf-es decodes an empty input from each whatever the wire
+  // type, 400,000 of them from this 800 KB message; the scan refuses the tag
+  const name = Buffer.from('text-orientation');
+  const smuggled = Buffer.concat([
+    Buffer.from([0x0a, name.length]),
+    name,
+    Buffer.alloc(800_000, Buffer.from([0x28, 0])),
+  ]);
+  await refused(
+    t,
+    unaryCall(c, 'ModelInfer', smuggled),
+    status.INVALID_ARGUMENT,
+    'MUON_ERR_BAD_REQUEST',
+    /inputs sent as wire type 0/,
+  );
   // other RPCs carry small messages: a 100 KB RepositoryIndex request is refused undecoded; a repository change
   // without the token is refused before its message is decoded
   const padded = Buffer.concat([Buffer.from([0x0a, 0xa0, 0x8d, 0x06]), Buffer.alloc(100_000, 0x61)]); // field 1, 100,000 bytes
