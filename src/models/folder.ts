@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -38,10 +38,18 @@ export async function modelFolders(root: string, skipped: (folder: string) => vo
   return names.sort();
 }
 
-/** Whether a model name from a client is a model folder of the repository (no separators, no dots first). */
+/**
+ * Whether a model name from a client is a model folder of the repository (no separators, no dots first). A file of
+ * the repository (its `manifest.schema.json`) or a folder that cannot be read is not one.
+ */
 export function isServedName(root: string, name: string): boolean {
+  if (!new RegExp(modelNamePattern).test(name)) return false;
   const dir = path.join(root, name);
-  return new RegExp(modelNamePattern).test(name) && existsSync(dir) && isModelFolder(dir);
+  try {
+    return statSync(dir, { throwIfNoEntry: false })?.isDirectory() === true && isModelFolder(dir);
+  } catch {
+    return false;
+  }
 }
 
 /** The version folders a model folder's policy selects, oldest first; a single-manifest folder is one version. */

@@ -46,7 +46,9 @@ t.test('changes need the bearer token; names cannot leave the repository', async
   t.match((await manage('load', 'text-orientation', {})).json(), { code: 'MUON_ERR_UNAUTHORIZED' });
   const wrong = await manage('load', 'text-orientation', { authorization: 'Bearer not-the-token-at-all' });
   t.equal(wrong.statusCode, 401);
-  for (const name of ['..%2F..%2Fetc', '%2e%2e', 'nope', '.hidden']) {
+  // a file of the repository, as the default models/ holds manifest.schema.json: not a model (was a 500, ENOTDIR)
+  writeFileSync(path.join(repo, 'manifest.schema.json'), '{}');
+  for (const name of ['..%2F..%2Fetc', '%2e%2e', 'nope', '.hidden', 'manifest.schema.json']) {
     const res = await manage('load', name);
     t.equal(res.statusCode, 404, name);
     // '..' is resolved by the router (no such route); the others reach the name check
