@@ -22,7 +22,11 @@ export function serviceDefinition(
 ): InferenceServiceDefinition {
   const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
-    const encode = (desc: DescMessage) => (value: unknown) => Buffer.from(toBinary(desc, value as never));
+    // a message, or one already encoded (ModelInfer's answer: grpc/tensors.ts writes typed contents from arrays)
+    const encode = (desc: DescMessage) => (value: unknown) =>
+      value instanceof Uint8Array
+        ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+        : Buffer.from(toBinary(desc, value as never));
     const decode = (desc: DescMessage) => (bytes: Buffer) => fromBinary(desc, bytes, readOptions);
     definition[m.name] = {
       path: `/${service.typeName}/${m.name}`,

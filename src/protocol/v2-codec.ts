@@ -231,10 +231,21 @@ export interface EncodedResponse {
   readonly binary: Buffer[];
 }
 
+/** What answering needs of a request: not its input tensors. */
+export type AnswerRequest = Pick<InferRequest, 'id' | 'outputs' | 'binaryOutput'>;
+
+/** The model as its answer names it (`labels` name classification results). */
+export interface AnswerModel {
+  readonly name: string;
+  readonly version: string;
+  readonly labels?: readonly string[];
+  readonly batchedOnAxis0?: boolean;
+}
+
 /** Builds the response body of an infer request from the model's outputs (`labels` name classification results). */
 export function encodeInferResponse(
-  model: { name: string; version: string; labels?: readonly string[]; batchedOnAxis0?: boolean },
-  request: InferRequest,
+  model: AnswerModel,
+  request: AnswerRequest,
   outputs: Record<string, HostTensor>,
 ): EncodedResponse {
   const wanted: readonly RequestedOutput[] =
@@ -273,6 +284,30 @@ export function encodeInferResponse(
     },
     binary,
   };
+}
+
+/** Elements the answer writes as JSON numbers (the outputs not sent as binary data). */
+export function jsonElements(request: AnswerRequest, outputs: Record<string, HostTensor>): number {
+  const wanted = request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
+  return wanted.reduce(
+    (n, o) => n + (o.binary || !Object.hasOwn(outputs, o.name) ? 0 : outputs[o.name].data.length),
+    0,
+  );
+}
+
+/**
+ * The response body of an infer request: its JSON header, then the binary outputs, if any (`headerLength`: the
+ * header's bytes, for `Inference-Header-Content-Length`; undefined when the body is plain JSON).
+ */
+export function encodeInferBody(
+  model: AnswerModel,
+  request: AnswerRequest,
+  outputs: Record<string, HostTensor>,
+): { body: Uint8Array; headerLength?: number } {
+  const { json, binary } = encodeInferResponse(model, request, outputs);
+  const head = Buffer.from(JSON.stringify(json));
+  if (binary.length === 0) return { body: head };
+  return { body: Buffer.concat([head, ...binary]), headerLength: head.length };
 }
 
 function toJson(t: HostTensor): (number | boolean)[] {

@@ -1,7 +1,8 @@
 import { decodeWavSliced, readWavHeader, resampledLength, resampleSliced } from '../preprocess/audio.js';
 import { dims, imageToTensorSized, type ImageSource, type ImageSpec, type ImageTensor } from '../preprocess/image.js';
 import { imageHeaderSize } from '../preprocess/image-header.js';
-import { decodeInferBody } from '../protocol/v2-codec.js';
+import { decodeInferBody, encodeInferBody, type AnswerModel, type AnswerRequest } from '../protocol/v2-codec.js';
+import type { HostTensor } from '../models/session.js';
 
 // The CPU work that is worth a thread hop and more than one task needs: decoding and sampling images, decoding and
 // resampling audio, decoding large v2 infer bodies. A task's own ops live in its folder (the OCR pipeline's in tasks/ocr/ops.ts).
@@ -70,6 +71,13 @@ export function defineOp<A, R>(name: string, run: (args: A, signal?: AbortSignal
 
 /** A v2 infer body, parsed and decoded (see {@link decodeInferBody}). */
 export const inferBody = defineOp('inferBody', async (a: Parameters<typeof decodeInferBody>[0]) => decodeInferBody(a));
+
+/** A v2 infer answer's body, encoded (see {@link encodeInferBody}): for outputs large enough to write as JSON. */
+export const inferAnswer = defineOp(
+  'inferAnswer',
+  async (a: { model: AnswerModel; request: AnswerRequest; outputs: Record<string, HostTensor> }) =>
+    encodeInferBody(a.model, a.request, a.outputs),
+);
 
 /** Nothing: a thread's first answer, once its modules are loaded. */
 export const ping = defineOp('ping', async (_: Record<string, never>): Promise<null> => null);
@@ -144,4 +152,4 @@ export const audioFrames = defineOp(
 );
 
 /** The ops every worker runs whatever the tasks. */
-export const commonOps: readonly Op<any, any>[] = [ping, imageTensor, audioFrames, inferBody];
+export const commonOps: readonly Op<any, any>[] = [ping, imageTensor, audioFrames, inferBody, inferAnswer];

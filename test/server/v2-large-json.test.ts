@@ -1,5 +1,5 @@
 import t from 'tap';
-import { OFF_LOOP_JSON_BYTES } from '../../src/server/routes/v2.js';
+import { OFF_LOOP_JSON_BYTES, OFF_LOOP_JSON_ELEMENTS } from '../../src/server/routes/v2.js';
 import { startApp } from '../helpers/app.js';
 
 // A v2 infer body whose JSON header is large is parsed and decoded on a task worker, not the event loop: its answer
@@ -81,4 +81,41 @@ t.test('tensors declaring more than the budget are refused from their shapes (41
   const both = JSON.stringify({ ...JSON.parse(huge), outputs: [{ name: 'nope' }] });
   const r2 = await infer(both);
   t.equal(r2.statusCode, 400, 'an unknown output is refused before the size');
+});
+
+t.test('a large JSON answer is written off the event loop, equal to its binary form', async (t) => {
+  // a recognizer's scores for a 320-pixel line: 40 steps x 6,625 classes, far past OFF_LOOP_JSON_ELEMENTS
+  const line = [1, 3, 48, 320];
+  const n = line.reduce((a, b) => a * b, 1);
+  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i / 7));
+  const header = (binaryOutput: boolean) =>
+    Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'x', shape: line, datatype: 'FP32', parameters: { binary_data_size: n * 4 } }],
+        parameters: { binary_data_output: binaryOutput },
+      }),
+    );
+  const send = (binaryOutput: boolean) =>
+    app.inject({
+      method: 'POST',
+      url: '/v2/models/text-recognition/infer',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(header(binaryOutput).length),
+      },
+      payload: Buffer.concat([header(binaryOutput), Buffer.from(x.buffer)]),
+    });
+  const [json, binary] = await Promise.all([send(false), send(true)]);
+  t.equal(json.statusCode, 200, json.body.slice(0, 200));
+  t.equal(binary.statusCode, 200);
+  const [out] = json.json().outputs;
+  t.ok(out.data.length >= OFF_LOOP_JSON_ELEMENTS, `${out.data.length} numbers: written on a task worker`);
+  const head = Number(binary.headers['inference-header-content-length']);
+  const raw = binary.rawPayload.subarray(head);
+  const scores = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+  t.same(out.shape, JSON.parse(binary.rawPayload.subarray(0, head).toString()).outputs[0].shape);
+  t.ok(
+    out.data.every((v: number, i: number) => v === scores[i]),
+    'every number is the binary answer’s',
+  );
 });

@@ -13,14 +13,15 @@ import {
   checkRequestedOutputs,
   declaredTensorBytes,
   decodeInferRequest,
-  encodeInferResponse,
+  encodeInferBody,
+  jsonElements,
   jsonHeaderBytes,
   parseInferBody,
   requestedOutputs,
   type InferRequest,
 } from '../../protocol/v2-codec.js';
 import { datatypeOf } from '../../protocol/v2-tensors.js';
-import { inferBody } from '../../workers/ops.js';
+import { inferAnswer, inferBody } from '../../workers/ops.js';
 import { checkAdminToken, inferDecoded, loadModel, modelMetadata } from '../v2-service.js';
 
 /**
@@ -29,6 +30,13 @@ import { checkAdminToken, inferDecoded, loadModel, modelMetadata } from '../v2-s
  * a binary body's small header stays here, and so do small JSON tensors, for which the hop costs more.
  */
 export const OFF_LOOP_JSON_BYTES = 32 * 1024;
+
+/**
+ * Answers with this many JSON numbers or more are written on a task worker (about 300 KB of JSON, a few
+ * milliseconds): an output of millions of numbers (a recognizer's scores for a 14,000-pixel line) took seconds of the
+ * event loop, and health probes failed meanwhile.
+ */
+export const OFF_LOOP_JSON_ELEMENTS = 16_384;
 
 /**
  * What parsing a JSON body holds at most, per byte of JSON: the text, the parsed tree (a number in an array takes
@@ -272,16 +280,26 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     // the answer is in memory already: counted (without waiting) until it is sent; JSON numbers take about 20 bytes
     const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
     req.holdings.add(budget.charge(outBytes));
-    const { json, binary } = encodeInferResponse(
-      { name: serving.name, version: serving.version, labels: serving.labels, batchedOnAxis0: batchedOnAxis0(serving) },
-      request,
+    const answer = {
+      model: {
+        name: serving.name,
+        version: serving.version,
+        labels: serving.labels,
+        batchedOnAxis0: batchedOnAxis0(serving),
+      },
+      request: { id: request.id, outputs: request.outputs, binaryOutput: request.binaryOutput },
       outputs,
-    );
+    };
+    // large JSON outputs are written on a task worker (their tensors copied there): millions of numbers take seconds
+    const { body: encoded, headerLength: answerHeader } =
+      jsonElements(answer.request, outputs) < OFF_LOOP_JSON_ELEMENTS
+        ? encodeInferBody(answer.model, answer.request, outputs)
+        : await workers.run(inferAnswer, answer);
+    // (a Uint8Array once it crossed from a worker)
+    const body = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     // the header length is the uncompressed JSON's (Triton's): a client inflates the body, then splits it
-    const head = Buffer.from(JSON.stringify(json));
-    if (binary.length > 0) reply.header(HEADER_LENGTH, String(head.length)).type('application/octet-stream');
+    if (answerHeader !== undefined) reply.header(HEADER_LENGTH, String(answerHeader)).type('application/octet-stream');
     else reply.type('application/json; charset=utf-8');
-    const body = binary.length > 0 ? Buffer.concat([head, ...binary]) : head;
     const encoding = responseEncoding(req.headers['accept-encoding'], body.length);
     reply.header('vary', 'accept-encoding');
     if (encoding === undefined) return reply.send(body);
