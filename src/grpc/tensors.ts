@@ -83,11 +83,22 @@ function rawResponse(req: ModelInferRequest): boolean {
 }
 
 /**
- * Bytes the request's tensors will take once decoded, from their declared shapes and datatypes alone; inputs too
- * malformed to count are left to the decoder, which refuses them.
+ * Bytes the request's tensors will take once decoded, from their declared shapes and datatypes, but no more than
+ * their data in the message; inputs too malformed to count are left to the decoder, which refuses them.
  */
 export function declaredTensorBytes(req: ModelInferRequest): number {
-  return req.inputs.reduce((total, input) => total + declaredBytes(input.datatype, dims(input.shape)), 0);
+  const raw = req.rawInputContents;
+  return req.inputs.reduce((total, input, i) => {
+    const declared = declaredBytes(input.datatype, dims(input.shape));
+    // no more than the data the message holds (8 bytes a typed value at most): a shape it cannot fill is refused
+    // by decodeModelInfer (INVALID_TENSOR), not by the memory budget as if it needed 1e33 MiB
+    const contents = Object.values(input.contents ?? {}) as unknown[];
+    const present =
+      raw.length > 0
+        ? (raw[i]?.length ?? 0)
+        : 8 * contents.reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 0), 0);
+    return total + (Number.isFinite(declared) ? Math.min(declared, present) : present);
+  }, 0);
 }
 
 /** Decodes a ModelInfer request's tensors, checking each against its declared datatype and shape. */

@@ -205,6 +205,8 @@ t.test('bad tensors are INVALID_ARGUMENT with MUON_ERR_INVALID_TENSOR, and the s
     ],
     [{ inputs: [x, x], rawInputContents: [rawX, rawX] }, /input 'x' is given twice/],
     [{ inputs: [{ ...x, shape: [1n, -3n, 48n, 192n] }] }, /needs a "shape" of non-negative integers/],
+    // a shape the data cannot fill, however large: the tensor is wrong, not the server short of memory
+    [{ inputs: [{ ...x, shape: [1n, 3n, 48n, 2n ** 40n] }] }, /has 110592 bytes, not 158329674399744 x 4/],
     [{ outputs: [{ name: 'nope' }] }, /unknown output 'nope'/],
   ];
   for (const [over, details] of cases) {
