@@ -14,6 +14,7 @@ import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './conne
 import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
 import { swaggerOptions } from './openapi.js';
+import { jsonBodies } from './json-body.js';
 import { lazyRequestLoggers } from './request-logger.js';
 import { type AdmissionBudget, BodyMeter, Holdings, largeInputLane, MemoryBudget } from './memory-budget.js';
 import { healthRoutes } from './routes/health.js';
@@ -86,6 +87,9 @@ export function buildApp(deps: AppDeps): App {
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // JSON bodies are bounded in size and depth before they are parsed (the v2 infer routes read theirs themselves)
+  jsonBodies(app as unknown as App);
 
   // Memory: what a request holds is admitted against the budget and held until its answer is done with and its
   // handler has returned (Holdings). A body is charged as it arrives (one that declares at most a step, before it is

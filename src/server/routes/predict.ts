@@ -153,8 +153,8 @@ export async function predictRoutes(
     tags: ['predict'],
     description: PREDICT_DESCRIPTION,
     querystring: Query,
-    // only JSON bodies are validated against a schema; images and text/plain are checked by their decoders
-    body: { content: { 'application/json': { schema: TextBody } } },
+    // every body is checked by its reader (readInput): a JSON one is not validated against TextBody by Fastify, whose
+    // validator coerces types (`{"text": true}` would be read as the text "true")
     [DOC_ONLY]: { body: { content: documentedBodies } } satisfies DocOnly,
     response: { 200: PredictResponse },
   };
@@ -256,8 +256,12 @@ async function readInput(req: FastifyRequest): Promise<WireInput> {
   } else if (req.body instanceof TextInput) {
     if (req.body.text === '') throw new Errors.MISSING_INPUT('the request body is empty');
     return { kind: 'text', text: req.body.text };
-  } else if (req.mediaType === 'application/json' && typeof (req.body as Static<typeof TextBody>)?.text === 'string') {
-    return { kind: 'text', text: (req.body as Static<typeof TextBody>).text }; // validated by the route schema
+  } else if (req.mediaType === 'application/json') {
+    const body = req.body as Partial<Static<typeof TextBody>> | null;
+    const keys = typeof body === 'object' && body !== null && !Array.isArray(body) ? Object.keys(body) : undefined;
+    if (keys?.length !== 1 || typeof body?.text !== 'string')
+      throw new Errors.BAD_REQUEST('a JSON body is {"text": "..."}: one key, text, whose value is a string');
+    return { kind: 'text', text: body.text };
   } else if (req.body === undefined || req.body === null || req.body === '') {
     throw new Errors.MISSING_INPUT('the request body is empty');
   } else {
