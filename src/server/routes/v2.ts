@@ -38,6 +38,9 @@ export const OFF_LOOP_JSON_BYTES = 32 * 1024;
  */
 export const OFF_LOOP_JSON_ELEMENTS = 16_384;
 
+/** Bytes a number of a JSON answer takes while it is written: an array element (8), its text and its bytes in the body (about 20 each). */
+const JSON_NUMBER_BYTES = 48;
+
 /**
  * What parsing a JSON body holds at most, per byte of JSON: the text, the parsed tree (a number in an array takes
  * 8-16 bytes for its 2 or more characters), the flattened array and the typed array.
@@ -277,9 +280,6 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       },
       request,
     );
-    // the answer is in memory already: counted (without waiting) until it is sent; JSON numbers take about 20 bytes
-    const outBytes = Object.values(outputs).reduce((n, t) => n + t.data.length * 20, 0);
-    req.holdings.add(budget.charge(outBytes));
     const answer = {
       model: {
         name: serving.name,
@@ -290,9 +290,14 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
       request: { id: request.id, outputs: request.outputs, binaryOutput: request.binaryOutput },
       outputs,
     };
+    // the answer is in memory already: counted (without waiting) until it is sent: the outputs, the body's copy of
+    // the binary ones, and about 48 bytes a JSON number while it is written (an array element, its text, its bytes)
+    const numbers = jsonElements(answer.request, outputs);
+    const tensorBytes = Object.values(outputs).reduce((n, t) => n + t.data.byteLength, 0);
+    req.holdings.add(budget.charge(2 * tensorBytes + JSON_NUMBER_BYTES * numbers));
     // large JSON outputs are written on a task worker (their tensors copied there): millions of numbers take seconds
     const { body: encoded, headerLength: answerHeader } =
-      jsonElements(answer.request, outputs) < OFF_LOOP_JSON_ELEMENTS
+      numbers < OFF_LOOP_JSON_ELEMENTS
         ? encodeInferBody(answer.model, answer.request, outputs)
         : await workers.run(inferAnswer, answer);
     // (a Uint8Array once it crossed from a worker)
