@@ -170,7 +170,7 @@ export function decodeInferRequest({ json, binary }: InferBody): InferRequest {
       offset += n;
     } else {
       if (input.data === undefined) throw bad(`input '${name}' has no "data" (nor binary_data_size)`);
-      data = fromJson(type, input.data, name, count, shape.length);
+      data = fromJson(type, input.data, name, count, shape);
     }
     feeds[name] = { type, data, dims: shape };
   }

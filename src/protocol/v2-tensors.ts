@@ -113,17 +113,24 @@ const FP32_MAX = 3.4028234663852886e38;
 const FP16_MAX = 65504;
 
 /**
- * JSON tensor data as one flat list: a scalar, a flat (row-major) list, or lists nested at most as deep as the shape
- * has axes. Walked without recursion and stopped as soon as it holds more values than the shape, so neither a body
+ * JSON tensor data as one flat list: a scalar, a flat (row-major) list, or lists nested exactly as the shape says.
+ * Walked without recursion and stopped as soon as it holds more values than the shape, so neither a body
  * nested 10,000 deep nor a huge list costs more than the shape allows.
  */
-function flatten(data: unknown, name: string, count: number, rank: number): unknown[] {
+function flatten(data: unknown, name: string, count: number, shape: readonly number[]): unknown[] {
   if (!Array.isArray(data)) {
     if (count !== 1) throw bad(`input '${name}' has 1 value, its shape holds ${count}`);
     return [data];
   }
+  const rank = shape.length;
+  // flat (no list inside the top one), or nested as the shape says: every list at depth d has shape[d] entries, all
+  // lists above the last axis and all values on it (a ragged body must not be re-flowed into the shape)
+  const nested = data.some(Array.isArray);
   const out: unknown[] = [];
   const stack: { list: unknown[]; at: number }[] = [{ list: data, at: 0 }];
+  const ragged = (depth: number) =>
+    bad(`input '${name}': data nested as lists must follow its shape [${shape.join(', ')}] (axis ${depth})`);
+  if (nested && data.length !== shape[0]) throw ragged(0);
   while (stack.length > 0) {
     const top = stack[stack.length - 1];
     if (top.at === top.list.length) {
@@ -133,9 +140,11 @@ function flatten(data: unknown, name: string, count: number, rank: number): unkn
     const v = top.list[top.at++];
     if (Array.isArray(v)) {
       if (stack.length >= Math.max(rank, 1)) throw bad(`input '${name}': data is nested deeper than its ${rank} axes`);
+      if (!nested || v.length !== shape[stack.length]) throw ragged(stack.length);
       stack.push({ list: v, at: 0 });
-    } else if (out.push(v) > count) {
-      throw bad(`input '${name}' has more values than its shape holds (${count})`);
+    } else {
+      if (nested && stack.length !== rank) throw ragged(stack.length);
+      if (out.push(v) > count) throw bad(`input '${name}' has more values than its shape holds (${count})`);
     }
   }
   if (out.length !== count) throw bad(`input '${name}' has ${out.length} values, its shape holds ${count}`);
@@ -148,9 +157,9 @@ export function fromJson(
   data: unknown,
   name: string,
   count: number,
-  rank: number,
+  shape: readonly number[],
 ): HostTensor['data'] {
-  return fromFlat(type, flatten(data, name, count, rank), name);
+  return fromFlat(type, flatten(data, name, count, shape), name);
 }
 
 /** Checks flat element values against the datatype (finite and in range) and packs them. */

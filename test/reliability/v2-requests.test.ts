@@ -62,7 +62,37 @@ t.test('data nested 10,000 deep in a body parsed on a task worker (a JSON header
 t.test('data nested within the limit but deeper than its shape is refused by the tensor check', async (t) => {
   const deep = '['.repeat(10) + '0' + ']'.repeat(10);
   const body = `{"inputs":[{"name":"x","shape":[1,3,48,320],"datatype":"FP32","data":${deep}}]}`;
-  await refused(t, await infer('text-recognition', body), /nested deeper than its 4 axes/);
+  await refused(t, await infer('text-recognition', body), /must follow its shape \[1, 3, 48, 320\] \(axis 1\)/);
+  // as many lists as the shape, then one more level
+  const deeper = `[${Array.from({ length: 3 }, () => `[${Array.from({ length: 48 }, () => `[${'[0],'.repeat(319)}[0]]`).join(',')}]`).join(',')}]`;
+  await refused(
+    t,
+    await infer(
+      'text-recognition',
+      `{"inputs":[{"name":"x","shape":[1,3,48,320],"datatype":"FP32","data":[${deeper}]}]}`,
+    ),
+    /nested deeper than its 4 axes/,
+  );
+});
+
+t.test('ragged nested data is refused, not re-flowed into the shape (the review requests)', async (t) => {
+  const zeros = (n: number) => Array.from({ length: n }, () => 0);
+  const features = (data: unknown) => ({ inputs: [{ name: 'features', shape: [2, 620], datatype: 'FP32', data }] });
+  // rows of 619 and 621 values: 1,240 in all, as the shape holds
+  await refused(
+    t,
+    await infer('language-id', features([zeros(619), zeros(621)])),
+    /must follow its shape \[2, 620\] \(axis 1\)/,
+  );
+  // one nested row and 620 loose values
+  await refused(t, await infer('language-id', features([zeros(620), ...zeros(620)])), /must follow its shape/);
+  // three rows for two
+  await refused(t, await infer('language-id', features([zeros(620), zeros(620), []])), /\(axis 0\)/);
+  // flat and nested as the shape says are both answered, the same
+  const flat = await infer('language-id', features(zeros(1240)));
+  const nested = await infer('language-id', features([zeros(620), zeros(620)]));
+  t.equal(flat.statusCode, 200);
+  t.same(flat.json().outputs, nested.json().outputs);
 });
 
 t.test('nested data as deep as the shape is still accepted, and more values than the shape are refused', async (t) => {
