@@ -27,6 +27,10 @@ export const Errors = {
   NOT_FOUND: createError('MUON_ERR_NOT_FOUND', 'Route %s %s not found', 404),
   /** The request's content type, or the bytes' real format, is not accepted by this endpoint or model. */
   UNSUPPORTED_MEDIA_TYPE: createError('MUON_ERR_UNSUPPORTED_MEDIA_TYPE', 'Unsupported media type: %s', 415),
+  /** Node's HTTP parser refused the request: its headers are over Node's limit (16 KiB by default). */
+  HEADERS_TOO_LARGE: createError('MUON_ERR_HEADERS_TOO_LARGE', 'Request headers are too large: %s', 431),
+  /** The request's headers or body did not arrive within `MUON_UPLOAD_TIMEOUT_MS`. */
+  REQUEST_TIMEOUT: createError('MUON_ERR_REQUEST_TIMEOUT', 'The request did not arrive in time: %s', 408),
   /** The body (or the uploaded file) is over `MUON_MAX_BODY_BYTES`. */
   BODY_TOO_LARGE: createError('MUON_ERR_BODY_TOO_LARGE', 'Request body is larger than %s bytes', 413),
   /** A multipart request without a file part, or an empty body. */

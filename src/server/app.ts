@@ -10,6 +10,7 @@ import type { Config } from '../config.js';
 import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
+import { clientErrorHandler } from './client-errors.js';
 import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
 import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
@@ -84,6 +85,8 @@ export function buildApp(deps: AppDeps): App {
         .headers(headers)
         .send(formatError(body, errorFormatOf(req.url ?? '')));
     },
+    // requests Node's HTTP parser refuses get our error body and code too
+    clientErrorHandler,
     // reject unknown query parameters (a typo like `topk` must not be silently ignored)
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -115,6 +118,14 @@ export function buildApp(deps: AppDeps): App {
     req.arrivedAt = performance.now();
     if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
     if (req.method === 'GET' || req.method === 'HEAD') return done();
+    // only the v2 routes inflate a body (content-encoding.ts); elsewhere a compressed body would be read as it is
+    const encoding = req.headers['content-encoding'];
+    if (encoding !== undefined && encoding.toLowerCase() !== 'identity' && !req.url.startsWith('/v2/'))
+      return done(
+        new Errors.UNSUPPORTED_MEDIA_TYPE(
+          `a body with Content-Encoding ${encoding} (only /v2 infer bodies may be gzip or deflate: send it as it is)`,
+        ),
+      );
     req.holdings = new Holdings(reply.raw);
     const declared = Number(req.headers['content-length']);
     // a body declared over the body limit is never read, so never charged (refused with 413 before it is read)
