@@ -40,8 +40,11 @@ export function tensorHead(name: string, datatype: unknown, shape: unknown): Ten
     throw bad(`input '${name}': datatype ${datatype} is not supported (${[...typeOfDatatype.keys()].join(', ')})`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
     throw bad(`input '${name}' needs a "shape" of non-negative integers`);
-  return { type, shape: shape as number[], count: (shape as number[]).reduce((a, b) => a * b, 1) };
+  return { type, shape: shape as number[], count: elements(shape as number[]) };
 }
+
+/** Elements of a shape: 0 with an empty axis, whatever the others (a product that overflowed first would be NaN). */
+const elements = (shape: readonly number[]) => (shape.includes(0) ? 0 : shape.reduce((a, b) => a * b, 1));
 
 /**
  * Bytes a tensor of this datatype and shape takes once decoded, from the declaration alone; 0 when either is not one
@@ -50,7 +53,7 @@ export function tensorHead(name: string, datatype: unknown, shape: unknown): Ten
 export function declaredBytes(datatype: unknown, shape: unknown): number {
   const type = typeof datatype === 'string' ? typeOfDatatype.get(datatype) : undefined;
   if (!type || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return 0;
-  return (shape as number[]).reduce((a, b) => a * b, 1) * bytesPer[type];
+  return elements(shape as number[]) * bytesPer[type];
 }
 
 /** Bytes of one element of a datatype the server runs. */

@@ -161,3 +161,13 @@ t.test('after all of them the models still answer correctly', async (t) => {
   t.equal(rec.statusCode, 200);
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200);
 });
+
+t.test(
+  'a shape whose product overflows before an empty axis is a tensor error, not "NaN MiB" (the review request)',
+  async (t) => {
+    const shape = [...Array.from({ length: 20 }, () => 9007199254740991), 0];
+    const res = await infer('language-id', { inputs: [{ name: 'features', shape, datatype: 'FP32', data: [] }] });
+    await refused(t, res, /has shape \[-1, 620\]/);
+    t.notMatch(res.body, /NaN/);
+  },
+);
