@@ -111,6 +111,12 @@ export type ServingSession = Pick<
   'inputs' | 'outputs' | 'run' | 'provider' | 'fallbackReason' | 'release'
 >;
 
+/**
+ * A run's failure (a shape the graph refuses: a client's v2 request) is thrown to the caller, which answers and logs
+ * it; onnxruntime would also print its own coloured line to stderr for each, outside the structured log.
+ */
+const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 };
+
 /** One loaded ONNX model on one execution provider. */
 export class ModelSession {
   private constructor(
@@ -188,7 +194,7 @@ export class ModelSession {
   ): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, ownMemory(t.data), t.dims);
-    const result = await this.session.run(ortFeeds, outputNames);
+    const result = await this.session.run(ortFeeds, outputNames, RUN_OPTIONS);
     const out: Record<string, HostTensor> = {};
     for (const name of outputNames) {
       const t = result[name];
