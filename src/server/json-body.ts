@@ -14,6 +14,16 @@ export const JSON_BODY_BYTES = 1 << 20;
 export const JSON_BODY_DEPTH = 16;
 
 /**
+ * A refusal (415) for a body whose Content-Type declares a charset that is not UTF-8 (or ASCII, a subset), else
+ * undefined: text and JSON bodies are read as UTF-8.
+ */
+export function notUtf8(contentType: string | undefined, type: string): Error | undefined {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8' || charset === 'us-ascii') return undefined;
+  return new Errors.UNSUPPORTED_MEDIA_TYPE(`${type}; charset=${charset} (send UTF-8)`);
+}
+
+/**
  * Replaces Fastify's `application/json` parser: a body over {@link JSON_BODY_BYTES} is 413, one nested deeper than
  * {@link JSON_BODY_DEPTH} 400, one that is not UTF-8 (or declares another charset) refused as a `text/plain` body
  * is; then Fastify's own parser (which refuses `__proto__` keys).
@@ -25,9 +35,8 @@ export function jsonBodies(app: App): void {
     // a route that does not exist answers 404 without its body being read as JSON
     if (req.routeOptions.url === undefined) return done(null, undefined);
     const bytes = body as Buffer;
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
-    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8')
-      return done(new Errors.UNSUPPORTED_MEDIA_TYPE(`application/json; charset=${charset} (send UTF-8)`), undefined);
+    const refusal = notUtf8(req.headers['content-type'], 'application/json');
+    if (refusal) return done(refusal, undefined);
     if (bytes.length > JSON_BODY_BYTES) return done(new Errors.BODY_TOO_LARGE(String(JSON_BODY_BYTES)), undefined);
     if (nestedDeeperThan(bytes, JSON_BODY_DEPTH))
       return done(new Errors.BAD_REQUEST(`the JSON body is nested deeper than ${JSON_BODY_DEPTH} levels`), undefined);

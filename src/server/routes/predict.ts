@@ -14,6 +14,7 @@ import { LARGE_INPUT_BYTES } from '../memory-budget.js';
 import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
 import { bodyReceived, takeTurn } from '../connection.js';
+import { notUtf8 } from '../json-body.js';
 import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 
 const Query = Type.Object(
@@ -92,11 +93,8 @@ export async function predictRoutes(
   }
   // replaces Fastify's own text/plain parser, which would turn invalid UTF-8 into U+FFFD instead of refusing it
   app.addContentTypeParser('text/plain', { parseAs: 'buffer' }, (req, body, done) => {
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
-    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
-      done(new Errors.UNSUPPORTED_MEDIA_TYPE(`text/plain; charset=${charset} (send UTF-8)`), undefined);
-      return;
-    }
+    const refusal = notUtf8(req.headers['content-type'], 'text/plain');
+    if (refusal) return done(refusal, undefined);
     try {
       done(null, new TextInput(decodeUtf8(body as Buffer)));
     } catch (err) {
