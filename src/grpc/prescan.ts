@@ -28,6 +28,13 @@ export const INFER_LIMITS = {
   unknownFields: 256,
   /** Occurrences of a singular field in one message (the last wins; an encoder writes it once). */
   singular: 8,
+  /**
+   * Fields in the whole request, every tag counted (known, unknown, each packed run, empty ones too): each is a step
+   * of the decoder and often an allocation, and the per-message limits multiply over nested messages (8 MiB of empty
+   * packed runs, or of unknown fields spread over parameter values, scanned and decoded in 0.3-0.9 s). A request
+   * with typed contents sent one value per field needs one per value.
+   */
+  fields: 262_144 + 65_536,
 } as const;
 
 /** The largest message of an RPC other than ModelInfer (names, versions and a few parameters). */
@@ -143,38 +150,46 @@ class Reader {
     throw malformed('a varint longer than 10 bytes');
   }
 
-  /** The next field: its number, wire type and payload bounds (a length-delimited field's, without its length). */
-  field(): { num: number; wire: number; start: number; end: number } {
+  /** The last field read by {@link next}: its number, wire type and payload bounds (without a length's bytes). */
+  num = 0;
+  wire = 0;
+  start = 0;
+  stop = 0;
+
+  /** Reads the next field into {@link num}, {@link wire}, {@link start} and {@link stop} (no object per field). */
+  next(): void {
     const at = this.pos;
     const tag = this.varint();
     // protobuf-es reads a tag as a uint32 of at most 5 bytes
     if (this.pos - at > 5 || tag >= 2 ** 32) throw malformed('a tag that is not a uint32');
-    const num = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (num === 0) throw malformed('field number 0');
-    const start = this.pos;
-    switch (wire) {
+    this.num = Math.floor(tag / 8);
+    this.wire = tag & 7;
+    if (this.num === 0) throw malformed('field number 0');
+    switch (this.wire) {
       case Wire.Varint:
+        this.start = this.pos;
         this.varint();
         break;
       case Wire.I64:
+        this.start = this.pos;
         this.pos += 8;
         break;
       case Wire.I32:
+        this.start = this.pos;
         this.pos += 4;
         break;
       case Wire.Len: {
         const length = this.varint();
-        const payload = this.pos;
+        this.start = this.pos;
         this.pos += length;
         if (this.pos > this.end) throw malformed('a length runs past its message');
-        return { num, wire, start: payload, end: this.pos };
+        break;
       }
       default:
-        throw malformed(`wire type ${wire}`); // groups (3, 4) are not in these messages
+        throw malformed(`wire type ${this.wire}`); // groups (3, 4) are not in these messages
     }
     if (this.pos > this.end) throw malformed('a value runs past its message');
-    return { num, wire, start, end: this.pos };
+    this.stop = this.pos;
   }
 }
 
@@ -200,6 +215,8 @@ function packedValues(bytes: Uint8Array, start: number, end: number, width: 0 | 
 export interface WireCounts {
   /** Typed contents elements over all inputs. */
   elements: number;
+  /** Fields read, at every level. */
+  fields: number;
   /** The most values of each field (by the name in {@link INFER_LIMITS}' refusals) that one message holds. */
   readonly most: Map<string, number>;
 }
@@ -207,11 +224,13 @@ export interface WireCounts {
 /** Scans one message of `schema` in `bytes[start, end)`, and the messages its fields hold. */
 function scanMessage(bytes: Uint8Array, start: number, end: number, schema: Message, totals: WireCounts): void {
   const r = new Reader(bytes, start, end);
-  const seen = new Map<number, number>();
+  const seen: number[] = []; // values of each known field, by number (the schemas' numbers are small)
   let unknown = 0;
   while (!r.done()) {
-    const f = r.field();
-    const field = schema[f.num];
+    r.next();
+    if (++totals.fields > INFER_LIMITS.fields)
+      throw new Errors.BAD_REQUEST(`a ModelInferRequest holds at most ${INFER_LIMITS.fields} fields in all`);
+    const field = schema[r.num];
     if (field === undefined) {
       if (++unknown > INFER_LIMITS.unknownFields)
         throw new Errors.BAD_REQUEST(
@@ -220,9 +239,9 @@ function scanMessage(bytes: Uint8Array, start: number, end: number, schema: Mess
       continue;
     }
     let values = 1;
-    if (field.packed && f.wire === Wire.Len)
-      values = packedValues(bytes, f.start, f.end, field.packed.width, field.what);
-    else if (f.wire !== field.wire) throw malformed(`${field.what} sent as wire type ${f.wire}`);
+    if (field.packed && r.wire === Wire.Len)
+      values = packedValues(bytes, r.start, r.stop, field.packed.width, field.what);
+    else if (r.wire !== field.wire) throw malformed(`${field.what} sent as wire type ${r.wire}`);
     if (field.elements) {
       totals.elements += values;
       if (totals.elements > INFER_LIMITS.typedElements)
@@ -230,16 +249,16 @@ function scanMessage(bytes: Uint8Array, start: number, end: number, schema: Mess
           `typed contents hold more than ${INFER_LIMITS.typedElements} elements: send large tensors as raw_input_contents`,
         );
     } else {
-      const n = (seen.get(f.num) ?? 0) + values;
+      const n = (seen[r.num] ?? 0) + values;
       if (n > field.max) throw new Errors.BAD_REQUEST(`a ModelInferRequest holds at most ${field.max} ${field.what}`);
-      seen.set(f.num, n);
+      seen[r.num] = n;
     }
-    if (field.message) scanMessage(bytes, f.start, f.end, field.message, totals);
+    if (field.message) scanMessage(bytes, r.start, r.stop, field.message, totals);
   }
-  for (const [num, n] of seen) {
+  seen.forEach((n, num) => {
     const { what } = schema[num];
-    totals.most.set(what, Math.max(n, totals.most.get(what) ?? 0));
-  }
+    if (n > (totals.most.get(what) ?? 0)) totals.most.set(what, n);
+  });
 }
 
 /**
@@ -250,7 +269,7 @@ function scanMessage(bytes: Uint8Array, start: number, end: number, schema: Mess
  * what it counted (the tests check that the decoder builds exactly that).
  */
 export function prescanModelInfer(bytes: Uint8Array): WireCounts {
-  const counts: WireCounts = { elements: 0, most: new Map() };
+  const counts: WireCounts = { elements: 0, fields: 0, most: new Map() };
   scanMessage(bytes, 0, bytes.length, InferRequest, counts);
   return counts;
 }

@@ -177,6 +177,20 @@ t.test('counts: entries, singular repeats, unknown fields, typed elements', asyn
       code: 'MUON_ERR_INVALID_TENSOR',
     },
   );
+  // what the per-message limits let through but multiplies over nested messages (a review's cases): empty packed
+  // runs (0 values each), unknown fields spread over parameter values; every tag counts against one request-wide cap
+  t.throws(() => prescanModelInfer(bytes(head, len(5, rep([0x1a, 0x00], 400_000)))), {
+    message: /at most 327680 fields in all/,
+  });
+  t.throws(() => prescanModelInfer(bytes(head, len(5, len(5, rep([0x32, 0x00], 400_000))))), {
+    message: /at most 327680 fields in all/,
+  });
+  const value = len(2, rep([0x78, 0x00], 256));
+  const entry = len(4, bytes(len(1, Buffer.from('k')), ...Array.from({ length: 8 }, () => value)));
+  const input = len(5, bytes(...Array.from({ length: 64 }, () => entry)));
+  t.throws(() => prescanModelInfer(bytes(head, ...Array.from({ length: 31 }, () => input))), {
+    message: /at most 327680 fields in all/,
+  });
   // a map entry's key repeated
   t.throws(() => prescanModelInfer(bytes(head, len(4, rep([0x0a, 0x00], 9)))), { message: /at most 8 key/ });
 });
