@@ -26,10 +26,11 @@ export function notUtf8(contentType: string | undefined, type: string): Error | 
 /**
  * Replaces Fastify's `application/json` parser: a body over {@link JSON_BODY_BYTES} is 413, one nested deeper than
  * {@link JSON_BODY_DEPTH} 400, one that is not UTF-8 (or declares another charset) refused as a `text/plain` body
- * is; then Fastify's own parser (which refuses `__proto__` keys).
+ * is; then Fastify's own parser (which refuses `__proto__` and `constructor.prototype` keys).
  */
 export function jsonBodies(app: App): void {
-  const parse = app.getDefaultJsonParser('error', 'ignore');
+  // Fastify's defaults: a `__proto__` or `constructor.prototype` key is refused
+  const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
     // a route that does not exist answers 404 without its body being read as JSON

@@ -54,9 +54,14 @@ t.test('{"text"} must be an object with one string: no coercion', async (t) => {
   }
   const extra = await post('/predict?model=language-id', '{"text":"hola","lang":"es"}');
   t.equal(extra.statusCode, 400, 'an unknown key is refused, not ignored');
-  const proto = await post('/predict?model=language-id', '{"text":"hola","__proto__":{"x":1}}');
-  t.equal(proto.statusCode, 400);
-  t.match(proto.json(), { code: 'MUON_ERR_BAD_REQUEST' });
+  for (const poisoned of [
+    '{"text":"hola","__proto__":{"x":1}}',
+    '{"text":"hola","constructor":{"prototype":{"x":1}}}',
+  ]) {
+    const res = await post('/predict?model=language-id', poisoned);
+    t.equal(res.statusCode, 400, poisoned);
+    t.match(res.json(), { code: 'MUON_ERR_BAD_REQUEST' });
+  }
 });
 
 t.test('a JSON body is UTF-8, as a text/plain one is', async (t) => {
