@@ -11,7 +11,7 @@ import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { clientErrorHandler } from './client-errors.js';
-import { bodyReceived, HandlerWatchdog, isStreamedBody, socketOf } from './connection.js';
+import { bodyReceived, HandlerWatchdog, isLargeAnswer, isStreamedBody, socketOf, timeAnswer } from './connection.js';
 import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
 import { swaggerOptions } from './openapi.js';
@@ -196,10 +196,7 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     if (closing) reply.header('connection', 'close');
-    // the answer to a request with a body holds that request's memory until it is sent: a client that stops reading
-    // it is cut once the socket has been idle as long as an upload may be (a large answer fills the socket's buffers,
-    // then nothing moves), which gives the memory back; Node times the keep-alive wait once the answer is out
-    if (req.holdings !== null) socketOf(req)?.setTimeout(deps.config.uploadTimeoutMs);
+    if (req.holdings !== null && isLargeAnswer(payload)) timeAnswer(req, reply, deps.config.uploadTimeoutMs);
     // a refusal nobody will read (its client is gone) is neither paced nor charged; a 429 is, once its client
     // retries before the Retry-After it was given
     if (pacer === undefined || reply.statusCode < 400 || reply.statusCode >= 500 || reply.raw.destroyed)

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 // The socket side of a request: uploads are timed by the socket's idle timeout; once a body is in, the request may
@@ -22,6 +23,42 @@ export function isStreamedBody(req: Pick<FastifyRequest, 'headers'>): boolean {
 /** The whole body is in: the socket's idle timeout stops counting until the connection's next request. */
 export function bodyReceived(req: Pick<FastifyRequest, 'raw'>): void {
   socketOf(req)?.setTimeout(0);
+}
+
+/**
+ * Answers at least this large are timed while they are sent (see {@link timeAnswer}); a smaller one fits in the
+ * socket's buffers, so it is out (and its request's memory given back) whether or not its client reads it.
+ */
+const TIMED_ANSWER_BYTES = 64 * 1024;
+
+/** Whether an answer's payload is one {@link timeAnswer} should time: a large body, or a stream. */
+export function isLargeAnswer(payload: unknown): boolean {
+  if (typeof payload === 'string') return payload.length >= TIMED_ANSWER_BYTES / 4; // up to 4 bytes a character
+  if (payload instanceof Uint8Array) return payload.length >= TIMED_ANSWER_BYTES;
+  return payload !== null && typeof payload === 'object'; // a stream
+}
+
+/**
+ * Times a large answer to a request with a body, which holds that request's memory until it is sent: a client that
+ * stops reading it is cut once the socket has been idle for `ms` (the answer fills the socket's buffers, then
+ * nothing moves), which gives the memory back. Node counts a write in progress as activity on a TCP socket, so a
+ * client reading slowly but steadily is not cut; on a TLS socket it is not seen, and an answer that takes longer
+ * than about `ms` to drain is cut. Once the answer is out, Node times the keep-alive wait; if a pipelined request
+ * is already computing on the connection, the timer is stopped, as {@link bodyReceived} does.
+ */
+export function timeAnswer(req: Pick<FastifyRequest, 'raw'>, reply: FastifyReply, ms: number): void {
+  const socket = socketOf(req);
+  if (socket === undefined) return;
+  socket.setTimeout(ms);
+  reply.raw.once('finish', untimeIfNextComputes);
+}
+
+/** (A function shared by every answer, not a closure per request: see Holdings.whenAnswered.) */
+function untimeIfNextComputes(this: ServerResponse): void {
+  // (the request's socket: Node has detached the response's by now)
+  const socket = this.req.socket as (TimedSocket & { parser?: { incoming?: IncomingMessage | null } }) | null;
+  const next = socket?.parser?.incoming;
+  if (socket && next && next !== this.req && next.complete) socket.setTimeout(0);
 }
 
 /** Body bytes the event loop passes on in one turn before the bodies being read wait for the next. */

@@ -1,6 +1,10 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { packageRoot } from '../../src/config.js';
 import { metricValue, startApp } from '../helpers/app.js';
 
 // A client that stops reading its answer must not hold the memory its request was granted for ever: an adversarial
@@ -54,4 +58,53 @@ t.test('an answer its client stops reading is cut, and its memory given back', a
     payload: 'bonjour tout le monde',
   });
   t.equal(res.statusCode, 200);
+});
+
+// The timer a large answer arms must not cut the next request of a pipelined connection while that one computes.
+t.test('a pipelined request computing after a large answer is not cut', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'muon-pipelined-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const name of ['text-recognition', 'text-orientation'])
+    cpSync(path.join(packageRoot, 'models', name), path.join(dir, name), { recursive: true });
+  // a lone text-orientation request waits 2.5 s in the queue: longer than the timeout
+  const file = path.join(dir, 'text-orientation/manifest.json');
+  const manifest = JSON.parse(readFileSync(file, 'utf8'));
+  writeFileSync(file, JSON.stringify({ ...manifest, batching: { maxBatchSize: 8, maxQueueDelayMs: 2500 } }));
+  const served = await startApp({ MUON_MODEL_REPOSITORY: dir, MUON_UPLOAD_TIMEOUT_MS: '1000', MUON_WARMUP: 'false' });
+  t.teardown(() => served.close());
+  await served.app.listen({ port: 0, host: '127.0.0.1' });
+  const shape = [1, 3, 48, 2000];
+  const n = shape.reduce((a, b) => a * b, 1);
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: 'x', shape, datatype: 'FP32', parameters: { binary_data_size: 4 * n } }],
+      parameters: { binary_data_output: true },
+    }),
+  );
+  const body = Buffer.concat([header, Buffer.alloc(4 * n)]);
+  const png = readFileSync(path.join(packageRoot, 'test/fixtures/text-lines/line-03.png'));
+  const socket = connect((served.app.server.address() as { port: number }).port, '127.0.0.1');
+  let received = '';
+  socket.on('data', (c: Buffer) => (received += c.toString('latin1')));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.write(
+    Buffer.concat([
+      Buffer.from(
+        `POST /v2/models/text-recognition/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n` +
+          `inference-header-content-length: ${header.length}\r\ncontent-length: ${body.length}\r\n\r\n`,
+      ),
+      body,
+      Buffer.from(
+        `POST /predict?model=text-orientation HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n` +
+          `content-length: ${png.length}\r\n\r\n`,
+      ),
+      png,
+    ]),
+  );
+  for (let i = 0; i < 200 && (received.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await sleep(50);
+  const statuses = [...received.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+  t.same(statuses, ['200', '200'], 'both answered on the one connection');
+  t.match(received, /"task":"image-classification"/);
+  socket.destroy();
+  await closed;
 });
