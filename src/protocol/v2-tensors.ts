@@ -116,9 +116,12 @@ const FP32_MAX = 3.4028234663852886e38;
 const FP16_MAX = 65504;
 
 /**
- * JSON tensor data as one flat list: a scalar, a flat (row-major) list, or lists nested exactly as the shape says.
- * Walked without recursion and stopped as soon as it holds more values than the shape, so neither a body
- * nested 10,000 deep nor a huge list costs more than the shape allows.
+ * JSON tensor data as one flat list: a scalar, a flat (row-major) list, or lists nested along the shape's first axes
+ * with flat runs under them (`[[...all 3 x 48 x 192 values...]]` for `[1, 3, 48, 192]`, as Triton's clients may send a
+ * batch of flattened rows): every list above the runs has its axis's length, every run the size of the axes it
+ * flattens, all runs at one depth. A ragged body (rows of 619 and 621 values for `[2, 620]`) is refused, not re-flowed
+ * into the shape. Walked without recursion and stopped as soon as it holds more values than the shape, so neither a
+ * body nested 10,000 deep nor a huge list costs more than the shape allows.
  */
 function flatten(data: unknown, name: string, count: number, shape: readonly number[]): unknown[] {
   if (!Array.isArray(data)) {
@@ -126,27 +129,34 @@ function flatten(data: unknown, name: string, count: number, shape: readonly num
     return [data];
   }
   const rank = shape.length;
-  // flat (no list inside the top one), or nested as the shape says: every list at depth d has shape[d] entries, all
-  // lists above the last axis and all values on it (a ragged body must not be re-flowed into the shape)
-  const nested = data.some(Array.isArray);
+  // the values under axis d: what a flat run at depth d holds
+  const under = (d: number) => (shape.slice(d).includes(0) ? 0 : shape.slice(d).reduce((a, b) => a * b, 1));
+  const ragged = (depth: number) =>
+    bad(`input '${name}': nested data must follow its shape [${shape.join(', ')}] (lists at depth ${depth})`);
+  /** The depth of the lists that hold values, once one value is seen. */
+  let runs: number | undefined;
   const out: unknown[] = [];
   const stack: { list: unknown[]; at: number }[] = [{ list: data, at: 0 }];
-  const ragged = (depth: number) =>
-    bad(`input '${name}': data nested as lists must follow its shape [${shape.join(', ')}] (axis ${depth})`);
-  if (nested && data.length !== shape[0]) throw ragged(0);
   while (stack.length > 0) {
     const top = stack[stack.length - 1];
+    const depth = stack.length - 1;
     if (top.at === top.list.length) {
+      // a finished list: the length of its axis above the runs, the size of a run at their depth
+      if (depth > 0 || runs !== 0) {
+        const want = runs === undefined ? [shape[depth], under(depth)] : [depth < runs ? shape[depth] : under(depth)];
+        if (!want.includes(top.list.length)) throw ragged(depth);
+      }
       stack.pop();
       continue;
     }
     const v = top.list[top.at++];
     if (Array.isArray(v)) {
-      if (stack.length >= Math.max(rank, 1)) throw bad(`input '${name}': data is nested deeper than its ${rank} axes`);
-      if (!nested || v.length !== shape[stack.length]) throw ragged(stack.length);
+      if (depth + 1 >= Math.max(rank, 1)) throw bad(`input '${name}': data is nested deeper than its ${rank} axes`);
+      if (runs !== undefined && depth + 1 > runs) throw ragged(depth + 1);
       stack.push({ list: v, at: 0 });
     } else {
-      if (nested && stack.length !== rank) throw ragged(stack.length);
+      runs ??= depth;
+      if (depth !== runs) throw ragged(depth);
       if (out.push(v) > count) throw bad(`input '${name}' has more values than its shape holds (${count})`);
     }
   }

@@ -24,7 +24,10 @@ export function clientErrorHandler(err: Error & { code?: string; reason?: string
     error: STATUS_CODES[status],
     message: refusal.message,
   });
-  if (socket.writable)
+  // not into an answer already under way on the connection (a pipelined request refused while the one before it is
+  // sent): that one is cut instead, as Node itself does
+  const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (socket.writable && answering?.headersSent !== true)
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
