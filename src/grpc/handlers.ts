@@ -205,7 +205,9 @@ export function inferenceHandlers(deps: GrpcDeps): UntypedServiceImplementation 
           request,
         );
         const { response, bytes } = encodeModelInfer(model, request, outputs);
-        hold(budget.charge(bytes)); // in memory already: counted until it is sent
+        // in memory already: counted until grpc-js has it (not until it is sent: grpc-js does not say when a unary
+        // answer leaves, so an answer its client does not read sits in HTTP/2's buffers uncounted)
+        hold(budget.charge(bytes));
         return response;
       },
       // counted in muon_requests_total like REST infer requests (with the HTTP status of the outcome), once the

@@ -119,8 +119,8 @@ export function buildApp(deps: AppDeps): App {
     if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
     if (req.method === 'GET' || req.method === 'HEAD') return done();
     // only the v2 routes inflate a body (content-encoding.ts); elsewhere a compressed body would be read as it is
-    const encoding = req.headers['content-encoding'];
-    if (encoding !== undefined && encoding.toLowerCase() !== 'identity' && !req.url.startsWith('/v2/'))
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity' && !req.url.startsWith('/v2/'))
       return done(
         new Errors.UNSUPPORTED_MEDIA_TYPE(
           `a body with Content-Encoding ${encoding} (only /v2 infer bodies may be gzip or deflate: send it as it is)`,

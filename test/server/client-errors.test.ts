@@ -64,6 +64,15 @@ t.test('a compressed body outside v2 is refused, not read as it is', async (t) =
   });
   t.equal(res.statusCode, 415);
   t.match(res.json(), { code: 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE', message: /Content-Encoding gzip/ });
+  for (const none of ['identity', ' Identity ', '']) {
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: '/predict?model=language-id',
+      headers: { 'content-type': 'text/plain', 'content-encoding': none },
+      payload: 'bonjour tout le monde',
+    });
+    t.equal(res.statusCode, 200, `Content-Encoding '${none}' is none`);
+  }
   const identity = await ctx.app.inject({
     method: 'POST',
     url: '/predict?model=language-id',
