@@ -120,7 +120,8 @@ export function buildApp(deps: AppDeps): App {
     if (req.method === 'GET' || req.method === 'HEAD') return done();
     // only the v2 routes inflate a body (content-encoding.ts); elsewhere a compressed body would be read as it is
     const encoding = req.headers['content-encoding']?.trim().toLowerCase();
-    if (encoding && encoding !== 'identity' && !req.url.startsWith('/v2/'))
+    const hasBody = Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (encoding && encoding !== 'identity' && hasBody && !req.url.startsWith('/v2/'))
       return done(
         new Errors.UNSUPPORTED_MEDIA_TYPE(
           `a body with Content-Encoding ${encoding} (only /v2 infer bodies may be gzip or deflate: send it as it is)`,

@@ -64,6 +64,13 @@ t.test('a compressed body outside v2 is refused, not read as it is', async (t) =
   });
   t.equal(res.statusCode, 415);
   t.match(res.json(), { code: 'MUON_ERR_UNSUPPORTED_MEDIA_TYPE', message: /Content-Encoding gzip/ });
+  // an empty body has nothing to inflate: its encoding does not matter (the route answers for the missing input)
+  const empty = await ctx.app.inject({
+    method: 'POST',
+    url: '/predict?model=language-id',
+    headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' },
+  });
+  t.match(empty.json(), { code: 'MUON_ERR_MISSING_INPUT' });
   for (const none of ['identity', ' Identity ', '']) {
     const res = await ctx.app.inject({
       method: 'POST',
