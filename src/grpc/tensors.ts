@@ -1,4 +1,5 @@
 import { create, toBinary } from '@bufbuild/protobuf';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { Errors } from '../errors.js';
 import type { HostTensor, TensorType } from '../models/session.js';
 import type { TensorOutputs } from '../models/tensors.js';
@@ -217,18 +218,10 @@ function typedContents(t: HostTensor): Uint8Array {
   return concat(lengthDelimited(field, [data]));
 }
 
-/** A varint's bytes. */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80);
-  out.push(n);
-  return out;
-}
-
-/** A length-delimited field holding `parts`: its tag and length, then the parts (not copied). */
+/** A length-delimited field holding `parts`: its tag and length (protobuf-es's writer), then the parts (not copied). */
 function lengthDelimited(field: number, parts: Uint8Array[]): Uint8Array[] {
   const length = parts.reduce((n, p) => n + p.length, 0);
-  return [Uint8Array.from([...varint(field * 8 + 2), ...varint(length)]), ...parts];
+  return [new BinaryWriter().tag(field, WireType.LengthDelimited).uint32(length).finish(), ...parts];
 }
 
 /** The parts in one buffer. */

@@ -248,8 +248,7 @@ export function encodeInferResponse(
   request: AnswerRequest,
   outputs: Record<string, HostTensor>,
 ): EncodedResponse {
-  const wanted: readonly RequestedOutput[] =
-    request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
+  const wanted = wantedOutputs(request, outputs);
   const binary: Buffer[] = [];
   const list = wanted.map(({ name, binary: asBinary, classes }) => {
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
@@ -286,14 +285,25 @@ export function encodeInferResponse(
   };
 }
 
+/** The outputs an answer sends, in order: those asked for, or all of them in the request's form. */
+const wantedOutputs = (request: AnswerRequest, outputs: Record<string, HostTensor>): readonly RequestedOutput[] =>
+  request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
+
 /** Elements the answer writes as JSON numbers (the outputs not sent as binary data). */
 export function jsonElements(request: AnswerRequest, outputs: Record<string, HostTensor>): number {
-  const wanted = request.outputs ?? Object.keys(outputs).map((name) => ({ name, binary: request.binaryOutput }));
-  return wanted.reduce(
+  return wantedOutputs(request, outputs).reduce(
     (n, o) => n + (o.binary || !Object.hasOwn(outputs, o.name) ? 0 : outputs[o.name].data.length),
     0,
   );
 }
+
+/** The outputs the answer sends, by name (what a task worker that writes it needs of them). */
+export const sentOutputs = (request: AnswerRequest, outputs: Record<string, HostTensor>): Record<string, HostTensor> =>
+  Object.fromEntries(
+    wantedOutputs(request, outputs)
+      .filter((o) => Object.hasOwn(outputs, o.name))
+      .map((o) => [o.name, outputs[o.name]]),
+  );
 
 /**
  * The response body of an infer request: its JSON header, then the binary outputs, if any (`headerLength`: the

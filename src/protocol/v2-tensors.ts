@@ -130,7 +130,7 @@ function flatten(data: unknown, name: string, count: number, shape: readonly num
   }
   const rank = shape.length;
   // the values under axis d: what a flat run at depth d holds
-  const under = (d: number) => (shape.slice(d).includes(0) ? 0 : shape.slice(d).reduce((a, b) => a * b, 1));
+  const under = shape.map((_, d) => elements(shape.slice(d)));
   const ragged = (depth: number) =>
     bad(`input '${name}': nested data must follow its shape [${shape.join(', ')}] (lists at depth ${depth})`);
   /** The depth of the lists that hold values, once one value is seen. */
@@ -143,7 +143,7 @@ function flatten(data: unknown, name: string, count: number, shape: readonly num
     if (top.at === top.list.length) {
       // a finished list: the length of its axis above the runs, the size of a run at their depth
       if (depth > 0 || runs !== 0) {
-        const want = runs === undefined ? [shape[depth], under(depth)] : [depth < runs ? shape[depth] : under(depth)];
+        const want = runs === undefined ? [shape[depth], under[depth]] : [depth < runs ? shape[depth] : under[depth]];
         if (!want.includes(top.list.length)) throw ragged(depth);
       }
       stack.pop();

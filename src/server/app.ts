@@ -11,6 +11,7 @@ import { Errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRepository } from '../models/repository.js';
 import { clientErrorHandler } from './client-errors.js';
+import { carriesBody, declaredEncoding } from './content-encoding.js';
 import { bodyReceived, HandlerWatchdog, isLargeAnswer, isStreamedBody, socketOf, timeAnswer } from './connection.js';
 import { errorFormatOf, errorHandler, formatError, toClientError } from './error-mapping.js';
 import { clientKey, ErrorPacer, isClientError } from './error-pacing.js';
@@ -119,9 +120,8 @@ export function buildApp(deps: AppDeps): App {
     if (closing && !req.url.startsWith('/v2/health')) return done(new Errors.SHUTTING_DOWN());
     if (req.method === 'GET' || req.method === 'HEAD') return done();
     // only the v2 routes inflate a body (content-encoding.ts); elsewhere a compressed body would be read as it is
-    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
-    const hasBody = Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (encoding && encoding !== 'identity' && hasBody && !req.url.startsWith('/v2/'))
+    const encoding = declaredEncoding(req);
+    if (encoding !== undefined && carriesBody(req) && !req.url.startsWith('/v2/'))
       return done(
         new Errors.UNSUPPORTED_MEDIA_TYPE(
           `a body with Content-Encoding ${encoding} (only /v2 infer bodies may be gzip or deflate: send it as it is)`,

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { Errors } from '../errors.js';
+import { toClientError } from './error-mapping.js';
 
 /**
  * Fastify's `clientErrorHandler`: a request Node's HTTP parser refuses (two Content-Lengths, a bad chunk size, a
@@ -17,13 +18,10 @@ export function clientErrorHandler(err: Error & { code?: string; reason?: string
       : err.code === 'HPE_HEADER_OVERFLOW'
         ? new Errors.HEADERS_TOO_LARGE(why)
         : new Errors.BAD_REQUEST(`the request is not valid HTTP/1.1 (${err.code ?? 'parse error'}: ${why})`);
-  const status = refusal.statusCode ?? 400;
-  const body = JSON.stringify({
-    statusCode: status,
-    code: refusal.code,
-    error: STATUS_CODES[status],
-    message: refusal.message,
-  });
+  // the body every refusal gets (the request has no id yet: none is named)
+  const { body: answer } = toClientError(refusal, '');
+  const status = answer.statusCode;
+  const body = JSON.stringify(answer);
   // not into an answer already under way on the connection (a pipelined request refused while the one before it is
   // sent): that one is cut instead, as Node itself does
   const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;

@@ -9,12 +9,21 @@ import { BodyMeter, type AdmissionBudget } from './memory-budget.js';
 // `response_compression_algorithm` use it: `Content-Encoding: gzip | deflate` (deflate is the zlib format) on the
 // request, `Accept-Encoding` for the answer. Node's zlib, streaming, on the thread pool: no dependency.
 
+/** A request's Content-Encoding, trimmed and lower-cased; undefined when it says none (absent, empty, identity). */
+export function declaredEncoding(req: Pick<FastifyRequest, 'headers'>): string | undefined {
+  const e = req.headers['content-encoding']?.trim().toLowerCase();
+  return e === undefined || e === '' || e === 'identity' ? undefined : e;
+}
+
+/** Whether a request carries a body to read (and so to inflate): a content-length over 0, or a chunked one. */
+export const carriesBody = (req: Pick<FastifyRequest, 'headers'>): boolean =>
+  Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'] !== undefined;
+
 /** The request body's encoding: undefined for none (or identity); a 415 for any other than gzip or deflate. */
 export function requestEncoding(req: FastifyRequest): 'gzip' | 'deflate' | undefined {
-  const raw = req.headers['content-encoding'];
-  if (raw === undefined) return undefined;
-  const e = raw.trim().toLowerCase();
-  if (e === '' || e === 'identity') return undefined;
+  const e = declaredEncoding(req);
+  if (e === undefined) return undefined;
+  const raw = req.headers['content-encoding']!;
   if (e === 'gzip' || e === 'x-gzip') return 'gzip';
   if (e === 'deflate') return 'deflate';
   throw new Errors.UNSUPPORTED_MEDIA_TYPE(`Content-Encoding '${raw.slice(0, 64)}' (send gzip, deflate or identity)`);

@@ -3,9 +3,8 @@ import { Type, type Static } from 'typebox';
 import { serverInfo } from '../../config.js';
 import { Errors } from '../../errors.js';
 import type { LoadedModel } from '../../models/repository.js';
-import type { TensorOutputs } from '../../models/tensors.js';
 import type { App, RouteDeps } from '../app.js';
-import { compress, inflatedBody, requestEncoding, responseEncoding } from '../content-encoding.js';
+import { carriesBody, compress, inflatedBody, requestEncoding, responseEncoding } from '../content-encoding.js';
 import { errorHandler } from '../error-mapping.js';
 import { batchedOnAxis0 } from '../../protocol/triton-config.js';
 import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
@@ -19,7 +18,7 @@ import {
   jsonHeaderBytes,
   parseInferBody,
   requestedOutputs,
-  type AnswerRequest,
+  sentOutputs,
   type InferRequest,
 } from '../../protocol/v2-codec.js';
 import { datatypeOf } from '../../protocol/v2-tensors.js';
@@ -39,14 +38,6 @@ export const OFF_LOOP_JSON_BYTES = 32 * 1024;
  * event loop, and health probes failed meanwhile.
  */
 export const OFF_LOOP_JSON_ELEMENTS = 16_384;
-
-/** The outputs an answer sends: only those are copied to the task worker that writes it. */
-const usedOutputs = (request: AnswerRequest, outputs: TensorOutputs) =>
-  request.outputs === undefined
-    ? outputs
-    : Object.fromEntries(
-        request.outputs.filter((o) => Object.hasOwn(outputs, o.name)).map((o) => [o.name, outputs[o.name]]),
-      );
 
 /** Bytes a number of a JSON answer takes while it is written: an array element (8), its text and its bytes in the body (about 20 each). */
 const JSON_NUMBER_BYTES = 48;
@@ -161,8 +152,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
   // it arrives, within the body limit and the memory budget
   app.addHook('preParsing', (req, _reply, payload, done) => {
     // (only an infer body has an encoding: a GET, a HEAD or an empty POST passes whatever it says)
-    const body = Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (req.method !== 'POST' || !body) return done(null, payload);
+    if (req.method !== 'POST' || !carriesBody(req)) return done(null, payload);
     try {
       const encoding = requestEncoding(req);
       done(null, encoding ? inflatedBody(req, payload, encoding, config.maxBodyBytes, budget) : payload);
@@ -309,7 +299,7 @@ export async function v2Routes(app: App, { repository, metrics, config, budget }
     const { body: encoded, headerLength: answerHeader } =
       numbers < OFF_LOOP_JSON_ELEMENTS
         ? encodeInferBody(answer.model, answer.request, outputs)
-        : await workers.run(inferAnswer, { ...answer, outputs: usedOutputs(answer.request, outputs) });
+        : await workers.run(inferAnswer, { ...answer, outputs: sentOutputs(answer.request, outputs) });
     // (a Uint8Array once it crossed from a worker)
     const body = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     // the header length is the uncompressed JSON's (Triton's): a client inflates the body, then splits it
