@@ -17,9 +17,12 @@ await ctx.app.listen({ port: 0, host: '127.0.0.1' });
 const { port } = ctx.app.server.address() as { port: number };
 const used = () => metricValue(ctx.metrics, 'muon_memory_budget_bytes', { kind: 'used' });
 
-t.test('an answer its client stops reading is cut, and its memory given back', async (t) => {
-  // text-recognition over a 14,000-pixel line, binary output: 40 MB of scores
-  const shape = [1, 3, 48, 14_000];
+/**
+ * A v2 request to text-recognition over a line `width` pixels wide, binary tensors in and out, as the bytes of one
+ * HTTP/1.1 request (its answer: 4 x width / 8 x 6,625 bytes of scores).
+ */
+function recognizerRequest(width: number): Buffer {
+  const shape = [1, 3, 48, width];
   const n = shape.reduce((a, b) => a * b, 1);
   const header = Buffer.from(
     JSON.stringify({
@@ -28,6 +31,17 @@ t.test('an answer its client stops reading is cut, and its memory given back', a
     }),
   );
   const body = Buffer.concat([header, Buffer.alloc(4 * n)]);
+  return Buffer.concat([
+    Buffer.from(
+      `POST /v2/models/text-recognition/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n` +
+        `inference-header-content-length: ${header.length}\r\ncontent-length: ${body.length}\r\n\r\n`,
+    ),
+    body,
+  ]);
+}
+
+t.test('an answer its client stops reading is cut, and its memory given back', async (t) => {
+  // text-recognition over a 14,000-pixel line, binary output: 40 MB of scores
   const socket = connect(port, '127.0.0.1');
   socket.on('error', () => {});
   let first = 0;
@@ -38,11 +52,7 @@ t.test('an answer its client stops reading is cut, and its memory given back', a
       resolve();
     }),
   );
-  socket.write(
-    `POST /v2/models/text-recognition/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n` +
-      `inference-header-content-length: ${header.length}\r\ncontent-length: ${body.length}\r\n\r\n`,
-  );
-  socket.write(body);
+  socket.write(recognizerRequest(14_000));
   await answering;
   t.ok(first > 0, 'the answer began');
   t.ok((await used()) > 40e6, 'the answer holds its memory while it is sent');
@@ -73,15 +83,6 @@ t.test('a pipelined request computing after a large answer is not cut', async (t
   const served = await startApp({ MUON_MODEL_REPOSITORY: dir, MUON_UPLOAD_TIMEOUT_MS: '1000', MUON_WARMUP: 'false' });
   t.teardown(() => served.close());
   await served.app.listen({ port: 0, host: '127.0.0.1' });
-  const shape = [1, 3, 48, 2000];
-  const n = shape.reduce((a, b) => a * b, 1);
-  const header = Buffer.from(
-    JSON.stringify({
-      inputs: [{ name: 'x', shape, datatype: 'FP32', parameters: { binary_data_size: 4 * n } }],
-      parameters: { binary_data_output: true },
-    }),
-  );
-  const body = Buffer.concat([header, Buffer.alloc(4 * n)]);
   const png = readFileSync(path.join(packageRoot, 'test/fixtures/text-lines/line-03.png'));
   const socket = connect((served.app.server.address() as { port: number }).port, '127.0.0.1');
   let received = '';
@@ -89,11 +90,7 @@ t.test('a pipelined request computing after a large answer is not cut', async (t
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.write(
     Buffer.concat([
-      Buffer.from(
-        `POST /v2/models/text-recognition/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n` +
-          `inference-header-content-length: ${header.length}\r\ncontent-length: ${body.length}\r\n\r\n`,
-      ),
-      body,
+      recognizerRequest(2000),
       Buffer.from(
         `POST /predict?model=text-orientation HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n` +
           `content-length: ${png.length}\r\n\r\n`,
