@@ -53,6 +53,16 @@ export function decodeUtf8(bytes: Uint8Array): string {
 }
 
 /**
+ * A refusal (415) for a body whose Content-Type declares a charset that is not UTF-8 (or ASCII, a subset), else
+ * undefined: text and JSON bodies are read as UTF-8.
+ */
+export function notUtf8(contentType: string | undefined, type: string): Error | undefined {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8' || charset === 'us-ascii') return undefined;
+  return new Errors.UNSUPPORTED_MEDIA_TYPE(`${type}; charset=${charset} (send UTF-8)`);
+}
+
+/**
  * Checks a text input against the model's limit before any work is done on it.
  * @param maxBytes largest accepted size in UTF-8 bytes
  * @throws Errors.MISSING_INPUT for empty or whitespace-only text, Errors.TEXT_TOO_LARGE above `maxBytes`

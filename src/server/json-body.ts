@@ -1,5 +1,5 @@
 import { Errors } from '../errors.js';
-import { decodeUtf8 } from '../preprocess/text.js';
+import { decodeUtf8, notUtf8 } from '../preprocess/text.js';
 import { nestedDeeperThan } from '../protocol/v2-codec.js';
 import type { App } from './app.js';
 
@@ -12,16 +12,6 @@ import type { App } from './app.js';
 export const JSON_BODY_BYTES = 1 << 20;
 /** How deep such a body may nest (`{"text"}` is 1 deep). */
 export const JSON_BODY_DEPTH = 16;
-
-/**
- * A refusal (415) for a body whose Content-Type declares a charset that is not UTF-8 (or ASCII, a subset), else
- * undefined: text and JSON bodies are read as UTF-8.
- */
-export function notUtf8(contentType: string | undefined, type: string): Error | undefined {
-  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1]?.toLowerCase();
-  if (charset === undefined || charset === 'utf-8' || charset === 'utf8' || charset === 'us-ascii') return undefined;
-  return new Errors.UNSUPPORTED_MEDIA_TYPE(`${type}; charset=${charset} (send UTF-8)`);
-}
 
 /**
  * Replaces Fastify's `application/json` parser: a body over {@link JSON_BODY_BYTES} is 413, one nested deeper than

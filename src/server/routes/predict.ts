@@ -8,13 +8,12 @@ import type { LoadedModel } from '../../models/repository.js';
 import type { WireInput } from '../../models/tasks/task.js';
 import { abortOnClose, requestTimeoutMs, trackRequests } from '../request-metrics.js';
 import { isWav } from '../../preprocess/audio.js';
-import { decodeUtf8 } from '../../preprocess/text.js';
+import { decodeUtf8, notUtf8 } from '../../preprocess/text.js';
 import type { App, RouteDeps } from '../app.js';
 import { LARGE_INPUT_BYTES } from '../memory-budget.js';
 import { inputCost } from '../request-cost.js';
 import { RequestCapture } from '../capture.js';
 import { bodyReceived, takeTurn } from '../connection.js';
-import { notUtf8 } from '../json-body.js';
 import { Binary, DOC_ONLY, type DocOnly } from '../openapi.js';
 
 const Query = Type.Object(
